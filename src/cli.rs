@@ -1,0 +1,244 @@
+//! Command-line interface. Exit codes: 0 success, 1 failure while running, 2 bad input
+//! (usage, scenario, trace).
+
+use crate::engine::config::EngineSetup;
+use crate::error::{Error, Result};
+use crate::output::OutputDir;
+use crate::scenario::{load_scenario, to_yaml_string, Scenario, Source, Workload};
+use crate::sim::recorder::Recorder;
+use crate::workload;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+/// kvsim: simulate the KV cache of LLM serving.
+#[derive(Parser, Debug)]
+#[command(name = "kvsim", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay a scenario's workload through the modelled engine and report.
+    Run {
+        /// Scenario YAML file.
+        scenario: PathBuf,
+        /// Override a field: dotted.key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Output directory (default: output.dir, or out/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the summary as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Write no files; print the summary only.
+        #[arg(long)]
+        no_files: bool,
+        /// Recount every block after every step (slow; for debugging).
+        #[arg(long)]
+        audit: bool,
+    },
+    /// Check a scenario without running it.
+    Validate {
+        /// Scenario YAML file.
+        scenario: PathBuf,
+        /// Override a field: dotted.key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Inspect, generate and convert traces.
+    Trace {
+        #[command(subcommand)]
+        command: TraceCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TraceCommand {
+    /// Count, duration, rate, length percentiles and the prefix-reuse bound.
+    Stats {
+        /// A scenario YAML (its workload, with its window and scaling) or a trace file.
+        input: PathBuf,
+        /// Format of a trace file given directly.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Override a scenario field: dotted.key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Engine block size for the engine-level bound (default: the scenario's, or 16).
+        #[arg(long)]
+        block_size: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a scenario's workload (synthetic or any trace) as a native kvsim CSV.
+    Synth {
+        /// Scenario YAML whose workload to write.
+        scenario: PathBuf,
+        /// Override a scenario field: dotted.key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Output CSV file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Tokens per prefix hash in the output.
+        #[arg(long, default_value_t = 16)]
+        block_tokens: u32,
+    },
+}
+
+/// Trace formats accepted on the command line.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Format {
+    Mooncake,
+    Azure,
+    Ragpulse,
+    Native,
+}
+
+/// Parse arguments, run, print errors; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match dispatch(cli.command) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn dispatch(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Run { scenario, sets, out, json, no_files, audit } => run(&scenario, &sets, out, json, no_files, audit),
+        Command::Validate { scenario, sets } => validate(&scenario, &sets),
+        Command::Trace { command: TraceCommand::Stats { input, format, sets, block_size, json } } => {
+            trace_stats(&input, format, &sets, block_size, json)
+        }
+        Command::Trace { command: TraceCommand::Synth { scenario, sets, out, block_tokens } } => trace_synth(&scenario, &sets, &out, block_tokens),
+    }
+}
+
+/// Load and fully check a scenario: the file, the model and GPU, the memory plan, and that
+/// the trace opens and its first row parses.
+fn load_checked(path: &Path, sets: &[String]) -> Result<(Scenario, EngineSetup)> {
+    let s = load_scenario(path, sets)?;
+    let setup = EngineSetup::from_scenario(&s)?;
+    let mut stream = workload::open(&s.workload, s.seed)?;
+    if let Some(Err(e)) = stream.next() {
+        return Err(e);
+    }
+    Ok((s, setup))
+}
+
+fn run(path: &Path, sets: &[String], out: Option<PathBuf>, json: bool, no_files: bool, audit: bool) -> Result<()> {
+    let (s, setup) = load_checked(path, sets)?;
+    let dir = out.or_else(|| s.output.dir.clone()).unwrap_or_else(|| PathBuf::from("out").join(&s.name));
+    let (outdir, req_file, step_file) = if no_files {
+        (None, None, None)
+    } else {
+        let (d, r, st) = OutputDir::create(&dir, s.output.per_request, s.output.per_step)?;
+        (Some(d), r, st)
+    };
+    let mut rec = Recorder::new(req_file, step_file, s.slo.clone())?;
+    let started = std::time::Instant::now();
+    let summary = crate::sim::run(&s, &setup, &mut rec, audit)?;
+    let elapsed = started.elapsed();
+    let summary_json = serde_json::to_string_pretty(&summary).map_err(|e| Error::failure(e.to_string()))?;
+    if let Some(d) = outdir {
+        let dir_shown = d.path().display().to_string();
+        d.commit(&to_yaml_string(&s)?, &summary_json)?;
+        eprintln!("wrote {dir_shown}/{{requests.csv,steps.csv,scenario.yaml,summary.json}}");
+    }
+    if json {
+        println!("{summary_json}");
+    } else {
+        print!("{}", summary.to_table());
+        eprintln!("simulated in {:.3} s", elapsed.as_secs_f64());
+    }
+    Ok(())
+}
+
+fn validate(path: &Path, sets: &[String]) -> Result<()> {
+    let (s, setup) = load_checked(path, sets)?;
+    println!(
+        "{}: ok ({} on {}, {} GPU blocks of {} tokens, max_num_batched_tokens {}, max_num_seqs {})",
+        path.display(),
+        setup.model.name,
+        setup.gpu.name,
+        setup.memory.num_gpu_blocks,
+        setup.block_size,
+        setup.scheduler.max_num_batched_tokens,
+        setup.scheduler.max_num_seqs
+    );
+    let _ = s;
+    Ok(())
+}
+
+fn is_yaml(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml") | Some("yml"))
+}
+
+fn trace_workload(input: &Path, format: Option<Format>, sets: &[String]) -> Result<(Workload, u64, u32)> {
+    if is_yaml(input) && format.is_none() {
+        let s = load_scenario(input, sets)?;
+        return Ok((s.workload, s.seed, s.kv_cache.block_size));
+    }
+    let format = format.ok_or_else(|| Error::input("trace stats: give a scenario .yaml, or a trace file with --format"))?;
+    let path = input.to_path_buf();
+    let source = match format {
+        Format::Mooncake => Source::Mooncake { path, block_tokens: 512 },
+        Format::Azure => Source::Azure { path },
+        Format::Ragpulse => Source::Ragpulse { path },
+        Format::Native => Source::Native { path },
+    };
+    let w = Workload { source, time_scale: 1.0, rate_scale: 1.0, start_s: None, end_s: None, limit: None };
+    Ok((w, 0, 16))
+}
+
+fn trace_stats(input: &Path, format: Option<Format>, sets: &[String], block_size: Option<u32>, json: bool) -> Result<()> {
+    let (w, seed, bs) = trace_workload(input, format, sets)?;
+    let bs = block_size.unwrap_or(bs);
+    if bs == 0 {
+        return Err(Error::input("--block-size must be at least 1"));
+    }
+    let stats = workload::stats::trace_stats(workload::open(&w, seed)?, bs)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats).map_err(|e| Error::failure(e.to_string()))?);
+    } else {
+        print!("{}", stats.to_table());
+    }
+    Ok(())
+}
+
+fn trace_synth(path: &Path, sets: &[String], out: &Path, block_tokens: u32) -> Result<()> {
+    if block_tokens == 0 {
+        return Err(Error::input("--block-tokens must be at least 1"));
+    }
+    let s = load_scenario(path, sets)?;
+    let stream = workload::open(&s.workload, s.seed)?;
+    let part = out.with_extension("csv.partial");
+    let file = std::fs::File::create(&part).map_err(|e| Error::failure(format!("cannot create {}: {e}", part.display())))?;
+    let result = workload::native::write_native(file, stream, block_tokens);
+    match result {
+        Ok(n) => {
+            std::fs::rename(&part, out).map_err(|e| Error::failure(format!("cannot write {}: {e}", out.display())))?;
+            eprintln!("wrote {n} requests to {}", out.display());
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            Err(e)
+        }
+    }
+}

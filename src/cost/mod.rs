@@ -1,0 +1,77 @@
+//! Step-time models. The engine describes each step as a [`BatchShape`]; a [`CostModel`]
+//! turns it into nanoseconds. The roofline model is the default; calibrated tables (a later
+//! issue) implement the same trait.
+
+mod roofline;
+
+pub use roofline::Roofline;
+
+/// One request's share of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqWork {
+    /// Tokens computed for this request in the step.
+    pub new_tokens: u32,
+    /// Tokens already in its KV cache before the step (cached prefix or earlier chunks).
+    pub context: u32,
+}
+
+/// The composition of one engine step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchShape {
+    /// Requests with more than one new token (prefill chunks).
+    pub prefills: Vec<SeqWork>,
+    /// Requests with exactly one new token (decodes); `context` excludes the new token.
+    pub decodes: Vec<SeqWork>,
+    /// Requests that sample a token at the end of the step (run the LM head).
+    pub sampled: u32,
+}
+
+impl BatchShape {
+    /// Empty the batch, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.prefills.clear();
+        self.decodes.clear();
+        self.sampled = 0;
+    }
+
+    /// Total tokens computed in the step.
+    pub fn total_tokens(&self) -> u64 {
+        self.prefills.iter().chain(&self.decodes).map(|s| s.new_tokens as u64).sum()
+    }
+
+    /// Requests in the step.
+    pub fn num_seqs(&self) -> usize {
+        self.prefills.len() + self.decodes.len()
+    }
+}
+
+/// The time of one step, split into its terms (nanoseconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepCost {
+    /// Linear layers over all layers.
+    pub linear_ns: f64,
+    /// Prefill attention over all layers.
+    pub prefill_attention_ns: f64,
+    /// Decode attention over all layers.
+    pub decode_attention_ns: f64,
+    /// LM head.
+    pub lm_head_ns: f64,
+    /// CPU overhead.
+    pub overhead_ns: f64,
+}
+
+impl StepCost {
+    /// The whole step, rounded up to an integer nanosecond (at least 1).
+    pub fn total_ns(&self) -> u64 {
+        let t = self.linear_ns + self.prefill_attention_ns + self.decode_attention_ns + self.lm_head_ns + self.overhead_ns;
+        (t.ceil() as u64).max(1)
+    }
+}
+
+/// Predicts the duration of an engine step.
+pub trait CostModel {
+    /// The cost of one step with the given composition.
+    fn step_cost(&self, batch: &BatchShape) -> StepCost;
+    /// A short description for reports (which model, which parameters).
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,320 @@
+//! The block pool, after vLLM v1's `block_pool.py`: fixed KV blocks with reference counts,
+//! a free queue that doubles as the LRU eviction order of cached blocks, and the map from
+//! block hash to cached block.
+//!
+//! Rules (vLLM v1 core, main branch of 2026, `BlockPool`):
+//! - block 0 is the null block and is never handed out;
+//! - new blocks are taken from the head of the free queue; a taken block that still holds a
+//!   hash is evicted from the cache at that moment;
+//! - a hit on a cached block with reference count 0 removes it from the free queue ("touch");
+//! - freed blocks whose count reaches 0 go to the tail if they have a hash, to the head if
+//!   they do not (`free_blocks` prepends blocks without a hash), in the order given.
+
+use crate::idhash::IdMap;
+
+/// Index of a block in the pool.
+pub type BlockId = u32;
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
+struct Block {
+    ref_cnt: u32,
+    /// Content hash, 0 when the block holds no full, registered content.
+    hash: u64,
+    prev: u32,
+    next: u32,
+    in_free_queue: bool,
+}
+
+/// Counts of blocks by state. `used + cached + free == total` always holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockCounts {
+    /// Usable blocks (all but the null block).
+    pub total: u32,
+    /// Blocks referenced by at least one request.
+    pub used: u32,
+    /// Unreferenced blocks that still hold cached content (evictable).
+    pub cached: u32,
+    /// Unreferenced blocks without content.
+    pub free: u32,
+}
+
+/// The pool of KV blocks.
+#[derive(Debug)]
+pub struct BlockPool {
+    blocks: Vec<Block>,
+    head: u32,
+    tail: u32,
+    num_free: u32,
+    num_free_hashed: u32,
+    cached: IdMap<BlockId>,
+    free_unhashed_first: bool,
+    evictions: u64,
+    scratch: Vec<BlockId>,
+}
+
+impl BlockPool {
+    /// A pool of `num_blocks` blocks (including the null block), all free.
+    pub fn new(num_blocks: u32, free_unhashed_first: bool) -> Self {
+        assert!(num_blocks >= 2, "need the null block and at least one more");
+        let mut pool = BlockPool {
+            blocks: vec![Block { ref_cnt: 0, hash: 0, prev: NIL, next: NIL, in_free_queue: false }; num_blocks as usize],
+            head: NIL,
+            tail: NIL,
+            num_free: 0,
+            num_free_hashed: 0,
+            cached: IdMap::default(),
+            free_unhashed_first,
+            evictions: 0,
+            scratch: Vec::new(),
+        };
+        pool.blocks[0].ref_cnt = 1; // the null block
+        for id in 1..num_blocks {
+            pool.push_back(id);
+        }
+        pool
+    }
+
+    fn push_back(&mut self, id: BlockId) {
+        let b = &mut self.blocks[id as usize];
+        debug_assert!(!b.in_free_queue);
+        b.in_free_queue = true;
+        b.prev = self.tail;
+        b.next = NIL;
+        if self.tail == NIL {
+            self.head = id;
+        } else {
+            self.blocks[self.tail as usize].next = id;
+        }
+        self.tail = id;
+        self.num_free += 1;
+        if self.blocks[id as usize].hash != 0 {
+            self.num_free_hashed += 1;
+        }
+    }
+
+    fn push_front(&mut self, id: BlockId) {
+        let b = &mut self.blocks[id as usize];
+        debug_assert!(!b.in_free_queue);
+        b.in_free_queue = true;
+        b.next = self.head;
+        b.prev = NIL;
+        if self.head == NIL {
+            self.tail = id;
+        } else {
+            self.blocks[self.head as usize].prev = id;
+        }
+        self.head = id;
+        self.num_free += 1;
+        if self.blocks[id as usize].hash != 0 {
+            self.num_free_hashed += 1;
+        }
+    }
+
+    fn unlink(&mut self, id: BlockId) {
+        let (prev, next) = {
+            let b = &self.blocks[id as usize];
+            debug_assert!(b.in_free_queue);
+            (b.prev, b.next)
+        };
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.blocks[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.blocks[next as usize].prev = prev;
+        }
+        let b = &mut self.blocks[id as usize];
+        b.in_free_queue = false;
+        b.prev = NIL;
+        b.next = NIL;
+        self.num_free -= 1;
+        if b.hash != 0 {
+            self.num_free_hashed -= 1;
+        }
+    }
+
+    /// Blocks in the free queue (free plus evictable cached).
+    pub fn num_free_blocks(&self) -> u32 {
+        self.num_free
+    }
+
+    /// Usable blocks (excluding the null block).
+    pub fn num_usable_blocks(&self) -> u32 {
+        self.blocks.len() as u32 - 1
+    }
+
+    /// Cached blocks evicted so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Block counts by state, from the running counters.
+    pub fn counts(&self) -> BlockCounts {
+        let total = self.num_usable_blocks();
+        BlockCounts { total, used: total - self.num_free, cached: self.num_free_hashed, free: self.num_free - self.num_free_hashed }
+    }
+
+    /// The cached block holding content `hash`, if any.
+    pub fn get_cached_block(&self, hash: u64) -> Option<BlockId> {
+        self.cached.get(&hash).copied()
+    }
+
+    /// Reference count of a block.
+    pub fn ref_cnt(&self, id: BlockId) -> u32 {
+        self.blocks[id as usize].ref_cnt
+    }
+
+    /// Take `n` blocks from the head of the free queue, evicting cached content, and append
+    /// them to `out` with reference count 1. The caller checks that enough are free.
+    pub fn get_new_blocks(&mut self, n: u32, out: &mut Vec<BlockId>) {
+        assert!(n <= self.num_free, "asked for {n} blocks with {} free", self.num_free);
+        for _ in 0..n {
+            let id = self.head;
+            self.unlink(id);
+            let b = &mut self.blocks[id as usize];
+            if b.hash != 0 {
+                let h = std::mem::take(&mut b.hash);
+                if self.cached.get(&h) == Some(&id) {
+                    self.cached.remove(&h);
+                }
+                self.evictions += 1;
+            }
+            self.blocks[id as usize].ref_cnt = 1;
+            out.push(id);
+        }
+    }
+
+    /// Add a reference to each block (prefix-cache hits), taking unreferenced ones out of the
+    /// free queue.
+    pub fn touch(&mut self, ids: &[BlockId]) {
+        for &id in ids {
+            if self.blocks[id as usize].ref_cnt == 0 {
+                self.unlink(id);
+            }
+            self.blocks[id as usize].ref_cnt += 1;
+        }
+    }
+
+    /// Drop one reference from each block, in eviction-priority order (first evicted first).
+    pub fn free_blocks(&mut self, ordered: impl Iterator<Item = BlockId>) {
+        let mut unhashed = std::mem::take(&mut self.scratch);
+        unhashed.clear();
+        for id in ordered {
+            let b = &mut self.blocks[id as usize];
+            debug_assert!(b.ref_cnt > 0 && id != 0);
+            b.ref_cnt -= 1;
+            if b.ref_cnt == 0 {
+                if b.hash == 0 && self.free_unhashed_first {
+                    unhashed.push(id);
+                } else {
+                    self.push_back(id);
+                }
+            }
+        }
+        // Prepend as a group, keeping the given order at the head.
+        for &id in unhashed.iter().rev() {
+            self.push_front(id);
+        }
+        self.scratch = unhashed;
+    }
+
+    /// Register a full block's content hash. If another block already holds the same
+    /// content, the map keeps the first one (vLLM keeps both; lookups return the first).
+    pub fn cache_block(&mut self, id: BlockId, hash: u64) {
+        debug_assert!(hash != 0);
+        let b = &mut self.blocks[id as usize];
+        debug_assert!(!b.in_free_queue && b.hash == 0);
+        b.hash = hash;
+        self.cached.entry(hash).or_insert(id);
+    }
+
+    /// Recount every block from scratch and compare with the running counters and the free
+    /// queue. Returns a description of the first inconsistency.
+    pub fn audit(&self) -> Result<BlockCounts, String> {
+        let mut in_queue = 0u32;
+        let mut cur = self.head;
+        let mut prev = NIL;
+        while cur != NIL {
+            let b = &self.blocks[cur as usize];
+            if !b.in_free_queue || b.ref_cnt != 0 || b.prev != prev {
+                return Err(format!("block {cur} in the free queue is inconsistent: {b:?}"));
+            }
+            in_queue += 1;
+            prev = cur;
+            cur = b.next;
+        }
+        if prev != self.tail {
+            return Err("free queue tail is wrong".into());
+        }
+        let (mut used, mut cached, mut free) = (0u32, 0u32, 0u32);
+        for (id, b) in self.blocks.iter().enumerate().skip(1) {
+            match (b.ref_cnt, b.hash != 0) {
+                (0, true) => cached += 1,
+                (0, false) => free += 1,
+                _ => used += 1,
+            }
+            if (b.ref_cnt == 0) != b.in_free_queue {
+                return Err(format!("block {id}: ref_cnt {} but in_free_queue {}", b.ref_cnt, b.in_free_queue));
+            }
+        }
+        for (&h, &id) in &self.cached {
+            if self.blocks[id as usize].hash != h {
+                return Err(format!("cache map points hash {h:x} at block {id} which holds another"));
+            }
+        }
+        let counts = BlockCounts { total: self.num_usable_blocks(), used, cached, free };
+        if counts != self.counts() || in_queue != self.num_free || used + cached + free != counts.total {
+            return Err(format!("block counts drifted: recounted {counts:?}, tracked {:?}", self.counts()));
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lru_order_and_unhashed_first() {
+        let mut p = BlockPool::new(5, true); // usable 1..=4
+        let mut a = Vec::new();
+        p.get_new_blocks(4, &mut a);
+        assert_eq!(a, vec![1, 2, 3, 4]);
+        p.cache_block(1, 11);
+        p.cache_block(2, 12);
+        // Free tail-first as vLLM does: 4 (unhashed), 3 (unhashed), 2, 1.
+        p.free_blocks(a.iter().rev().copied());
+        let c = p.audit().unwrap();
+        assert_eq!((c.used, c.cached, c.free), (0, 2, 2));
+        // Unhashed blocks come out first, then the hashed ones in LRU order (2 before 1).
+        let mut b = Vec::new();
+        p.get_new_blocks(3, &mut b);
+        assert_eq!(b, vec![4, 3, 2]);
+        assert_eq!(p.get_cached_block(12), None, "block 2 was evicted");
+        assert_eq!(p.get_cached_block(11), Some(1));
+        assert_eq!(p.evictions(), 1);
+        p.audit().unwrap();
+    }
+
+    #[test]
+    fn touch_removes_from_free_queue() {
+        let mut p = BlockPool::new(3, true);
+        let mut a = Vec::new();
+        p.get_new_blocks(1, &mut a);
+        p.cache_block(a[0], 7);
+        p.free_blocks(a.iter().copied());
+        assert_eq!(p.num_free_blocks(), 2);
+        p.touch(&[a[0]]);
+        assert_eq!(p.num_free_blocks(), 1);
+        assert_eq!(p.ref_cnt(a[0]), 1);
+        p.touch(&[a[0]]);
+        assert_eq!(p.ref_cnt(a[0]), 2);
+        p.free_blocks([a[0], a[0]].into_iter());
+        assert_eq!(p.audit().unwrap().cached, 1);
+    }
+}

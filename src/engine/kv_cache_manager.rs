@@ -1,0 +1,243 @@
+//! The KV cache manager, after vLLM v1's `kv_cache_manager.py` (one full-attention group):
+//! the only way a request gets, shares or returns blocks.
+//!
+//! - `get_computed_blocks`: the longest run of cached full blocks from the start of the
+//!   request, stopping at the first miss and covering at most `num_tokens - 1` tokens;
+//! - `allocate_slots`: checks that the blocks needed (new ones, plus hit blocks that must
+//!   leave the free queue) are free, touches the hits, takes new blocks, and registers
+//!   every block that becomes full as cached;
+//! - `free`: returns a request's blocks tail first, so that a prompt's last blocks are
+//!   evicted before its first ones.
+
+use super::block_pool::{BlockCounts, BlockId, BlockPool};
+use crate::idhash::IdMap;
+
+/// A request's blocks and content hashes.
+#[derive(Debug, Default)]
+struct RequestBlocks {
+    blocks: Vec<BlockId>,
+    /// Hashes of every full block the request will ever have (prompt and output).
+    hashes: Vec<u64>,
+    /// Leading blocks already registered as cached.
+    num_cached: usize,
+}
+
+/// A prefix-cache lookup result, valid until the next call on the manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheHit {
+    /// Hit blocks.
+    pub blocks: usize,
+    /// Hit tokens (blocks times block size).
+    pub tokens: u32,
+}
+
+/// Owns the block pool and every request's block table.
+#[derive(Debug)]
+pub struct KvCacheManager {
+    pool: BlockPool,
+    block_size: u32,
+    enable_caching: bool,
+    requests: IdMap<RequestBlocks>,
+    hit_scratch: Vec<BlockId>,
+    spare: Vec<RequestBlocks>,
+}
+
+impl KvCacheManager {
+    /// A manager over `num_gpu_blocks` blocks (including vLLM's null block).
+    pub fn new(num_gpu_blocks: u32, block_size: u32, enable_caching: bool, free_unhashed_first: bool) -> Self {
+        KvCacheManager {
+            pool: BlockPool::new(num_gpu_blocks, free_unhashed_first),
+            block_size,
+            enable_caching,
+            requests: IdMap::default(),
+            hit_scratch: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Tokens per block.
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    /// Usable blocks.
+    pub fn num_usable_blocks(&self) -> u32 {
+        self.pool.num_usable_blocks()
+    }
+
+    /// Block counts by state.
+    pub fn counts(&self) -> BlockCounts {
+        self.pool.counts()
+    }
+
+    /// Cached blocks evicted so far.
+    pub fn evictions(&self) -> u64 {
+        self.pool.evictions()
+    }
+
+    /// Full recount of the pool (slow; for tests and `--audit`).
+    pub fn audit(&self) -> Result<BlockCounts, String> {
+        let c = self.pool.audit()?;
+        let referenced: u64 = self.requests.values().map(|r| r.blocks.len() as u64).sum();
+        let refs: u64 = (1..=c.total).map(|id| self.pool.ref_cnt(id) as u64).sum();
+        if referenced != refs {
+            return Err(format!("requests hold {referenced} block references but the pool counts {refs}"));
+        }
+        Ok(c)
+    }
+
+    /// Register a request with the hashes of its full blocks. `fill` appends them to the
+    /// vector it is given.
+    pub fn add_request(&mut self, id: u64, fill: impl FnOnce(&mut Vec<u64>)) {
+        let mut rb = self.spare.pop().unwrap_or_default();
+        rb.blocks.clear();
+        rb.hashes.clear();
+        rb.num_cached = 0;
+        fill(&mut rb.hashes);
+        self.requests.insert(id, rb);
+    }
+
+    /// Forget a finished or rejected request (its blocks must have been freed).
+    pub fn remove_request(&mut self, id: u64) {
+        if let Some(rb) = self.requests.remove(&id) {
+            debug_assert!(rb.blocks.is_empty());
+            self.spare.push(rb);
+        }
+    }
+
+    /// Blocks the request holds.
+    pub fn num_blocks_of(&self, id: u64) -> usize {
+        self.requests.get(&id).map_or(0, |r| r.blocks.len())
+    }
+
+    /// Longest cached prefix of the request's first `num_tokens` tokens, at most
+    /// `num_tokens - 1` tokens. The hit blocks are remembered for `allocate_slots`.
+    pub fn get_computed_blocks(&mut self, id: u64, num_tokens: u32) -> CacheHit {
+        self.hit_scratch.clear();
+        if !self.enable_caching || num_tokens == 0 {
+            return CacheHit { blocks: 0, tokens: 0 };
+        }
+        let rb = &self.requests[&id];
+        let max_blocks = ((num_tokens - 1) / self.block_size) as usize;
+        for &h in rb.hashes.iter().take(max_blocks) {
+            match self.pool.get_cached_block(h) {
+                Some(b) => self.hit_scratch.push(b),
+                None => break,
+            }
+        }
+        let blocks = self.hit_scratch.len();
+        CacheHit { blocks, tokens: blocks as u32 * self.block_size }
+    }
+
+    fn blocks_for(&self, tokens: u64) -> u64 {
+        tokens.div_ceil(self.block_size as u64)
+    }
+
+    /// Allocate room for `num_new_tokens` more tokens of a request that has
+    /// `num_computed_tokens` computed, adopting the hit from the last `get_computed_blocks`
+    /// when `hit` is given. With `full_tokens`, first require room for that many tokens
+    /// (the whole prompt). `reserve` blocks must stay free (the watermark). `known_tokens` is
+    /// the request's current length: blocks full up to it are registered as cached.
+    /// Returns false, changing nothing, when the blocks are not free.
+    #[allow(clippy::too_many_arguments)]
+    pub fn allocate_slots(
+        &mut self,
+        id: u64,
+        num_computed_tokens: u32,
+        num_new_tokens: u32,
+        hit: Option<CacheHit>,
+        full_tokens: Option<u32>,
+        reserve: u32,
+        known_tokens: u32,
+    ) -> bool {
+        let hit = hit.unwrap_or(CacheHit { blocks: 0, tokens: 0 });
+        let hit_blocks: &[BlockId] = if hit.blocks > 0 { &self.hit_scratch[..hit.blocks] } else { &[] };
+        let evictable_hits = hit_blocks.iter().filter(|&&b| self.pool.ref_cnt(b) == 0).count() as u64;
+        let held = self.requests[&id].blocks.len() as u64 + hit.blocks as u64;
+        let computed = num_computed_tokens as u64 + hit.tokens as u64;
+        let free = self.pool.num_free_blocks() as u64;
+        if let Some(full) = full_tokens {
+            let need = self.blocks_for(full as u64).saturating_sub(held) + evictable_hits;
+            if need + reserve as u64 > free {
+                return false;
+            }
+        }
+        let new_blocks = self.blocks_for(computed + num_new_tokens as u64).saturating_sub(held);
+        if new_blocks + evictable_hits + reserve as u64 > free {
+            return false;
+        }
+        self.pool.touch(hit_blocks);
+        let rb = self.requests.get_mut(&id).expect("request registered");
+        rb.blocks.extend_from_slice(hit_blocks);
+        rb.num_cached = rb.num_cached.max(rb.blocks.len());
+        self.pool.get_new_blocks(new_blocks as u32, &mut rb.blocks);
+        if self.enable_caching {
+            let upto = (computed + num_new_tokens as u64).min(known_tokens as u64);
+            let full = ((upto / self.block_size as u64) as usize).min(rb.hashes.len());
+            for i in rb.num_cached..full {
+                self.pool.cache_block(rb.blocks[i], rb.hashes[i]);
+            }
+            rb.num_cached = rb.num_cached.max(full);
+        }
+        true
+    }
+
+    /// Return all of a request's blocks, last block first.
+    pub fn free(&mut self, id: u64) {
+        let rb = self.requests.get_mut(&id).expect("request registered");
+        let blocks = std::mem::take(&mut rb.blocks);
+        rb.num_cached = 0;
+        self.pool.free_blocks(blocks.iter().rev().copied());
+        let rb = self.requests.get_mut(&id).expect("request registered");
+        rb.blocks = blocks;
+        rb.blocks.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hashes(base: u64, n: u64) -> impl FnOnce(&mut Vec<u64>) {
+        move |v: &mut Vec<u64>| v.extend((0..n).map(|i| (base + i) * 2 + 1))
+    }
+
+    #[test]
+    fn shared_prefix_hits_exactly_the_full_shared_blocks() {
+        let mut m = KvCacheManager::new(101, 16, true, true);
+        // Request 1: 40 tokens = 2 full blocks + 8.
+        m.add_request(1, hashes(100, 2));
+        assert!(m.allocate_slots(1, 0, 40, None, Some(40), 0, 40));
+        assert_eq!(m.num_blocks_of(1), 3);
+        // Request 2 shares the first block's content only.
+        m.add_request(2, |v| v.extend([201, 999]));
+        let hit = m.get_computed_blocks(2, 40);
+        assert_eq!(hit, CacheHit { blocks: 1, tokens: 16 });
+        assert!(m.allocate_slots(2, 0, 24, Some(hit), Some(40), 0, 40));
+        assert_eq!(m.num_blocks_of(2), 3);
+        let c = m.audit().unwrap();
+        assert_eq!(c.used, 5);
+    }
+
+    #[test]
+    fn whole_prompt_hit_recomputes_last_block() {
+        let mut m = KvCacheManager::new(101, 16, true, true);
+        m.add_request(1, hashes(0, 2));
+        assert!(m.allocate_slots(1, 0, 32, None, None, 0, 32));
+        m.free(1);
+        m.add_request(2, hashes(0, 2));
+        // 32 tokens, all cached, but at most 31 may hit: one block.
+        assert_eq!(m.get_computed_blocks(2, 32).tokens, 16);
+    }
+
+    #[test]
+    fn allocation_fails_without_side_effects() {
+        let mut m = KvCacheManager::new(3, 16, true, true); // 2 usable
+        m.add_request(1, hashes(0, 4));
+        assert!(!m.allocate_slots(1, 0, 48, None, None, 0, 48));
+        assert_eq!(m.counts().free, 2);
+        assert!(m.allocate_slots(1, 0, 20, None, Some(20), 0, 64));
+        assert!(!m.allocate_slots(1, 20, 20, None, None, 0, 64));
+        m.audit().unwrap();
+    }
+}

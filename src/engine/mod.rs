@@ -1,0 +1,13 @@
+//! The modelled serving engine (vLLM v1): block pool, KV cache manager, scheduler, and the
+//! replica that runs steps on the cost model. The seams follow vLLM: requests reach blocks
+//! only through the KV cache manager.
+
+pub mod block_pool;
+pub mod config;
+pub mod kv_cache_manager;
+pub mod replica;
+pub mod request;
+pub mod scheduler;
+
+/// The vLLM source this engine follows.
+pub const VLLM_REFERENCE: &str = "vLLM v1 core, main branch of 2026 (block_pool.py, kv_cache_manager.py, sched/scheduler.py)";

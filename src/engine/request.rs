@@ -1,0 +1,72 @@
+//! A request's state inside the engine.
+
+use crate::workload::Request;
+
+/// Where a request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Queued, never scheduled.
+    Waiting,
+    /// Scheduled at least once and holding blocks.
+    Running,
+    /// Preempted: blocks freed, back in the waiting queue.
+    Preempted,
+    /// All output tokens generated.
+    Finished,
+}
+
+/// Engine-side state of one request.
+#[derive(Debug, Clone)]
+pub struct EngineRequest {
+    /// The request as read from the workload.
+    pub req: Request,
+    /// Lifecycle state.
+    pub status: Status,
+    /// Tokens whose KV is computed (or scheduled to be, during a step).
+    pub num_computed: u32,
+    /// Output tokens generated.
+    pub generated: u32,
+    /// Prefix-cache hit at first admission, tokens (-1 until admitted).
+    pub cached_tokens: i64,
+    /// Times preempted.
+    pub preemptions: u32,
+    /// Highest `num_computed` ever reached (to count recomputation).
+    pub computed_high_water: u32,
+    /// Tokens computed again after a preemption.
+    pub recomputed_tokens: u64,
+    /// When it was first scheduled, ns.
+    pub first_scheduled_ns: Option<u64>,
+    /// When its first output token was produced, ns.
+    pub first_token_ns: Option<u64>,
+    /// When its latest output token was produced, ns.
+    pub last_token_ns: u64,
+}
+
+impl EngineRequest {
+    /// A new waiting request.
+    pub fn new(req: Request) -> Self {
+        EngineRequest {
+            req,
+            status: Status::Waiting,
+            num_computed: 0,
+            generated: 0,
+            cached_tokens: -1,
+            preemptions: 0,
+            computed_high_water: 0,
+            recomputed_tokens: 0,
+            first_scheduled_ns: None,
+            first_token_ns: None,
+            last_token_ns: 0,
+        }
+    }
+
+    /// Tokens known so far: prompt plus generated output.
+    pub fn num_tokens(&self) -> u32 {
+        self.req.input_tokens + self.generated
+    }
+
+    /// Prompt plus all output: the most tokens this request will ever have.
+    pub fn max_tokens(&self) -> u64 {
+        self.req.input_tokens as u64 + self.req.output_tokens as u64
+    }
+}

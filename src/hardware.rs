@@ -1,0 +1,78 @@
+//! GPU presets: memory, HBM bandwidth, dense bf16 throughput, host link and price.
+
+use crate::error::{Error, Result};
+use crate::scenario::HardwareSpec;
+use serde::Serialize;
+
+/// One GPU as the cost model sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gpu {
+    /// Preset name.
+    pub name: String,
+    /// Device memory as the driver reports it, bytes.
+    pub memory_bytes: u64,
+    /// HBM bandwidth, bytes per second.
+    pub hbm_bytes_per_s: f64,
+    /// Dense bf16 tensor throughput, FLOP per second.
+    pub bf16_flops: f64,
+    /// Host link bandwidth per direction, bytes per second.
+    pub host_link_bytes_per_s: f64,
+    /// Price per GPU-hour, US dollars.
+    pub price_per_hour: f64,
+}
+
+struct Preset {
+    name: &'static str,
+    memory_mib: u64,
+    hbm_gbps: f64,
+    bf16_tflops: f64,
+    host_link_gbps: f64,
+    price: f64,
+}
+
+/// Datasheet figures; memory is what `nvidia-smi` reports. Prices are typical on-demand
+/// cloud rates in 2025 and only a starting point: set `hardware.price_per_hour`.
+const PRESETS: &[Preset] = &[
+    Preset { name: "a100-80gb", memory_mib: 81920, hbm_gbps: 2039.0, bf16_tflops: 312.0, host_link_gbps: 25.0, price: 1.80 },
+    Preset { name: "h100-sxm", memory_mib: 81559, hbm_gbps: 3350.0, bf16_tflops: 989.0, host_link_gbps: 55.0, price: 2.50 },
+    Preset { name: "h200", memory_mib: 143771, hbm_gbps: 4800.0, bf16_tflops: 989.0, host_link_gbps: 55.0, price: 3.50 },
+    Preset { name: "l40s", memory_mib: 46068, hbm_gbps: 864.0, bf16_tflops: 362.0, host_link_gbps: 25.0, price: 1.00 },
+    Preset { name: "b200", memory_mib: 183359, hbm_gbps: 8000.0, bf16_tflops: 2250.0, host_link_gbps: 110.0, price: 5.00 },
+];
+
+/// Names of the GPU presets.
+pub fn preset_names() -> Vec<&'static str> {
+    PRESETS.iter().map(|p| p.name).collect()
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+impl Gpu {
+    /// Build the GPU from the scenario's `hardware` section (preset plus overrides).
+    pub fn from_spec(spec: &HardwareSpec) -> Result<Gpu> {
+        let p = PRESETS.iter().find(|p| p.name == spec.gpu.to_lowercase()).ok_or_else(|| {
+            Error::input(format!(
+                "hardware.gpu: unknown GPU `{}`; known: {}",
+                spec.gpu,
+                preset_names().join(", ")
+            ))
+        })?;
+        Ok(Gpu {
+            name: p.name.to_string(),
+            memory_bytes: spec
+                .memory_gib
+                .map(|g| (g * GIB) as u64)
+                .unwrap_or(p.memory_mib * 1024 * 1024),
+            hbm_bytes_per_s: spec.hbm_gbps.unwrap_or(p.hbm_gbps) * 1e9,
+            bf16_flops: spec.bf16_tflops.unwrap_or(p.bf16_tflops) * 1e12,
+            host_link_bytes_per_s: spec.host_link_gbps.unwrap_or(p.host_link_gbps) * 1e9,
+            price_per_hour: spec.price_per_hour.unwrap_or(p.price),
+        })
+    }
+
+    /// True for GPUs in vLLM's large-memory class (at least 70 GiB and not an A100), which
+    /// get larger scheduler defaults.
+    pub fn is_large_memory_class(&self) -> bool {
+        self.memory_bytes as f64 >= 70.0 * GIB && !self.name.starts_with("a100")
+    }
+}

@@ -1,0 +1,23 @@
+//! kvsim: a discrete-event simulator for the KV cache of LLM serving.
+//!
+//! A scenario ([`scenario`]) names a workload ([`workload`]), a model ([`model`]), a GPU
+//! ([`hardware`]) and an engine ([`engine`]); the simulation ([`sim`]) replays the workload
+//! through the engine, timing each step with a cost model ([`cost`]), and reports
+//! ([`report`]) throughput, latency and KV memory.
+
+pub mod cli;
+pub mod cost;
+pub mod engine;
+pub mod error;
+pub mod hardware;
+pub mod idhash;
+pub mod metrics;
+pub mod model;
+pub mod output;
+pub mod prefix;
+pub mod report;
+pub mod scenario;
+pub mod sim;
+pub mod workload;
+
+pub use error::{Error, Result};

@@ -1,0 +1,229 @@
+//! Model shapes: presets and explicit shapes, and the quantities derived from them
+//! (weight bytes, KV bytes per token, FLOPs per token).
+
+use crate::error::{Error, Result};
+use crate::scenario::ModelSpec;
+use serde::Serialize;
+
+/// A dense decoder-only transformer, fully specified.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Model {
+    /// Preset name, or `custom`.
+    pub name: String,
+    /// Transformer layers.
+    pub layers: u32,
+    /// Hidden size.
+    pub hidden: u32,
+    /// Query heads.
+    pub heads: u32,
+    /// Key/value heads.
+    pub kv_heads: u32,
+    /// Head dimension.
+    pub head_dim: u32,
+    /// MLP intermediate size (gated MLP: gate, up and down projections).
+    pub intermediate: u32,
+    /// Vocabulary size.
+    pub vocab: u32,
+    /// Bytes per weight and per KV element.
+    pub dtype_bytes: u32,
+    /// Data type name.
+    pub dtype: String,
+    /// Maximum context length.
+    pub max_position: u32,
+    /// Input and output embeddings share weights.
+    pub tie_embeddings: bool,
+}
+
+struct Preset {
+    name: &'static str,
+    layers: u32,
+    hidden: u32,
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    intermediate: u32,
+    vocab: u32,
+    max_position: u32,
+    tie: bool,
+}
+
+/// Shapes from each model's published `config.json`.
+const PRESETS: &[Preset] = &[
+    Preset { name: "llama-3.1-8b", layers: 32, hidden: 4096, heads: 32, kv_heads: 8, head_dim: 128, intermediate: 14336, vocab: 128256, max_position: 131072, tie: false },
+    Preset { name: "llama-3.1-70b", layers: 80, hidden: 8192, heads: 64, kv_heads: 8, head_dim: 128, intermediate: 28672, vocab: 128256, max_position: 131072, tie: false },
+    Preset { name: "qwen2.5-7b", layers: 28, hidden: 3584, heads: 28, kv_heads: 4, head_dim: 128, intermediate: 18944, vocab: 152064, max_position: 32768, tie: false },
+    Preset { name: "qwen2.5-32b", layers: 64, hidden: 5120, heads: 40, kv_heads: 8, head_dim: 128, intermediate: 27648, vocab: 152064, max_position: 32768, tie: false },
+    Preset { name: "qwen2.5-72b", layers: 80, hidden: 8192, heads: 64, kv_heads: 8, head_dim: 128, intermediate: 29568, vocab: 152064, max_position: 32768, tie: false },
+    Preset { name: "mistral-7b", layers: 32, hidden: 4096, heads: 32, kv_heads: 8, head_dim: 128, intermediate: 14336, vocab: 32768, max_position: 32768, tie: false },
+];
+
+/// Names of the model presets.
+pub fn preset_names() -> Vec<&'static str> {
+    PRESETS.iter().map(|p| p.name).collect()
+}
+
+fn dtype_bytes(dtype: &str) -> Option<u32> {
+    match dtype {
+        "bf16" | "fp16" => Some(2),
+        "fp8" => Some(1),
+        "fp32" => Some(4),
+        _ => None,
+    }
+}
+
+impl Model {
+    /// Build a model from a scenario's `model` section: a preset with optional overrides, or
+    /// a complete explicit shape.
+    pub fn from_spec(spec: &ModelSpec) -> Result<Model> {
+        let preset = match &spec.preset {
+            Some(name) => Some(PRESETS.iter().find(|p| p.name == name.to_lowercase()).ok_or_else(|| {
+                Error::input(format!(
+                    "model.preset: unknown model `{name}`; known: {}",
+                    preset_names().join(", ")
+                ))
+            })?),
+            None if spec.layers.is_none() => PRESETS.first(),
+            None => None,
+        };
+        let need = |field: &str, v: Option<u32>, p: Option<u32>| -> Result<u32> {
+            let v = v.or(p).ok_or_else(|| {
+                Error::input(format!("model.{field}: required when no preset is given"))
+            })?;
+            if v == 0 {
+                return Err(Error::input(format!("model.{field}: must be at least 1")));
+            }
+            Ok(v)
+        };
+        let dtype = spec.dtype.clone().unwrap_or_else(|| "bf16".to_string());
+        let bytes = dtype_bytes(&dtype).ok_or_else(|| {
+            Error::input(format!("model.dtype: unknown dtype `{dtype}`; known: bf16, fp16, fp8, fp32"))
+        })?;
+        let m = Model {
+            name: match (&spec.preset, spec.layers) {
+                (Some(n), _) => n.to_lowercase(),
+                (None, None) => preset.map(|p| p.name.to_string()).unwrap_or_default(),
+                (None, Some(_)) => "custom".to_string(),
+            },
+            layers: need("layers", spec.layers, preset.map(|p| p.layers))?,
+            hidden: need("hidden", spec.hidden, preset.map(|p| p.hidden))?,
+            heads: need("heads", spec.heads, preset.map(|p| p.heads))?,
+            kv_heads: need("kv_heads", spec.kv_heads, preset.map(|p| p.kv_heads))?,
+            head_dim: need("head_dim", spec.head_dim, preset.map(|p| p.head_dim))?,
+            intermediate: need("intermediate", spec.intermediate, preset.map(|p| p.intermediate))?,
+            vocab: need("vocab", spec.vocab, preset.map(|p| p.vocab))?,
+            dtype_bytes: bytes,
+            dtype,
+            max_position: need("max_position", spec.max_position, preset.map(|p| p.max_position))?,
+            tie_embeddings: spec.tie_embeddings.or(preset.map(|p| p.tie)).unwrap_or(false),
+        };
+        if m.heads % m.kv_heads != 0 {
+            return Err(Error::input(format!(
+                "model.kv_heads: {} does not divide heads {}",
+                m.kv_heads, m.heads
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Weights of the fused QKV projection of one layer.
+    pub fn qkv_params(&self) -> u64 {
+        self.hidden as u64 * (self.heads + 2 * self.kv_heads) as u64 * self.head_dim as u64
+    }
+
+    /// Weights of the attention output projection of one layer.
+    pub fn o_params(&self) -> u64 {
+        self.heads as u64 * self.head_dim as u64 * self.hidden as u64
+    }
+
+    /// Weights of the fused gate and up projections of one layer.
+    pub fn gate_up_params(&self) -> u64 {
+        2 * self.hidden as u64 * self.intermediate as u64
+    }
+
+    /// Weights of the down projection of one layer.
+    pub fn down_params(&self) -> u64 {
+        self.intermediate as u64 * self.hidden as u64
+    }
+
+    /// Weights of one layer, including its two RMS norms.
+    pub fn layer_params(&self) -> u64 {
+        self.qkv_params() + self.o_params() + self.gate_up_params() + self.down_params() + 2 * self.hidden as u64
+    }
+
+    /// Weights of the LM head.
+    pub fn lm_head_params(&self) -> u64 {
+        self.vocab as u64 * self.hidden as u64
+    }
+
+    /// All weights: layers, embeddings (twice unless tied) and the final norm.
+    pub fn total_params(&self) -> u64 {
+        let emb = self.lm_head_params() * if self.tie_embeddings { 1 } else { 2 };
+        self.layers as u64 * self.layer_params() + emb + self.hidden as u64
+    }
+
+    /// Bytes of all weights.
+    pub fn weight_bytes(&self) -> u64 {
+        self.total_params() * self.dtype_bytes as u64
+    }
+
+    /// Bytes of K and V for one token in one layer.
+    pub fn kv_bytes_per_token_layer(&self) -> u64 {
+        2 * self.kv_heads as u64 * self.head_dim as u64 * self.dtype_bytes as u64
+    }
+
+    /// Bytes of K and V for one token across all layers.
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        self.layers as u64 * self.kv_bytes_per_token_layer()
+    }
+
+    /// FLOPs of the linear layers and LM head for one token (2 per multiply-add), without
+    /// attention scores.
+    pub fn linear_flops_per_token(&self) -> u64 {
+        2 * (self.layers as u64 * (self.layer_params() - 2 * self.hidden as u64) + self.lm_head_params())
+    }
+
+    /// Attention FLOPs (QK^T and PV) for one query token against `context` keys in one layer.
+    pub fn attention_flops(&self, context: u64) -> u64 {
+        4 * self.heads as u64 * self.head_dim as u64 * context
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preset(name: &str) -> Model {
+        Model::from_spec(&ModelSpec { preset: Some(name.into()), ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn llama_8b_matches_published_size() {
+        let m = preset("llama-3.1-8b");
+        // 8.03 billion parameters, 128 KiB of KV per token in bf16.
+        assert_eq!(m.total_params(), 8_030_261_248);
+        assert_eq!(m.kv_bytes_per_token(), 131_072);
+    }
+
+    #[test]
+    fn llama_70b_and_qwen_sizes() {
+        let m = preset("llama-3.1-70b");
+        assert!((m.total_params() as f64 / 1e9 - 70.55).abs() < 0.05, "{}", m.total_params());
+        assert_eq!(m.kv_bytes_per_token(), 327_680);
+        let q = preset("qwen2.5-7b");
+        assert!((q.total_params() as f64 / 1e9 - 7.6).abs() < 0.05, "{}", q.total_params());
+    }
+
+    #[test]
+    fn explicit_shape_needs_every_field() {
+        let spec = ModelSpec { layers: Some(2), hidden: Some(64), ..Default::default() };
+        let err = Model::from_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("model.heads"), "{err}");
+    }
+
+    #[test]
+    fn unknown_preset_lists_known_ones() {
+        let spec = ModelSpec { preset: Some("gpt-9".into()), ..Default::default() };
+        let err = Model::from_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("llama-3.1-8b"), "{err}");
+    }
+}

@@ -1,0 +1,244 @@
+//! Prefix identity: a request's prompt, given as segments at the trace's own granularity, is
+//! mapped onto the engine's block size. An engine block's hash is the chain hash of the
+//! segments up to the one holding the block's last token, mixed with that token's offset in
+//! the segment. Two requests therefore share an engine block exactly when the trace says
+//! their prompts agree on every token up to the block's end.
+
+use crate::workload::{mix, Segment};
+
+/// Seed of every chain.
+const CHAIN_SEED: u64 = 0x6b76_7369_6d00_0001;
+/// Namespace of the per-request unique content (tokens the trace does not identify, and all
+/// generated tokens).
+const UNIQUE_NAMESPACE: u64 = 0x756e_6971_7565;
+
+/// Hashes of the full `block_size` blocks of a token sequence of `total_tokens` tokens whose
+/// first tokens are `segments` (trimmed to `prompt_tokens`) and whose remaining tokens are
+/// unique to the request identified by `unique_id`. Results are appended to `out`.
+/// Hashes are never zero.
+pub fn block_hashes(
+    segments: &[Segment],
+    prompt_tokens: u32,
+    total_tokens: u64,
+    block_size: u32,
+    unique_id: u64,
+    out: &mut Vec<u64>,
+) {
+    let bs = block_size as u64;
+    let full_blocks = total_tokens / bs;
+    out.reserve(full_blocks as usize);
+    let mut chain = CHAIN_SEED;
+    let mut seg_start = 0u64; // first token of the current segment
+    let mut seg_end = 0u64; // one past its last token
+    let mut segs = segments.iter();
+    let mut in_unique = false;
+    let prompt = prompt_tokens as u64;
+    for b in 0..full_blocks {
+        let last = (b + 1) * bs - 1; // index of the block's last token
+        while last >= seg_end {
+            // Advance to the segment holding `last`.
+            let next = if in_unique { None } else { segs.next() };
+            match next {
+                Some(s) if seg_end < prompt => {
+                    let len = (s.tokens as u64).min(prompt - seg_end);
+                    seg_start = seg_end;
+                    seg_end += len;
+                    chain = mix(chain, s.id);
+                }
+                _ => {
+                    in_unique = true;
+                    seg_start = seg_end;
+                    seg_end = u64::MAX;
+                    chain = mix(chain, mix(UNIQUE_NAMESPACE, unique_id));
+                }
+            }
+        }
+        out.push(mix(chain, last - seg_start) | 1);
+    }
+}
+
+/// Ids of fixed-size blocks of `block_tokens` that describe the same prompt content as
+/// `segments` (used to write native traces). The last block may be partial.
+pub fn fixed_block_ids(segments: &[Segment], prompt_tokens: u32, block_tokens: u32) -> Vec<u64> {
+    let covered: u64 = segments.iter().map(|s| s.tokens as u64).sum::<u64>().min(prompt_tokens as u64);
+    let mut ids = Vec::new();
+    let mut full = Vec::new();
+    block_hashes(segments, covered as u32, covered, block_tokens, 0, &mut full);
+    ids.extend(full);
+    let rem = covered % block_tokens as u64;
+    if rem > 0 {
+        // Identify the partial block by the hash of its last token's position.
+        let mut tail = Vec::new();
+        block_hashes(segments, covered as u32, covered, 1, 0, &mut tail);
+        ids.push(*tail.last().expect("covered > 0"));
+    }
+    ids
+}
+
+/// Statistics of the infinite-cache prefix-reuse bound.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReuseBound {
+    /// Prompt tokens seen.
+    pub input_tokens: u64,
+    /// Prompt tokens in trace segments whose whole prefix chain was seen before.
+    pub reusable_tokens: u64,
+    /// Prompt tokens an engine with `block_size` blocks and an infinite cache would hit,
+    /// applying vLLM's rules (full blocks only, at most `prompt_len - 1` tokens).
+    pub engine_hit_tokens: u64,
+}
+
+impl ReuseBound {
+    /// Fraction of prompt tokens that could be reused.
+    pub fn fraction(&self) -> f64 {
+        ratio(self.reusable_tokens, self.input_tokens)
+    }
+
+    /// Fraction of prompt tokens the engine could hit.
+    pub fn engine_fraction(&self) -> f64 {
+        ratio(self.engine_hit_tokens, self.input_tokens)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Computes [`ReuseBound`] over a stream of requests in arrival order.
+#[derive(Debug, Default)]
+pub struct ReuseBoundCounter {
+    seen_chains: std::collections::HashSet<u64>,
+    seen_blocks: std::collections::HashSet<u64>,
+    block_size: u32,
+    scratch: Vec<u64>,
+    /// The running totals.
+    pub bound: ReuseBound,
+}
+
+impl ReuseBoundCounter {
+    /// A counter for an engine with the given block size.
+    pub fn new(block_size: u32) -> Self {
+        ReuseBoundCounter { block_size, ..Default::default() }
+    }
+
+    /// Account one request.
+    pub fn add(&mut self, id: u64, segments: &[Segment], prompt_tokens: u32) {
+        self.bound.input_tokens += prompt_tokens as u64;
+        // Trace granularity: walk the chain until the first unseen segment.
+        let mut chain = CHAIN_SEED;
+        let mut left = prompt_tokens;
+        let mut hit = true;
+        for s in segments {
+            let len = s.tokens.min(left);
+            if len == 0 {
+                break;
+            }
+            left -= len;
+            chain = mix(chain, s.id);
+            // A truncated segment is a different (shorter) content unit.
+            let key = mix(chain, len as u64);
+            if hit && self.seen_chains.contains(&key) {
+                self.bound.reusable_tokens += len as u64;
+            } else {
+                hit = false;
+            }
+            self.seen_chains.insert(key);
+        }
+        // Engine granularity with vLLM's rules.
+        self.scratch.clear();
+        block_hashes(segments, prompt_tokens, prompt_tokens as u64, self.block_size, id, &mut self.scratch);
+        let max_blocks = (prompt_tokens.saturating_sub(1) / self.block_size) as usize;
+        let hits = self.scratch.iter().take(max_blocks).take_while(|h| self.seen_blocks.contains(h)).count();
+        self.bound.engine_hit_tokens += hits as u64 * self.block_size as u64;
+        self.seen_blocks.extend(self.scratch.iter().copied());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(id: u64, tokens: u32) -> Segment {
+        Segment { id, tokens }
+    }
+
+    #[test]
+    fn shared_prefix_shares_exactly_the_covered_blocks() {
+        // Two prompts share a 512-token segment, then differ.
+        let a = [seg(1, 512), seg(2, 512)];
+        let b = [seg(1, 512), seg(3, 512)];
+        let (mut ha, mut hb) = (Vec::new(), Vec::new());
+        block_hashes(&a, 1024, 1024, 16, 100, &mut ha);
+        block_hashes(&b, 1024, 1024, 16, 200, &mut hb);
+        assert_eq!(ha.len(), 64);
+        let shared = ha.iter().zip(&hb).take_while(|(x, y)| x == y).count();
+        assert_eq!(shared, 32);
+        assert!(ha[32..].iter().all(|h| !hb.contains(h)));
+    }
+
+    #[test]
+    fn block_spanning_segments_needs_both() {
+        // Segments of 10 and 10 tokens; block 0 (tokens 0..16) spans both.
+        let a = [seg(1, 10), seg(2, 10)];
+        let b = [seg(1, 10), seg(9, 10)];
+        let (mut ha, mut hb) = (Vec::new(), Vec::new());
+        block_hashes(&a, 20, 20, 16, 1, &mut ha);
+        block_hashes(&b, 20, 20, 16, 2, &mut hb);
+        assert_eq!(ha.len(), 1);
+        assert_ne!(ha[0], hb[0]);
+        // With 8-token blocks the first block lies inside segment 1 and is shared.
+        let (mut ha, mut hb) = (Vec::new(), Vec::new());
+        block_hashes(&a, 20, 20, 8, 1, &mut ha);
+        block_hashes(&b, 20, 20, 8, 2, &mut hb);
+        assert_eq!(ha[0], hb[0]);
+        assert_ne!(ha[1], hb[1]);
+    }
+
+    #[test]
+    fn requests_without_segments_are_unique() {
+        let (mut ha, mut hb) = (Vec::new(), Vec::new());
+        block_hashes(&[], 64, 64, 16, 1, &mut ha);
+        block_hashes(&[], 64, 64, 16, 2, &mut hb);
+        assert!(ha.iter().all(|h| !hb.contains(h)));
+        assert!(ha.iter().all(|h| *h != 0));
+    }
+
+    #[test]
+    fn generated_tokens_are_unique_even_after_shared_prompt() {
+        let a = [seg(1, 32)];
+        let (mut ha, mut hb) = (Vec::new(), Vec::new());
+        block_hashes(&a, 32, 64, 16, 1, &mut ha);
+        block_hashes(&a, 32, 64, 16, 2, &mut hb);
+        assert_eq!(ha[..2], hb[..2]);
+        assert_ne!(ha[2], hb[2]);
+    }
+
+    #[test]
+    fn fixed_block_ids_round_trip_sharing() {
+        let a = [seg(1, 20), seg(2, 30)];
+        let b = [seg(1, 20), seg(3, 30)];
+        let ia = fixed_block_ids(&a, 50, 16);
+        let ib = fixed_block_ids(&b, 50, 16);
+        assert_eq!(ia.len(), 4);
+        assert_eq!(ia[0], ib[0]);
+        assert_ne!(ia[1], ib[1]);
+    }
+
+    #[test]
+    fn reuse_bound_hand_computed() {
+        let mut c = ReuseBoundCounter::new(16);
+        // First request: nothing seen.
+        c.add(0, &[seg(1, 512), seg(2, 100)], 612);
+        // Second: first segment seen (512 tokens), second new.
+        c.add(1, &[seg(1, 512), seg(5, 512)], 1024);
+        // Third: identical to the first; all 612 tokens reusable at trace level; the engine
+        // hits full blocks only, and at most 611 tokens: 38 blocks = 608 tokens.
+        c.add(2, &[seg(1, 512), seg(2, 100)], 612);
+        assert_eq!(c.bound.input_tokens, 612 + 1024 + 612);
+        assert_eq!(c.bound.reusable_tokens, 512 + 612);
+        assert_eq!(c.bound.engine_hit_tokens, 512 + 608);
+    }
+}

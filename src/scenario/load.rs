@@ -1,0 +1,303 @@
+//! Reading a scenario file. This is the only module that touches `serde_yaml`, so that a
+//! maintained fork can replace it in one place.
+
+use super::{Scenario, Source};
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Load a scenario file, apply `--set key=value` overrides, resolve relative paths against
+/// the file's directory, and check every value.
+pub fn load_scenario(path: &Path, sets: &[String]) -> Result<Scenario> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::input(format!("cannot read scenario {}: {e}", path.display()))
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse_scenario(&text, &path.display().to_string(), &base, sets)
+}
+
+/// Parse scenario text. `origin` names the text in messages; `base` resolves relative paths.
+pub fn parse_scenario(text: &str, origin: &str, base: &Path, sets: &[String]) -> Result<Scenario> {
+    // First pass on the text itself, so that errors carry line and column.
+    let mut scenario: Scenario = serde_yaml::from_str(text)
+        .map_err(|e| Error::input(format!("{origin}: {}", describe_yaml_error(&e))))?;
+    if !sets.is_empty() {
+        let mut value: serde_yaml::Value = serde_yaml::from_str(text)
+            .map_err(|e| Error::input(format!("{origin}: {}", describe_yaml_error(&e))))?;
+        for set in sets {
+            apply_set(&mut value, set)?;
+        }
+        scenario = serde_yaml::from_value(value).map_err(|e| {
+            Error::input(format!(
+                "{origin} with --set {}: {}",
+                sets.join(" --set "),
+                describe_yaml_error(&e)
+            ))
+        })?;
+    }
+    if let Err((field, msg)) = check_values(&scenario) {
+        let at = match line_of_key(text, &field) {
+            Some(line) => format!("{origin}:{line}"),
+            None => origin.to_string(),
+        };
+        return Err(Error::input(format!("{at}: {field}: {msg}")));
+    }
+    resolve_paths(&mut scenario, base);
+    Ok(scenario)
+}
+
+/// The scenario as YAML, as it was resolved (written next to the results).
+pub fn to_yaml_string(s: &Scenario) -> Result<String> {
+    serde_yaml::to_string(s).map_err(|e| Error::failure(format!("cannot serialise scenario: {e}")))
+}
+
+fn resolve_paths(s: &mut Scenario, base: &Path) {
+    let fix = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    match &mut s.workload.source {
+        Source::Mooncake { path, .. }
+        | Source::Azure { path }
+        | Source::Ragpulse { path }
+        | Source::Native { path } => fix(path),
+        Source::Synthetic(_) => {}
+    }
+}
+
+/// Apply one `dotted.key=value` override to the YAML tree.
+fn apply_set(root: &mut serde_yaml::Value, set: &str) -> Result<()> {
+    let (key, raw) = set
+        .split_once('=')
+        .ok_or_else(|| Error::input(format!("--set {set}: expected dotted.key=value")))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(Error::input(format!("--set {set}: empty key")));
+    }
+    let value: serde_yaml::Value = serde_yaml::from_str(raw)
+        .map_err(|e| Error::input(format!("--set {set}: value is not valid YAML: {e}")))?;
+    let mut node = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if node.is_null() {
+            *node = serde_yaml::Value::Mapping(Default::default());
+        }
+        let map = node.as_mapping_mut().ok_or_else(|| {
+            Error::input(format!("--set {set}: `{}` is not a section", parts[..i].join(".")))
+        })?;
+        let k = serde_yaml::Value::String(part.to_string());
+        if i + 1 == parts.len() {
+            map.insert(k, value);
+            return Ok(());
+        }
+        node = map.entry(k).or_insert(serde_yaml::Value::Null);
+    }
+    Ok(())
+}
+
+/// Turn a serde_yaml error into one line: field path, message, location, and a suggestion
+/// for a misspelt key or variant.
+fn describe_yaml_error(e: &serde_yaml::Error) -> String {
+    let msg = e.to_string();
+    // serde_yaml appends " at line L column C"; move the location to the front.
+    let (body, loc) = match (msg.rfind(" at line "), e.location()) {
+        (Some(i), Some(l)) => (msg[..i].to_string(), format!("line {} column {}: ", l.line(), l.column())),
+        _ => (msg.clone(), String::new()),
+    };
+    let mut out = format!("{loc}{body}");
+    if let Some(s) = suggestion(&body) {
+        out.push_str(&format!(" (did you mean `{s}`?)"));
+    }
+    out.replace('\n', " ")
+}
+
+/// For "unknown field `x`, expected one of `a`, `b`" find the closest candidate.
+fn suggestion(body: &str) -> Option<String> {
+    let kind_at = body.find("unknown field `").or_else(|| body.find("unknown variant `"))?;
+    let rest = &body[kind_at..];
+    let start = rest.find('`')? + 1;
+    let end = start + rest[start..].find('`')?;
+    let wrong = &rest[start..end];
+    let expected = &rest[end..];
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let best = candidates
+        .iter()
+        .map(|c| (edit_distance(wrong, c), *c))
+        .min()?;
+    (best.0 <= wrong.len().max(3) / 2 + 1).then(|| best.1.to_string())
+}
+
+/// Levenshtein distance between two strings.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let sub = prev[j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Line number (1-based) of a dotted key in block-style YAML, if it is written there.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let want: Vec<&str> = dotted.split('.').collect();
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    for (no, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('-') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let Some(colon) = trimmed.find(':') else { continue };
+        let key = trimmed[..colon].trim().trim_matches('"').to_string();
+        while stack.last().is_some_and(|(i, _)| *i >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key));
+        if stack.len() == want.len() && stack.iter().zip(&want).all(|((_, k), w)| k == w) {
+            return Some(no + 1);
+        }
+    }
+    None
+}
+
+/// Semantic checks that types alone cannot express. Returns the field path and the problem.
+fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
+    let w = &s.workload;
+    positive("workload.time_scale", w.time_scale)?;
+    positive("workload.rate_scale", w.rate_scale)?;
+    if let Some(v) = w.start_s {
+        non_negative("workload.start_s", v)?;
+    }
+    if let Some(v) = w.end_s {
+        positive("workload.end_s", v)?;
+        if w.start_s.is_some_and(|s| s >= v) {
+            return Err(("workload.end_s".into(), "must be greater than start_s".into()));
+        }
+    }
+    if let Source::Synthetic(spec) = &w.source {
+        spec.check().map_err(|(f, m)| (format!("workload.source.{f}"), m))?;
+    }
+    if let Source::Mooncake { block_tokens, .. } = &w.source {
+        if *block_tokens == 0 {
+            return Err(("workload.source.block_tokens".into(), "must be at least 1".into()));
+        }
+    }
+    let e = &s.hardware.efficiency;
+    fraction("hardware.efficiency.gemm_compute", e.gemm_compute)?;
+    fraction("hardware.efficiency.gemm_memory", e.gemm_memory)?;
+    fraction("hardware.efficiency.attention_compute", e.attention_compute)?;
+    fraction("hardware.efficiency.attention_memory", e.attention_memory)?;
+    for (f, v) in [
+        ("hardware.memory_gib", s.hardware.memory_gib),
+        ("hardware.hbm_gbps", s.hardware.hbm_gbps),
+        ("hardware.bf16_tflops", s.hardware.bf16_tflops),
+        ("hardware.host_link_gbps", s.hardware.host_link_gbps),
+    ] {
+        if let Some(v) = v {
+            positive(f, v)?;
+        }
+    }
+    if let Some(p) = s.hardware.price_per_hour {
+        non_negative("hardware.price_per_hour", p)?;
+    }
+    let g = &s.engine;
+    if g.kind != "vllm" {
+        return Err(("engine.kind".into(), format!("unknown engine `{}`; known: vllm", g.kind)));
+    }
+    if g.max_num_batched_tokens == Some(0) {
+        return Err(("engine.max_num_batched_tokens".into(), "must be at least 1".into()));
+    }
+    if g.max_num_seqs == Some(0) {
+        return Err(("engine.max_num_seqs".into(), "must be at least 1".into()));
+    }
+    if g.max_model_len == Some(0) {
+        return Err(("engine.max_model_len".into(), "must be at least 1".into()));
+    }
+    if !(0.0..1.0).contains(&g.watermark) {
+        return Err(("engine.watermark".into(), format!("must be in [0, 1) (got {})", g.watermark)));
+    }
+    non_negative("engine.step_overhead_us", g.step_overhead_us)?;
+    non_negative("engine.per_request_overhead_us", g.per_request_overhead_us)?;
+    let k = &s.kv_cache;
+    if k.block_size == 0 {
+        return Err(("kv_cache.block_size".into(), "must be at least 1".into()));
+    }
+    fraction("kv_cache.gpu_memory_utilization", k.gpu_memory_utilization)?;
+    if k.num_gpu_blocks == Some(0) || k.num_gpu_blocks == Some(1) {
+        return Err(("kv_cache.num_gpu_blocks".into(), "must be at least 2 (one is vLLM's null block)".into()));
+    }
+    if let Some(a) = k.activation_gib {
+        non_negative("kv_cache.activation_gib", a)?;
+    }
+    non_negative("kv_cache.non_torch_gib", k.non_torch_gib)?;
+    for (f, v) in [("slo.ttft_ms", s.slo.ttft_ms), ("slo.tpot_ms", s.slo.tpot_ms), ("slo.e2e_ms", s.slo.e2e_ms)] {
+        if let Some(v) = v {
+            positive(f, v)?;
+        }
+    }
+    Ok(())
+}
+
+type Check = std::result::Result<(), (String, String)>;
+
+fn positive(field: &str, v: f64) -> Check {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err((field.into(), format!("must be a positive number (got {v})")))
+    }
+}
+
+fn non_negative(field: &str, v: f64) -> Check {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err((field.into(), format!("must be zero or positive (got {v})")))
+    }
+}
+
+fn fraction(field: &str, v: f64) -> Check {
+    if v.is_finite() && v > 0.0 && v <= 1.0 {
+        Ok(())
+    } else {
+        Err((field.into(), format!("must be in (0, 1] (got {v})")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_known_values() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("rate", "rate"), 0);
+    }
+
+    #[test]
+    fn line_of_nested_key() {
+        let t = "name: x\nworkload:\n  source:\n    kind: a\n  rate_scale: -1\nengine:\n  rate_scale: 3\n";
+        assert_eq!(line_of_key(t, "workload.rate_scale"), Some(5));
+        assert_eq!(line_of_key(t, "engine.rate_scale"), Some(7));
+        assert_eq!(line_of_key(t, "engine.missing"), None);
+    }
+
+    #[test]
+    fn set_creates_nested_sections() {
+        let mut v: serde_yaml::Value = serde_yaml::from_str("a: 1").unwrap();
+        apply_set(&mut v, "b.c.d=5").unwrap();
+        apply_set(&mut v, "a=hello").unwrap();
+        assert_eq!(v["b"]["c"]["d"], serde_yaml::Value::from(5));
+        assert_eq!(v["a"], serde_yaml::Value::from("hello"));
+        assert!(apply_set(&mut v, "a.x=1").is_err());
+        assert!(apply_set(&mut v, "novalue").is_err());
+    }
+}

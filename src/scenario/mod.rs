@@ -1,0 +1,392 @@
+//! The scenario: one YAML file that says what to simulate. Every field has a default
+//! (documented in `docs/scenario.md`); unknown fields are errors.
+
+mod load;
+
+pub use load::{load_scenario, parse_scenario, to_yaml_string};
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A complete scenario.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name used in reports and the default output directory.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Seed for every random choice (synthetic workloads, sampling).
+    #[serde(default)]
+    pub seed: u64,
+    /// Where requests come from.
+    pub workload: Workload,
+    /// The served model.
+    #[serde(default)]
+    pub model: ModelSpec,
+    /// The GPU and cost-model settings.
+    #[serde(default)]
+    pub hardware: HardwareSpec,
+    /// Scheduler settings of the modelled engine.
+    #[serde(default)]
+    pub engine: EngineSpec,
+    /// KV cache settings.
+    #[serde(default)]
+    pub kv_cache: KvCacheSpec,
+    /// Service-level objectives used for goodput.
+    #[serde(default)]
+    pub slo: SloSpec,
+    /// What to write and where.
+    #[serde(default)]
+    pub output: OutputSpec,
+}
+
+fn default_name() -> String {
+    "scenario".to_string()
+}
+
+/// Request source and its transformations.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Where the requests come from.
+    pub source: Source,
+    /// Multiply every arrival time by this factor (2.0 stretches the trace to twice as long).
+    #[serde(default = "one")]
+    pub time_scale: f64,
+    /// Multiply the request rate by this factor (2.0 halves every arrival time).
+    #[serde(default = "one")]
+    pub rate_scale: f64,
+    /// Keep only requests that arrive at or after this many seconds into the trace.
+    #[serde(default)]
+    pub start_s: Option<f64>,
+    /// Keep only requests that arrive before this many seconds into the trace.
+    #[serde(default)]
+    pub end_s: Option<f64>,
+    /// Keep at most this many requests.
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A request source: a trace file in one of the known formats, or a synthetic generator.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Source {
+    /// Mooncake JSON lines (`timestamp` ms, `hash_ids` of 512-token blocks).
+    Mooncake {
+        /// Path to the `.jsonl` file, relative to the scenario file.
+        path: PathBuf,
+        /// Tokens per `hash_ids` block.
+        #[serde(default = "mooncake_block")]
+        block_tokens: u32,
+    },
+    /// Azure LLM inference CSV (`TIMESTAMP,ContextTokens,GeneratedTokens`).
+    Azure {
+        /// Path to the `.csv` file.
+        path: PathBuf,
+    },
+    /// RAGPulse JSON lines with segment side files in the same directory.
+    Ragpulse {
+        /// Path to `0_trace.jsonl`; the side files `1_sys_prompt.jsonl` .. `5_web_search.jsonl`
+        /// are read from the same directory.
+        path: PathBuf,
+    },
+    /// Native kvsim CSV: `arrival_s,input_tokens,output_tokens[,session,prefix_hashes]`.
+    Native {
+        /// Path to the `.csv` file.
+        path: PathBuf,
+    },
+    /// A synthetic workload generated from the seed.
+    Synthetic(crate::workload::synth::SynthSpec),
+}
+
+fn mooncake_block() -> u32 {
+    512
+}
+
+/// The served model: a preset name, explicit shapes, or a preset with some shapes overridden.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Preset name, e.g. `llama-3.1-8b` (see `docs/scenario.md` for the list).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Number of transformer layers.
+    #[serde(default)]
+    pub layers: Option<u32>,
+    /// Hidden size.
+    #[serde(default)]
+    pub hidden: Option<u32>,
+    /// Attention (query) heads.
+    #[serde(default)]
+    pub heads: Option<u32>,
+    /// Key/value heads (grouped-query attention).
+    #[serde(default)]
+    pub kv_heads: Option<u32>,
+    /// Head dimension.
+    #[serde(default)]
+    pub head_dim: Option<u32>,
+    /// MLP intermediate size.
+    #[serde(default)]
+    pub intermediate: Option<u32>,
+    /// Vocabulary size.
+    #[serde(default)]
+    pub vocab: Option<u32>,
+    /// Weight and KV data type: `bf16`, `fp16`, `fp8` or `fp32`.
+    #[serde(default)]
+    pub dtype: Option<String>,
+    /// Maximum context length of the model.
+    #[serde(default)]
+    pub max_position: Option<u32>,
+    /// Whether input and output embeddings share weights.
+    #[serde(default)]
+    pub tie_embeddings: Option<bool>,
+}
+
+/// The GPU and the efficiencies of the roofline cost model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareSpec {
+    /// GPU preset name, e.g. `h100-sxm`.
+    #[serde(default = "default_gpu")]
+    pub gpu: String,
+    /// Override: usable device memory in GiB.
+    #[serde(default)]
+    pub memory_gib: Option<f64>,
+    /// Override: HBM bandwidth in GB/s.
+    #[serde(default)]
+    pub hbm_gbps: Option<f64>,
+    /// Override: dense bf16 tensor throughput in TFLOP/s.
+    #[serde(default)]
+    pub bf16_tflops: Option<f64>,
+    /// Override: host link bandwidth in GB/s (one direction).
+    #[serde(default)]
+    pub host_link_gbps: Option<f64>,
+    /// Override: price per GPU-hour in US dollars.
+    #[serde(default)]
+    pub price_per_hour: Option<f64>,
+    /// Efficiencies of the roofline cost model.
+    #[serde(default)]
+    pub efficiency: Efficiency,
+}
+
+fn default_gpu() -> String {
+    "h100-sxm".to_string()
+}
+
+impl Default for HardwareSpec {
+    fn default() -> Self {
+        HardwareSpec {
+            gpu: default_gpu(),
+            memory_gib: None,
+            hbm_gbps: None,
+            bf16_tflops: None,
+            host_link_gbps: None,
+            price_per_hour: None,
+            efficiency: Efficiency::default(),
+        }
+    }
+}
+
+/// Fractions of peak that each kind of kernel achieves in the roofline model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Efficiency {
+    /// Fraction of peak FLOP/s reached by the linear layers (GEMMs).
+    #[serde(default = "eff_gemm_compute")]
+    pub gemm_compute: f64,
+    /// Fraction of HBM bandwidth reached by the linear layers.
+    #[serde(default = "eff_gemm_memory")]
+    pub gemm_memory: f64,
+    /// Fraction of peak FLOP/s reached by prefill attention.
+    #[serde(default = "eff_attn_compute")]
+    pub attention_compute: f64,
+    /// Fraction of HBM bandwidth reached by attention (decode attention is memory bound).
+    #[serde(default = "eff_attn_memory")]
+    pub attention_memory: f64,
+}
+
+fn eff_gemm_compute() -> f64 {
+    0.7
+}
+fn eff_gemm_memory() -> f64 {
+    0.8
+}
+fn eff_attn_compute() -> f64 {
+    0.5
+}
+fn eff_attn_memory() -> f64 {
+    0.7
+}
+
+impl Default for Efficiency {
+    fn default() -> Self {
+        Efficiency {
+            gemm_compute: eff_gemm_compute(),
+            gemm_memory: eff_gemm_memory(),
+            attention_compute: eff_attn_compute(),
+            attention_memory: eff_attn_memory(),
+        }
+    }
+}
+
+/// Scheduler settings (vLLM v1 names where they exist).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSpec {
+    /// The engine modelled. Only `vllm` for now.
+    #[serde(default = "default_engine_kind")]
+    pub kind: String,
+    /// Token budget per step; default by GPU memory class as vLLM's API server sets it.
+    #[serde(default)]
+    pub max_num_batched_tokens: Option<u32>,
+    /// Maximum running requests; default by GPU memory class as vLLM sets it.
+    #[serde(default)]
+    pub max_num_seqs: Option<u32>,
+    /// Split long prompts across steps.
+    #[serde(default = "yes")]
+    pub enable_chunked_prefill: bool,
+    /// Cap on prompt tokens one request may take in a step (0 = no cap).
+    #[serde(default)]
+    pub long_prefill_token_threshold: u32,
+    /// Maximum prompt plus output length; default: the model's maximum context.
+    #[serde(default)]
+    pub max_model_len: Option<u32>,
+    /// Admit a waiting request only if blocks for its whole prompt are free
+    /// (vLLM's `full_sequence_must_fit` admission gate).
+    #[serde(default = "yes")]
+    pub full_prompt_admission: bool,
+    /// Fraction of blocks kept free when admitting waiting requests (vLLM `watermark`).
+    #[serde(default)]
+    pub watermark: f64,
+    /// CPU time per engine step (scheduling, input preparation, sampling), microseconds.
+    #[serde(default = "default_step_overhead")]
+    pub step_overhead_us: f64,
+    /// Extra CPU time per scheduled request in a step, microseconds.
+    #[serde(default = "default_per_seq_overhead")]
+    pub per_request_overhead_us: f64,
+}
+
+fn default_engine_kind() -> String {
+    "vllm".to_string()
+}
+fn yes() -> bool {
+    true
+}
+fn default_step_overhead() -> f64 {
+    1500.0
+}
+fn default_per_seq_overhead() -> f64 {
+    5.0
+}
+
+impl Default for EngineSpec {
+    fn default() -> Self {
+        EngineSpec {
+            kind: default_engine_kind(),
+            max_num_batched_tokens: None,
+            max_num_seqs: None,
+            enable_chunked_prefill: true,
+            long_prefill_token_threshold: 0,
+            max_model_len: None,
+            full_prompt_admission: true,
+            watermark: 0.0,
+            step_overhead_us: default_step_overhead(),
+            per_request_overhead_us: default_per_seq_overhead(),
+        }
+    }
+}
+
+/// KV cache settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KvCacheSpec {
+    /// Tokens per KV block.
+    #[serde(default = "default_block_size")]
+    pub block_size: u32,
+    /// Automatic prefix caching.
+    #[serde(default = "yes")]
+    pub enable_prefix_caching: bool,
+    /// Fraction of device memory vLLM may use.
+    #[serde(default = "default_util")]
+    pub gpu_memory_utilization: f64,
+    /// Explicit block count (copy it from vLLM's log); overrides the memory computation.
+    #[serde(default)]
+    pub num_gpu_blocks: Option<u64>,
+    /// Override: activation peak in GiB used in the block computation.
+    #[serde(default)]
+    pub activation_gib: Option<f64>,
+    /// Memory outside PyTorch's allocator (CUDA context, NCCL, CUDA graphs), GiB.
+    #[serde(default = "default_non_torch")]
+    pub non_torch_gib: f64,
+    /// Freed blocks without a hash go to the head of the free queue (reused first).
+    #[serde(default = "yes")]
+    pub free_unhashed_first: bool,
+}
+
+fn default_block_size() -> u32 {
+    16
+}
+fn default_util() -> f64 {
+    0.9
+}
+fn default_non_torch() -> f64 {
+    0.5
+}
+
+impl Default for KvCacheSpec {
+    fn default() -> Self {
+        KvCacheSpec {
+            block_size: default_block_size(),
+            enable_prefix_caching: true,
+            gpu_memory_utilization: default_util(),
+            num_gpu_blocks: None,
+            activation_gib: None,
+            non_torch_gib: default_non_torch(),
+            free_unhashed_first: true,
+        }
+    }
+}
+
+/// Service-level objectives. A request meets the SLO when every set bound holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SloSpec {
+    /// Bound on time to first token, milliseconds.
+    #[serde(default)]
+    pub ttft_ms: Option<f64>,
+    /// Bound on mean time per output token after the first, milliseconds.
+    #[serde(default)]
+    pub tpot_ms: Option<f64>,
+    /// Bound on end-to-end latency, milliseconds.
+    #[serde(default)]
+    pub e2e_ms: Option<f64>,
+}
+
+/// What to write.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Output directory, relative to the current directory; default `out/<name>`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Write `requests.csv`, one row per request.
+    #[serde(default = "yes")]
+    pub per_request: bool,
+    /// Write `steps.csv`, one row per engine step.
+    #[serde(default = "yes")]
+    pub per_step: bool,
+}
+
+impl Default for OutputSpec {
+    fn default() -> Self {
+        OutputSpec {
+            dir: None,
+            per_request: true,
+            per_step: true,
+        }
+    }
+}

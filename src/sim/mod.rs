@@ -1,0 +1,72 @@
+//! The discrete-event simulation: one clock, an event queue, replicas, and a streamed
+//! workload (only the next arrival is read ahead).
+
+pub mod event;
+pub mod recorder;
+
+use crate::cost::Roofline;
+use crate::engine::config::EngineSetup;
+use crate::engine::replica::Replica;
+use crate::error::Result;
+use crate::report::Summary;
+use crate::scenario::Scenario;
+use crate::workload;
+use event::{EventKind, EventQueue};
+use recorder::Recorder;
+
+/// Run a scenario to completion, writing rows through `rec`. Returns the summary.
+pub fn run(scenario: &Scenario, setup: &EngineSetup, rec: &mut Recorder, audit: bool) -> Result<Summary> {
+    let cost = Roofline::new(
+        &setup.model,
+        &setup.gpu,
+        &scenario.hardware.efficiency,
+        scenario.engine.step_overhead_us,
+        scenario.engine.per_request_overhead_us,
+    );
+    let mut replicas = vec![Replica::new(setup, Box::new(cost), audit)];
+    let mut stream = workload::open(&scenario.workload, scenario.seed)?;
+    let mut queue = EventQueue::default();
+    let mut next_request = stream.next().transpose()?;
+    if let Some(r) = &next_request {
+        queue.push(r.arrival_ns, EventKind::Arrival);
+    }
+    let mut start_pending = vec![false; replicas.len()];
+    let mut now = 0;
+    while let Some(ev) = queue.pop() {
+        now = ev.time_ns;
+        match ev.kind {
+            EventKind::Arrival => {
+                let req = next_request.take().expect("an arrival event has its request");
+                rec.on_arrival(now);
+                let target = 0; // one replica; routing comes with clusters
+                replicas[target].add_request(req, now, rec)?;
+                if !replicas[target].is_busy() && !start_pending[target] {
+                    start_pending[target] = true;
+                    queue.push(now, EventKind::StepStart { replica: target as u32 });
+                }
+                next_request = stream.next().transpose()?;
+                if let Some(r) = &next_request {
+                    queue.push(r.arrival_ns.max(now), EventKind::Arrival);
+                }
+            }
+            EventKind::StepDone { replica } => {
+                let i = replica as usize;
+                replicas[i].finish_step(now, rec)?;
+                if replicas[i].has_work() && !start_pending[i] {
+                    start_pending[i] = true;
+                    queue.push(now, EventKind::StepStart { replica });
+                }
+            }
+            EventKind::StepStart { replica } => {
+                let i = replica as usize;
+                start_pending[i] = false;
+                if let Some(d) = replicas[i].start_step(now, rec)? {
+                    queue.push(now + d, EventKind::StepDone { replica });
+                }
+            }
+        }
+    }
+    rec.finish_files()?;
+    let _ = now;
+    Ok(Summary::build(scenario, setup, rec, replicas[0].cost_model()))
+}

@@ -1,0 +1,238 @@
+//! Collects what a run produces: per-request and per-step rows (streamed to CSV as they
+//! happen) and the aggregates behind the summary.
+
+use crate::engine::block_pool::BlockCounts;
+use crate::engine::replica::RejectReason;
+use crate::engine::request::EngineRequest;
+use crate::error::{Error, Result};
+use crate::metrics::LogHistogram;
+use crate::scenario::SloSpec;
+use crate::workload::Request;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+/// One engine step, as written to `steps.csv`.
+#[derive(Debug, Clone, Copy)]
+pub struct StepRecord {
+    /// Step start, ns.
+    pub start_ns: u64,
+    /// Step duration, ns.
+    pub duration_ns: u64,
+    /// Requests in the step.
+    pub batch_size: u32,
+    /// Requests running a prefill chunk.
+    pub prefill_seqs: u32,
+    /// Prefill tokens.
+    pub prefill_tokens: u64,
+    /// Decode tokens.
+    pub decode_tokens: u64,
+    /// Blocks by state after scheduling.
+    pub blocks: BlockCounts,
+    /// Waiting requests after scheduling.
+    pub waiting: u32,
+    /// Running requests after scheduling.
+    pub running: u32,
+    /// Preemptions while scheduling this step.
+    pub preemptions: u32,
+}
+
+/// Latencies of one completed request, milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLatency {
+    /// Time to first token.
+    pub ttft_ms: f64,
+    /// Mean time per output token after the first (None with one output token).
+    pub tpot_ms: Option<f64>,
+    /// End to end.
+    pub e2e_ms: f64,
+}
+
+/// Aggregates of a run.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    requests_csv: Option<BufWriter<File>>,
+    steps_csv: Option<BufWriter<File>>,
+    slo: SloSpec,
+    /// Per completed request latencies.
+    pub latencies: Vec<RequestLatency>,
+    /// Inter-token latencies, ns.
+    pub itl: LogHistogram,
+    /// Completed requests.
+    pub completed: u64,
+    /// Completed requests that met every SLO bound.
+    pub slo_met: u64,
+    /// Rejections by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Requests that arrived.
+    pub arrived: u64,
+    /// Prompt tokens of completed requests.
+    pub input_tokens: u64,
+    /// Output tokens generated.
+    pub output_tokens: u64,
+    /// Output tokens the trace asked for, over completed requests.
+    pub expected_output_tokens: u64,
+    /// Prefix-cache hit tokens at first admission, over completed requests.
+    pub cached_tokens: u64,
+    /// Tokens recomputed after preemptions.
+    pub recomputed_tokens: u64,
+    /// Preemptions (counted per step).
+    pub preemptions: u64,
+    /// Steps run.
+    pub steps: u64,
+    /// Time the engine was busy, ns.
+    pub busy_ns: u64,
+    /// Integral of used blocks over busy time (block-ns).
+    pub used_block_ns: u128,
+    /// Peak used blocks.
+    pub peak_used_blocks: u32,
+    /// Largest batch.
+    pub max_batch: u32,
+    /// Largest running set.
+    pub max_running: u32,
+    /// First arrival, ns.
+    pub first_arrival_ns: Option<u64>,
+    /// Last completion, ns.
+    pub last_finish_ns: u64,
+    /// Prefill tokens computed.
+    pub prefill_tokens: u64,
+}
+
+fn io_err(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::failure(format!("cannot write {what}: {e}"))
+}
+
+impl Recorder {
+    /// A recorder that writes rows to the given files (if any).
+    pub fn new(requests_csv: Option<File>, steps_csv: Option<File>, slo: SloSpec) -> Result<Self> {
+        let mut r = Recorder {
+            requests_csv: requests_csv.map(|f| BufWriter::with_capacity(1 << 16, f)),
+            steps_csv: steps_csv.map(|f| BufWriter::with_capacity(1 << 16, f)),
+            slo,
+            ..Default::default()
+        };
+        if let Some(w) = &mut r.requests_csv {
+            writeln!(w, "request_id,arrival_s,input_tokens,output_tokens,status,reason,cached_tokens,first_scheduled_s,first_token_s,finish_s,ttft_ms,tpot_ms,e2e_ms,preemptions,recomputed_tokens")
+                .map_err(io_err("requests.csv"))?;
+        }
+        if let Some(w) = &mut r.steps_csv {
+            writeln!(w, "start_s,duration_ms,batch_size,prefill_seqs,prefill_tokens,decode_tokens,blocks_used,blocks_cached,blocks_free,waiting,running,preemptions")
+                .map_err(io_err("steps.csv"))?;
+        }
+        Ok(r)
+    }
+
+    /// A request arrived (accepted or not).
+    pub fn on_arrival(&mut self, now_ns: u64) {
+        self.arrived += 1;
+        self.first_arrival_ns.get_or_insert(now_ns);
+    }
+
+    /// A request was rejected.
+    pub fn on_reject(&mut self, req: &Request, reason: RejectReason, _now_ns: u64) -> Result<()> {
+        *self.rejected.entry(reason.as_str()).or_default() += 1;
+        if let Some(w) = &mut self.requests_csv {
+            writeln!(w, "{},{:.6},{},{},rejected,{},,,,,,,,0,0", req.id, s(req.arrival_ns), req.input_tokens, req.output_tokens, reason.as_str())
+                .map_err(io_err("requests.csv"))?;
+        }
+        Ok(())
+    }
+
+    /// A step started.
+    pub fn on_step(&mut self, st: &StepRecord) -> Result<()> {
+        self.steps += 1;
+        self.busy_ns += st.duration_ns;
+        self.used_block_ns += st.blocks.used as u128 * st.duration_ns as u128;
+        self.peak_used_blocks = self.peak_used_blocks.max(st.blocks.used);
+        self.max_batch = self.max_batch.max(st.batch_size);
+        self.max_running = self.max_running.max(st.running);
+        self.preemptions += st.preemptions as u64;
+        self.prefill_tokens += st.prefill_tokens;
+        if let Some(w) = &mut self.steps_csv {
+            writeln!(
+                w,
+                "{:.6},{:.4},{},{},{},{},{},{},{},{},{},{}",
+                s(st.start_ns),
+                st.duration_ns as f64 / 1e6,
+                st.batch_size,
+                st.prefill_seqs,
+                st.prefill_tokens,
+                st.decode_tokens,
+                st.blocks.used,
+                st.blocks.cached,
+                st.blocks.free,
+                st.waiting,
+                st.running,
+                st.preemptions
+            )
+            .map_err(io_err("steps.csv"))?;
+        }
+        Ok(())
+    }
+
+    /// An output token was produced; `gap_ns` is the time since the request's previous one.
+    pub fn on_token(&mut self, gap_ns: Option<u64>) {
+        self.output_tokens += 1;
+        if let Some(g) = gap_ns {
+            self.itl.record(g);
+        }
+    }
+
+    /// A request finished.
+    pub fn on_finish(&mut self, r: &EngineRequest, now_ns: u64) -> Result<()> {
+        let q = &r.req;
+        let first = r.first_token_ns.expect("finished requests have a first token");
+        let lat = RequestLatency {
+            ttft_ms: (first - q.arrival_ns) as f64 / 1e6,
+            tpot_ms: (r.generated > 1).then(|| (now_ns - first) as f64 / 1e6 / (r.generated - 1) as f64),
+            e2e_ms: (now_ns - q.arrival_ns) as f64 / 1e6,
+        };
+        let meets = self.slo.ttft_ms.is_none_or(|b| lat.ttft_ms <= b)
+            && self.slo.tpot_ms.is_none_or(|b| lat.tpot_ms.is_none_or(|t| t <= b))
+            && self.slo.e2e_ms.is_none_or(|b| lat.e2e_ms <= b);
+        self.slo_met += meets as u64;
+        self.completed += 1;
+        self.input_tokens += q.input_tokens as u64;
+        self.expected_output_tokens += q.output_tokens as u64;
+        self.cached_tokens += r.cached_tokens.max(0) as u64;
+        self.recomputed_tokens += r.recomputed_tokens;
+        self.last_finish_ns = self.last_finish_ns.max(now_ns);
+        self.latencies.push(lat);
+        if let Some(w) = &mut self.requests_csv {
+            writeln!(
+                w,
+                "{},{:.6},{},{},completed,,{},{:.6},{:.6},{:.6},{:.3},{},{:.3},{},{}",
+                q.id,
+                s(q.arrival_ns),
+                q.input_tokens,
+                q.output_tokens,
+                r.cached_tokens.max(0),
+                s(r.first_scheduled_ns.unwrap_or(0)),
+                s(first),
+                s(now_ns),
+                lat.ttft_ms,
+                lat.tpot_ms.map(|t| format!("{t:.3}")).unwrap_or_default(),
+                lat.e2e_ms,
+                r.preemptions,
+                r.recomputed_tokens
+            )
+            .map_err(io_err("requests.csv"))?;
+        }
+        Ok(())
+    }
+
+    /// Flush the CSV files.
+    pub fn finish_files(&mut self) -> Result<()> {
+        if let Some(w) = &mut self.requests_csv {
+            w.flush().map_err(io_err("requests.csv"))?;
+        }
+        if let Some(w) = &mut self.steps_csv {
+            w.flush().map_err(io_err("steps.csv"))?;
+        }
+        Ok(())
+    }
+}
+
+fn s(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
