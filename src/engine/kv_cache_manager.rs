@@ -168,8 +168,11 @@ impl KvCacheManager {
         }
         self.pool.touch(hit_blocks);
         let rb = self.requests.get_mut(&id).expect("request registered");
-        rb.blocks.extend_from_slice(hit_blocks);
-        rb.num_cached = rb.num_cached.max(rb.blocks.len());
+        if !hit_blocks.is_empty() {
+            // Hits are whole cached blocks at the start of a request that holds none yet.
+            rb.blocks.extend_from_slice(hit_blocks);
+            rb.num_cached = rb.num_cached.max(rb.blocks.len());
+        }
         self.pool.get_new_blocks(new_blocks as u32, &mut rb.blocks);
         if self.enable_caching {
             let upto = (computed + num_new_tokens as u64).min(known_tokens as u64);
@@ -239,5 +242,22 @@ mod tests {
         assert!(m.allocate_slots(1, 0, 20, None, Some(20), 0, 64));
         assert!(!m.allocate_slots(1, 20, 20, None, None, 0, 64));
         m.audit().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn chunked_prefill_registers_every_full_block() {
+        let mut m = KvCacheManager::new(2000, 16, true, true);
+        m.add_request(1, |v| v.extend((0..846u64).map(|i| i * 2 + 1)));
+        // The first chunk ends inside block 409 (6559 = 409 * 16 + 15).
+        assert!(m.allocate_slots(1, 0, 6559, None, Some(13544), 0, 13544));
+        assert!(m.allocate_slots(1, 6559, 6985, None, None, 0, 13544));
+        m.free(1);
+        m.add_request(2, |v| v.extend((0..846u64).map(|i| i * 2 + 1)));
+        assert_eq!(m.get_computed_blocks(2, 13544).blocks, 846);
     }
 }
