@@ -4,7 +4,7 @@
 use crate::engine::config::EngineSetup;
 use crate::error::{Error, Result};
 use crate::output::OutputDir;
-use crate::scenario::{load_scenario, to_yaml_string, Scenario, Source, Workload};
+use crate::scenario::{load_scenario, to_yaml_string, Scenario, SourceKind, SourceSpec, Workload};
 use crate::sim::recorder::Recorder;
 use crate::workload;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -196,12 +196,13 @@ fn trace_workload(input: &Path, format: Option<Format>, sets: &[String]) -> Resu
     }
     let format = format.ok_or_else(|| Error::input("trace stats: give a scenario .yaml, or a trace file with --format"))?;
     let path = input.to_path_buf();
-    let source = match format {
-        Format::Mooncake => Source::Mooncake { path, block_tokens: 512 },
-        Format::Azure => Source::Azure { path },
-        Format::Ragpulse => Source::Ragpulse { path },
-        Format::Native => Source::Native { path },
+    let kind = match format {
+        Format::Mooncake => SourceKind::Mooncake,
+        Format::Azure => SourceKind::Azure,
+        Format::Ragpulse => SourceKind::Ragpulse,
+        Format::Native => SourceKind::Native,
     };
+    let source = SourceSpec::trace(kind, path);
     let w = Workload { source, time_scale: 1.0, rate_scale: 1.0, start_s: None, end_s: None, limit: None };
     Ok((w, 0, 16))
 }

@@ -86,6 +86,11 @@ impl KvCacheManager {
         Ok(c)
     }
 
+    /// True when the request is registered.
+    pub fn has_request(&self, id: u64) -> bool {
+        self.requests.contains_key(&id)
+    }
+
     /// Register a request with the hashes of its full blocks. `fill` appends them to the
     /// vector it is given.
     pub fn add_request(&mut self, id: u64, fill: impl FnOnce(&mut Vec<u64>)) {

@@ -127,13 +127,22 @@ impl Scheduler {
                 self.slots.len() as u32 - 1
             }
         };
-        let bs = self.kv.block_size();
-        let total = er.max_tokens();
-        let r = &er.req;
-        self.kv.add_request(slot as u64, |out| block_hashes(&r.segments, r.input_tokens, total, bs, r.id, out));
         self.slots[slot as usize] = Some(er);
         self.waiting.push_back(slot);
         slot
+    }
+
+    /// Register a request with the KV cache manager when it first reaches the head of the
+    /// waiting queue, so that queued requests hold no block hashes.
+    fn ensure_registered(&mut self, slot: u32) {
+        if self.kv.has_request(slot as u64) {
+            return;
+        }
+        let bs = self.kv.block_size();
+        let er = self.slots[slot as usize].as_ref().expect("live slot");
+        let total = er.max_tokens();
+        let r = &er.req;
+        self.kv.add_request(slot as u64, |out| block_hashes(&r.segments, r.input_tokens, total, bs, r.id, out));
     }
 
     /// Remove a finished request and return its state.
@@ -195,6 +204,7 @@ impl Scheduler {
         if self.step_preemptions == 0 {
             while budget > 0 && (self.running.len() as u32) < self.cfg.max_num_seqs {
                 let Some(&slot) = self.waiting.front() else { break };
+                self.ensure_registered(slot);
                 let known = self.request(slot).num_tokens();
                 let hit = self.kv.get_computed_blocks(slot as u64, known);
                 let mut n = known - hit.tokens;

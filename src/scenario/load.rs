@@ -1,7 +1,7 @@
 //! Reading a scenario file. This is the only module that touches `serde_yaml`, so that a
 //! maintained fork can replace it in one place.
 
-use super::{Scenario, Source};
+use super::Scenario;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -36,7 +36,7 @@ pub fn parse_scenario(text: &str, origin: &str, base: &Path, sets: &[String]) ->
     }
     if let Err((field, msg)) = check_values(&scenario) {
         let at = match line_of_key(text, &field) {
-            Some(line) => format!("{origin}:{line}"),
+            Some((line, col)) => format!("{origin}: line {line} column {col}"),
             None => origin.to_string(),
         };
         return Err(Error::input(format!("{at}: {field}: {msg}")));
@@ -56,12 +56,8 @@ fn resolve_paths(s: &mut Scenario, base: &Path) {
             *p = base.join(&*p);
         }
     };
-    match &mut s.workload.source {
-        Source::Mooncake { path, .. }
-        | Source::Azure { path }
-        | Source::Ragpulse { path }
-        | Source::Native { path } => fix(path),
-        Source::Synthetic(_) => {}
+    if let Some(p) = &mut s.workload.source.path {
+        fix(p);
     }
 }
 
@@ -119,7 +115,7 @@ fn suggestion(body: &str) -> Option<String> {
     let end = start + rest[start..].find('`')?;
     let wrong = &rest[start..end];
     let expected = &rest[end..];
-    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let candidates: Vec<&str> = expected.split('`').skip(2).step_by(2).collect();
     let best = candidates
         .iter()
         .map(|c| (edit_distance(wrong, c), *c))
@@ -144,10 +140,13 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// Line number (1-based) of a dotted key in block-style YAML, if it is written there.
-fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+/// Line and column (1-based) of a dotted key in the YAML text. Block mappings are followed
+/// by indentation; the last keys may sit in a flow mapping (`{a: 1, b: 2}`) on the line of
+/// their parent. Falls back to the deepest parent found.
+fn line_of_key(text: &str, dotted: &str) -> Option<(usize, usize)> {
     let want: Vec<&str> = dotted.split('.').collect();
     let mut stack: Vec<(usize, String)> = Vec::new();
+    let mut best: Option<(usize, usize, usize)> = None; // (depth, line, column)
     for (no, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('-') {
@@ -160,11 +159,34 @@ fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
             stack.pop();
         }
         stack.push((indent, key));
-        if stack.len() == want.len() && stack.iter().zip(&want).all(|((_, k), w)| k == w) {
-            return Some(no + 1);
+        let depth = stack.len();
+        if depth > want.len() || !stack.iter().zip(&want).all(|((_, k), w)| k == w) {
+            continue;
+        }
+        if best.is_none_or(|(d, _, _)| depth > d) {
+            best = Some((depth, no + 1, indent + 1));
+        }
+        if depth == want.len() {
+            return Some((no + 1, indent + 1));
+        }
+        // Look for the remaining keys inside a flow mapping on this line.
+        let mut col = indent + colon;
+        let mut found = depth;
+        for w in &want[depth..] {
+            let pat = format!("{w}:");
+            match line[col..].find(&pat) {
+                Some(i) if line[..col + i].ends_with([' ', '{', ',']) => {
+                    col += i;
+                    found += 1;
+                }
+                _ => break,
+            }
+        }
+        if found == want.len() {
+            return Some((no + 1, col + 1));
         }
     }
-    None
+    best.map(|(_, l, c)| (l, c))
 }
 
 /// Semantic checks that types alone cannot express. Returns the field path and the problem.
@@ -181,14 +203,7 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
             return Err(("workload.end_s".into(), "must be greater than start_s".into()));
         }
     }
-    if let Source::Synthetic(spec) = &w.source {
-        spec.check().map_err(|(f, m)| (format!("workload.source.{f}"), m))?;
-    }
-    if let Source::Mooncake { block_tokens, .. } = &w.source {
-        if *block_tokens == 0 {
-            return Err(("workload.source.block_tokens".into(), "must be at least 1".into()));
-        }
-    }
+    w.source.resolve().map_err(|(f, m)| (format!("workload.source.{f}"), m))?;
     let e = &s.hardware.efficiency;
     fraction("hardware.efficiency.gemm_compute", e.gemm_compute)?;
     fraction("hardware.efficiency.gemm_memory", e.gemm_memory)?;
@@ -284,10 +299,12 @@ mod tests {
 
     #[test]
     fn line_of_nested_key() {
-        let t = "name: x\nworkload:\n  source:\n    kind: a\n  rate_scale: -1\nengine:\n  rate_scale: 3\n";
-        assert_eq!(line_of_key(t, "workload.rate_scale"), Some(5));
-        assert_eq!(line_of_key(t, "engine.rate_scale"), Some(7));
-        assert_eq!(line_of_key(t, "engine.missing"), None);
+        let t = "name: x\nworkload:\n  source:\n    kind: a\n    arrival: {kind: poisson, rate: -1}\n  rate_scale: -1\nengine:\n  rate_scale: 3\n";
+        assert_eq!(line_of_key(t, "workload.rate_scale"), Some((6, 3)));
+        assert_eq!(line_of_key(t, "engine.rate_scale"), Some((8, 3)));
+        assert_eq!(line_of_key(t, "workload.source.arrival.rate"), Some((5, 30)));
+        assert_eq!(line_of_key(t, "engine.missing"), Some((7, 1)));
+        assert_eq!(line_of_key(t, "slo.ttft_ms"), None);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! (documented in `docs/scenario.md`); unknown fields are errors.
 
 mod load;
+mod source;
 
 pub use load::{load_scenario, parse_scenario, to_yaml_string};
+pub use source::{ArrivalKind, ArrivalSpec, LengthKind, LengthSpec, SessionSpec, SourceKind, SourceSpec, SystemPromptSpec};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -49,7 +51,7 @@ fn default_name() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     /// Where the requests come from.
-    pub source: Source,
+    pub source: SourceSpec,
     /// Multiply every arrival time by this factor (2.0 stretches the trace to twice as long).
     #[serde(default = "one")]
     pub time_scale: f64,
@@ -69,42 +71,6 @@ pub struct Workload {
 
 fn one() -> f64 {
     1.0
-}
-
-/// A request source: a trace file in one of the known formats, or a synthetic generator.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Source {
-    /// Mooncake JSON lines (`timestamp` ms, `hash_ids` of 512-token blocks).
-    Mooncake {
-        /// Path to the `.jsonl` file, relative to the scenario file.
-        path: PathBuf,
-        /// Tokens per `hash_ids` block.
-        #[serde(default = "mooncake_block")]
-        block_tokens: u32,
-    },
-    /// Azure LLM inference CSV (`TIMESTAMP,ContextTokens,GeneratedTokens`).
-    Azure {
-        /// Path to the `.csv` file.
-        path: PathBuf,
-    },
-    /// RAGPulse JSON lines with segment side files in the same directory.
-    Ragpulse {
-        /// Path to `0_trace.jsonl`; the side files `1_sys_prompt.jsonl` .. `5_web_search.jsonl`
-        /// are read from the same directory.
-        path: PathBuf,
-    },
-    /// Native kvsim CSV: `arrival_s,input_tokens,output_tokens[,session,prefix_hashes]`.
-    Native {
-        /// Path to the `.csv` file.
-        path: PathBuf,
-    },
-    /// A synthetic workload generated from the seed.
-    Synthetic(crate::workload::synth::SynthSpec),
-}
-
-fn mooncake_block() -> u32 {
-    512
 }
 
 /// The served model: a preset name, explicit shapes, or a preset with some shapes overridden.

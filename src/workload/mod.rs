@@ -9,7 +9,8 @@ pub mod stats;
 pub mod synth;
 
 use crate::error::{Error, Result};
-use crate::scenario::{Source, Workload};
+use crate::scenario::Workload;
+use std::path::PathBuf;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -75,9 +76,38 @@ pub fn hash_str(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
-/// Open the workload's source as a stream of raw requests.
-pub fn open_raw(w: &Workload, seed: u64) -> Result<Box<dyn Iterator<Item = Result<RawRequest>>>> {
-    Ok(match &w.source {
+/// A resolved request source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Mooncake JSON lines with `block_tokens`-token hash blocks.
+    Mooncake {
+        /// Trace file.
+        path: PathBuf,
+        /// Tokens per hash block.
+        block_tokens: u32,
+    },
+    /// Azure LLM inference CSV.
+    Azure {
+        /// Trace file.
+        path: PathBuf,
+    },
+    /// RAGPulse JSON lines (side files beside it).
+    Ragpulse {
+        /// Trace file.
+        path: PathBuf,
+    },
+    /// Native kvsim CSV.
+    Native {
+        /// Trace file.
+        path: PathBuf,
+    },
+    /// Generated.
+    Synthetic(synth::SynthSpec),
+}
+
+/// Open a source as a stream of raw requests.
+pub fn open_raw(source: &Source, seed: u64) -> Result<Box<dyn Iterator<Item = Result<RawRequest>>>> {
+    Ok(match source {
         Source::Mooncake { path, block_tokens } => Box::new(mooncake::MooncakeReader::open(path, *block_tokens)?),
         Source::Azure { path } => Box::new(azure::AzureReader::open(path)?),
         Source::Ragpulse { path } => Box::new(ragpulse::RagpulseReader::open(path)?),
@@ -88,7 +118,11 @@ pub fn open_raw(w: &Workload, seed: u64) -> Result<Box<dyn Iterator<Item = Resul
 
 /// Open the workload with its time window, scaling and limit applied.
 pub fn open(w: &Workload, seed: u64) -> Result<RequestStream> {
-    let raw = open_raw(w, seed)?;
+    let source = w
+        .source
+        .resolve()
+        .map_err(|(f, m)| Error::input(format!("workload.source.{f}: {m}")))?;
+    let raw = open_raw(&source, seed)?;
     Ok(Box::new(Transform::new(raw, w)))
 }
 
@@ -220,7 +254,8 @@ mod tests {
     }
 
     fn workload() -> Workload {
-        serde_yaml::from_str("source: {kind: native, path: x.csv}").unwrap()
+        let source = crate::scenario::SourceSpec::trace(crate::scenario::SourceKind::Native, "x.csv".into());
+        Workload { source, time_scale: 1.0, rate_scale: 1.0, start_s: None, end_s: None, limit: None }
     }
 
     #[test]

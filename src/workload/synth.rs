@@ -6,13 +6,11 @@ use super::{mix, RawRequest, Segment};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp, Gamma, LogNormal, WeightedIndex};
-use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// The synthetic workload's parameters (the `workload.source` section with `kind: synthetic`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// A checked synthetic workload (built from `workload.source` by the scenario loader).
+#[derive(Debug, Clone, PartialEq)]
 pub struct SynthSpec {
     /// Requests to generate.
     pub requests: u64,
@@ -22,17 +20,14 @@ pub struct SynthSpec {
     pub input: Lengths,
     /// Output length of each request.
     pub output: Lengths,
-    /// Shared system prompts: each request (session) starts with one of them.
-    #[serde(default)]
-    pub system_prompts: Option<SystemPrompts>,
-    /// Multi-turn sessions: each turn's prompt repeats the conversation so far.
-    #[serde(default)]
-    pub sessions: Option<Sessions>,
+    /// Shared system prompts: (count, tokens each); each session starts with one.
+    pub system_prompts: Option<(u32, u32)>,
+    /// Sessions: turns per session and mean think time in seconds.
+    pub sessions: Option<(Lengths, f64)>,
 }
 
 /// Inter-arrival process.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Arrival {
     /// Exponential gaps at `rate` per second.
     Poisson {
@@ -54,8 +49,7 @@ pub enum Arrival {
 }
 
 /// A distribution of token counts (always at least 1).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Lengths {
     /// Always `value`.
     Constant {
@@ -76,7 +70,6 @@ pub enum Lengths {
         /// Standard deviation of the underlying normal.
         sigma: f64,
         /// Cap.
-        #[serde(default = "default_cap")]
         max: u32,
     },
     /// One of `values`, chosen with `weights` (uniform if omitted).
@@ -84,91 +77,8 @@ pub enum Lengths {
         /// The lengths.
         values: Vec<u32>,
         /// Their relative weights.
-        #[serde(default)]
         weights: Option<Vec<f64>>,
     },
-}
-
-fn default_cap() -> u32 {
-    131_072
-}
-
-/// Shared system prompts.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SystemPrompts {
-    /// Distinct system prompts; each request picks one uniformly.
-    pub count: u32,
-    /// Tokens in each.
-    pub tokens: u32,
-}
-
-/// Multi-turn sessions.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Sessions {
-    /// Turns per session.
-    pub turns: Lengths,
-    /// Mean think time between a turn and the next, seconds (exponential).
-    pub think_time_s: f64,
-}
-
-impl SynthSpec {
-    /// Check the parameters; on error return the field (relative to the source) and message.
-    pub fn check(&self) -> Result<(), (String, String)> {
-        let bad = |f: &str, m: String| Err((f.to_string(), m));
-        let rate = match &self.arrival {
-            Arrival::Poisson { rate } | Arrival::Constant { rate } => *rate,
-            Arrival::Gamma { rate, cv } => {
-                if !(cv.is_finite() && *cv > 0.0) {
-                    return bad("arrival.cv", format!("must be a positive number (got {cv})"));
-                }
-                *rate
-            }
-        };
-        if !(rate.is_finite() && rate > 0.0) {
-            return bad("arrival.rate", format!("must be a positive number (got {rate})"));
-        }
-        check_lengths("input", &self.input)?;
-        check_lengths("output", &self.output)?;
-        if let Some(s) = &self.sessions {
-            check_lengths("sessions.turns", &s.turns)?;
-            if !(s.think_time_s.is_finite() && s.think_time_s >= 0.0) {
-                return bad("sessions.think_time_s", format!("must be zero or positive (got {})", s.think_time_s));
-            }
-        }
-        if let Some(p) = &self.system_prompts {
-            if p.count == 0 || p.tokens == 0 {
-                return bad("system_prompts", "count and tokens must be at least 1".into());
-            }
-        }
-        Ok(())
-    }
-}
-
-fn check_lengths(field: &str, l: &Lengths) -> Result<(), (String, String)> {
-    let msg = match l {
-        Lengths::Constant { value } if *value == 0 => Some("value must be at least 1".to_string()),
-        Lengths::Uniform { min, max } if *min == 0 || min > max => Some(format!("need 1 <= min <= max (got {min}, {max})")),
-        Lengths::Lognormal { mean, sigma, max } if !(mean.is_finite() && *mean >= 1.0 && sigma.is_finite() && *sigma >= 0.0 && *max >= 1) => {
-            Some(format!("need mean >= 1, sigma >= 0, max >= 1 (got {mean}, {sigma}, {max})"))
-        }
-        Lengths::Empirical { values, weights } => {
-            if values.is_empty() || values.contains(&0) {
-                Some("values must be non-empty and at least 1".into())
-            } else if let Some(w) = weights {
-                (w.len() != values.len() || w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0)
-                    .then(|| "weights must match values, be >= 0 and not all zero".into())
-            } else {
-                None
-            }
-        }
-        _ => None,
-    };
-    match msg {
-        Some(m) => Err((field.to_string(), m)),
-        None => Ok(()),
-    }
 }
 
 /// A sampler for one [`Lengths`].
@@ -238,7 +148,7 @@ pub struct SynthGenerator {
     input: LengthSampler,
     output: LengthSampler,
     turns: Option<(LengthSampler, f64)>,
-    system: Option<SystemPrompts>,
+    system: Option<(u32, u32)>,
     remaining: u64,
     next_new_ns: u64,
     next_session: u64,
@@ -263,8 +173,8 @@ impl SynthGenerator {
             gaps,
             input: LengthSampler::new(&spec.input),
             output: LengthSampler::new(&spec.output),
-            turns: spec.sessions.as_ref().map(|s| (LengthSampler::new(&s.turns), s.think_time_s)),
-            system: spec.system_prompts.clone(),
+            turns: spec.sessions.as_ref().map(|(t, think)| (LengthSampler::new(t), *think)),
+            system: spec.system_prompts,
             remaining: spec.requests,
             next_new_ns: 0,
             next_session: 0,
@@ -334,9 +244,9 @@ impl Iterator for SynthGenerator {
             None => 1,
         };
         let mut history = Vec::new();
-        if let Some(sp) = &self.system {
-            let which = self.rng.gen_range(0..sp.count) as u64;
-            history.push((mix(0x7379_7374_656d, which), sp.tokens));
+        if let Some((count, tokens)) = self.system {
+            let which = self.rng.gen_range(0..count) as u64;
+            history.push((mix(0x7379_7374_656d, which), tokens));
         }
         Some(self.emit(arrival, session, turns, history))
     }
@@ -346,13 +256,13 @@ impl Iterator for SynthGenerator {
 mod tests {
     use super::*;
 
-    fn spec(yaml: &str) -> SynthSpec {
-        serde_yaml::from_str(yaml).unwrap()
+    fn spec(requests: u64, arrival: Arrival, input: Lengths, output: Lengths) -> SynthSpec {
+        SynthSpec { requests, arrival, input, output, system_prompts: None, sessions: None }
     }
 
     #[test]
     fn poisson_rate_and_determinism() {
-        let s = spec("requests: 20000\narrival: {kind: poisson, rate: 10}\ninput: {kind: constant, value: 100}\noutput: {kind: uniform, min: 1, max: 9}");
+        let s = spec(20000, Arrival::Poisson { rate: 10.0 }, Lengths::Constant { value: 100 }, Lengths::Uniform { min: 1, max: 9 });
         let a: Vec<RawRequest> = SynthGenerator::new(&s, 7).collect();
         let b: Vec<RawRequest> = SynthGenerator::new(&s, 7).collect();
         assert_eq!(a, b);
@@ -361,11 +271,13 @@ mod tests {
         assert!((rate - 10.0).abs() < 0.3, "rate {rate}");
         assert!(a.iter().all(|r| (1..=9).contains(&r.output_tokens)));
         assert!(a.windows(2).all(|w| w[0].arrival_ns <= w[1].arrival_ns));
+        let c: Vec<RawRequest> = SynthGenerator::new(&s, 8).collect();
+        assert_ne!(a, c);
     }
 
     #[test]
     fn gamma_cv_is_respected() {
-        let s = spec("requests: 50000\narrival: {kind: gamma, rate: 4, cv: 3}\ninput: {kind: constant, value: 1}\noutput: {kind: constant, value: 1}");
+        let s = spec(50000, Arrival::Gamma { rate: 4.0, cv: 3.0 }, Lengths::Constant { value: 1 }, Lengths::Constant { value: 1 });
         let t: Vec<f64> = SynthGenerator::new(&s, 1).map(|r| r.arrival_ns as f64 / 1e9).collect();
         let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
         let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
@@ -375,15 +287,21 @@ mod tests {
     }
 
     #[test]
-    fn lognormal_mean() {
-        let s = spec("requests: 40000\narrival: {kind: constant, rate: 1}\ninput: {kind: lognormal, mean: 800, sigma: 0.5}\noutput: {kind: constant, value: 1}");
+    fn lognormal_mean_and_empirical_weights() {
+        let s = spec(40000, Arrival::Constant { rate: 1.0 }, Lengths::Lognormal { mean: 800.0, sigma: 0.5, max: 100_000 }, Lengths::Constant { value: 1 });
         let m = SynthGenerator::new(&s, 3).map(|r| r.input_tokens as f64).sum::<f64>() / 40000.0;
         assert!((m - 800.0).abs() < 15.0, "mean {m}");
+        let e = Lengths::Empirical { values: vec![10, 20], weights: Some(vec![3.0, 1.0]) };
+        let s = spec(40000, Arrival::Constant { rate: 1.0 }, e, Lengths::Constant { value: 1 });
+        let tens = SynthGenerator::new(&s, 3).filter(|r| r.input_tokens == 10).count() as f64 / 40000.0;
+        assert!((tens - 0.75).abs() < 0.01, "{tens}");
     }
 
     #[test]
     fn sessions_repeat_history_and_share_system_prompt() {
-        let s = spec("requests: 6\narrival: {kind: constant, rate: 0.001}\ninput: {kind: constant, value: 50}\noutput: {kind: constant, value: 20}\nsystem_prompts: {count: 1, tokens: 100}\nsessions: {turns: {kind: constant, value: 3}, think_time_s: 1}");
+        let mut s = spec(6, Arrival::Constant { rate: 0.001 }, Lengths::Constant { value: 50 }, Lengths::Constant { value: 20 });
+        s.system_prompts = Some((1, 100));
+        s.sessions = Some((Lengths::Constant { value: 3 }, 1.0));
         let r: Vec<RawRequest> = SynthGenerator::new(&s, 5).collect();
         // Session 0's three turns come before session 1 starts (1000 s apart).
         assert_eq!(r[0].input_tokens, 150);

@@ -1,0 +1,325 @@
+//! The `workload.source` section as written in YAML (plain structs, so that every error
+//! keeps its line and column), and its resolution into a typed [`Source`].
+
+use crate::workload::synth::{Arrival, Lengths, SynthSpec};
+use crate::workload::Source;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Where requests come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// `mooncake`, `azure`, `ragpulse`, `native` or `synthetic`.
+    pub kind: SourceKind,
+    /// Trace file, relative to the scenario file (trace kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Tokens per `hash_ids` block (mooncake; default 512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_tokens: Option<u32>,
+    /// Requests to generate (synthetic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    /// Arrival process (synthetic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<ArrivalSpec>,
+    /// Prompt lengths (synthetic; with sessions, the new user message of each turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<LengthSpec>,
+    /// Output lengths (synthetic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<LengthSpec>,
+    /// Shared system prompts (synthetic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompts: Option<SystemPromptSpec>,
+    /// Multi-turn sessions (synthetic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionSpec>,
+}
+
+/// Kinds of request source.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Mooncake JSON lines.
+    Mooncake,
+    /// Azure LLM inference CSV.
+    Azure,
+    /// RAGPulse JSON lines.
+    Ragpulse,
+    /// Native kvsim CSV.
+    Native,
+    /// Generated from the seed.
+    Synthetic,
+}
+
+/// An arrival process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArrivalSpec {
+    /// `poisson`, `gamma` or `constant`.
+    pub kind: ArrivalKind,
+    /// Arrivals per second.
+    pub rate: f64,
+    /// Coefficient of variation of the gaps (gamma only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv: Option<f64>,
+}
+
+/// Kinds of arrival process.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ArrivalKind {
+    /// Exponential gaps.
+    Poisson,
+    /// Gamma gaps with a coefficient of variation.
+    Gamma,
+    /// Equal gaps.
+    Constant,
+}
+
+/// A length distribution.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LengthSpec {
+    /// `constant`, `uniform`, `lognormal` or `empirical`.
+    pub kind: LengthKind,
+    /// The length (constant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<u32>,
+    /// Smallest length (uniform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<u32>,
+    /// Largest length (uniform), or cap (lognormal; default 131072).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// Mean length (lognormal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    /// Standard deviation of the underlying normal (lognormal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<f64>,
+    /// The lengths (empirical).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<u32>>,
+    /// Their weights (empirical; uniform if omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<f64>>,
+}
+
+/// Kinds of length distribution.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LengthKind {
+    /// Always the same.
+    Constant,
+    /// Uniform on an interval.
+    Uniform,
+    /// Lognormal by mean and sigma.
+    Lognormal,
+    /// Drawn from a list.
+    Empirical,
+}
+
+/// Shared system prompts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SystemPromptSpec {
+    /// Distinct system prompts; each request (session) picks one uniformly.
+    pub count: u32,
+    /// Tokens in each.
+    pub tokens: u32,
+}
+
+/// Multi-turn sessions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    /// Turns per session.
+    pub turns: LengthSpec,
+    /// Mean think time between turns, seconds (exponential).
+    pub think_time_s: f64,
+}
+
+/// A field path and what is wrong with it.
+pub type FieldError = (String, String);
+
+fn err<T>(field: &str, msg: impl Into<String>) -> Result<T, FieldError> {
+    Err((field.to_string(), msg.into()))
+}
+
+fn required<T: Clone>(field: &str, v: &Option<T>, kind: &str) -> Result<T, FieldError> {
+    v.clone().ok_or_else(|| (field.to_string(), format!("required for kind {kind}")))
+}
+
+fn forbid<T>(field: &str, v: &Option<T>, kind: &str) -> Result<(), FieldError> {
+    match v {
+        Some(_) => err(field, format!("does not apply to kind {kind}")),
+        None => Ok(()),
+    }
+}
+
+impl SourceSpec {
+    /// A trace source of the given kind.
+    pub fn trace(kind: SourceKind, path: PathBuf) -> Self {
+        SourceSpec {
+            kind,
+            path: Some(path),
+            block_tokens: None,
+            requests: None,
+            arrival: None,
+            input: None,
+            output: None,
+            system_prompts: None,
+            sessions: None,
+        }
+    }
+
+    /// Check the section and build the typed source. Field paths are relative to
+    /// `workload.source`.
+    pub fn resolve(&self) -> Result<Source, FieldError> {
+        let synth_fields = [
+            ("requests", self.requests.is_some()),
+            ("arrival", self.arrival.is_some()),
+            ("input", self.input.is_some()),
+            ("output", self.output.is_some()),
+            ("system_prompts", self.system_prompts.is_some()),
+            ("sessions", self.sessions.is_some()),
+        ];
+        let kind = format!("{:?}", self.kind).to_lowercase();
+        if self.kind != SourceKind::Synthetic {
+            if let Some((f, _)) = synth_fields.iter().find(|(_, set)| *set) {
+                return err(f, format!("does not apply to kind {kind}"));
+            }
+            if self.kind != SourceKind::Mooncake {
+                forbid("block_tokens", &self.block_tokens, &kind)?;
+            }
+            let path = required("path", &self.path, &kind)?;
+            return Ok(match self.kind {
+                SourceKind::Mooncake => {
+                    let block_tokens = self.block_tokens.unwrap_or(512);
+                    if block_tokens == 0 {
+                        return err("block_tokens", "must be at least 1");
+                    }
+                    Source::Mooncake { path, block_tokens }
+                }
+                SourceKind::Azure => Source::Azure { path },
+                SourceKind::Ragpulse => Source::Ragpulse { path },
+                SourceKind::Native => Source::Native { path },
+                SourceKind::Synthetic => unreachable!("handled below"),
+            });
+        }
+        forbid("path", &self.path, &kind)?;
+        forbid("block_tokens", &self.block_tokens, &kind)?;
+        let requests = required("requests", &self.requests, &kind)?;
+        let a = required("arrival", &self.arrival, &kind)?;
+        if !(a.rate.is_finite() && a.rate > 0.0) {
+            return err("arrival.rate", format!("must be a positive number (got {})", a.rate));
+        }
+        let arrival = match a.kind {
+            ArrivalKind::Poisson => {
+                forbid("arrival.cv", &a.cv, "poisson")?;
+                Arrival::Poisson { rate: a.rate }
+            }
+            ArrivalKind::Constant => {
+                forbid("arrival.cv", &a.cv, "constant")?;
+                Arrival::Constant { rate: a.rate }
+            }
+            ArrivalKind::Gamma => {
+                let cv = required("arrival.cv", &a.cv, "gamma")?;
+                if !(cv.is_finite() && cv > 0.0) {
+                    return err("arrival.cv", format!("must be a positive number (got {cv})"));
+                }
+                Arrival::Gamma { rate: a.rate, cv }
+            }
+        };
+        let input = required("input", &self.input, &kind)?.resolve("input")?;
+        let output = required("output", &self.output, &kind)?.resolve("output")?;
+        let system_prompts = match &self.system_prompts {
+            Some(p) if p.count == 0 => return err("system_prompts.count", "must be at least 1"),
+            Some(p) if p.tokens == 0 => return err("system_prompts.tokens", "must be at least 1"),
+            Some(p) => Some((p.count, p.tokens)),
+            None => None,
+        };
+        let sessions = match &self.sessions {
+            Some(s) => {
+                if !(s.think_time_s.is_finite() && s.think_time_s >= 0.0) {
+                    return err("sessions.think_time_s", format!("must be zero or positive (got {})", s.think_time_s));
+                }
+                Some((s.turns.resolve("sessions.turns")?, s.think_time_s))
+            }
+            None => None,
+        };
+        Ok(Source::Synthetic(SynthSpec { requests, arrival, input, output, system_prompts, sessions }))
+    }
+}
+
+impl LengthSpec {
+    fn resolve(&self, at: &str) -> Result<Lengths, FieldError> {
+        let f = |name: &str| format!("{at}.{name}");
+        let kind = format!("{:?}", self.kind).to_lowercase();
+        let allowed: &[&str] = match self.kind {
+            LengthKind::Constant => &["value"],
+            LengthKind::Uniform => &["min", "max"],
+            LengthKind::Lognormal => &["mean", "sigma", "max"],
+            LengthKind::Empirical => &["values", "weights"],
+        };
+        let present = [
+            ("value", self.value.is_some()),
+            ("min", self.min.is_some()),
+            ("max", self.max.is_some()),
+            ("mean", self.mean.is_some()),
+            ("sigma", self.sigma.is_some()),
+            ("values", self.values.is_some()),
+            ("weights", self.weights.is_some()),
+        ];
+        if let Some((name, _)) = present.iter().find(|(n, set)| *set && !allowed.contains(n)) {
+            return err(&f(name), format!("does not apply to kind {kind}"));
+        }
+        Ok(match self.kind {
+            LengthKind::Constant => {
+                let value = required(&f("value"), &self.value, &kind)?;
+                if value == 0 {
+                    return err(&f("value"), "must be at least 1");
+                }
+                Lengths::Constant { value }
+            }
+            LengthKind::Uniform => {
+                let min = required(&f("min"), &self.min, &kind)?;
+                let max = required(&f("max"), &self.max, &kind)?;
+                if min == 0 || min > max {
+                    return err(&f("min"), format!("need 1 <= min <= max (got {min}, {max})"));
+                }
+                Lengths::Uniform { min, max }
+            }
+            LengthKind::Lognormal => {
+                let mean = required(&f("mean"), &self.mean, &kind)?;
+                let sigma = required(&f("sigma"), &self.sigma, &kind)?;
+                let max = self.max.unwrap_or(131_072);
+                if !(mean.is_finite() && mean >= 1.0) {
+                    return err(&f("mean"), format!("must be at least 1 (got {mean})"));
+                }
+                if !(sigma.is_finite() && sigma >= 0.0) {
+                    return err(&f("sigma"), format!("must be zero or positive (got {sigma})"));
+                }
+                if max == 0 {
+                    return err(&f("max"), "must be at least 1");
+                }
+                Lengths::Lognormal { mean, sigma, max }
+            }
+            LengthKind::Empirical => {
+                let values = required(&f("values"), &self.values, &kind)?;
+                if values.is_empty() || values.contains(&0) {
+                    return err(&f("values"), "must be non-empty, each at least 1");
+                }
+                if let Some(w) = &self.weights {
+                    if w.len() != values.len() || w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0 {
+                        return err(&f("weights"), "must have one weight >= 0 per value, not all zero");
+                    }
+                }
+                Lengths::Empirical { values, weights: self.weights.clone() }
+            }
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of the built `kvsim` binary.
+pub fn kvsim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kvsim"))
+}
+
+/// Repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh, empty temporary directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kvsim-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `../shared/traces`, if present; otherwise prints that the test was skipped.
+pub fn shared_traces(test: &str) -> Option<PathBuf> {
+    let p = root().join("../shared/traces");
+    if p.join("README.md").exists() {
+        Some(p.canonicalize().unwrap())
+    } else {
+        println!("skipped {test}: ../shared/traces not found (CI always has it)");
+        None
+    }
+}
+
+/// Run kvsim with arguments; returns the output.
+pub fn run(args: &[&str]) -> Output {
+    kvsim().args(args).current_dir(root()).output().expect("kvsim runs")
+}
+
+/// Run and require success; returns stdout.
+pub fn run_ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(o.status.success(), "kvsim {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Parse a JSON summary from stdout.
+pub fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).expect("valid JSON")
+}
+
+/// Rows of a CSV file as maps from column to value.
+pub fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let h = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            h.iter().zip(rec.iter()).map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        })
+        .collect()
+}
+
+/// Write a scenario for a native trace with the given CSV body into `dir`.
+pub fn native_scenario(dir: &Path, trace: &str, extra: &str) -> PathBuf {
+    std::fs::write(dir.join("trace.csv"), trace).unwrap();
+    let yaml = format!(
+        "name: t\nworkload:\n  source: {{kind: native, path: trace.csv}}\nmodel: {{preset: llama-3.1-8b}}\nhardware: {{gpu: h100-sxm}}\n{extra}"
+    );
+    let p = dir.join("scenario.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    p
+}
