@@ -76,7 +76,7 @@ pub fn fixed_block_ids(segments: &[Segment], prompt_tokens: u32, block_tokens: u
 }
 
 /// Statistics of the infinite-cache prefix-reuse bound.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ReuseBound {
     /// Prompt tokens seen.
     pub input_tokens: u64,

@@ -70,6 +70,8 @@ pub struct Summary {
     pub prefix_hit_rate: f64,
     /// Prefix-cache hit tokens.
     pub prefix_hit_tokens: u64,
+    /// Cached blocks evicted to make room.
+    pub evictions: u64,
     /// Preemptions.
     pub preemptions: u64,
     /// Tokens recomputed after preemption.
@@ -90,7 +92,7 @@ pub struct Summary {
 
 impl Summary {
     /// Build the summary from a finished run.
-    pub fn build(s: &Scenario, setup: &EngineSetup, rec: &Recorder, cost_model: String) -> Summary {
+    pub fn build(s: &Scenario, setup: &EngineSetup, rec: &Recorder, cost_model: String, evictions: u64) -> Summary {
         let start = rec.first_arrival_ns.unwrap_or(0);
         let makespan_s = rec.last_finish_ns.saturating_sub(start) as f64 / 1e9;
         let per_s = |x: f64| if makespan_s > 0.0 { x / makespan_s } else { 0.0 };
@@ -134,6 +136,7 @@ impl Summary {
             kv_blocks_used_peak: rec.peak_used_blocks,
             prefix_hit_rate: if rec.input_tokens > 0 { rec.cached_tokens as f64 / rec.input_tokens as f64 } else { 0.0 },
             prefix_hit_tokens: rec.cached_tokens,
+            evictions,
             preemptions: rec.preemptions,
             recomputed_tokens: rec.recomputed_tokens,
             steps: rec.steps,
@@ -187,7 +190,7 @@ impl Summary {
         line("E2E (ms)", p(&self.latency.e2e_ms));
         line("goodput", format!("{:.3} req/s ({:.1} % of completed meet the SLO)", self.goodput, 100.0 * self.slo_attainment));
         line("KV blocks used", format!("mean {:.1}, peak {} of {}", self.kv_blocks_used_mean, self.kv_blocks_used_peak, self.memory.num_gpu_blocks - 1));
-        line("prefix cache hit rate", format!("{:.4} ({} of prompt tokens)", self.prefix_hit_rate, self.prefix_hit_tokens));
+        line("prefix cache hit rate", format!("{:.4} ({} of prompt tokens; {} cached blocks evicted)", self.prefix_hit_rate, self.prefix_hit_tokens, self.evictions));
         line("preemptions", format!("{} ({} tokens recomputed)", self.preemptions, self.recomputed_tokens));
         line("steps", format!("{} (busy {:.1} % of makespan, max batch {})", self.steps, 100.0 * self.busy_fraction, self.max_batch));
         for w in &self.warnings {

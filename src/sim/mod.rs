@@ -31,9 +31,8 @@ pub fn run(scenario: &Scenario, setup: &EngineSetup, rec: &mut Recorder, audit: 
         queue.push(r.arrival_ns, EventKind::Arrival);
     }
     let mut start_pending = vec![false; replicas.len()];
-    let mut now = 0;
     while let Some(ev) = queue.pop() {
-        now = ev.time_ns;
+        let now = ev.time_ns;
         match ev.kind {
             EventKind::Arrival => {
                 let req = next_request.take().expect("an arrival event has its request");
@@ -67,6 +66,6 @@ pub fn run(scenario: &Scenario, setup: &EngineSetup, rec: &mut Recorder, audit: 
         }
     }
     rec.finish_files()?;
-    let _ = now;
-    Ok(Summary::build(scenario, setup, rec, replicas[0].cost_model()))
+    let evictions = replicas.iter().map(|r| r.scheduler().kv().evictions()).sum();
+    Ok(Summary::build(scenario, setup, rec, replicas[0].cost_model(), evictions))
 }

@@ -28,8 +28,7 @@ pub struct TraceStats {
     pub engine_hit_bound: f64,
     /// Engine block size used for `engine_hit_bound`.
     pub block_size: u32,
-    /// Raw token counts behind the bounds.
-    #[serde(skip)]
+    /// Token counts behind the bounds.
     pub bound: ReuseBound,
 }
 
