@@ -120,12 +120,34 @@ pub fn main() -> i32 {
 
 fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Run { scenario, sets, out, json, no_files, audit } => run(&scenario, &sets, out, json, no_files, audit),
+        Command::Run {
+            scenario,
+            sets,
+            out,
+            json,
+            no_files,
+            audit,
+        } => run(&scenario, &sets, out, json, no_files, audit),
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
-        Command::Trace { command: TraceCommand::Stats { input, format, sets, block_size, json } } => {
-            trace_stats(&input, format, &sets, block_size, json)
-        }
-        Command::Trace { command: TraceCommand::Synth { scenario, sets, out, block_tokens } } => trace_synth(&scenario, &sets, &out, block_tokens),
+        Command::Trace {
+            command:
+                TraceCommand::Stats {
+                    input,
+                    format,
+                    sets,
+                    block_size,
+                    json,
+                },
+        } => trace_stats(&input, format, &sets, block_size, json),
+        Command::Trace {
+            command:
+                TraceCommand::Synth {
+                    scenario,
+                    sets,
+                    out,
+                    block_tokens,
+                },
+        } => trace_synth(&scenario, &sets, &out, block_tokens),
     }
 }
 
@@ -141,9 +163,18 @@ fn load_checked(path: &Path, sets: &[String]) -> Result<(Scenario, EngineSetup)>
     Ok((s, setup))
 }
 
-fn run(path: &Path, sets: &[String], out: Option<PathBuf>, json: bool, no_files: bool, audit: bool) -> Result<()> {
+fn run(
+    path: &Path,
+    sets: &[String],
+    out: Option<PathBuf>,
+    json: bool,
+    no_files: bool,
+    audit: bool,
+) -> Result<()> {
     let (s, setup) = load_checked(path, sets)?;
-    let dir = out.or_else(|| s.output.dir.clone()).unwrap_or_else(|| PathBuf::from("out").join(&s.name));
+    let dir = out
+        .or_else(|| s.output.dir.clone())
+        .unwrap_or_else(|| PathBuf::from("out").join(&s.name));
     let (outdir, req_file, step_file) = if no_files {
         (None, None, None)
     } else {
@@ -154,7 +185,8 @@ fn run(path: &Path, sets: &[String], out: Option<PathBuf>, json: bool, no_files:
     let started = std::time::Instant::now();
     let summary = crate::sim::run(&s, &setup, &mut rec, audit)?;
     let elapsed = started.elapsed();
-    let summary_json = serde_json::to_string_pretty(&summary).map_err(|e| Error::failure(e.to_string()))?;
+    let summary_json =
+        serde_json::to_string_pretty(&summary).map_err(|e| Error::failure(e.to_string()))?;
     if let Some(d) = outdir {
         let dir_shown = d.path().display().to_string();
         d.commit(&to_yaml_string(&s)?, &summary_json)?;
@@ -186,15 +218,24 @@ fn validate(path: &Path, sets: &[String]) -> Result<()> {
 }
 
 fn is_yaml(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml") | Some("yml"))
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("yaml") | Some("yml")
+    )
 }
 
-fn trace_workload(input: &Path, format: Option<Format>, sets: &[String]) -> Result<(Workload, u64, u32)> {
+fn trace_workload(
+    input: &Path,
+    format: Option<Format>,
+    sets: &[String],
+) -> Result<(Workload, u64, u32)> {
     if is_yaml(input) && format.is_none() {
         let s = load_scenario(input, sets)?;
         return Ok((s.workload, s.seed, s.kv_cache.block_size));
     }
-    let format = format.ok_or_else(|| Error::input("trace stats: give a scenario .yaml, or a trace file with --format"))?;
+    let format = format.ok_or_else(|| {
+        Error::input("trace stats: give a scenario .yaml, or a trace file with --format")
+    })?;
     let path = input.to_path_buf();
     let kind = match format {
         Format::Mooncake => SourceKind::Mooncake,
@@ -203,11 +244,24 @@ fn trace_workload(input: &Path, format: Option<Format>, sets: &[String]) -> Resu
         Format::Native => SourceKind::Native,
     };
     let source = SourceSpec::trace(kind, path);
-    let w = Workload { source, time_scale: 1.0, rate_scale: 1.0, start_s: None, end_s: None, limit: None };
+    let w = Workload {
+        source,
+        time_scale: 1.0,
+        rate_scale: 1.0,
+        start_s: None,
+        end_s: None,
+        limit: None,
+    };
     Ok((w, 0, 16))
 }
 
-fn trace_stats(input: &Path, format: Option<Format>, sets: &[String], block_size: Option<u32>, json: bool) -> Result<()> {
+fn trace_stats(
+    input: &Path,
+    format: Option<Format>,
+    sets: &[String],
+    block_size: Option<u32>,
+    json: bool,
+) -> Result<()> {
     let (w, seed, bs) = trace_workload(input, format, sets)?;
     let bs = block_size.unwrap_or(bs);
     if bs == 0 {
@@ -215,7 +269,10 @@ fn trace_stats(input: &Path, format: Option<Format>, sets: &[String], block_size
     }
     let stats = workload::stats::trace_stats(workload::open(&w, seed)?, bs)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&stats).map_err(|e| Error::failure(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&stats).map_err(|e| Error::failure(e.to_string()))?
+        );
     } else {
         print!("{}", stats.to_table());
     }
@@ -229,11 +286,13 @@ fn trace_synth(path: &Path, sets: &[String], out: &Path, block_tokens: u32) -> R
     let s = load_scenario(path, sets)?;
     let stream = workload::open(&s.workload, s.seed)?;
     let part = out.with_extension("csv.partial");
-    let file = std::fs::File::create(&part).map_err(|e| Error::failure(format!("cannot create {}: {e}", part.display())))?;
+    let file = std::fs::File::create(&part)
+        .map_err(|e| Error::failure(format!("cannot create {}: {e}", part.display())))?;
     let result = workload::native::write_native(file, stream, block_tokens);
     match result {
         Ok(n) => {
-            std::fs::rename(&part, out).map_err(|e| Error::failure(format!("cannot write {}: {e}", out.display())))?;
+            std::fs::rename(&part, out)
+                .map_err(|e| Error::failure(format!("cannot write {}: {e}", out.display())))?;
             eprintln!("wrote {n} requests to {}", out.display());
             Ok(())
         }

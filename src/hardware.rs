@@ -33,11 +33,46 @@ struct Preset {
 /// Datasheet figures; memory is what `nvidia-smi` reports. Prices are typical on-demand
 /// cloud rates in 2025 and only a starting point: set `hardware.price_per_hour`.
 const PRESETS: &[Preset] = &[
-    Preset { name: "a100-80gb", memory_mib: 81920, hbm_gbps: 2039.0, bf16_tflops: 312.0, host_link_gbps: 25.0, price: 1.80 },
-    Preset { name: "h100-sxm", memory_mib: 81559, hbm_gbps: 3350.0, bf16_tflops: 989.0, host_link_gbps: 55.0, price: 2.50 },
-    Preset { name: "h200", memory_mib: 143771, hbm_gbps: 4800.0, bf16_tflops: 989.0, host_link_gbps: 55.0, price: 3.50 },
-    Preset { name: "l40s", memory_mib: 46068, hbm_gbps: 864.0, bf16_tflops: 362.0, host_link_gbps: 25.0, price: 1.00 },
-    Preset { name: "b200", memory_mib: 183359, hbm_gbps: 8000.0, bf16_tflops: 2250.0, host_link_gbps: 110.0, price: 5.00 },
+    Preset {
+        name: "a100-80gb",
+        memory_mib: 81920,
+        hbm_gbps: 2039.0,
+        bf16_tflops: 312.0,
+        host_link_gbps: 25.0,
+        price: 1.80,
+    },
+    Preset {
+        name: "h100-sxm",
+        memory_mib: 81559,
+        hbm_gbps: 3350.0,
+        bf16_tflops: 989.0,
+        host_link_gbps: 55.0,
+        price: 2.50,
+    },
+    Preset {
+        name: "h200",
+        memory_mib: 143771,
+        hbm_gbps: 4800.0,
+        bf16_tflops: 989.0,
+        host_link_gbps: 55.0,
+        price: 3.50,
+    },
+    Preset {
+        name: "l40s",
+        memory_mib: 46068,
+        hbm_gbps: 864.0,
+        bf16_tflops: 362.0,
+        host_link_gbps: 25.0,
+        price: 1.00,
+    },
+    Preset {
+        name: "b200",
+        memory_mib: 183359,
+        hbm_gbps: 8000.0,
+        bf16_tflops: 2250.0,
+        host_link_gbps: 110.0,
+        price: 5.00,
+    },
 ];
 
 /// Names of the GPU presets.
@@ -50,13 +85,16 @@ const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 impl Gpu {
     /// Build the GPU from the scenario's `hardware` section (preset plus overrides).
     pub fn from_spec(spec: &HardwareSpec) -> Result<Gpu> {
-        let p = PRESETS.iter().find(|p| p.name == spec.gpu.to_lowercase()).ok_or_else(|| {
-            Error::input(format!(
-                "hardware.gpu: unknown GPU `{}`; known: {}",
-                spec.gpu,
-                preset_names().join(", ")
-            ))
-        })?;
+        let p = PRESETS
+            .iter()
+            .find(|p| p.name == spec.gpu.to_lowercase())
+            .ok_or_else(|| {
+                Error::input(format!(
+                    "hardware.gpu: unknown GPU `{}`; known: {}",
+                    spec.gpu,
+                    preset_names().join(", ")
+                ))
+            })?;
         Ok(Gpu {
             name: p.name.to_string(),
             memory_bytes: spec
@@ -70,9 +108,46 @@ impl Gpu {
         })
     }
 
-    /// True for GPUs in vLLM's large-memory class (at least 70 GiB and not an A100), which
-    /// get larger scheduler defaults.
-    pub fn is_large_memory_class(&self) -> bool {
-        self.memory_bytes as f64 >= 70.0 * GIB && !self.name.starts_with("a100")
+    /// vLLM's default `(max_num_batched_tokens, max_num_seqs)` for its OpenAI API server on
+    /// this GPU, by memory tier (`vllm/engine/arg_utils.py`, accelerator scheduling
+    /// defaults): A100s and GPUs under 40 GiB get the compact defaults.
+    pub fn vllm_api_server_defaults(&self) -> (u32, u32) {
+        let gib = self.memory_bytes as f64 / GIB;
+        let a100 = self.name.starts_with("a100");
+        if a100 || gib < 40.0 {
+            (2048, 256)
+        } else if gib < 70.0 {
+            (4096, 512)
+        } else if gib < 160.0 {
+            (8192, 1024)
+        } else {
+            (16384, 1024)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(name: &str) -> Gpu {
+        Gpu::from_spec(&HardwareSpec { gpu: name.into(), ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn vllm_defaults_by_memory_tier() {
+        assert_eq!(gpu("h100-sxm").vllm_api_server_defaults(), (8192, 1024));
+        assert_eq!(gpu("h200").vllm_api_server_defaults(), (8192, 1024));
+        assert_eq!(gpu("a100-80gb").vllm_api_server_defaults(), (2048, 256));
+        assert_eq!(gpu("l40s").vllm_api_server_defaults(), (4096, 512));
+        assert_eq!(gpu("b200").vllm_api_server_defaults(), (16384, 1024));
+    }
+
+    #[test]
+    fn overrides_and_unknown_names() {
+        let spec = HardwareSpec { gpu: "h100-sxm".into(), memory_gib: Some(40.0), ..Default::default() };
+        assert_eq!(Gpu::from_spec(&spec).unwrap().memory_bytes, 40 * 1024 * 1024 * 1024);
+        let spec = HardwareSpec { gpu: "tpu".into(), ..Default::default() };
+        assert!(Gpu::from_spec(&spec).unwrap_err().to_string().contains("h100-sxm"));
     }
 }

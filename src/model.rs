@@ -49,12 +49,78 @@ struct Preset {
 
 /// Shapes from each model's published `config.json`.
 const PRESETS: &[Preset] = &[
-    Preset { name: "llama-3.1-8b", layers: 32, hidden: 4096, heads: 32, kv_heads: 8, head_dim: 128, intermediate: 14336, vocab: 128256, max_position: 131072, tie: false },
-    Preset { name: "llama-3.1-70b", layers: 80, hidden: 8192, heads: 64, kv_heads: 8, head_dim: 128, intermediate: 28672, vocab: 128256, max_position: 131072, tie: false },
-    Preset { name: "qwen2.5-7b", layers: 28, hidden: 3584, heads: 28, kv_heads: 4, head_dim: 128, intermediate: 18944, vocab: 152064, max_position: 32768, tie: false },
-    Preset { name: "qwen2.5-32b", layers: 64, hidden: 5120, heads: 40, kv_heads: 8, head_dim: 128, intermediate: 27648, vocab: 152064, max_position: 32768, tie: false },
-    Preset { name: "qwen2.5-72b", layers: 80, hidden: 8192, heads: 64, kv_heads: 8, head_dim: 128, intermediate: 29568, vocab: 152064, max_position: 32768, tie: false },
-    Preset { name: "mistral-7b", layers: 32, hidden: 4096, heads: 32, kv_heads: 8, head_dim: 128, intermediate: 14336, vocab: 32768, max_position: 32768, tie: false },
+    Preset {
+        name: "llama-3.1-8b",
+        layers: 32,
+        hidden: 4096,
+        heads: 32,
+        kv_heads: 8,
+        head_dim: 128,
+        intermediate: 14336,
+        vocab: 128256,
+        max_position: 131072,
+        tie: false,
+    },
+    Preset {
+        name: "llama-3.1-70b",
+        layers: 80,
+        hidden: 8192,
+        heads: 64,
+        kv_heads: 8,
+        head_dim: 128,
+        intermediate: 28672,
+        vocab: 128256,
+        max_position: 131072,
+        tie: false,
+    },
+    Preset {
+        name: "qwen2.5-7b",
+        layers: 28,
+        hidden: 3584,
+        heads: 28,
+        kv_heads: 4,
+        head_dim: 128,
+        intermediate: 18944,
+        vocab: 152064,
+        max_position: 32768,
+        tie: false,
+    },
+    Preset {
+        name: "qwen2.5-32b",
+        layers: 64,
+        hidden: 5120,
+        heads: 40,
+        kv_heads: 8,
+        head_dim: 128,
+        intermediate: 27648,
+        vocab: 152064,
+        max_position: 32768,
+        tie: false,
+    },
+    Preset {
+        name: "qwen2.5-72b",
+        layers: 80,
+        hidden: 8192,
+        heads: 64,
+        kv_heads: 8,
+        head_dim: 128,
+        intermediate: 29568,
+        vocab: 152064,
+        max_position: 32768,
+        tie: false,
+    },
+    Preset {
+        name: "mistral-7b",
+        layers: 32,
+        hidden: 4096,
+        heads: 32,
+        kv_heads: 8,
+        head_dim: 128,
+        intermediate: 14336,
+        vocab: 32768,
+        max_position: 32768,
+        tie: false,
+    },
 ];
 
 /// Names of the model presets.
@@ -76,12 +142,17 @@ impl Model {
     /// a complete explicit shape.
     pub fn from_spec(spec: &ModelSpec) -> Result<Model> {
         let preset = match &spec.preset {
-            Some(name) => Some(PRESETS.iter().find(|p| p.name == name.to_lowercase()).ok_or_else(|| {
-                Error::input(format!(
-                    "model.preset: unknown model `{name}`; known: {}",
-                    preset_names().join(", ")
-                ))
-            })?),
+            Some(name) => Some(
+                PRESETS
+                    .iter()
+                    .find(|p| p.name == name.to_lowercase())
+                    .ok_or_else(|| {
+                        Error::input(format!(
+                            "model.preset: unknown model `{name}`; known: {}",
+                            preset_names().join(", ")
+                        ))
+                    })?,
+            ),
             None if spec.layers.is_none() => PRESETS.first(),
             None => None,
         };
@@ -96,7 +167,9 @@ impl Model {
         };
         let dtype = spec.dtype.clone().unwrap_or_else(|| "bf16".to_string());
         let bytes = dtype_bytes(&dtype).ok_or_else(|| {
-            Error::input(format!("model.dtype: unknown dtype `{dtype}`; known: bf16, fp16, fp8, fp32"))
+            Error::input(format!(
+                "model.dtype: unknown dtype `{dtype}`; known: bf16, fp16, fp8, fp32"
+            ))
         })?;
         let m = Model {
             name: match (&spec.preset, spec.layers) {
@@ -109,14 +182,25 @@ impl Model {
             heads: need("heads", spec.heads, preset.map(|p| p.heads))?,
             kv_heads: need("kv_heads", spec.kv_heads, preset.map(|p| p.kv_heads))?,
             head_dim: need("head_dim", spec.head_dim, preset.map(|p| p.head_dim))?,
-            intermediate: need("intermediate", spec.intermediate, preset.map(|p| p.intermediate))?,
+            intermediate: need(
+                "intermediate",
+                spec.intermediate,
+                preset.map(|p| p.intermediate),
+            )?,
             vocab: need("vocab", spec.vocab, preset.map(|p| p.vocab))?,
             dtype_bytes: bytes,
             dtype,
-            max_position: need("max_position", spec.max_position, preset.map(|p| p.max_position))?,
-            tie_embeddings: spec.tie_embeddings.or(preset.map(|p| p.tie)).unwrap_or(false),
+            max_position: need(
+                "max_position",
+                spec.max_position,
+                preset.map(|p| p.max_position),
+            )?,
+            tie_embeddings: spec
+                .tie_embeddings
+                .or(preset.map(|p| p.tie))
+                .unwrap_or(false),
         };
-        if m.heads % m.kv_heads != 0 {
+        if !m.heads.is_multiple_of(m.kv_heads) {
             return Err(Error::input(format!(
                 "model.kv_heads: {} does not divide heads {}",
                 m.kv_heads, m.heads
@@ -147,7 +231,11 @@ impl Model {
 
     /// Weights of one layer, including its two RMS norms.
     pub fn layer_params(&self) -> u64 {
-        self.qkv_params() + self.o_params() + self.gate_up_params() + self.down_params() + 2 * self.hidden as u64
+        self.qkv_params()
+            + self.o_params()
+            + self.gate_up_params()
+            + self.down_params()
+            + 2 * self.hidden as u64
     }
 
     /// Weights of the LM head.
@@ -179,7 +267,8 @@ impl Model {
     /// FLOPs of the linear layers and LM head for one token (2 per multiply-add), without
     /// attention scores.
     pub fn linear_flops_per_token(&self) -> u64 {
-        2 * (self.layers as u64 * (self.layer_params() - 2 * self.hidden as u64) + self.lm_head_params())
+        2 * (self.layers as u64 * (self.layer_params() - 2 * self.hidden as u64)
+            + self.lm_head_params())
     }
 
     /// Attention FLOPs (QK^T and PV) for one query token against `context` keys in one layer.
@@ -193,7 +282,11 @@ mod tests {
     use super::*;
 
     fn preset(name: &str) -> Model {
-        Model::from_spec(&ModelSpec { preset: Some(name.into()), ..Default::default() }).unwrap()
+        Model::from_spec(&ModelSpec {
+            preset: Some(name.into()),
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     #[test]
@@ -207,22 +300,37 @@ mod tests {
     #[test]
     fn llama_70b_and_qwen_sizes() {
         let m = preset("llama-3.1-70b");
-        assert!((m.total_params() as f64 / 1e9 - 70.55).abs() < 0.05, "{}", m.total_params());
+        assert!(
+            (m.total_params() as f64 / 1e9 - 70.55).abs() < 0.05,
+            "{}",
+            m.total_params()
+        );
         assert_eq!(m.kv_bytes_per_token(), 327_680);
         let q = preset("qwen2.5-7b");
-        assert!((q.total_params() as f64 / 1e9 - 7.6).abs() < 0.05, "{}", q.total_params());
+        assert!(
+            (q.total_params() as f64 / 1e9 - 7.6).abs() < 0.05,
+            "{}",
+            q.total_params()
+        );
     }
 
     #[test]
     fn explicit_shape_needs_every_field() {
-        let spec = ModelSpec { layers: Some(2), hidden: Some(64), ..Default::default() };
+        let spec = ModelSpec {
+            layers: Some(2),
+            hidden: Some(64),
+            ..Default::default()
+        };
         let err = Model::from_spec(&spec).unwrap_err().to_string();
         assert!(err.contains("model.heads"), "{err}");
     }
 
     #[test]
     fn unknown_preset_lists_known_ones() {
-        let spec = ModelSpec { preset: Some("gpt-9".into()), ..Default::default() };
+        let spec = ModelSpec {
+            preset: Some("gpt-9".into()),
+            ..Default::default()
+        };
         let err = Model::from_spec(&spec).unwrap_err().to_string();
         assert!(err.contains("llama-3.1-8b"), "{err}");
     }

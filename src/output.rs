@@ -23,7 +23,11 @@ fn fail(path: &Path, e: std::io::Error) -> Error {
 impl OutputDir {
     /// Create (or reuse) the directory, remove results of an earlier run, and open the
     /// partial row files that are enabled.
-    pub fn create(dir: &Path, per_request: bool, per_step: bool) -> Result<(OutputDir, Option<File>, Option<File>)> {
+    pub fn create(
+        dir: &Path,
+        per_request: bool,
+        per_step: bool,
+    ) -> Result<(OutputDir, Option<File>, Option<File>)> {
         std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
         for name in FILES {
             let p = dir.join(name);
@@ -31,7 +35,11 @@ impl OutputDir {
                 std::fs::remove_file(&p).map_err(|e| fail(&p, e))?;
             }
         }
-        let mut out = OutputDir { dir: dir.to_path_buf(), partials: Vec::new(), committed: false };
+        let mut out = OutputDir {
+            dir: dir.to_path_buf(),
+            partials: Vec::new(),
+            committed: false,
+        };
         let mut open = |name: &str, on: bool| -> Result<Option<File>> {
             if !on {
                 return Ok(None);
@@ -57,7 +65,10 @@ impl OutputDir {
         for (part, fin) in &self.partials {
             std::fs::rename(part, fin).map_err(|e| fail(fin, e))?;
         }
-        for (name, text) in [("scenario.yaml", scenario_yaml), ("summary.json", summary_json)] {
+        for (name, text) in [
+            ("scenario.yaml", scenario_yaml),
+            ("summary.json", summary_json),
+        ] {
             let fin = self.dir.join(name);
             let part = self.dir.join(format!("{name}.partial"));
             std::fs::write(&part, text).map_err(|e| fail(&part, e))?;

@@ -60,10 +60,21 @@ pub fn block_hashes(
 /// Ids of fixed-size blocks of `block_tokens` that describe the same prompt content as
 /// `segments` (used to write native traces). The last block may be partial.
 pub fn fixed_block_ids(segments: &[Segment], prompt_tokens: u32, block_tokens: u32) -> Vec<u64> {
-    let covered: u64 = segments.iter().map(|s| s.tokens as u64).sum::<u64>().min(prompt_tokens as u64);
+    let covered: u64 = segments
+        .iter()
+        .map(|s| s.tokens as u64)
+        .sum::<u64>()
+        .min(prompt_tokens as u64);
     let mut ids = Vec::new();
     let mut full = Vec::new();
-    block_hashes(segments, covered as u32, covered, block_tokens, 0, &mut full);
+    block_hashes(
+        segments,
+        covered as u32,
+        covered,
+        block_tokens,
+        0,
+        &mut full,
+    );
     ids.extend(full);
     let rem = covered % block_tokens as u64;
     if rem > 0 {
@@ -121,7 +132,10 @@ pub struct ReuseBoundCounter {
 impl ReuseBoundCounter {
     /// A counter for an engine with the given block size.
     pub fn new(block_size: u32) -> Self {
-        ReuseBoundCounter { block_size, ..Default::default() }
+        ReuseBoundCounter {
+            block_size,
+            ..Default::default()
+        }
     }
 
     /// Account one request.
@@ -149,9 +163,21 @@ impl ReuseBoundCounter {
         }
         // Engine granularity with vLLM's rules.
         self.scratch.clear();
-        block_hashes(segments, prompt_tokens, prompt_tokens as u64, self.block_size, id, &mut self.scratch);
+        block_hashes(
+            segments,
+            prompt_tokens,
+            prompt_tokens as u64,
+            self.block_size,
+            id,
+            &mut self.scratch,
+        );
         let max_blocks = (prompt_tokens.saturating_sub(1) / self.block_size) as usize;
-        let hits = self.scratch.iter().take(max_blocks).take_while(|h| self.seen_blocks.contains(h)).count();
+        let hits = self
+            .scratch
+            .iter()
+            .take(max_blocks)
+            .take_while(|h| self.seen_blocks.contains(h))
+            .count();
         self.bound.engine_hit_tokens += hits as u64 * self.block_size as u64;
         self.seen_blocks.extend(self.scratch.iter().copied());
     }

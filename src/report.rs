@@ -92,10 +92,22 @@ pub struct Summary {
 
 impl Summary {
     /// Build the summary from a finished run.
-    pub fn build(s: &Scenario, setup: &EngineSetup, rec: &Recorder, cost_model: String, evictions: u64) -> Summary {
+    pub fn build(
+        s: &Scenario,
+        setup: &EngineSetup,
+        rec: &Recorder,
+        cost_model: String,
+        evictions: u64,
+    ) -> Summary {
         let start = rec.first_arrival_ns.unwrap_or(0);
         let makespan_s = rec.last_finish_ns.saturating_sub(start) as f64 / 1e9;
-        let per_s = |x: f64| if makespan_s > 0.0 { x / makespan_s } else { 0.0 };
+        let per_s = |x: f64| {
+            if makespan_s > 0.0 {
+                x / makespan_s
+            } else {
+                0.0
+            }
+        };
         let mut ttft: Vec<f64> = rec.latencies.iter().map(|l| l.ttft_ms).collect();
         let mut tpot: Vec<f64> = rec.latencies.iter().filter_map(|l| l.tpot_ms).collect();
         let mut e2e: Vec<f64> = rec.latencies.iter().map(|l| l.e2e_ms).collect();
@@ -115,7 +127,11 @@ impl Summary {
             cost_model,
             requests_arrived: rec.arrived,
             requests_completed: rec.completed,
-            requests_rejected: rec.rejected.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            requests_rejected: rec
+                .rejected
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             makespan_s,
             request_throughput: per_s(rec.completed as f64),
             input_token_throughput: per_s(rec.input_tokens as f64),
@@ -129,18 +145,34 @@ impl Summary {
                 e2e_ms: Percentiles::of(&mut e2e),
             },
             goodput: per_s(rec.slo_met as f64),
-            slo_attainment: if rec.completed > 0 { rec.slo_met as f64 / rec.completed as f64 } else { 0.0 },
+            slo_attainment: if rec.completed > 0 {
+                rec.slo_met as f64 / rec.completed as f64
+            } else {
+                0.0
+            },
             memory: setup.memory.clone(),
             kv_capacity_tokens: cap,
-            kv_blocks_used_mean: if rec.busy_ns > 0 { rec.used_block_ns as f64 / rec.busy_ns as f64 } else { 0.0 },
+            kv_blocks_used_mean: if rec.busy_ns > 0 {
+                rec.used_block_ns as f64 / rec.busy_ns as f64
+            } else {
+                0.0
+            },
             kv_blocks_used_peak: rec.peak_used_blocks,
-            prefix_hit_rate: if rec.input_tokens > 0 { rec.cached_tokens as f64 / rec.input_tokens as f64 } else { 0.0 },
+            prefix_hit_rate: if rec.input_tokens > 0 {
+                rec.cached_tokens as f64 / rec.input_tokens as f64
+            } else {
+                0.0
+            },
             prefix_hit_tokens: rec.cached_tokens,
             evictions,
             preemptions: rec.preemptions,
             recomputed_tokens: rec.recomputed_tokens,
             steps: rec.steps,
-            busy_fraction: if makespan_s > 0.0 { rec.busy_ns as f64 / 1e9 / makespan_s } else { 0.0 },
+            busy_fraction: if makespan_s > 0.0 {
+                rec.busy_ns as f64 / 1e9 / makespan_s
+            } else {
+                0.0
+            },
             max_batch: rec.max_batch,
             max_num_batched_tokens: setup.scheduler.max_num_batched_tokens,
             max_num_seqs: setup.scheduler.max_num_seqs,
@@ -168,9 +200,19 @@ impl Summary {
                 self.memory.activation_bytes as f64 / GIB
             ),
         );
-        line("scheduler limits", format!("max_num_batched_tokens {}, max_num_seqs {}", self.max_num_batched_tokens, self.max_num_seqs));
+        line(
+            "scheduler limits",
+            format!(
+                "max_num_batched_tokens {}, max_num_seqs {}",
+                self.max_num_batched_tokens, self.max_num_seqs
+            ),
+        );
         let rejected: u64 = self.requests_rejected.values().sum();
-        let reasons: Vec<String> = self.requests_rejected.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let reasons: Vec<String> = self
+            .requests_rejected
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
         line(
             "requests",
             format!(
@@ -178,21 +220,71 @@ impl Summary {
                 self.requests_arrived,
                 self.requests_completed,
                 rejected,
-                if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) }
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", reasons.join(", "))
+                }
             ),
         );
         line("makespan", format!("{:.3} s", self.makespan_s));
-        line("throughput", format!("{:.3} req/s, {:.1} input tok/s, {:.1} output tok/s", self.request_throughput, self.input_token_throughput, self.output_token_throughput));
-        let p = |x: &Percentiles| format!("mean {:>9.2}  p50 {:>9.2}  p90 {:>9.2}  p99 {:>9.2}", x.mean, x.p50, x.p90, x.p99);
+        line(
+            "throughput",
+            format!(
+                "{:.3} req/s, {:.1} input tok/s, {:.1} output tok/s",
+                self.request_throughput, self.input_token_throughput, self.output_token_throughput
+            ),
+        );
+        let p = |x: &Percentiles| {
+            format!(
+                "mean {:>9.2}  p50 {:>9.2}  p90 {:>9.2}  p99 {:>9.2}",
+                x.mean, x.p50, x.p90, x.p99
+            )
+        };
         line("TTFT (ms)", p(&self.latency.ttft_ms));
         line("TPOT (ms)", p(&self.latency.tpot_ms));
         line("ITL (ms)", p(&self.latency.itl_ms));
         line("E2E (ms)", p(&self.latency.e2e_ms));
-        line("goodput", format!("{:.3} req/s ({:.1} % of completed meet the SLO)", self.goodput, 100.0 * self.slo_attainment));
-        line("KV blocks used", format!("mean {:.1}, peak {} of {}", self.kv_blocks_used_mean, self.kv_blocks_used_peak, self.memory.num_gpu_blocks - 1));
-        line("prefix cache hit rate", format!("{:.4} ({} of prompt tokens; {} cached blocks evicted)", self.prefix_hit_rate, self.prefix_hit_tokens, self.evictions));
-        line("preemptions", format!("{} ({} tokens recomputed)", self.preemptions, self.recomputed_tokens));
-        line("steps", format!("{} (busy {:.1} % of makespan, max batch {})", self.steps, 100.0 * self.busy_fraction, self.max_batch));
+        line(
+            "goodput",
+            format!(
+                "{:.3} req/s ({:.1} % of completed meet the SLO)",
+                self.goodput,
+                100.0 * self.slo_attainment
+            ),
+        );
+        line(
+            "KV blocks used",
+            format!(
+                "mean {:.1}, peak {} of {}",
+                self.kv_blocks_used_mean,
+                self.kv_blocks_used_peak,
+                self.memory.num_gpu_blocks - 1
+            ),
+        );
+        line(
+            "prefix cache hit rate",
+            format!(
+                "{:.4} ({} of prompt tokens; {} cached blocks evicted)",
+                self.prefix_hit_rate, self.prefix_hit_tokens, self.evictions
+            ),
+        );
+        line(
+            "preemptions",
+            format!(
+                "{} ({} tokens recomputed)",
+                self.preemptions, self.recomputed_tokens
+            ),
+        );
+        line(
+            "steps",
+            format!(
+                "{} (busy {:.1} % of makespan, max batch {})",
+                self.steps,
+                100.0 * self.busy_fraction,
+                self.max_batch
+            ),
+        );
         for w in &self.warnings {
             line("warning", w.clone());
         }

@@ -6,14 +6,22 @@ use std::path::Path;
 
 fn files_in(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
-        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
 
 /// Runs `kvsim run` on a scenario text and checks it fails with exit code 2, one line on
 /// stderr naming `expect`, and no output files.
-fn expect_input_error(name: &str, scenario: &str, extra_files: &[(&str, &str)], args: &[&str], expect: &[&str]) {
+fn expect_input_error(
+    name: &str,
+    scenario: &str,
+    extra_files: &[(&str, &str)],
+    args: &[&str],
+    expect: &[&str],
+) {
     let dir = temp_dir(name);
     for (f, text) in extra_files {
         std::fs::write(dir.join(f), text).unwrap();
@@ -26,13 +34,21 @@ fn expect_input_error(name: &str, scenario: &str, extra_files: &[(&str, &str)], 
     let o = run(&all);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{name}: stderr {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{name}: one line expected, got {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{name}: one line expected, got {stderr}"
+    );
     assert!(stderr.starts_with("error: "), "{name}: {stderr}");
     for e in expect {
         assert!(stderr.contains(e), "{name}: `{e}` not in {stderr}");
     }
     assert!(o.stdout.is_empty(), "{name}: nothing on stdout");
-    assert!(files_in(&out).is_empty(), "{name}: files left behind: {:?}", files_in(&out));
+    assert!(
+        files_in(&out).is_empty(),
+        "{name}: files left behind: {:?}",
+        files_in(&out)
+    );
 }
 
 const GOOD: &str = "name: t\nseed: 1\nworkload:\n  source:\n    kind: synthetic\n    requests: 20\n    arrival: {kind: poisson, rate: 5}\n    input: {kind: constant, value: 100}\n    output: {kind: constant, value: 10}\nmodel: {preset: llama-3.1-8b}\n";
@@ -40,28 +56,68 @@ const GOOD: &str = "name: t\nseed: 1\nworkload:\n  source:\n    kind: synthetic\
 #[test]
 fn typo_in_a_key_names_line_and_suggests_the_key() {
     let bad = GOOD.replace("seed: 1", "sede: 1");
-    expect_input_error("typo", &bad, &[], &[], &["line 2 column 1", "unknown field `sede`", "did you mean `seed`"]);
+    expect_input_error(
+        "typo",
+        &bad,
+        &[],
+        &[],
+        &[
+            "line 2 column 1",
+            "unknown field `sede`",
+            "did you mean `seed`",
+        ],
+    );
     let bad = GOOD.replace("kind: constant, value: 100", "kind: constant, valeu: 100");
-    expect_input_error("typo-nested", &bad, &[], &[], &["workload.source.input", "line 8", "did you mean `value`"]);
+    expect_input_error(
+        "typo-nested",
+        &bad,
+        &[],
+        &[],
+        &["workload.source.input", "line 8", "did you mean `value`"],
+    );
 }
 
 #[test]
 fn wrong_type_names_the_field_and_line() {
     let bad = GOOD.replace("rate: 5", "rate: fast");
-    expect_input_error("type", &bad, &[], &[], &["workload.source.arrival.rate", "line 7", "invalid type"]);
+    expect_input_error(
+        "type",
+        &bad,
+        &[],
+        &[],
+        &["workload.source.arrival.rate", "line 7", "invalid type"],
+    );
 }
 
 #[test]
 fn negative_rate_names_the_field_and_line() {
     let bad = GOOD.replace("rate: 5", "rate: -5");
-    expect_input_error("negative", &bad, &[], &[], &["workload.source.arrival.rate", "line 7", "positive"]);
-    expect_input_error("negative-scale", GOOD, &[], &["--set", "workload.rate_scale=-2"], &["workload.rate_scale", "positive"]);
+    expect_input_error(
+        "negative",
+        &bad,
+        &[],
+        &[],
+        &["workload.source.arrival.rate", "line 7", "positive"],
+    );
+    expect_input_error(
+        "negative-scale",
+        GOOD,
+        &[],
+        &["--set", "workload.rate_scale=-2"],
+        &["workload.rate_scale", "positive"],
+    );
 }
 
 #[test]
 fn missing_trace_file_is_an_input_error() {
     let sc = "workload:\n  source: {kind: mooncake, path: nowhere.jsonl}\n";
-    expect_input_error("missing", sc, &[], &[], &["cannot open trace", "nowhere.jsonl"]);
+    expect_input_error(
+        "missing",
+        sc,
+        &[],
+        &[],
+        &["cannot open trace", "nowhere.jsonl"],
+    );
 }
 
 #[test]
@@ -69,10 +125,22 @@ fn malformed_trace_row_names_file_and_row_and_leaves_no_results() {
     let sc = "workload:\n  source: {kind: native, path: t.csv}\n";
     let trace = "arrival_s,input_tokens,output_tokens\n0,10,5\n1,10,5\n2,abc,5\n";
     // The bad row is found mid-run: partial files must be removed.
-    expect_input_error("malformed", sc, &[("t.csv", trace)], &[], &["t.csv:4", "input_tokens `abc`"]);
+    expect_input_error(
+        "malformed",
+        sc,
+        &[("t.csv", trace)],
+        &[],
+        &["t.csv:4", "input_tokens `abc`"],
+    );
     let mooncake = "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 2, \"hash_ids\": [1]}\n{\"timestamp\": 5, \"input_length\": 10\n";
     let sc = "workload:\n  source: {kind: mooncake, path: m.jsonl}\n";
-    expect_input_error("malformed-json", sc, &[("m.jsonl", mooncake)], &[], &["m.jsonl:2", "malformed Mooncake row"]);
+    expect_input_error(
+        "malformed-json",
+        sc,
+        &[("m.jsonl", mooncake)],
+        &[],
+        &["m.jsonl:2", "malformed Mooncake row"],
+    );
 }
 
 #[test]
@@ -86,32 +154,67 @@ fn same_seed_gives_byte_identical_files_and_another_seed_does_not() {
     let dir = temp_dir("determinism");
     let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
     for d in [&a, &b] {
-        run_ok(&["run", "scenarios/quickstart.yaml", "--out", d.to_str().unwrap()]);
+        run_ok(&[
+            "run",
+            "scenarios/quickstart.yaml",
+            "--out",
+            d.to_str().unwrap(),
+        ]);
     }
-    run_ok(&["run", "scenarios/quickstart.yaml", "--set", "seed=43", "--out", c.to_str().unwrap()]);
+    run_ok(&[
+        "run",
+        "scenarios/quickstart.yaml",
+        "--set",
+        "seed=43",
+        "--out",
+        c.to_str().unwrap(),
+    ]);
     for f in kvsim::output::FILES {
         let x = std::fs::read(a.join(f)).unwrap();
-        assert_eq!(x, std::fs::read(b.join(f)).unwrap(), "{f} differs between identical runs");
+        assert_eq!(
+            x,
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs between identical runs"
+        );
         assert!(!x.is_empty());
     }
-    assert_ne!(std::fs::read(a.join("requests.csv")).unwrap(), std::fs::read(c.join("requests.csv")).unwrap());
+    assert_ne!(
+        std::fs::read(a.join("requests.csv")).unwrap(),
+        std::fs::read(c.join("requests.csv")).unwrap()
+    );
 }
 
 #[test]
 fn quickstart_accounts_for_every_request_and_every_token() {
-    let s = json(&run_ok(&["run", "scenarios/quickstart.yaml", "--json", "--no-files"]));
+    let s = json(&run_ok(&[
+        "run",
+        "scenarios/quickstart.yaml",
+        "--json",
+        "--no-files",
+    ]));
     assert_eq!(s["requests_arrived"], 300);
     assert_eq!(s["requests_completed"], 300);
     assert_eq!(s["output_tokens"], s["expected_output_tokens"]);
-    assert!(s["prefix_hit_rate"].as_f64().unwrap() > 0.3, "shared system prompts and sessions give reuse");
+    assert!(
+        s["prefix_hit_rate"].as_f64().unwrap() > 0.3,
+        "shared system prompts and sessions give reuse"
+    );
     assert_eq!(s["memory"]["num_gpu_blocks"], 27774);
 }
 
 #[test]
 fn validate_reports_the_plan_without_running() {
     let out = run_ok(&["validate", "scenarios/quickstart.yaml"]);
-    assert!(out.contains("ok") && out.contains("27774 GPU blocks"), "{out}");
-    let o = run(&["validate", "scenarios/quickstart.yaml", "--set", "model.preset=llama-3.1-70b"]);
+    assert!(
+        out.contains("ok") && out.contains("27774 GPU blocks"),
+        "{out}"
+    );
+    let o = run(&[
+        "validate",
+        "scenarios/quickstart.yaml",
+        "--set",
+        "model.preset=llama-3.1-70b",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not fit"));
 }
@@ -120,26 +223,75 @@ fn validate_reports_the_plan_without_running() {
 fn synth_writes_a_native_trace_with_the_same_reuse() {
     let dir = temp_dir("synth");
     let csv = dir.join("quick.csv");
-    let o = run(&["trace", "synth", "scenarios/quickstart.yaml", "--out", csv.to_str().unwrap()]);
+    let o = run(&[
+        "trace",
+        "synth",
+        "scenarios/quickstart.yaml",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let from_scenario = json(&run_ok(&["trace", "stats", "scenarios/quickstart.yaml", "--json"]));
-    let from_file = json(&run_ok(&["trace", "stats", csv.to_str().unwrap(), "--format", "native", "--json"]));
+    let from_scenario = json(&run_ok(&[
+        "trace",
+        "stats",
+        "scenarios/quickstart.yaml",
+        "--json",
+    ]));
+    let from_file = json(&run_ok(&[
+        "trace",
+        "stats",
+        csv.to_str().unwrap(),
+        "--format",
+        "native",
+        "--json",
+    ]));
     assert_eq!(from_scenario["requests"], 300);
     assert_eq!(from_file["requests"], 300);
     assert_eq!(from_scenario["input_tokens"], from_file["input_tokens"]);
-    assert_eq!(from_scenario["bound"]["engine_hit_tokens"], from_file["bound"]["engine_hit_tokens"]);
+    assert_eq!(
+        from_scenario["bound"]["engine_hit_tokens"],
+        from_file["bound"]["engine_hit_tokens"]
+    );
     assert!(from_file["bound"]["engine_hit_tokens"].as_u64().unwrap() > 0);
 }
 
 #[test]
 fn window_limit_and_rate_scale_apply() {
-    let s = json(&run_ok(&["trace", "stats", "scenarios/quickstart.yaml", "--json", "--set", "workload.limit=50"]));
+    let s = json(&run_ok(&[
+        "trace",
+        "stats",
+        "scenarios/quickstart.yaml",
+        "--json",
+        "--set",
+        "workload.limit=50",
+    ]));
     assert_eq!(s["requests"], 50);
-    let full = json(&run_ok(&["trace", "stats", "scenarios/quickstart.yaml", "--json"]));
-    let fast = json(&run_ok(&["trace", "stats", "scenarios/quickstart.yaml", "--json", "--set", "workload.rate_scale=2"]));
+    let full = json(&run_ok(&[
+        "trace",
+        "stats",
+        "scenarios/quickstart.yaml",
+        "--json",
+    ]));
+    let fast = json(&run_ok(&[
+        "trace",
+        "stats",
+        "scenarios/quickstart.yaml",
+        "--json",
+        "--set",
+        "workload.rate_scale=2",
+    ]));
     let ratio = fast["rate_per_s"].as_f64().unwrap() / full["rate_per_s"].as_f64().unwrap();
     assert!((ratio - 2.0).abs() < 1e-6, "{ratio}");
-    let win = json(&run_ok(&["trace", "stats", "scenarios/quickstart.yaml", "--json", "--set", "workload.start_s=30", "--set", "workload.end_s=60"]));
+    let win = json(&run_ok(&[
+        "trace",
+        "stats",
+        "scenarios/quickstart.yaml",
+        "--json",
+        "--set",
+        "workload.start_s=30",
+        "--set",
+        "workload.end_s=60",
+    ]));
     assert!(win["duration_s"].as_f64().unwrap() <= 30.0);
     assert!(win["requests"].as_u64().unwrap() < 300);
 }

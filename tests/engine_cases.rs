@@ -8,7 +8,11 @@ use kvsim::model::Model;
 use kvsim::scenario::{Efficiency, HardwareSpec, ModelSpec};
 
 fn llama_on_h100() -> Roofline {
-    let model = Model::from_spec(&ModelSpec { preset: Some("llama-3.1-8b".into()), ..Default::default() }).unwrap();
+    let model = Model::from_spec(&ModelSpec {
+        preset: Some("llama-3.1-8b".into()),
+        ..Default::default()
+    })
+    .unwrap();
     let gpu = Gpu::from_spec(&HardwareSpec::default()).unwrap();
     // The scenario defaults: step overhead 1500 us, 5 us per request.
     Roofline::new(&model, &gpu, &Efficiency::default(), 1500.0, 5.0)
@@ -18,24 +22,49 @@ fn llama_on_h100() -> Roofline {
 fn one_request_ttft_and_tpot_equal_the_cost_model_sum() {
     let dir = temp_dir("one-request");
     let sc = native_scenario(&dir, "arrival_s,input_tokens,output_tokens\n0,100,5\n", "");
-    let s = json(&run_ok(&["run", sc.to_str().unwrap(), "--json", "--no-files"]));
+    let s = json(&run_ok(&[
+        "run",
+        sc.to_str().unwrap(),
+        "--json",
+        "--no-files",
+    ]));
     let cost = llama_on_h100();
     let prefill = cost
-        .step_cost(&BatchShape { prefills: vec![SeqWork { new_tokens: 100, context: 0 }], decodes: vec![], sampled: 1 })
+        .step_cost(&BatchShape {
+            prefills: vec![SeqWork {
+                new_tokens: 100,
+                context: 0,
+            }],
+            decodes: vec![],
+            sampled: 1,
+        })
         .total_ns();
     // Four decode steps produce tokens 2..5; token k is computed with 100 + k - 1 tokens before it.
     let decodes: Vec<u64> = (0..4)
         .map(|k| {
-            cost.step_cost(&BatchShape { prefills: vec![], decodes: vec![SeqWork { new_tokens: 1, context: 100 + k }], sampled: 1 })
-                .total_ns()
+            cost.step_cost(&BatchShape {
+                prefills: vec![],
+                decodes: vec![SeqWork {
+                    new_tokens: 1,
+                    context: 100 + k,
+                }],
+                sampled: 1,
+            })
+            .total_ns()
         })
         .collect();
     let ttft_ms = s["latency"]["ttft_ms"]["mean"].as_f64().unwrap();
     let tpot_ms = s["latency"]["tpot_ms"]["mean"].as_f64().unwrap();
     let e2e_ms = s["latency"]["e2e_ms"]["mean"].as_f64().unwrap();
-    assert!((ttft_ms - prefill as f64 / 1e6).abs() < 1e-9, "ttft {ttft_ms} vs {prefill} ns");
+    assert!(
+        (ttft_ms - prefill as f64 / 1e6).abs() < 1e-9,
+        "ttft {ttft_ms} vs {prefill} ns"
+    );
     let decode_sum: u64 = decodes.iter().sum();
-    assert!((tpot_ms - decode_sum as f64 / 4.0 / 1e6).abs() < 1e-9, "tpot {tpot_ms} vs {decode_sum}/4 ns");
+    assert!(
+        (tpot_ms - decode_sum as f64 / 4.0 / 1e6).abs() < 1e-9,
+        "tpot {tpot_ms} vs {decode_sum}/4 ns"
+    );
     assert!((e2e_ms - (prefill + decode_sum) as f64 / 1e6).abs() < 1e-9);
     assert_eq!(s["steps"], 5);
     assert_eq!(s["output_tokens"], 5);
@@ -65,7 +94,12 @@ fn coarse_trace_blocks_map_onto_engine_blocks() {
     let trace = "# kvsim-trace v1 hash_block_tokens=32\narrival_s,input_tokens,output_tokens,session,prefix_hashes\n\
                  0,64,1,,7 8\n5,64,1,,7 9\n";
     let sc = native_scenario(&dir, trace, "");
-    let s = json(&run_ok(&["run", sc.to_str().unwrap(), "--json", "--no-files"]));
+    let s = json(&run_ok(&[
+        "run",
+        sc.to_str().unwrap(),
+        "--json",
+        "--no-files",
+    ]));
     assert_eq!(s["prefix_hit_tokens"], 32);
 }
 
@@ -74,9 +108,19 @@ fn preemption_case(caching: bool) -> Vec<std::collections::HashMap<String, Strin
     // Nine usable blocks of 16 tokens (plus the null block). Two 64-token prompts fill
     // eight; the first decode step needs a fifth block for each, so B is preempted.
     let extra = format!("kv_cache: {{num_gpu_blocks: 10, enable_prefix_caching: {caching}}}\nengine: {{max_model_len: 128}}\n");
-    let sc = native_scenario(&dir, "arrival_s,input_tokens,output_tokens\n0,64,40\n0,64,40\n", &extra);
+    let sc = native_scenario(
+        &dir,
+        "arrival_s,input_tokens,output_tokens\n0,64,40\n0,64,40\n",
+        &extra,
+    );
     let out = dir.join("out");
-    run_ok(&["run", sc.to_str().unwrap(), "--out", out.to_str().unwrap(), "--audit"]);
+    run_ok(&[
+        "run",
+        sc.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--audit",
+    ]);
     csv_rows(&out.join("requests.csv"))
 }
 
@@ -117,12 +161,26 @@ fn small_cache_conserves_blocks_every_step_and_accounts_every_request() {
         out.to_str().unwrap(),
     ]);
     let s = json(&stdout);
-    assert!(s["preemptions"].as_u64().unwrap() > 0, "the small cache should force preemptions");
-    let rejected: u64 = s["requests_rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
-    assert_eq!(s["requests_completed"].as_u64().unwrap() + rejected, s["requests_arrived"].as_u64().unwrap());
+    assert!(
+        s["preemptions"].as_u64().unwrap() > 0,
+        "the small cache should force preemptions"
+    );
+    let rejected: u64 = s["requests_rejected"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        s["requests_completed"].as_u64().unwrap() + rejected,
+        s["requests_arrived"].as_u64().unwrap()
+    );
     assert_eq!(s["output_tokens"], s["expected_output_tokens"]);
     for step in csv_rows(&out.join("steps.csv")) {
         let n = |k: &str| step[k].parse::<u64>().unwrap();
-        assert_eq!(n("blocks_used") + n("blocks_cached") + n("blocks_free"), 699);
+        assert_eq!(
+            n("blocks_used") + n("blocks_cached") + n("blocks_free"),
+            699
+        );
     }
 }

@@ -6,7 +6,10 @@ use common::*;
 use std::io::BufRead;
 
 fn mooncake_args(traces: &std::path::Path) -> String {
-    format!("workload.source.path={}", traces.join("mooncake/conversation_trace.jsonl").display())
+    format!(
+        "workload.source.path={}",
+        traces.join("mooncake/conversation_trace.jsonl").display()
+    )
 }
 
 /// Sum of output tokens in the Mooncake conversation trace, read independently of kvsim.
@@ -23,22 +26,44 @@ fn mooncake_output_tokens(traces: &std::path::Path) -> (u64, u64) {
 
 #[test]
 fn mooncake_conversation_replays_completely() {
-    let Some(t) = shared_traces("mooncake_conversation_replays_completely") else { return };
+    let Some(t) = shared_traces("mooncake_conversation_replays_completely") else {
+        return;
+    };
     let set = mooncake_args(&t);
-    let s = json(&run_ok(&["run", "scenarios/mooncake-conversation.yaml", "--set", &set, "--json", "--no-files"]));
+    let s = json(&run_ok(&[
+        "run",
+        "scenarios/mooncake-conversation.yaml",
+        "--set",
+        &set,
+        "--json",
+        "--no-files",
+    ]));
     let (n, out) = mooncake_output_tokens(&t);
     assert_eq!(n, 12_031);
     assert_eq!(s["requests_arrived"], n);
-    assert_eq!(s["requests_completed"], n, "every request completes: {:?}", s["requests_rejected"]);
+    assert_eq!(
+        s["requests_completed"], n,
+        "every request completes: {:?}",
+        s["requests_rejected"]
+    );
     assert_eq!(s["output_tokens"], out);
     assert_eq!(s["expected_output_tokens"], out);
 }
 
 #[test]
 fn mooncake_hit_rate_meets_the_infinite_cache_bound_and_never_exceeds_it() {
-    let Some(t) = shared_traces("mooncake_hit_rate_meets_the_infinite_cache_bound") else { return };
+    let Some(t) = shared_traces("mooncake_hit_rate_meets_the_infinite_cache_bound") else {
+        return;
+    };
     let set = mooncake_args(&t);
-    let stats = json(&run_ok(&["trace", "stats", "scenarios/mooncake-conversation.yaml", "--set", &set, "--json"]));
+    let stats = json(&run_ok(&[
+        "trace",
+        "stats",
+        "scenarios/mooncake-conversation.yaml",
+        "--set",
+        &set,
+        "--json",
+    ]));
     let bound = &stats["bound"];
     // The trace README's orientation figure: 36.6 % of blocks repeat; token-weighted with the
     // prefix rule it is 37.4 %.
@@ -48,8 +73,14 @@ fn mooncake_hit_rate_meets_the_infinite_cache_bound_and_never_exceeds_it() {
     assert!(engine_bound <= trace_bound);
     // Enough blocks that nothing is ever evicted (the trace holds about 9.3 million blocks).
     let big = json(&run_ok(&[
-        "run", "scenarios/mooncake-conversation.yaml", "--set", &set,
-        "--set", "kv_cache.num_gpu_blocks=9600000", "--json", "--no-files",
+        "run",
+        "scenarios/mooncake-conversation.yaml",
+        "--set",
+        &set,
+        "--set",
+        "kv_cache.num_gpu_blocks=9600000",
+        "--json",
+        "--no-files",
     ]));
     assert_eq!(big["evictions"], 0);
     assert_eq!(big["requests_completed"], 12_031);
@@ -57,8 +88,14 @@ fn mooncake_hit_rate_meets_the_infinite_cache_bound_and_never_exceeds_it() {
     assert_eq!(big["prefix_hit_tokens"].as_u64().unwrap(), engine_bound);
     // A cache of 9,000 blocks (144k tokens) must lose hits.
     let small = json(&run_ok(&[
-        "run", "scenarios/mooncake-conversation.yaml", "--set", &set,
-        "--set", "kv_cache.num_gpu_blocks=9000", "--json", "--no-files",
+        "run",
+        "scenarios/mooncake-conversation.yaml",
+        "--set",
+        &set,
+        "--set",
+        "kv_cache.num_gpu_blocks=9000",
+        "--json",
+        "--no-files",
     ]));
     assert!(small["evictions"].as_u64().unwrap() > 0);
     let small_hits = small["prefix_hit_tokens"].as_u64().unwrap();
@@ -69,20 +106,37 @@ fn mooncake_hit_rate_meets_the_infinite_cache_bound_and_never_exceeds_it() {
 
 #[test]
 fn mooncake_replay_is_deterministic() {
-    let Some(t) = shared_traces("mooncake_replay_is_deterministic") else { return };
+    let Some(t) = shared_traces("mooncake_replay_is_deterministic") else {
+        return;
+    };
     let set = mooncake_args(&t);
     let dir = temp_dir("mooncake-det");
     for d in ["a", "b"] {
-        run_ok(&["run", "scenarios/mooncake-conversation.yaml", "--set", &set, "--set", "workload.limit=3000", "--out", dir.join(d).to_str().unwrap()]);
+        run_ok(&[
+            "run",
+            "scenarios/mooncake-conversation.yaml",
+            "--set",
+            &set,
+            "--set",
+            "workload.limit=3000",
+            "--out",
+            dir.join(d).to_str().unwrap(),
+        ]);
     }
     for f in kvsim::output::FILES {
-        assert_eq!(std::fs::read(dir.join("a").join(f)).unwrap(), std::fs::read(dir.join("b").join(f)).unwrap(), "{f}");
+        assert_eq!(
+            std::fs::read(dir.join("a").join(f)).unwrap(),
+            std::fs::read(dir.join("b").join(f)).unwrap(),
+            "{f}"
+        );
     }
 }
 
 #[test]
 fn azure_conversation_replays_completely() {
-    let Some(t) = shared_traces("azure_conversation_replays_completely") else { return };
+    let Some(t) = shared_traces("azure_conversation_replays_completely") else {
+        return;
+    };
     let path = t.join("azure2023/AzureLLMInferenceTrace_conv.csv");
     let mut rdr = csv::Reader::from_path(&path).unwrap();
     let (mut n, mut out) = (0u64, 0u64);
@@ -93,7 +147,14 @@ fn azure_conversation_replays_completely() {
     }
     assert_eq!(n, 19_366);
     let set = format!("workload.source.path={}", path.display());
-    let s = json(&run_ok(&["run", "scenarios/azure-conversation.yaml", "--set", &set, "--json", "--no-files"]));
+    let s = json(&run_ok(&[
+        "run",
+        "scenarios/azure-conversation.yaml",
+        "--set",
+        &set,
+        "--json",
+        "--no-files",
+    ]));
     assert_eq!(s["requests_completed"], n);
     assert_eq!(s["output_tokens"], out);
     // Azure prompts carry no content ids, so nothing can hit.
@@ -104,9 +165,18 @@ fn azure_conversation_replays_completely() {
 
 #[test]
 fn ragpulse_reads_segments_and_sessions() {
-    let Some(t) = shared_traces("ragpulse_reads_segments_and_sessions") else { return };
+    let Some(t) = shared_traces("ragpulse_reads_segments_and_sessions") else {
+        return;
+    };
     let path = t.join("ragpulse/0_trace.jsonl");
-    let stats = json(&run_ok(&["trace", "stats", path.to_str().unwrap(), "--format", "ragpulse", "--json"]));
+    let stats = json(&run_ok(&[
+        "trace",
+        "stats",
+        path.to_str().unwrap(),
+        "--format",
+        "ragpulse",
+        "--json",
+    ]));
     // 7,106 rows; the blank lines are skipped and the out-of-order pair reordered.
     assert_eq!(stats["requests"], 7_106);
     assert!(stats["sessions"].as_u64().unwrap() > 1000);

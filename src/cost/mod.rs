@@ -36,7 +36,11 @@ impl BatchShape {
 
     /// Total tokens computed in the step.
     pub fn total_tokens(&self) -> u64 {
-        self.prefills.iter().chain(&self.decodes).map(|s| s.new_tokens as u64).sum()
+        self.prefills
+            .iter()
+            .chain(&self.decodes)
+            .map(|s| s.new_tokens as u64)
+            .sum()
     }
 
     /// Requests in the step.
@@ -63,7 +67,11 @@ pub struct StepCost {
 impl StepCost {
     /// The whole step, rounded up to an integer nanosecond (at least 1).
     pub fn total_ns(&self) -> u64 {
-        let t = self.linear_ns + self.prefill_attention_ns + self.decode_attention_ns + self.lm_head_ns + self.overhead_ns;
+        let t = self.linear_ns
+            + self.prefill_attention_ns
+            + self.decode_attention_ns
+            + self.lm_head_ns
+            + self.overhead_ns;
         (t.ceil() as u64).max(1)
     }
 }

@@ -20,7 +20,13 @@ pub struct Roofline {
 
 impl Roofline {
     /// A roofline model for this model on this GPU.
-    pub fn new(model: &Model, gpu: &Gpu, eff: &Efficiency, step_overhead_us: f64, per_request_overhead_us: f64) -> Self {
+    pub fn new(
+        model: &Model,
+        gpu: &Gpu,
+        eff: &Efficiency,
+        step_overhead_us: f64,
+        per_request_overhead_us: f64,
+    ) -> Self {
         let h = model.hidden as u64;
         let qkv_out = (model.heads + 2 * model.kv_heads) as u64 * model.head_dim as u64;
         let o_in = model.heads as u64 * model.head_dim as u64;
@@ -60,13 +66,19 @@ impl CostModel for Roofline {
         let layers = m.layers as f64;
         let tokens = batch.total_tokens() as f64;
         let mut cost = StepCost {
-            overhead_ns: self.step_overhead_ns + self.per_request_overhead_ns * batch.num_seqs() as f64,
+            overhead_ns: self.step_overhead_ns
+                + self.per_request_overhead_ns * batch.num_seqs() as f64,
             ..Default::default()
         };
         if tokens == 0.0 {
             return cost;
         }
-        cost.linear_ns = layers * self.gemms.iter().map(|&(k, n)| self.gemm_ns(tokens, k, n)).sum::<f64>();
+        cost.linear_ns = layers
+            * self
+                .gemms
+                .iter()
+                .map(|&(k, n)| self.gemm_ns(tokens, k, n))
+                .sum::<f64>();
 
         let kv_tok = m.kv_bytes_per_token_layer() as f64;
         let q_tok = (m.heads * m.head_dim) as f64 * b;
@@ -79,8 +91,13 @@ impl CostModel for Roofline {
                 flops += qk_pv * c * (p + (c + 1.0) / 2.0);
                 bytes += (p + c) * kv_tok + 2.0 * c * q_tok;
             }
-            cost.prefill_attention_ns =
-                layers * self.kernel_ns(flops, bytes, self.eff.attention_compute, self.eff.attention_memory);
+            cost.prefill_attention_ns = layers
+                * self.kernel_ns(
+                    flops,
+                    bytes,
+                    self.eff.attention_compute,
+                    self.eff.attention_memory,
+                );
         }
         if !batch.decodes.is_empty() {
             let (mut flops, mut bytes) = (0.0, 0.0);
@@ -89,8 +106,13 @@ impl CostModel for Roofline {
                 flops += qk_pv * ctx;
                 bytes += ctx * kv_tok + 2.0 * q_tok;
             }
-            cost.decode_attention_ns =
-                layers * self.kernel_ns(flops, bytes, self.eff.attention_compute, self.eff.attention_memory);
+            cost.decode_attention_ns = layers
+                * self.kernel_ns(
+                    flops,
+                    bytes,
+                    self.eff.attention_compute,
+                    self.eff.attention_memory,
+                );
         }
         if batch.sampled > 0 {
             cost.lm_head_ns = self.gemm_ns(batch.sampled as f64, m.hidden as u64, m.vocab as u64);

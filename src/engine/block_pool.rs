@@ -59,7 +59,16 @@ impl BlockPool {
     pub fn new(num_blocks: u32, free_unhashed_first: bool) -> Self {
         assert!(num_blocks >= 2, "need the null block and at least one more");
         let mut pool = BlockPool {
-            blocks: vec![Block { ref_cnt: 0, hash: 0, prev: NIL, next: NIL, in_free_queue: false }; num_blocks as usize],
+            blocks: vec![
+                Block {
+                    ref_cnt: 0,
+                    hash: 0,
+                    prev: NIL,
+                    next: NIL,
+                    in_free_queue: false
+                };
+                num_blocks as usize
+            ],
             head: NIL,
             tail: NIL,
             num_free: 0,
@@ -156,7 +165,12 @@ impl BlockPool {
     /// Block counts by state, from the running counters.
     pub fn counts(&self) -> BlockCounts {
         let total = self.num_usable_blocks();
-        BlockCounts { total, used: total - self.num_free, cached: self.num_free_hashed, free: self.num_free - self.num_free_hashed }
+        BlockCounts {
+            total,
+            used: total - self.num_free,
+            cached: self.num_free_hashed,
+            free: self.num_free - self.num_free_hashed,
+        }
     }
 
     /// The cached block holding content `hash`, if any.
@@ -172,7 +186,11 @@ impl BlockPool {
     /// Take `n` blocks from the head of the free queue, evicting cached content, and append
     /// them to `out` with reference count 1. The caller checks that enough are free.
     pub fn get_new_blocks(&mut self, n: u32, out: &mut Vec<BlockId>) {
-        assert!(n <= self.num_free, "asked for {n} blocks with {} free", self.num_free);
+        assert!(
+            n <= self.num_free,
+            "asked for {n} blocks with {} free",
+            self.num_free
+        );
         for _ in 0..n {
             let id = self.head;
             self.unlink(id);
@@ -242,7 +260,9 @@ impl BlockPool {
         while cur != NIL {
             let b = &self.blocks[cur as usize];
             if !b.in_free_queue || b.ref_cnt != 0 || b.prev != prev {
-                return Err(format!("block {cur} in the free queue is inconsistent: {b:?}"));
+                return Err(format!(
+                    "block {cur} in the free queue is inconsistent: {b:?}"
+                ));
             }
             in_queue += 1;
             prev = cur;
@@ -259,17 +279,33 @@ impl BlockPool {
                 _ => used += 1,
             }
             if (b.ref_cnt == 0) != b.in_free_queue {
-                return Err(format!("block {id}: ref_cnt {} but in_free_queue {}", b.ref_cnt, b.in_free_queue));
+                return Err(format!(
+                    "block {id}: ref_cnt {} but in_free_queue {}",
+                    b.ref_cnt, b.in_free_queue
+                ));
             }
         }
         for (&h, &id) in &self.cached {
             if self.blocks[id as usize].hash != h {
-                return Err(format!("cache map points hash {h:x} at block {id} which holds another"));
+                return Err(format!(
+                    "cache map points hash {h:x} at block {id} which holds another"
+                ));
             }
         }
-        let counts = BlockCounts { total: self.num_usable_blocks(), used, cached, free };
-        if counts != self.counts() || in_queue != self.num_free || used + cached + free != counts.total {
-            return Err(format!("block counts drifted: recounted {counts:?}, tracked {:?}", self.counts()));
+        let counts = BlockCounts {
+            total: self.num_usable_blocks(),
+            used,
+            cached,
+            free,
+        };
+        if counts != self.counts()
+            || in_queue != self.num_free
+            || used + cached + free != counts.total
+        {
+            return Err(format!(
+                "block counts drifted: recounted {counts:?}, tracked {:?}",
+                self.counts()
+            ));
         }
         Ok(counts)
     }

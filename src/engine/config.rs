@@ -63,16 +63,15 @@ impl EngineSetup {
         let model = Model::from_spec(&s.model)?;
         let gpu = Gpu::from_spec(&s.hardware)?;
         let e = &s.engine;
-        let large = gpu.is_large_memory_class();
+        let (default_tokens, default_seqs) = gpu.vllm_api_server_defaults();
         let max_model_len = e.max_model_len.unwrap_or(model.max_position);
         // vLLM's defaults for the OpenAI API server (EngineArgs._set_default_args).
         let max_num_batched_tokens = match e.max_num_batched_tokens {
             Some(v) => v,
             None if !e.enable_chunked_prefill => max_model_len.max(2048),
-            None if large => 8192,
-            None => 2048,
+            None => default_tokens,
         };
-        let max_num_seqs = e.max_num_seqs.unwrap_or(if large { 1024 } else { 256 });
+        let max_num_seqs = e.max_num_seqs.unwrap_or(default_seqs);
         if !e.enable_chunked_prefill && max_num_batched_tokens < max_model_len {
             return Err(Error::input(format!(
                 "engine.max_num_batched_tokens: {max_num_batched_tokens} is smaller than max_model_len {max_model_len}, which vLLM refuses without chunked prefill"
@@ -90,8 +89,13 @@ impl EngineSetup {
             Some(n) => (n, true),
             None => {
                 let budget = gpu.memory_bytes as f64 * k.gpu_memory_utilization;
-                let left = budget - weight_bytes as f64 - activation_bytes as f64 - non_torch_bytes as f64;
-                let n = if left > 0.0 { (left / block_bytes as f64).floor() as u64 } else { 0 };
+                let left =
+                    budget - weight_bytes as f64 - activation_bytes as f64 - non_torch_bytes as f64;
+                let n = if left > 0.0 {
+                    (left / block_bytes as f64).floor() as u64
+                } else {
+                    0
+                };
                 if n < 2 {
                     return Err(Error::input(format!(
                         "model {} does not fit on {}: {:.1} GiB budget ({} x {:.2}) minus weights {:.1} GiB, activations {:.1} GiB and {:.1} GiB other leaves no room for KV blocks of {:.1} MiB",
@@ -110,7 +114,9 @@ impl EngineSetup {
             }
         };
         if num_gpu_blocks > u32::MAX as u64 {
-            return Err(Error::input("kv_cache.num_gpu_blocks: too many blocks (at most 4294967295)"));
+            return Err(Error::input(
+                "kv_cache.num_gpu_blocks: too many blocks (at most 4294967295)",
+            ));
         }
         let memory = MemoryPlan {
             gpu_memory_bytes: gpu.memory_bytes,

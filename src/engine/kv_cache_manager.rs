@@ -44,7 +44,12 @@ pub struct KvCacheManager {
 
 impl KvCacheManager {
     /// A manager over `num_gpu_blocks` blocks (including vLLM's null block).
-    pub fn new(num_gpu_blocks: u32, block_size: u32, enable_caching: bool, free_unhashed_first: bool) -> Self {
+    pub fn new(
+        num_gpu_blocks: u32,
+        block_size: u32,
+        enable_caching: bool,
+        free_unhashed_first: bool,
+    ) -> Self {
         KvCacheManager {
             pool: BlockPool::new(num_gpu_blocks, free_unhashed_first),
             block_size,
@@ -81,7 +86,9 @@ impl KvCacheManager {
         let referenced: u64 = self.requests.values().map(|r| r.blocks.len() as u64).sum();
         let refs: u64 = (1..=c.total).map(|id| self.pool.ref_cnt(id) as u64).sum();
         if referenced != refs {
-            return Err(format!("requests hold {referenced} block references but the pool counts {refs}"));
+            return Err(format!(
+                "requests hold {referenced} block references but the pool counts {refs}"
+            ));
         }
         Ok(c)
     }
@@ -120,7 +127,10 @@ impl KvCacheManager {
     pub fn get_computed_blocks(&mut self, id: u64, num_tokens: u32) -> CacheHit {
         self.hit_scratch.clear();
         if !self.enable_caching || num_tokens == 0 {
-            return CacheHit { blocks: 0, tokens: 0 };
+            return CacheHit {
+                blocks: 0,
+                tokens: 0,
+            };
         }
         let rb = &self.requests[&id];
         let max_blocks = ((num_tokens - 1) / self.block_size) as usize;
@@ -131,7 +141,10 @@ impl KvCacheManager {
             }
         }
         let blocks = self.hit_scratch.len();
-        CacheHit { blocks, tokens: blocks as u32 * self.block_size }
+        CacheHit {
+            blocks,
+            tokens: blocks as u32 * self.block_size,
+        }
     }
 
     fn blocks_for(&self, tokens: u64) -> u64 {
@@ -155,9 +168,19 @@ impl KvCacheManager {
         reserve: u32,
         known_tokens: u32,
     ) -> bool {
-        let hit = hit.unwrap_or(CacheHit { blocks: 0, tokens: 0 });
-        let hit_blocks: &[BlockId] = if hit.blocks > 0 { &self.hit_scratch[..hit.blocks] } else { &[] };
-        let evictable_hits = hit_blocks.iter().filter(|&&b| self.pool.ref_cnt(b) == 0).count() as u64;
+        let hit = hit.unwrap_or(CacheHit {
+            blocks: 0,
+            tokens: 0,
+        });
+        let hit_blocks: &[BlockId] = if hit.blocks > 0 {
+            &self.hit_scratch[..hit.blocks]
+        } else {
+            &[]
+        };
+        let evictable_hits = hit_blocks
+            .iter()
+            .filter(|&&b| self.pool.ref_cnt(b) == 0)
+            .count() as u64;
         let held = self.requests[&id].blocks.len() as u64 + hit.blocks as u64;
         let computed = num_computed_tokens as u64 + hit.tokens as u64;
         let free = self.pool.num_free_blocks() as u64;
@@ -167,7 +190,9 @@ impl KvCacheManager {
                 return false;
             }
         }
-        let new_blocks = self.blocks_for(computed + num_new_tokens as u64).saturating_sub(held);
+        let new_blocks = self
+            .blocks_for(computed + num_new_tokens as u64)
+            .saturating_sub(held);
         if new_blocks + evictable_hits + reserve as u64 > free {
             return false;
         }
@@ -220,7 +245,13 @@ mod tests {
         // Request 2 shares the first block's content only.
         m.add_request(2, |v| v.extend([201, 999]));
         let hit = m.get_computed_blocks(2, 40);
-        assert_eq!(hit, CacheHit { blocks: 1, tokens: 16 });
+        assert_eq!(
+            hit,
+            CacheHit {
+                blocks: 1,
+                tokens: 16
+            }
+        );
         assert!(m.allocate_slots(2, 0, 24, Some(hit), Some(40), 0, 40));
         assert_eq!(m.num_blocks_of(2), 3);
         let c = m.audit().unwrap();

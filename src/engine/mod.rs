@@ -10,4 +10,5 @@ pub mod request;
 pub mod scheduler;
 
 /// The vLLM source this engine follows.
-pub const VLLM_REFERENCE: &str = "vLLM v1 core, main branch of 2026 (block_pool.py, kv_cache_manager.py, sched/scheduler.py)";
+pub const VLLM_REFERENCE: &str =
+    "vLLM v1 core, main branch of 2026 (block_pool.py, kv_cache_manager.py, sched/scheduler.py)";

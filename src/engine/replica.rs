@@ -126,7 +126,10 @@ impl Replica {
         let (mut prefill_tokens, mut decode_tokens) = (0u64, 0u64);
         for s in &self.scheduler.scheduled {
             let r = self.scheduler.request(s.slot);
-            let work = SeqWork { new_tokens: s.new_tokens, context: s.context };
+            let work = SeqWork {
+                new_tokens: s.new_tokens,
+                context: s.context,
+            };
             if s.new_tokens == 1 && r.generated > 0 && s.context + 1 == r.num_tokens() {
                 self.batch.decodes.push(work);
                 decode_tokens += 1;
@@ -141,11 +144,16 @@ impl Replica {
         let cost = self.cost.step_cost(&self.batch);
         let duration = cost.total_ns();
         let counts = if self.audit {
-            self.scheduler.kv().audit().map_err(|e| Error::failure(format!("block audit failed: {e}")))?
+            self.scheduler
+                .kv()
+                .audit()
+                .map_err(|e| Error::failure(format!("block audit failed: {e}")))?
         } else {
             let c = self.scheduler.kv().counts();
             if c.used + c.cached + c.free != c.total {
-                return Err(Error::failure(format!("block conservation violated: {c:?}")));
+                return Err(Error::failure(format!(
+                    "block conservation violated: {c:?}"
+                )));
             }
             c
         };
@@ -180,7 +188,10 @@ impl Replica {
             rec.on_finish(&r, now_ns)?;
         }
         if self.audit {
-            self.scheduler.kv().audit().map_err(|e| Error::failure(format!("block audit failed: {e}")))?;
+            self.scheduler
+                .kv()
+                .audit()
+                .map_err(|e| Error::failure(format!("block audit failed: {e}")))?;
         }
         Ok(())
     }

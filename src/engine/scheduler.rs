@@ -142,7 +142,9 @@ impl Scheduler {
         let er = self.slots[slot as usize].as_ref().expect("live slot");
         let total = er.max_tokens();
         let r = &er.req;
-        self.kv.add_request(slot as u64, |out| block_hashes(&r.segments, r.input_tokens, total, bs, r.id, out));
+        self.kv.add_request(slot as u64, |out| {
+            block_hashes(&r.segments, r.input_tokens, total, bs, r.id, out)
+        });
     }
 
     /// Remove a finished request and return its state.
@@ -178,14 +180,19 @@ impl Scheduler {
             if self.cfg.long_prefill_token_threshold > 0 {
                 n = n.min(self.cfg.long_prefill_token_threshold);
             }
-            n = n.min(budget).min(self.cfg.max_model_len.saturating_sub(1 + r.num_computed));
+            n = n
+                .min(budget)
+                .min(self.cfg.max_model_len.saturating_sub(1 + r.num_computed));
             if n == 0 {
                 i += 1;
                 continue;
             }
             let (computed, known) = (r.num_computed, r.num_tokens());
             let mut ok = true;
-            while !self.kv.allocate_slots(slot as u64, computed, n, None, None, 0, known) {
+            while !self
+                .kv
+                .allocate_slots(slot as u64, computed, n, None, None, 0, known)
+            {
                 let victim = self.running.pop().expect("running is not empty");
                 self.preempt(victim);
                 if victim == slot {
@@ -196,14 +203,20 @@ impl Scheduler {
             if !ok {
                 break;
             }
-            self.scheduled.push(Scheduled { slot, new_tokens: n, context: computed });
+            self.scheduled.push(Scheduled {
+                slot,
+                new_tokens: n,
+                context: computed,
+            });
             budget -= n;
             i += 1;
         }
 
         if self.step_preemptions == 0 {
             while budget > 0 && (self.running.len() as u32) < self.cfg.max_num_seqs {
-                let Some(&slot) = self.waiting.front() else { break };
+                let Some(&slot) = self.waiting.front() else {
+                    break;
+                };
                 self.ensure_registered(slot);
                 let known = self.request(slot).num_tokens();
                 let hit = self.kv.get_computed_blocks(slot as u64, known);
@@ -216,8 +229,15 @@ impl Scheduler {
                 }
                 n = n.min(budget);
                 let full = self.cfg.full_prompt_admission.then_some(known);
-                let reserve = if self.scheduled.is_empty() { 0 } else { self.cfg.watermark_blocks };
-                if !self.kv.allocate_slots(slot as u64, 0, n, Some(hit), full, reserve, known) {
+                let reserve = if self.scheduled.is_empty() {
+                    0
+                } else {
+                    self.cfg.watermark_blocks
+                };
+                if !self
+                    .kv
+                    .allocate_slots(slot as u64, 0, n, Some(hit), full, reserve, known)
+                {
                     break;
                 }
                 self.waiting.pop_front();
@@ -229,7 +249,11 @@ impl Scheduler {
                     r.cached_tokens = hit.tokens as i64;
                 }
                 r.first_scheduled_ns.get_or_insert(now_ns);
-                self.scheduled.push(Scheduled { slot, new_tokens: n, context: hit.tokens });
+                self.scheduled.push(Scheduled {
+                    slot,
+                    new_tokens: n,
+                    context: hit.tokens,
+                });
                 budget -= n;
             }
         }
@@ -274,7 +298,11 @@ impl Scheduler {
                 self.kv.free(slot as u64);
             }
             let slots = &self.slots;
-            self.running.retain(|&s| slots[s as usize].as_ref().is_some_and(|r| r.status != Status::Finished));
+            self.running.retain(|&s| {
+                slots[s as usize]
+                    .as_ref()
+                    .is_some_and(|r| r.status != Status::Finished)
+            });
         }
     }
 

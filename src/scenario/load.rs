@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 /// Load a scenario file, apply `--set key=value` overrides, resolve relative paths against
 /// the file's directory, and check every value.
 pub fn load_scenario(path: &Path, sets: &[String]) -> Result<Scenario> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::input(format!("cannot read scenario {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::input(format!("cannot read scenario {}: {e}", path.display())))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     parse_scenario(&text, &path.display().to_string(), &base, sets)
 }
@@ -79,7 +78,10 @@ fn apply_set(root: &mut serde_yaml::Value, set: &str) -> Result<()> {
             *node = serde_yaml::Value::Mapping(Default::default());
         }
         let map = node.as_mapping_mut().ok_or_else(|| {
-            Error::input(format!("--set {set}: `{}` is not a section", parts[..i].join(".")))
+            Error::input(format!(
+                "--set {set}: `{}` is not a section",
+                parts[..i].join(".")
+            ))
         })?;
         let k = serde_yaml::Value::String(part.to_string());
         if i + 1 == parts.len() {
@@ -97,7 +99,10 @@ fn describe_yaml_error(e: &serde_yaml::Error) -> String {
     let msg = e.to_string();
     // serde_yaml appends " at line L column C"; move the location to the front.
     let (body, loc) = match (msg.rfind(" at line "), e.location()) {
-        (Some(i), Some(l)) => (msg[..i].to_string(), format!("line {} column {}: ", l.line(), l.column())),
+        (Some(i), Some(l)) => (
+            msg[..i].to_string(),
+            format!("line {} column {}: ", l.line(), l.column()),
+        ),
         _ => (msg.clone(), String::new()),
     };
     let mut out = format!("{loc}{body}");
@@ -109,7 +114,9 @@ fn describe_yaml_error(e: &serde_yaml::Error) -> String {
 
 /// For "unknown field `x`, expected one of `a`, `b`" find the closest candidate.
 fn suggestion(body: &str) -> Option<String> {
-    let kind_at = body.find("unknown field `").or_else(|| body.find("unknown variant `"))?;
+    let kind_at = body
+        .find("unknown field `")
+        .or_else(|| body.find("unknown variant `"))?;
     let rest = &body[kind_at..];
     let start = rest.find('`')? + 1;
     let end = start + rest[start..].find('`')?;
@@ -153,7 +160,9 @@ fn line_of_key(text: &str, dotted: &str) -> Option<(usize, usize)> {
             continue;
         }
         let indent = line.len() - trimmed.len();
-        let Some(colon) = trimmed.find(':') else { continue };
+        let Some(colon) = trimmed.find(':') else {
+            continue;
+        };
         let key = trimmed[..colon].trim().trim_matches('"').to_string();
         while stack.last().is_some_and(|(i, _)| *i >= indent) {
             stack.pop();
@@ -200,10 +209,15 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
     if let Some(v) = w.end_s {
         positive("workload.end_s", v)?;
         if w.start_s.is_some_and(|s| s >= v) {
-            return Err(("workload.end_s".into(), "must be greater than start_s".into()));
+            return Err((
+                "workload.end_s".into(),
+                "must be greater than start_s".into(),
+            ));
         }
     }
-    w.source.resolve().map_err(|(f, m)| (format!("workload.source.{f}"), m))?;
+    w.source
+        .resolve()
+        .map_err(|(f, m)| (format!("workload.source.{f}"), m))?;
     let e = &s.hardware.efficiency;
     fraction("hardware.efficiency.gemm_compute", e.gemm_compute)?;
     fraction("hardware.efficiency.gemm_memory", e.gemm_memory)?;
@@ -224,10 +238,16 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
     }
     let g = &s.engine;
     if g.kind != "vllm" {
-        return Err(("engine.kind".into(), format!("unknown engine `{}`; known: vllm", g.kind)));
+        return Err((
+            "engine.kind".into(),
+            format!("unknown engine `{}`; known: vllm", g.kind),
+        ));
     }
     if g.max_num_batched_tokens == Some(0) {
-        return Err(("engine.max_num_batched_tokens".into(), "must be at least 1".into()));
+        return Err((
+            "engine.max_num_batched_tokens".into(),
+            "must be at least 1".into(),
+        ));
     }
     if g.max_num_seqs == Some(0) {
         return Err(("engine.max_num_seqs".into(), "must be at least 1".into()));
@@ -236,7 +256,10 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
         return Err(("engine.max_model_len".into(), "must be at least 1".into()));
     }
     if !(0.0..1.0).contains(&g.watermark) {
-        return Err(("engine.watermark".into(), format!("must be in [0, 1) (got {})", g.watermark)));
+        return Err((
+            "engine.watermark".into(),
+            format!("must be in [0, 1) (got {})", g.watermark),
+        ));
     }
     non_negative("engine.step_overhead_us", g.step_overhead_us)?;
     non_negative("engine.per_request_overhead_us", g.per_request_overhead_us)?;
@@ -246,13 +269,20 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
     }
     fraction("kv_cache.gpu_memory_utilization", k.gpu_memory_utilization)?;
     if k.num_gpu_blocks == Some(0) || k.num_gpu_blocks == Some(1) {
-        return Err(("kv_cache.num_gpu_blocks".into(), "must be at least 2 (one is vLLM's null block)".into()));
+        return Err((
+            "kv_cache.num_gpu_blocks".into(),
+            "must be at least 2 (one is vLLM's null block)".into(),
+        ));
     }
     if let Some(a) = k.activation_gib {
         non_negative("kv_cache.activation_gib", a)?;
     }
     non_negative("kv_cache.non_torch_gib", k.non_torch_gib)?;
-    for (f, v) in [("slo.ttft_ms", s.slo.ttft_ms), ("slo.tpot_ms", s.slo.tpot_ms), ("slo.e2e_ms", s.slo.e2e_ms)] {
+    for (f, v) in [
+        ("slo.ttft_ms", s.slo.ttft_ms),
+        ("slo.tpot_ms", s.slo.tpot_ms),
+        ("slo.e2e_ms", s.slo.e2e_ms),
+    ] {
         if let Some(v) = v {
             positive(f, v)?;
         }
@@ -302,7 +332,10 @@ mod tests {
         let t = "name: x\nworkload:\n  source:\n    kind: a\n    arrival: {kind: poisson, rate: -1}\n  rate_scale: -1\nengine:\n  rate_scale: 3\n";
         assert_eq!(line_of_key(t, "workload.rate_scale"), Some((6, 3)));
         assert_eq!(line_of_key(t, "engine.rate_scale"), Some((8, 3)));
-        assert_eq!(line_of_key(t, "workload.source.arrival.rate"), Some((5, 30)));
+        assert_eq!(
+            line_of_key(t, "workload.source.arrival.rate"),
+            Some((5, 30))
+        );
         assert_eq!(line_of_key(t, "engine.missing"), Some((7, 1)));
         assert_eq!(line_of_key(t, "slo.ttft_ms"), None);
     }

@@ -5,7 +5,10 @@ mod load;
 mod source;
 
 pub use load::{load_scenario, parse_scenario, to_yaml_string};
-pub use source::{ArrivalKind, ArrivalSpec, LengthKind, LengthSpec, SessionSpec, SourceKind, SourceSpec, SystemPromptSpec};
+pub use source::{
+    ArrivalKind, ArrivalSpec, LengthKind, LengthSpec, SessionSpec, SourceKind, SourceSpec,
+    SystemPromptSpec,
+};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -150,7 +150,8 @@ fn err<T>(field: &str, msg: impl Into<String>) -> Result<T, FieldError> {
 }
 
 fn required<T: Clone>(field: &str, v: &Option<T>, kind: &str) -> Result<T, FieldError> {
-    v.clone().ok_or_else(|| (field.to_string(), format!("required for kind {kind}")))
+    v.clone()
+        .ok_or_else(|| (field.to_string(), format!("required for kind {kind}")))
 }
 
 fn forbid<T>(field: &str, v: &Option<T>, kind: &str) -> Result<(), FieldError> {
@@ -215,7 +216,10 @@ impl SourceSpec {
         let requests = required("requests", &self.requests, &kind)?;
         let a = required("arrival", &self.arrival, &kind)?;
         if !(a.rate.is_finite() && a.rate > 0.0) {
-            return err("arrival.rate", format!("must be a positive number (got {})", a.rate));
+            return err(
+                "arrival.rate",
+                format!("must be a positive number (got {})", a.rate),
+            );
         }
         let arrival = match a.kind {
             ArrivalKind::Poisson => {
@@ -229,7 +233,10 @@ impl SourceSpec {
             ArrivalKind::Gamma => {
                 let cv = required("arrival.cv", &a.cv, "gamma")?;
                 if !(cv.is_finite() && cv > 0.0) {
-                    return err("arrival.cv", format!("must be a positive number (got {cv})"));
+                    return err(
+                        "arrival.cv",
+                        format!("must be a positive number (got {cv})"),
+                    );
                 }
                 Arrival::Gamma { rate: a.rate, cv }
             }
@@ -245,13 +252,23 @@ impl SourceSpec {
         let sessions = match &self.sessions {
             Some(s) => {
                 if !(s.think_time_s.is_finite() && s.think_time_s >= 0.0) {
-                    return err("sessions.think_time_s", format!("must be zero or positive (got {})", s.think_time_s));
+                    return err(
+                        "sessions.think_time_s",
+                        format!("must be zero or positive (got {})", s.think_time_s),
+                    );
                 }
                 Some((s.turns.resolve("sessions.turns")?, s.think_time_s))
             }
             None => None,
         };
-        Ok(Source::Synthetic(SynthSpec { requests, arrival, input, output, system_prompts, sessions }))
+        Ok(Source::Synthetic(SynthSpec {
+            requests,
+            arrival,
+            input,
+            output,
+            system_prompts,
+            sessions,
+        }))
     }
 }
 
@@ -289,7 +306,10 @@ impl LengthSpec {
                 let min = required(&f("min"), &self.min, &kind)?;
                 let max = required(&f("max"), &self.max, &kind)?;
                 if min == 0 || min > max {
-                    return err(&f("min"), format!("need 1 <= min <= max (got {min}, {max})"));
+                    return err(
+                        &f("min"),
+                        format!("need 1 <= min <= max (got {min}, {max})"),
+                    );
                 }
                 Lengths::Uniform { min, max }
             }
@@ -301,7 +321,10 @@ impl LengthSpec {
                     return err(&f("mean"), format!("must be at least 1 (got {mean})"));
                 }
                 if !(sigma.is_finite() && sigma >= 0.0) {
-                    return err(&f("sigma"), format!("must be zero or positive (got {sigma})"));
+                    return err(
+                        &f("sigma"),
+                        format!("must be zero or positive (got {sigma})"),
+                    );
                 }
                 if max == 0 {
                     return err(&f("max"), "must be at least 1");
@@ -314,11 +337,20 @@ impl LengthSpec {
                     return err(&f("values"), "must be non-empty, each at least 1");
                 }
                 if let Some(w) = &self.weights {
-                    if w.len() != values.len() || w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0 {
-                        return err(&f("weights"), "must have one weight >= 0 per value, not all zero");
+                    if w.len() != values.len()
+                        || w.iter().any(|x| !x.is_finite() || *x < 0.0)
+                        || w.iter().sum::<f64>() <= 0.0
+                    {
+                        return err(
+                            &f("weights"),
+                            "must have one weight >= 0 per value, not all zero",
+                        );
                     }
                 }
-                Lengths::Empirical { values, weights: self.weights.clone() }
+                Lengths::Empirical {
+                    values,
+                    weights: self.weights.clone(),
+                }
             }
         })
     }

@@ -51,12 +51,15 @@ impl EventQueue {
     /// Schedule an event.
     pub fn push(&mut self, time_ns: u64, kind: EventKind) {
         self.seq += 1;
-        self.heap.push(Reverse((time_ns, kind.class(), self.seq, kind)));
+        self.heap
+            .push(Reverse((time_ns, kind.class(), self.seq, kind)));
     }
 
     /// The earliest event.
     pub fn pop(&mut self) -> Option<Event> {
-        self.heap.pop().map(|Reverse((time_ns, _, _, kind))| Event { time_ns, kind })
+        self.heap
+            .pop()
+            .map(|Reverse((time_ns, _, _, kind))| Event { time_ns, kind })
     }
 
     /// Events pending.

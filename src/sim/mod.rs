@@ -15,7 +15,12 @@ use event::{EventKind, EventQueue};
 use recorder::Recorder;
 
 /// Run a scenario to completion, writing rows through `rec`. Returns the summary.
-pub fn run(scenario: &Scenario, setup: &EngineSetup, rec: &mut Recorder, audit: bool) -> Result<Summary> {
+pub fn run(
+    scenario: &Scenario,
+    setup: &EngineSetup,
+    rec: &mut Recorder,
+    audit: bool,
+) -> Result<Summary> {
     let cost = Roofline::new(
         &setup.model,
         &setup.gpu,
@@ -23,7 +28,7 @@ pub fn run(scenario: &Scenario, setup: &EngineSetup, rec: &mut Recorder, audit: 
         scenario.engine.step_overhead_us,
         scenario.engine.per_request_overhead_us,
     );
-    let mut replicas = vec![Replica::new(setup, Box::new(cost), audit)];
+    let mut replicas = [Replica::new(setup, Box::new(cost), audit)];
     let mut stream = workload::open(&scenario.workload, scenario.seed)?;
     let mut queue = EventQueue::default();
     let mut next_request = stream.next().transpose()?;
@@ -35,13 +40,20 @@ pub fn run(scenario: &Scenario, setup: &EngineSetup, rec: &mut Recorder, audit: 
         let now = ev.time_ns;
         match ev.kind {
             EventKind::Arrival => {
-                let req = next_request.take().expect("an arrival event has its request");
+                let req = next_request
+                    .take()
+                    .expect("an arrival event has its request");
                 rec.on_arrival(now);
                 let target = 0; // one replica; routing comes with clusters
                 replicas[target].add_request(req, now, rec)?;
                 if !replicas[target].is_busy() && !start_pending[target] {
                     start_pending[target] = true;
-                    queue.push(now, EventKind::StepStart { replica: target as u32 });
+                    queue.push(
+                        now,
+                        EventKind::StepStart {
+                            replica: target as u32,
+                        },
+                    );
                 }
                 next_request = stream.next().transpose()?;
                 if let Some(r) = &next_request {
@@ -66,6 +78,15 @@ pub fn run(scenario: &Scenario, setup: &EngineSetup, rec: &mut Recorder, audit: 
         }
     }
     rec.finish_files()?;
-    let evictions = replicas.iter().map(|r| r.scheduler().kv().evictions()).sum();
-    Ok(Summary::build(scenario, setup, rec, replicas[0].cost_model(), evictions))
+    let evictions = replicas
+        .iter()
+        .map(|r| r.scheduler().kv().evictions())
+        .sum();
+    Ok(Summary::build(
+        scenario,
+        setup,
+        rec,
+        replicas[0].cost_model(),
+        evictions,
+    ))
 }

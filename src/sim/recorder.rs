@@ -132,8 +132,16 @@ impl Recorder {
     pub fn on_reject(&mut self, req: &Request, reason: RejectReason, _now_ns: u64) -> Result<()> {
         *self.rejected.entry(reason.as_str()).or_default() += 1;
         if let Some(w) = &mut self.requests_csv {
-            writeln!(w, "{},{:.6},{},{},rejected,{},,,,,,,,0,0", req.id, s(req.arrival_ns), req.input_tokens, req.output_tokens, reason.as_str())
-                .map_err(io_err("requests.csv"))?;
+            writeln!(
+                w,
+                "{},{:.6},{},{},rejected,{},,,,,,,,0,0",
+                req.id,
+                s(req.arrival_ns),
+                req.input_tokens,
+                req.output_tokens,
+                reason.as_str()
+            )
+            .map_err(io_err("requests.csv"))?;
         }
         Ok(())
     }
@@ -181,14 +189,20 @@ impl Recorder {
     /// A request finished.
     pub fn on_finish(&mut self, r: &EngineRequest, now_ns: u64) -> Result<()> {
         let q = &r.req;
-        let first = r.first_token_ns.expect("finished requests have a first token");
+        let first = r
+            .first_token_ns
+            .expect("finished requests have a first token");
         let lat = RequestLatency {
             ttft_ms: (first - q.arrival_ns) as f64 / 1e6,
-            tpot_ms: (r.generated > 1).then(|| (now_ns - first) as f64 / 1e6 / (r.generated - 1) as f64),
+            tpot_ms: (r.generated > 1)
+                .then(|| (now_ns - first) as f64 / 1e6 / (r.generated - 1) as f64),
             e2e_ms: (now_ns - q.arrival_ns) as f64 / 1e6,
         };
         let meets = self.slo.ttft_ms.is_none_or(|b| lat.ttft_ms <= b)
-            && self.slo.tpot_ms.is_none_or(|b| lat.tpot_ms.is_none_or(|t| t <= b))
+            && self
+                .slo
+                .tpot_ms
+                .is_none_or(|b| lat.tpot_ms.is_none_or(|t| t <= b))
             && self.slo.e2e_ms.is_none_or(|b| lat.e2e_ms <= b);
         self.slo_met += meets as u64;
         self.completed += 1;

@@ -17,7 +17,9 @@ pub struct AzureReader {
 impl AzureReader {
     /// Open an Azure trace and check its header.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(open_file(path)?);
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(open_file(path)?);
         let headers = rdr
             .headers()
             .map_err(|e| Error::input(format!("{}: cannot read header: {e}", at_row(path, 1))))?
@@ -29,7 +31,12 @@ impl AzureReader {
                 at_row(path, 1)
             )));
         }
-        Ok(AzureReader { path: path.to_path_buf(), rows: rdr.into_records(), row: 1, first_ns: None })
+        Ok(AzureReader {
+            path: path.to_path_buf(),
+            rows: rdr.into_records(),
+            row: 1,
+            first_ns: None,
+        })
     }
 }
 
@@ -58,7 +65,11 @@ pub fn parse_datetime_ns(s: &str) -> Option<i128> {
     if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let frac_ns: i128 = if frac.is_empty() { 0 } else { frac.parse::<i128>().ok()? * 10i128.pow(9 - frac.len() as u32) };
+    let frac_ns: i128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i128>().ok()? * 10i128.pow(9 - frac.len() as u32)
+    };
     // Days from civil (Howard Hinnant's algorithm).
     let y2 = if mo <= 2 { y - 1 } else { y };
     let era = y2.div_euclid(400);
@@ -83,13 +94,24 @@ impl Iterator for AzureReader {
             Err(e) => return Some(Err(Error::input(format!("{at}: malformed CSV row: {e}")))),
         };
         if rec.len() < 3 {
-            return Some(Err(Error::input(format!("{at}: expected 3 columns, found {}", rec.len()))));
+            return Some(Err(Error::input(format!(
+                "{at}: expected 3 columns, found {}",
+                rec.len()
+            ))));
         }
         let Some(t) = parse_datetime_ns(&rec[0]) else {
-            return Some(Err(Error::input(format!("{at}: TIMESTAMP `{}` is not `YYYY-MM-DD HH:MM:SS.fffffff`", &rec[0]))));
+            return Some(Err(Error::input(format!(
+                "{at}: TIMESTAMP `{}` is not `YYYY-MM-DD HH:MM:SS.fffffff`",
+                &rec[0]
+            ))));
         };
         let num = |i: usize, name: &str| -> Result<u32> {
-            rec[i].trim().parse::<u32>().map_err(|_| Error::input(format!("{at}: {name} `{}` is not a non-negative integer", &rec[i])))
+            rec[i].trim().parse::<u32>().map_err(|_| {
+                Error::input(format!(
+                    "{at}: {name} `{}` is not a non-negative integer",
+                    &rec[i]
+                ))
+            })
         };
         let input = match num(1, "ContextTokens") {
             Ok(v) => v,
@@ -116,7 +138,10 @@ mod tests {
 
     #[test]
     fn datetime_known_values() {
-        assert_eq!(parse_datetime_ns("1970-01-01 00:00:01"), Some(1_000_000_000));
+        assert_eq!(
+            parse_datetime_ns("1970-01-01 00:00:01"),
+            Some(1_000_000_000)
+        );
         let a = parse_datetime_ns("2023-11-16 18:15:46.6805900").unwrap();
         let b = parse_datetime_ns("2023-11-16 18:15:50.9951690").unwrap();
         assert_eq!(b - a, 4_314_579_000);

@@ -10,9 +10,9 @@ pub mod synth;
 
 use crate::error::{Error, Result};
 use crate::scenario::Workload;
-use std::path::PathBuf;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::path::PathBuf;
 
 /// Nanoseconds per second.
 pub const NS_PER_S: f64 = 1e9;
@@ -73,7 +73,9 @@ pub fn mix(a: u64, b: u64) -> u64 {
 
 /// Hash a string (session ids) to 64 bits, FNV-1a.
 pub fn hash_str(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// A resolved request source.
@@ -106,9 +108,14 @@ pub enum Source {
 }
 
 /// Open a source as a stream of raw requests.
-pub fn open_raw(source: &Source, seed: u64) -> Result<Box<dyn Iterator<Item = Result<RawRequest>>>> {
+pub fn open_raw(
+    source: &Source,
+    seed: u64,
+) -> Result<Box<dyn Iterator<Item = Result<RawRequest>>>> {
     Ok(match source {
-        Source::Mooncake { path, block_tokens } => Box::new(mooncake::MooncakeReader::open(path, *block_tokens)?),
+        Source::Mooncake { path, block_tokens } => {
+            Box::new(mooncake::MooncakeReader::open(path, *block_tokens)?)
+        }
         Source::Azure { path } => Box::new(azure::AzureReader::open(path)?),
         Source::Ragpulse { path } => Box::new(ragpulse::RagpulseReader::open(path)?),
         Source::Native { path } => Box::new(native::NativeReader::open(path)?),
@@ -179,7 +186,8 @@ impl Transform {
             match self.inner.next() {
                 Some(Ok(r)) => {
                     self.seq += 1;
-                    self.heap.push(Reverse((r.arrival_ns, self.seq, HeapItem(r))));
+                    self.heap
+                        .push(Reverse((r.arrival_ns, self.seq, HeapItem(r))));
                 }
                 Some(Err(e)) => return Some(Err(e)),
                 None => self.inner_done = true,
@@ -218,7 +226,11 @@ impl Iterator for Transform {
                 return None;
             }
             let offset = r.arrival_ns - self.start_ns;
-            let arrival_ns = if self.factor == 1.0 { offset } else { (offset as f64 * self.factor).round() as u64 };
+            let arrival_ns = if self.factor == 1.0 {
+                offset
+            } else {
+                (offset as f64 * self.factor).round() as u64
+            };
             let req = Request {
                 id: self.emitted,
                 arrival_ns,
@@ -250,22 +262,44 @@ mod tests {
     use super::*;
 
     fn raw(t: u64) -> Result<RawRequest> {
-        Ok(RawRequest { arrival_ns: t, input_tokens: 10, output_tokens: 2, session: None, segments: vec![] })
+        Ok(RawRequest {
+            arrival_ns: t,
+            input_tokens: 10,
+            output_tokens: 2,
+            session: None,
+            segments: vec![],
+        })
     }
 
     fn workload() -> Workload {
-        let source = crate::scenario::SourceSpec::trace(crate::scenario::SourceKind::Native, "x.csv".into());
-        Workload { source, time_scale: 1.0, rate_scale: 1.0, start_s: None, end_s: None, limit: None }
+        let source =
+            crate::scenario::SourceSpec::trace(crate::scenario::SourceKind::Native, "x.csv".into());
+        Workload {
+            source,
+            time_scale: 1.0,
+            rate_scale: 1.0,
+            start_s: None,
+            end_s: None,
+            limit: None,
+        }
     }
 
     #[test]
     fn reorders_and_windows_and_scales() {
-        let rows = vec![raw(0), raw(3_000_000_000), raw(2_000_000_000), raw(5_000_000_000), raw(9_000_000_000)];
+        let rows = vec![
+            raw(0),
+            raw(3_000_000_000),
+            raw(2_000_000_000),
+            raw(5_000_000_000),
+            raw(9_000_000_000),
+        ];
         let mut w = workload();
         w.start_s = Some(1.0);
         w.end_s = Some(6.0);
         w.rate_scale = 2.0;
-        let out: Vec<Request> = Transform::new(Box::new(rows.into_iter()), &w).map(|r| r.unwrap()).collect();
+        let out: Vec<Request> = Transform::new(Box::new(rows.into_iter()), &w)
+            .map(|r| r.unwrap())
+            .collect();
         let times: Vec<u64> = out.iter().map(|r| r.arrival_ns).collect();
         assert_eq!(times, vec![500_000_000, 1_000_000_000, 2_000_000_000]);
         assert_eq!(out.iter().map(|r| r.id).collect::<Vec<_>>(), vec![0, 1, 2]);

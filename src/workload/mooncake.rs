@@ -31,14 +31,28 @@ pub struct MooncakeReader {
 impl MooncakeReader {
     /// Open a Mooncake trace.
     pub fn open(path: &Path, block_tokens: u32) -> Result<Self> {
-        Ok(MooncakeReader { path: path.to_path_buf(), lines: open_file(path)?.lines(), row: 0, block_tokens, first_ms: None })
+        Ok(MooncakeReader {
+            path: path.to_path_buf(),
+            lines: open_file(path)?.lines(),
+            row: 0,
+            block_tokens,
+            first_ms: None,
+        })
     }
 
     fn parse(&mut self, line: &str) -> Result<RawRequest> {
-        let r: Row = serde_json::from_str(line)
-            .map_err(|e| Error::input(format!("{}: malformed Mooncake row: {e}", at_row(&self.path, self.row))))?;
+        let r: Row = serde_json::from_str(line).map_err(|e| {
+            Error::input(format!(
+                "{}: malformed Mooncake row: {e}",
+                at_row(&self.path, self.row)
+            ))
+        })?;
         if !r.timestamp.is_finite() || r.timestamp < 0.0 {
-            return Err(Error::input(format!("{}: timestamp must be >= 0 (got {})", at_row(&self.path, self.row), r.timestamp)));
+            return Err(Error::input(format!(
+                "{}: timestamp must be >= 0 (got {})",
+                at_row(&self.path, self.row),
+                r.timestamp
+            )));
         }
         let first = *self.first_ms.get_or_insert(r.timestamp);
         let rel_ms = (r.timestamp - first).max(0.0);
@@ -50,7 +64,10 @@ impl MooncakeReader {
             .map_while(|&id| {
                 let tokens = remaining.min(bt);
                 remaining -= tokens;
-                (tokens > 0).then_some(Segment { id: mix(NAMESPACE, id), tokens })
+                (tokens > 0).then_some(Segment {
+                    id: mix(NAMESPACE, id),
+                    tokens,
+                })
             })
             .collect();
         Ok(RawRequest {
@@ -71,7 +88,12 @@ impl Iterator for MooncakeReader {
             self.row += 1;
             let line = match self.lines.next()? {
                 Ok(l) => l,
-                Err(e) => return Some(Err(Error::input(format!("{}: cannot read: {e}", at_row(&self.path, self.row))))),
+                Err(e) => {
+                    return Some(Err(Error::input(format!(
+                        "{}: cannot read: {e}",
+                        at_row(&self.path, self.row)
+                    ))))
+                }
             };
             if line.trim().is_empty() {
                 continue;

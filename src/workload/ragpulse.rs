@@ -45,12 +45,18 @@ fn side_file(dir: &Path, kind: usize) -> PathBuf {
 fn load_lengths(path: &Path, id_field: &str) -> Result<HashMap<u64, u32>> {
     let mut map = HashMap::new();
     for (i, line) in open_file(path)?.lines().enumerate() {
-        let line = line.map_err(|e| Error::input(format!("{}: cannot read: {e}", at_row(path, i as u64 + 1))))?;
+        let line = line.map_err(|e| {
+            Error::input(format!("{}: cannot read: {e}", at_row(path, i as u64 + 1)))
+        })?;
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| Error::input(format!("{}: malformed row: {e}", at_row(path, i as u64 + 1))))?;
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| {
+            Error::input(format!(
+                "{}: malformed row: {e}",
+                at_row(path, i as u64 + 1)
+            ))
+        })?;
         let id = v.get(id_field).and_then(|x| x.as_u64());
         let len = v.get("token_length").and_then(|x| x.as_u64());
         match (id, len) {
@@ -76,28 +82,46 @@ impl RagpulseReader {
         for (k, slot) in lengths.iter_mut().enumerate() {
             *slot = load_lengths(&side_file(dir, k), KINDS[k].2)?;
         }
-        Ok(RagpulseReader { path: path.to_path_buf(), lines: open_file(path)?.lines(), row: 0, lengths, first_s: None })
+        Ok(RagpulseReader {
+            path: path.to_path_buf(),
+            lines: open_file(path)?.lines(),
+            row: 0,
+            lengths,
+            first_s: None,
+        })
     }
 
     fn parse(&mut self, line: &str) -> Result<RawRequest> {
         let at = at_row(&self.path, self.row);
-        let r: Row = serde_json::from_str(line).map_err(|e| Error::input(format!("{at}: malformed RAGPulse row: {e}")))?;
+        let r: Row = serde_json::from_str(line)
+            .map_err(|e| Error::input(format!("{at}: malformed RAGPulse row: {e}")))?;
         let ts = match &r.timestamp {
             serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
             serde_json::Value::Number(n) => n.as_f64(),
             _ => None,
         }
         .filter(|t| t.is_finite() && *t >= 0.0)
-        .ok_or_else(|| Error::input(format!("{at}: timestamp `{}` is not a number of seconds", r.timestamp)))?;
+        .ok_or_else(|| {
+            Error::input(format!(
+                "{at}: timestamp `{}` is not a number of seconds",
+                r.timestamp
+            ))
+        })?;
         let first = *self.first_s.get_or_insert(ts);
         let mut segments = Vec::new();
         for (k, (kind, _, _)) in KINDS.iter().enumerate() {
             for &id in r.hash_ids.get(*kind).map(Vec::as_slice).unwrap_or(&[]) {
                 let tokens = *self.lengths[k].get(&id).ok_or_else(|| {
-                    Error::input(format!("{at}: {kind} id {id} is not in {}", side_file(Path::new(""), k).display()))
+                    Error::input(format!(
+                        "{at}: {kind} id {id} is not in {}",
+                        side_file(Path::new(""), k).display()
+                    ))
                 })?;
                 if tokens > 0 {
-                    segments.push(Segment { id: mix(k as u64 + 0x5241_4700, id), tokens });
+                    segments.push(Segment {
+                        id: mix(k as u64 + 0x5241_4700, id),
+                        tokens,
+                    });
                 }
             }
         }
@@ -128,7 +152,12 @@ impl Iterator for RagpulseReader {
             self.row += 1;
             let line = match self.lines.next()? {
                 Ok(l) => l,
-                Err(e) => return Some(Err(Error::input(format!("{}: cannot read: {e}", at_row(&self.path, self.row))))),
+                Err(e) => {
+                    return Some(Err(Error::input(format!(
+                        "{}: cannot read: {e}",
+                        at_row(&self.path, self.row)
+                    ))))
+                }
             };
             if line.trim().is_empty() {
                 continue;

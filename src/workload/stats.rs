@@ -56,7 +56,11 @@ pub fn trace_stats(stream: RequestStream, block_size: u32) -> Result<TraceStats>
     Ok(TraceStats {
         requests: n,
         duration_s,
-        rate_per_s: if duration_s > 0.0 { n as f64 / duration_s } else { 0.0 },
+        rate_per_s: if duration_s > 0.0 {
+            n as f64 / duration_s
+        } else {
+            0.0
+        },
         input_tokens: Percentiles::of(&mut inputs),
         output_tokens: Percentiles::of(&mut outputs),
         sessions: sessions.len() as u64,
@@ -70,7 +74,12 @@ pub fn trace_stats(stream: RequestStream, block_size: u32) -> Result<TraceStats>
 impl TraceStats {
     /// Human-readable table.
     pub fn to_table(&self) -> String {
-        let p = |x: &Percentiles| format!("mean {:.1}  p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}", x.mean, x.p50, x.p90, x.p99, x.max);
+        let p = |x: &Percentiles| {
+            format!(
+                "mean {:.1}  p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
+                x.mean, x.p50, x.p90, x.p99, x.max
+            )
+        };
         format!(
             "requests            {}\nduration            {:.1} s\nrate                {:.3} req/s\ninput tokens        {}\noutput tokens       {}\nsessions            {}\nprefix reuse bound  {:.4} (fraction of input tokens in trace blocks seen before)\nengine hit bound    {:.4} (vLLM rules, {}-token blocks, infinite cache)\n",
             self.requests,

@@ -173,7 +173,10 @@ impl SynthGenerator {
             gaps,
             input: LengthSampler::new(&spec.input),
             output: LengthSampler::new(&spec.output),
-            turns: spec.sessions.as_ref().map(|(t, think)| (LengthSampler::new(t), *think)),
+            turns: spec
+                .sessions
+                .as_ref()
+                .map(|(t, think)| (LengthSampler::new(t), *think)),
             system: spec.system_prompts,
             remaining: spec.requests,
             next_new_ns: 0,
@@ -195,21 +198,45 @@ impl SynthGenerator {
     }
 
     /// Emit one turn and queue the session's next one.
-    fn emit(&mut self, arrival_ns: u64, session: u64, turns_left: u32, mut history: Vec<(u64, u32)>) -> RawRequest {
+    fn emit(
+        &mut self,
+        arrival_ns: u64,
+        session: u64,
+        turns_left: u32,
+        mut history: Vec<(u64, u32)>,
+    ) -> RawRequest {
         let user = self.input.sample(&mut self.rng);
         let output = self.output.sample(&mut self.rng);
         let user_id = self.fresh_content();
         history.push((user_id, user));
-        let segments: Vec<Segment> = history.iter().map(|&(id, tokens)| Segment { id, tokens }).collect();
-        let input_tokens = history.iter().map(|&(_, t)| t as u64).sum::<u64>().min(u32::MAX as u64) as u32;
+        let segments: Vec<Segment> = history
+            .iter()
+            .map(|&(id, tokens)| Segment { id, tokens })
+            .collect();
+        let input_tokens = history
+            .iter()
+            .map(|&(_, t)| t as u64)
+            .sum::<u64>()
+            .min(u32::MAX as u64) as u32;
         if turns_left > 1 {
             if let Some((_, think)) = &self.turns {
                 let think = *think;
                 let out_id = self.fresh_content();
                 history.push((out_id, output));
-                let wait = if think > 0.0 { Exp::new(1.0 / think).expect("positive").sample(&mut self.rng) } else { 0.0 };
+                let wait = if think > 0.0 {
+                    Exp::new(1.0 / think)
+                        .expect("positive")
+                        .sample(&mut self.rng)
+                } else {
+                    0.0
+                };
                 let next = arrival_ns + (wait * 1e9).round() as u64;
-                self.pending.push(Reverse(PendingTurn { arrival_ns: next, session, turns_left: turns_left - 1, history }));
+                self.pending.push(Reverse(PendingTurn {
+                    arrival_ns: next,
+                    session,
+                    turns_left: turns_left - 1,
+                    history,
+                }));
             }
         }
         RawRequest {
@@ -230,7 +257,10 @@ impl Iterator for SynthGenerator {
             return None;
         }
         self.remaining -= 1;
-        let pending_first = self.pending.peek().is_some_and(|Reverse(p)| p.arrival_ns <= self.next_new_ns);
+        let pending_first = self
+            .pending
+            .peek()
+            .is_some_and(|Reverse(p)| p.arrival_ns <= self.next_new_ns);
         if pending_first {
             let Reverse(p) = self.pending.pop().expect("peeked");
             return Some(self.emit(p.arrival_ns, p.session, p.turns_left, p.history));
@@ -257,12 +287,24 @@ mod tests {
     use super::*;
 
     fn spec(requests: u64, arrival: Arrival, input: Lengths, output: Lengths) -> SynthSpec {
-        SynthSpec { requests, arrival, input, output, system_prompts: None, sessions: None }
+        SynthSpec {
+            requests,
+            arrival,
+            input,
+            output,
+            system_prompts: None,
+            sessions: None,
+        }
     }
 
     #[test]
     fn poisson_rate_and_determinism() {
-        let s = spec(20000, Arrival::Poisson { rate: 10.0 }, Lengths::Constant { value: 100 }, Lengths::Uniform { min: 1, max: 9 });
+        let s = spec(
+            20000,
+            Arrival::Poisson { rate: 10.0 },
+            Lengths::Constant { value: 100 },
+            Lengths::Uniform { min: 1, max: 9 },
+        );
         let a: Vec<RawRequest> = SynthGenerator::new(&s, 7).collect();
         let b: Vec<RawRequest> = SynthGenerator::new(&s, 7).collect();
         assert_eq!(a, b);
@@ -277,29 +319,68 @@ mod tests {
 
     #[test]
     fn gamma_cv_is_respected() {
-        let s = spec(50000, Arrival::Gamma { rate: 4.0, cv: 3.0 }, Lengths::Constant { value: 1 }, Lengths::Constant { value: 1 });
-        let t: Vec<f64> = SynthGenerator::new(&s, 1).map(|r| r.arrival_ns as f64 / 1e9).collect();
+        let s = spec(
+            50000,
+            Arrival::Gamma { rate: 4.0, cv: 3.0 },
+            Lengths::Constant { value: 1 },
+            Lengths::Constant { value: 1 },
+        );
+        let t: Vec<f64> = SynthGenerator::new(&s, 1)
+            .map(|r| r.arrival_ns as f64 / 1e9)
+            .collect();
         let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
         let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
         let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
         assert!((mean - 0.25).abs() < 0.02, "mean {mean}");
-        assert!((var.sqrt() / mean - 3.0).abs() < 0.3, "cv {}", var.sqrt() / mean);
+        assert!(
+            (var.sqrt() / mean - 3.0).abs() < 0.3,
+            "cv {}",
+            var.sqrt() / mean
+        );
     }
 
     #[test]
     fn lognormal_mean_and_empirical_weights() {
-        let s = spec(40000, Arrival::Constant { rate: 1.0 }, Lengths::Lognormal { mean: 800.0, sigma: 0.5, max: 100_000 }, Lengths::Constant { value: 1 });
-        let m = SynthGenerator::new(&s, 3).map(|r| r.input_tokens as f64).sum::<f64>() / 40000.0;
+        let s = spec(
+            40000,
+            Arrival::Constant { rate: 1.0 },
+            Lengths::Lognormal {
+                mean: 800.0,
+                sigma: 0.5,
+                max: 100_000,
+            },
+            Lengths::Constant { value: 1 },
+        );
+        let m = SynthGenerator::new(&s, 3)
+            .map(|r| r.input_tokens as f64)
+            .sum::<f64>()
+            / 40000.0;
         assert!((m - 800.0).abs() < 15.0, "mean {m}");
-        let e = Lengths::Empirical { values: vec![10, 20], weights: Some(vec![3.0, 1.0]) };
-        let s = spec(40000, Arrival::Constant { rate: 1.0 }, e, Lengths::Constant { value: 1 });
-        let tens = SynthGenerator::new(&s, 3).filter(|r| r.input_tokens == 10).count() as f64 / 40000.0;
+        let e = Lengths::Empirical {
+            values: vec![10, 20],
+            weights: Some(vec![3.0, 1.0]),
+        };
+        let s = spec(
+            40000,
+            Arrival::Constant { rate: 1.0 },
+            e,
+            Lengths::Constant { value: 1 },
+        );
+        let tens = SynthGenerator::new(&s, 3)
+            .filter(|r| r.input_tokens == 10)
+            .count() as f64
+            / 40000.0;
         assert!((tens - 0.75).abs() < 0.01, "{tens}");
     }
 
     #[test]
     fn sessions_repeat_history_and_share_system_prompt() {
-        let mut s = spec(6, Arrival::Constant { rate: 0.001 }, Lengths::Constant { value: 50 }, Lengths::Constant { value: 20 });
+        let mut s = spec(
+            6,
+            Arrival::Constant { rate: 0.001 },
+            Lengths::Constant { value: 50 },
+            Lengths::Constant { value: 20 },
+        );
         s.system_prompts = Some((1, 100));
         s.sessions = Some((Lengths::Constant { value: 3 }, 1.0));
         let r: Vec<RawRequest> = SynthGenerator::new(&s, 5).collect();

@@ -35,13 +35,21 @@ pub fn shared_traces(test: &str) -> Option<PathBuf> {
 
 /// Run kvsim with arguments; returns the output.
 pub fn run(args: &[&str]) -> Output {
-    kvsim().args(args).current_dir(root()).output().expect("kvsim runs")
+    kvsim()
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("kvsim runs")
 }
 
 /// Run and require success; returns stdout.
 pub fn run_ok(args: &[&str]) -> String {
     let o = run(args);
-    assert!(o.status.success(), "kvsim {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "kvsim {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -57,7 +65,10 @@ pub fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     r.records()
         .map(|rec| {
             let rec = rec.unwrap();
-            h.iter().zip(rec.iter()).map(|(a, b)| (a.to_string(), b.to_string())).collect()
+            h.iter()
+                .zip(rec.iter())
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
         })
         .collect()
 }
