@@ -131,7 +131,11 @@ mod tests {
     use super::*;
 
     fn gpu(name: &str) -> Gpu {
-        Gpu::from_spec(&HardwareSpec { gpu: name.into(), ..Default::default() }).unwrap()
+        Gpu::from_spec(&HardwareSpec {
+            gpu: name.into(),
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     #[test]
@@ -145,9 +149,22 @@ mod tests {
 
     #[test]
     fn overrides_and_unknown_names() {
-        let spec = HardwareSpec { gpu: "h100-sxm".into(), memory_gib: Some(40.0), ..Default::default() };
-        assert_eq!(Gpu::from_spec(&spec).unwrap().memory_bytes, 40 * 1024 * 1024 * 1024);
-        let spec = HardwareSpec { gpu: "tpu".into(), ..Default::default() };
-        assert!(Gpu::from_spec(&spec).unwrap_err().to_string().contains("h100-sxm"));
+        let spec = HardwareSpec {
+            gpu: "h100-sxm".into(),
+            memory_gib: Some(40.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            Gpu::from_spec(&spec).unwrap().memory_bytes,
+            40 * 1024 * 1024 * 1024
+        );
+        let spec = HardwareSpec {
+            gpu: "tpu".into(),
+            ..Default::default()
+        };
+        assert!(Gpu::from_spec(&spec)
+            .unwrap_err()
+            .to_string()
+            .contains("h100-sxm"));
     }
 }
