@@ -202,18 +202,25 @@ fn run(
 }
 
 fn validate(path: &Path, sets: &[String]) -> Result<()> {
-    let (s, setup) = load_checked(path, sets)?;
+    let (_, setup) = load_checked(path, sets)?;
+    let m = &setup.model;
     println!(
         "{}: ok ({} on {}, {} GPU blocks of {} tokens, max_num_batched_tokens {}, max_num_seqs {})",
         path.display(),
-        setup.model.name,
+        m.name,
         setup.gpu.name,
         setup.memory.num_gpu_blocks,
         setup.block_size,
         setup.scheduler.max_num_batched_tokens,
         setup.scheduler.max_num_seqs
     );
-    let _ = s;
+    println!(
+        "model: {:.3} B parameters, {:.2} GiB of weights, {} KV bytes per token, {:.2} GFLOP per token (linear layers and LM head)",
+        m.total_params() as f64 / 1e9,
+        m.weight_bytes() as f64 / (1u64 << 30) as f64,
+        m.kv_bytes_per_token(),
+        m.linear_flops_per_token() as f64 / 1e9
+    );
     Ok(())
 }
 

@@ -123,6 +123,9 @@ const PRESETS: &[Preset] = &[
     },
 ];
 
+/// Largest accepted value of any shape field (keeps every derived product within `u64`).
+const MAX_DIMENSION: u32 = 1 << 22;
+
 /// Names of the model presets.
 pub fn preset_names() -> Vec<&'static str> {
     PRESETS.iter().map(|p| p.name).collect()
@@ -160,8 +163,10 @@ impl Model {
             let v = v.or(p).ok_or_else(|| {
                 Error::input(format!("model.{field}: required when no preset is given"))
             })?;
-            if v == 0 {
-                return Err(Error::input(format!("model.{field}: must be at least 1")));
+            if v == 0 || v > MAX_DIMENSION {
+                return Err(Error::input(format!(
+                    "model.{field}: must be between 1 and {MAX_DIMENSION} (got {v})"
+                )));
             }
             Ok(v)
         };

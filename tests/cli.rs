@@ -295,3 +295,41 @@ fn window_limit_and_rate_scale_apply() {
     assert!(win["duration_s"].as_f64().unwrap() <= 30.0);
     assert!(win["requests"].as_u64().unwrap() < 300);
 }
+
+#[test]
+fn committed_native_trace_matches_the_generator_and_replays_alike() {
+    let dir = temp_dir("native-sync");
+    let csv = dir.join("q.csv");
+    run_ok(&[
+        "trace",
+        "synth",
+        "scenarios/quickstart.yaml",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    let committed = std::fs::read(root().join("traces/quickstart.csv")).unwrap();
+    assert_eq!(
+        std::fs::read(&csv).unwrap(),
+        committed,
+        "regenerate traces/quickstart.csv with kvsim trace synth"
+    );
+    let a = json(&run_ok(&[
+        "run",
+        "scenarios/quickstart.yaml",
+        "--json",
+        "--no-files",
+    ]));
+    let b = json(&run_ok(&[
+        "run",
+        "scenarios/native-quickstart.yaml",
+        "--json",
+        "--no-files",
+    ]));
+    assert_eq!(a["prefix_hit_tokens"], b["prefix_hit_tokens"]);
+    assert_eq!(a["output_tokens"], b["output_tokens"]);
+    let (ta, tb) = (
+        a["latency"]["ttft_ms"]["mean"].as_f64().unwrap(),
+        b["latency"]["ttft_ms"]["mean"].as_f64().unwrap(),
+    );
+    assert!((ta - tb).abs() < 1e-3, "{ta} vs {tb}");
+}

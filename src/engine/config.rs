@@ -10,6 +10,9 @@ use serde::Serialize;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// Most blocks one replica may have (about 3 GiB of block metadata).
+pub const MAX_BLOCKS: u64 = 1 << 27;
+
 /// How the KV cache size was obtained.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MemoryPlan {
@@ -113,10 +116,10 @@ impl EngineSetup {
                 (n, false)
             }
         };
-        if num_gpu_blocks > u32::MAX as u64 {
-            return Err(Error::input(
-                "kv_cache.num_gpu_blocks: too many blocks (at most 4294967295)",
-            ));
+        if num_gpu_blocks > MAX_BLOCKS {
+            return Err(Error::input(format!(
+                "kv_cache.num_gpu_blocks: {num_gpu_blocks} blocks is more than the simulator holds ({MAX_BLOCKS}); use larger blocks"
+            )));
         }
         let memory = MemoryPlan {
             gpu_memory_bytes: gpu.memory_bytes,

@@ -33,12 +33,26 @@ pub fn parse_scenario(text: &str, origin: &str, base: &Path, sets: &[String]) ->
             ))
         })?;
     }
-    if let Err((field, msg)) = check_values(&scenario) {
-        let at = match line_of_key(text, &field) {
+    let located = |field: &str, msg: &str| {
+        let at = match line_of_key(text, field) {
             Some((line, col)) => format!("{origin}: line {line} column {col}"),
             None => origin.to_string(),
         };
-        return Err(Error::input(format!("{at}: {field}: {msg}")));
+        Error::input(format!("{at}: {field}: {msg}"))
+    };
+    if let Err((field, msg)) = check_values(&scenario) {
+        return Err(located(&field, &msg));
+    }
+    // Presets and shapes: their errors start with the field they concern.
+    let shapes = crate::model::Model::from_spec(&scenario.model)
+        .err()
+        .or_else(|| crate::hardware::Gpu::from_spec(&scenario.hardware).err());
+    if let Some(e) = shapes {
+        let text = e.to_string();
+        return Err(match text.split_once(": ") {
+            Some((field, msg)) if !field.contains(' ') => located(field, msg),
+            _ => e,
+        });
     }
     resolve_paths(&mut scenario, base);
     Ok(scenario)

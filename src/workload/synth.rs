@@ -230,7 +230,7 @@ impl SynthGenerator {
                 } else {
                     0.0
                 };
-                let next = arrival_ns + (wait * 1e9).round() as u64;
+                let next = arrival_ns.saturating_add((wait * 1e9).round() as u64);
                 self.pending.push(Reverse(PendingTurn {
                     arrival_ns: next,
                     session,
@@ -266,7 +266,7 @@ impl Iterator for SynthGenerator {
             return Some(self.emit(p.arrival_ns, p.session, p.turns_left, p.history));
         }
         let arrival = self.next_new_ns;
-        self.next_new_ns = arrival + self.gap_ns();
+        self.next_new_ns = arrival.saturating_add(self.gap_ns());
         let session = self.next_session;
         self.next_session += 1;
         let turns = match &self.turns {
