@@ -22,6 +22,13 @@ pub struct Percentiles {
 
 /// The `q`-quantile (0..=1) of sorted data, by linear interpolation between closest ranks
 /// (NumPy's default, which vLLM's benchmarks use).
+///
+/// ```
+/// use kvsim::metrics::quantile_sorted;
+/// let v = [1.0, 2.0, 3.0, 4.0];
+/// assert_eq!(quantile_sorted(&v, 0.5), 2.5);
+/// assert_eq!(quantile_sorted(&v, 1.0), 4.0);
+/// ```
 pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

@@ -16,6 +16,19 @@ const UNIQUE_NAMESPACE: u64 = 0x756e_6971_7565;
 /// first tokens are `segments` (trimmed to `prompt_tokens`) and whose remaining tokens are
 /// unique to the request identified by `unique_id`. Results are appended to `out`.
 /// Hashes are never zero.
+///
+/// ```
+/// use kvsim::prefix::block_hashes;
+/// use kvsim::workload::Segment;
+/// // Two prompts that share their first 32-token trace block and differ after it.
+/// let a = [Segment { id: 1, tokens: 32 }, Segment { id: 2, tokens: 32 }];
+/// let b = [Segment { id: 1, tokens: 32 }, Segment { id: 3, tokens: 32 }];
+/// let (mut ha, mut hb) = (Vec::new(), Vec::new());
+/// block_hashes(&a, 64, 64, 16, 0, &mut ha);
+/// block_hashes(&b, 64, 64, 16, 1, &mut hb);
+/// assert_eq!(ha[..2], hb[..2]); // two 16-token engine blocks shared
+/// assert_ne!(ha[2], hb[2]);
+/// ```
 pub fn block_hashes(
     segments: &[Segment],
     prompt_tokens: u32,

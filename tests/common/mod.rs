@@ -28,7 +28,12 @@ pub fn shared_traces(test: &str) -> Option<PathBuf> {
     if p.join("README.md").exists() {
         Some(p.canonicalize().unwrap())
     } else {
-        println!("skipped {test}: ../shared/traces not found (CI always has it)");
+        // Written to stderr directly, past the test harness's capture, so it is seen.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped {test}: ../shared/traces not found (CI always has it)"
+        );
         None
     }
 }
