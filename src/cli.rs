@@ -250,16 +250,7 @@ fn trace_workload(
         Format::Ragpulse => SourceKind::Ragpulse,
         Format::Native => SourceKind::Native,
     };
-    let source = SourceSpec::trace(kind, path);
-    let w = Workload {
-        source,
-        time_scale: 1.0,
-        rate_scale: 1.0,
-        start_s: None,
-        end_s: None,
-        limit: None,
-    };
-    Ok((w, 0, 16))
+    Ok((Workload::of(SourceSpec::trace(kind, path)), 0, 16))
 }
 
 fn trace_stats(

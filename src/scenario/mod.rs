@@ -76,6 +76,20 @@ fn one() -> f64 {
     1.0
 }
 
+impl Workload {
+    /// A whole source, unscaled and unwindowed.
+    pub fn of(source: SourceSpec) -> Self {
+        Workload {
+            source,
+            time_scale: 1.0,
+            rate_scale: 1.0,
+            start_s: None,
+            end_s: None,
+            limit: None,
+        }
+    }
+}
+
 /// The served model: a preset name, explicit shapes, or a preset with some shapes overridden.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]

@@ -272,16 +272,10 @@ mod tests {
     }
 
     fn workload() -> Workload {
-        let source =
-            crate::scenario::SourceSpec::trace(crate::scenario::SourceKind::Native, "x.csv".into());
-        Workload {
-            source,
-            time_scale: 1.0,
-            rate_scale: 1.0,
-            start_s: None,
-            end_s: None,
-            limit: None,
-        }
+        Workload::of(crate::scenario::SourceSpec::trace(
+            crate::scenario::SourceKind::Native,
+            "x.csv".into(),
+        ))
     }
 
     #[test]
