@@ -53,6 +53,65 @@ enum Command {
         #[command(subcommand)]
         command: TraceCommand,
     },
+    /// Standalone cache simulation: policies x cache sizes x predictors over page traces.
+    Paging(PagingArgs),
+}
+
+/// Arguments of `kvsim paging`.
+#[derive(clap::Args, Debug)]
+struct PagingArgs {
+    /// Trace files; costs are summed over them.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// `text` (one page per line), `csv` (time,obj_id[,size]), or a request trace whose
+    /// requests touch their prompt blocks in order: `mooncake`, `azure`, `ragpulse`, `native`.
+    #[arg(long, value_enum, default_value = "text")]
+    format: PagingFormat,
+    /// Cache sizes in pages (comma-separated).
+    #[arg(long, short, value_delimiter = ',', required = true)]
+    k: Vec<usize>,
+    /// Policies (comma-separated); see `docs/policies.md`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "lru,fifo,clock,lfu,arc,s3fifo,sieve,marker,belady"
+    )]
+    policies: Vec<String>,
+    /// Predictors for the policies that use predictions: oracle, popu, pleco, lru.
+    #[arg(long, value_delimiter = ',', default_value = "oracle")]
+    predictor: Vec<String>,
+    /// Noise levels of the oracle predictor (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    sigma: Vec<f64>,
+    /// Runs averaged for randomized policies and noisy predictions.
+    #[arg(long, default_value_t = 10)]
+    runs: u32,
+    /// Base seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Bound growth of the deterministic combinations.
+    #[arg(long, default_value_t = 0.01)]
+    gamma: f64,
+    /// Learning rate of the randomized combinations.
+    #[arg(long, default_value_t = 0.5)]
+    eps: f64,
+    /// Block size for request traces, tokens.
+    #[arg(long, default_value_t = 16)]
+    block_size: u32,
+    /// Also write the rows as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+}
+
+/// Inputs of `kvsim paging`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum PagingFormat {
+    Text,
+    Csv,
+    Mooncake,
+    Azure,
+    Ragpulse,
+    Native,
 }
 
 #[derive(Subcommand, Debug)]
@@ -148,6 +207,7 @@ fn dispatch(cmd: Command) -> Result<()> {
                     block_tokens,
                 },
         } => trace_synth(&scenario, &sets, &out, block_tokens),
+        Command::Paging(args) => paging(args),
     }
 }
 
@@ -299,4 +359,110 @@ fn trace_synth(path: &Path, sets: &[String], out: &Path, block_tokens: u32) -> R
             Err(e)
         }
     }
+}
+
+/// Load one paging input as a page trace.
+fn load_paging_trace(
+    path: &Path,
+    format: PagingFormat,
+    block_size: u32,
+) -> Result<crate::paging::Trace> {
+    use crate::paging::Trace;
+    let kind = match format {
+        PagingFormat::Text => return Trace::read_text(path),
+        PagingFormat::Csv => return Trace::read_csv(path),
+        PagingFormat::Mooncake => SourceKind::Mooncake,
+        PagingFormat::Azure => SourceKind::Azure,
+        PagingFormat::Ragpulse => SourceKind::Ragpulse,
+        PagingFormat::Native => SourceKind::Native,
+    };
+    let stream = workload::open(
+        &Workload::of(SourceSpec::trace(kind, path.to_path_buf())),
+        0,
+    )?;
+    let mut labels = Vec::new();
+    let mut hashes = Vec::new();
+    for r in stream {
+        let r = r?;
+        hashes.clear();
+        crate::prefix::block_hashes(
+            &r.segments,
+            r.input_tokens,
+            r.input_tokens as u64,
+            block_size,
+            r.id,
+            &mut hashes,
+        );
+        labels.extend_from_slice(&hashes);
+    }
+    Ok(Trace::from_labels(&path.display().to_string(), labels))
+}
+
+fn paging(a: PagingArgs) -> Result<()> {
+    use crate::paging::predictor::Predictor;
+    use crate::paging::run::{run_paging, to_table, PagingJob};
+    if a.k.contains(&0) {
+        return Err(Error::input("--k: cache sizes must be at least 1"));
+    }
+    if a.runs == 0 {
+        return Err(Error::input("--runs must be at least 1"));
+    }
+    if a.block_size == 0 {
+        return Err(Error::input("--block-size must be at least 1"));
+    }
+    if !(a.gamma > 0.0 && a.gamma.is_finite()) || !(a.eps > 0.0 && a.eps < 2.0) {
+        return Err(Error::input("--gamma must be positive and --eps in (0, 2)"));
+    }
+    if let Some(s) = a.sigma.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+        return Err(Error::input(format!(
+            "--sigma: {s} is not a non-negative number"
+        )));
+    }
+    let mut predictors = Vec::new();
+    for name in &a.predictor {
+        if name == "oracle" {
+            for &s in &a.sigma {
+                predictors.push(Predictor::parse(name, s)?);
+            }
+        } else {
+            predictors.push(Predictor::parse(name, 0.0)?);
+        }
+    }
+    let traces = a
+        .files
+        .iter()
+        .map(|f| load_paging_trace(f, a.format, a.block_size))
+        .collect::<Result<Vec<_>>>()?;
+    let job = PagingJob {
+        ks: a.k,
+        policies: a.policies,
+        predictors,
+        runs: a.runs,
+        seed: a.seed,
+        gamma: a.gamma,
+        eps: a.eps,
+    };
+    let started = std::time::Instant::now();
+    let rows = run_paging(&traces, &job)?;
+    print!("{}", to_table(&rows));
+    let requests: usize = traces.iter().map(|t| t.len()).sum();
+    eprintln!(
+        "{} traces, {requests} requests, {:.2} s",
+        traces.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = a.csv {
+        let part = path.with_extension("csv.partial");
+        let mut w = csv::Writer::from_path(&part)
+            .map_err(|e| Error::failure(format!("cannot write {}: {e}", part.display())))?;
+        for r in &rows {
+            w.serialize(r)
+                .map_err(|e| Error::failure(format!("cannot write {}: {e}", part.display())))?;
+        }
+        w.flush()
+            .map_err(|e| Error::failure(format!("cannot write {}: {e}", part.display())))?;
+        std::fs::rename(&part, &path)
+            .map_err(|e| Error::failure(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(())
 }

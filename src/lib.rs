@@ -3,7 +3,8 @@
 //! A scenario ([`scenario`]) names a workload ([`workload`]), a model ([`model`]), a GPU
 //! ([`hardware`]) and an engine ([`engine`]); the simulation ([`sim`]) replays the workload
 //! through the engine, timing each step with a cost model ([`cost`]), and reports
-//! ([`report`]) throughput, latency and KV memory.
+//! ([`report`]) throughput, latency and KV memory. The paging lab ([`paging`]) studies
+//! eviction policies, the offline optimum and learned predictions on their own.
 
 pub mod cli;
 pub mod cost;
@@ -14,6 +15,7 @@ pub mod idhash;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod paging;
 pub mod prefix;
 pub mod report;
 pub mod scenario;

@@ -1,0 +1,224 @@
+//! Every eviction policy, one file each, and the registry that builds them by name. Adding
+//! a policy is one file here and one line in [`REGISTRY`].
+
+mod arc;
+mod belady;
+mod clock;
+mod combine;
+mod fifo;
+mod ftp;
+mod lfu;
+mod lmarker;
+mod lnonmarker;
+mod lru;
+mod marker;
+mod marking;
+mod pred_marker;
+mod s3fifo;
+mod sieve;
+
+pub use combine::{Combined, Scheme};
+
+use super::Eviction;
+use crate::error::{Error, Result};
+
+/// Parameters every constructor may use.
+#[derive(Debug, Clone)]
+pub struct PolicyParams {
+    /// Cache size in pages.
+    pub k: usize,
+    /// Page ids are below this (sizes per-page arrays; they grow if exceeded).
+    pub num_pages: usize,
+    /// Seed of the policy's random choices.
+    pub seed: u64,
+    /// Bound growth of the deterministic combination.
+    pub gamma: f64,
+    /// Learning rate of the randomized combination.
+    pub eps: f64,
+}
+
+impl PolicyParams {
+    /// Defaults of the literature: gamma 0.01, eps 0.5.
+    pub fn new(k: usize, num_pages: usize, seed: u64) -> Self {
+        PolicyParams {
+            k,
+            num_pages,
+            seed,
+            gamma: 0.01,
+            eps: 0.5,
+        }
+    }
+}
+
+type Build = fn(&PolicyParams) -> Box<dyn Eviction>;
+
+/// A registered policy.
+pub struct Entry {
+    /// Name on the command line and in scenarios.
+    pub name: &'static str,
+    /// Whether it reads predictions.
+    pub uses_predictions: bool,
+    /// Whether its choices are random (averaged over runs).
+    pub randomized: bool,
+    /// Constructor.
+    pub build: Build,
+}
+
+fn combined(
+    name: &str,
+    a: Box<dyn Eviction>,
+    b: Box<dyn Eviction>,
+    p: &PolicyParams,
+    scheme: Scheme,
+) -> Box<dyn Eviction> {
+    Box::new(Combined::new(
+        name.to_string(),
+        a,
+        b,
+        p.k,
+        p.num_pages,
+        scheme,
+        p.seed ^ 0xc0b1,
+    ))
+}
+
+/// The registry: one line per policy.
+pub const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "lru",
+        uses_predictions: false,
+        randomized: false,
+        build: |p| Box::new(lru::Lru::new(p.num_pages)),
+    },
+    Entry {
+        name: "fifo",
+        uses_predictions: false,
+        randomized: false,
+        build: |p| Box::new(fifo::Fifo::new(p.num_pages)),
+    },
+    Entry {
+        name: "clock",
+        uses_predictions: false,
+        randomized: false,
+        build: |p| Box::new(clock::Clock::new(p.k, p.num_pages)),
+    },
+    Entry {
+        name: "lfu",
+        uses_predictions: false,
+        randomized: false,
+        build: |_| Box::new(lfu::Lfu::new()),
+    },
+    Entry {
+        name: "arc",
+        uses_predictions: false,
+        randomized: false,
+        build: |p| Box::new(arc::Arc::new(p.k, p.num_pages)),
+    },
+    Entry {
+        name: "s3fifo",
+        uses_predictions: false,
+        randomized: false,
+        build: |p| Box::new(s3fifo::S3Fifo::new(p.k, p.num_pages, 0.1, 2)),
+    },
+    Entry {
+        name: "sieve",
+        uses_predictions: false,
+        randomized: false,
+        build: |p| Box::new(sieve::Sieve::new(p.num_pages)),
+    },
+    Entry {
+        name: "marker",
+        uses_predictions: false,
+        randomized: true,
+        build: |p| Box::new(marker::Marker::new(p.num_pages, p.seed)),
+    },
+    Entry {
+        name: "belady",
+        uses_predictions: false,
+        randomized: false,
+        build: |_| Box::new(belady::Belady::new()),
+    },
+    Entry {
+        name: "ftp",
+        uses_predictions: true,
+        randomized: false,
+        build: |_| Box::new(ftp::FollowPrediction::new()),
+    },
+    Entry {
+        name: "predictive-marker",
+        uses_predictions: true,
+        randomized: true,
+        build: |p| Box::new(pred_marker::PredictiveMarker::new(p.k, p.num_pages, p.seed)),
+    },
+    Entry {
+        name: "lmarker",
+        uses_predictions: true,
+        randomized: true,
+        build: |p| Box::new(lmarker::LMarker::new(p.num_pages, p.seed)),
+    },
+    Entry {
+        name: "lnonmarker",
+        uses_predictions: true,
+        randomized: true,
+        build: |p| {
+            let core = Box::new(lnonmarker::LNonMarkerCore::new(p.k, p.num_pages, p.seed));
+            let marker = Box::new(marker::Marker::new(p.num_pages, p.seed ^ 0x6d61));
+            combined(
+                "lnonmarker",
+                core,
+                marker,
+                p,
+                Scheme::Deterministic { gamma: p.gamma },
+            )
+        },
+    },
+    Entry {
+        name: "robust-ftp",
+        uses_predictions: true,
+        randomized: true,
+        build: |p| {
+            let marker = Box::new(marker::Marker::new(p.num_pages, p.seed ^ 0x6d61));
+            combined(
+                "robust-ftp",
+                marker,
+                Box::new(ftp::FollowPrediction::new()),
+                p,
+                Scheme::Randomized { eps: p.eps },
+            )
+        },
+    },
+    Entry {
+        name: "switch-ftp",
+        uses_predictions: true,
+        randomized: false,
+        build: |p| {
+            combined(
+                "switch-ftp",
+                Box::new(ftp::FollowPrediction::new()),
+                Box::new(lru::Lru::new(p.num_pages)),
+                p,
+                Scheme::Deterministic { gamma: p.gamma },
+            )
+        },
+    },
+];
+
+/// Names of every policy.
+pub fn policy_names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|e| e.name).collect()
+}
+
+/// The registry entry for `name`.
+pub fn entry(name: &str) -> Result<&'static Entry> {
+    REGISTRY.iter().find(|e| e.name == name).ok_or_else(|| {
+        Error::input(format!(
+            "unknown policy `{name}`; known: {}",
+            policy_names().join(", ")
+        ))
+    })
+}
+
+/// Build a policy by name.
+pub fn make_policy(name: &str, p: &PolicyParams) -> Result<Box<dyn Eviction>> {
+    Ok((entry(name)?.build)(p))
+}

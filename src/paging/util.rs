@@ -1,0 +1,294 @@
+//! Data structures shared by the policies: an intrusive doubly linked list over page ids
+//! and an indexed binary heap with O(log n) update and removal.
+
+/// Marker for "no page".
+pub const NONE: u32 = u32::MAX;
+
+/// A doubly linked list whose nodes are page ids, with O(1) push, pop, unlink and
+/// membership. Head is the most recently pushed end.
+#[derive(Debug, Clone, Default)]
+pub struct DList {
+    prev: Vec<u32>,
+    next: Vec<u32>,
+    member: Vec<bool>,
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+impl DList {
+    /// An empty list for page ids below `n`.
+    pub fn new(n: usize) -> Self {
+        DList {
+            prev: vec![NONE; n],
+            next: vec![NONE; n],
+            member: vec![false; n],
+            head: NONE,
+            tail: NONE,
+            len: 0,
+        }
+    }
+
+    /// Grow to hold page ids below `n`.
+    pub fn reserve_ids(&mut self, n: usize) {
+        if n > self.member.len() {
+            self.prev.resize(n, NONE);
+            self.next.resize(n, NONE);
+            self.member.resize(n, false);
+        }
+    }
+
+    /// Elements in the list.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when `id` is in the list.
+    pub fn contains(&self, id: u32) -> bool {
+        (id as usize) < self.member.len() && self.member[id as usize]
+    }
+
+    /// The head (most recently pushed).
+    pub fn head(&self) -> Option<u32> {
+        (self.head != NONE).then_some(self.head)
+    }
+
+    /// The tail (least recently pushed).
+    pub fn tail(&self) -> Option<u32> {
+        (self.tail != NONE).then_some(self.tail)
+    }
+
+    /// The element after `id` towards the tail.
+    pub fn next_of(&self, id: u32) -> Option<u32> {
+        let n = self.next[id as usize];
+        (n != NONE).then_some(n)
+    }
+
+    /// The element before `id` towards the head.
+    pub fn prev_of(&self, id: u32) -> Option<u32> {
+        let p = self.prev[id as usize];
+        (p != NONE).then_some(p)
+    }
+
+    /// Insert at the head.
+    pub fn push_head(&mut self, id: u32) {
+        self.reserve_ids(id as usize + 1);
+        debug_assert!(!self.member[id as usize]);
+        self.member[id as usize] = true;
+        self.prev[id as usize] = NONE;
+        self.next[id as usize] = self.head;
+        if self.head != NONE {
+            self.prev[self.head as usize] = id;
+        } else {
+            self.tail = id;
+        }
+        self.head = id;
+        self.len += 1;
+    }
+
+    /// Remove `id` (which must be in the list).
+    pub fn unlink(&mut self, id: u32) {
+        debug_assert!(self.member[id as usize]);
+        let (p, n) = (self.prev[id as usize], self.next[id as usize]);
+        if p != NONE {
+            self.next[p as usize] = n;
+        } else {
+            self.head = n;
+        }
+        if n != NONE {
+            self.prev[n as usize] = p;
+        } else {
+            self.tail = p;
+        }
+        self.member[id as usize] = false;
+        self.len -= 1;
+    }
+
+    /// Remove and return the tail.
+    pub fn pop_tail(&mut self) -> Option<u32> {
+        let t = self.tail()?;
+        self.unlink(t);
+        Some(t)
+    }
+
+    /// Move `id` (in the list) to the head.
+    pub fn move_to_head(&mut self, id: u32) {
+        if self.head != id {
+            self.unlink(id);
+            self.push_head(id);
+        }
+    }
+}
+
+/// A binary heap of page ids keyed by `K`, largest key on top, with a position index so
+/// that any page's key can be changed or the page removed in O(log n).
+#[derive(Debug, Clone)]
+pub struct IndexedHeap<K> {
+    heap: Vec<(K, u32)>,
+    pos: Vec<u32>,
+}
+
+impl<K: PartialOrd + Copy> Default for IndexedHeap<K> {
+    fn default() -> Self {
+        IndexedHeap {
+            heap: Vec::new(),
+            pos: Vec::new(),
+        }
+    }
+}
+
+impl<K: PartialOrd + Copy> IndexedHeap<K> {
+    /// Elements in the heap.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// True when `id` is in the heap.
+    pub fn contains(&self, id: u32) -> bool {
+        self.pos.get(id as usize).is_some_and(|&p| p != NONE)
+    }
+
+    /// The key of `id`, if present.
+    pub fn key(&self, id: u32) -> Option<K> {
+        self.contains(id)
+            .then(|| self.heap[self.pos[id as usize] as usize].0)
+    }
+
+    /// The largest element.
+    pub fn top(&self) -> Option<(K, u32)> {
+        self.heap.first().copied()
+    }
+
+    /// Insert `id` with `key`, or change its key.
+    pub fn set(&mut self, id: u32, key: K) {
+        if id as usize >= self.pos.len() {
+            self.pos.resize(id as usize + 1, NONE);
+        }
+        let p = self.pos[id as usize];
+        if p == NONE {
+            self.heap.push((key, id));
+            let i = self.heap.len() - 1;
+            self.pos[id as usize] = i as u32;
+            self.sift_up(i);
+        } else {
+            let i = p as usize;
+            let old = self.heap[i].0;
+            self.heap[i].0 = key;
+            if key > old {
+                self.sift_up(i);
+            } else {
+                self.sift_down(i);
+            }
+        }
+    }
+
+    /// Remove and return the largest element.
+    pub fn pop(&mut self) -> Option<(K, u32)> {
+        let top = self.top()?;
+        self.remove(top.1);
+        Some(top)
+    }
+
+    /// Remove `id` if present.
+    pub fn remove(&mut self, id: u32) {
+        if !self.contains(id) {
+            return;
+        }
+        let i = self.pos[id as usize] as usize;
+        let last = self.heap.len() - 1;
+        self.swap(i, last);
+        self.heap.pop();
+        self.pos[id as usize] = NONE;
+        if i < self.heap.len() {
+            self.sift_up(i);
+            self.sift_down(i);
+        }
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        self.pos[self.heap[a].1 as usize] = a as u32;
+        self.pos[self.heap[b].1 as usize] = b as u32;
+    }
+
+    fn greater(&self, a: usize, b: usize) -> bool {
+        // Ties: the smaller page id counts as greater, so that order is deterministic.
+        let (x, y) = (&self.heap[a], &self.heap[b]);
+        x.0 > y.0 || (!(x.0 < y.0) && x.1 < y.1)
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if !self.greater(i, parent) {
+                break;
+            }
+            self.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.heap.len();
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut best = i;
+            if l < n && self.greater(l, best) {
+                best = l;
+            }
+            if r < n && self.greater(r, best) {
+                best = r;
+            }
+            if best == i {
+                break;
+            }
+            self.swap(i, best);
+            i = best;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dlist_order() {
+        let mut l = DList::new(4);
+        for i in 0..4 {
+            l.push_head(i);
+        }
+        l.move_to_head(0);
+        l.unlink(2);
+        assert_eq!(l.pop_tail(), Some(1));
+        assert_eq!(l.pop_tail(), Some(3));
+        assert_eq!(l.pop_tail(), Some(0));
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn indexed_heap_update_and_remove() {
+        let mut h = IndexedHeap::default();
+        for (id, k) in [(0u32, 5u64), (1, 9), (2, 1), (3, 7)] {
+            h.set(id, k);
+        }
+        assert_eq!(h.top(), Some((9, 1)));
+        h.set(1, 0);
+        assert_eq!(h.top(), Some((7, 3)));
+        h.remove(3);
+        assert_eq!(h.pop(), Some((5, 0)));
+        assert_eq!(h.pop(), Some((1, 2)));
+        assert_eq!(h.pop(), Some((0, 1)));
+        assert!(h.is_empty());
+    }
+}
