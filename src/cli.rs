@@ -410,7 +410,7 @@ fn paging(a: PagingArgs) -> Result<()> {
     if a.block_size == 0 {
         return Err(Error::input("--block-size must be at least 1"));
     }
-    if !(a.gamma > 0.0 && a.gamma.is_finite()) || !(a.eps > 0.0 && a.eps < 2.0) {
+    if !(a.gamma > 0.0 && a.gamma.is_finite() && a.eps > 0.0 && a.eps < 2.0) {
         return Err(Error::input("--gamma must be positive and --eps in (0, 2)"));
     }
     if let Some(s) = a.sigma.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {

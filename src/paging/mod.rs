@@ -45,6 +45,10 @@ pub trait Eviction {
     fn remove(&mut self, page: u32);
     /// Pages cached.
     fn len(&self) -> usize;
+    /// True when nothing is cached.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Is `page` cached? (No state change.)
     fn contains(&self, page: u32) -> bool;
 }

@@ -224,7 +224,11 @@ impl<K: PartialOrd + Copy> IndexedHeap<K> {
     fn greater(&self, a: usize, b: usize) -> bool {
         // Ties: the smaller page id counts as greater, so that order is deterministic.
         let (x, y) = (&self.heap[a], &self.heap[b]);
-        x.0 > y.0 || (!(x.0 < y.0) && x.1 < y.1)
+        match x.0.partial_cmp(&y.0) {
+            Some(std::cmp::Ordering::Greater) => true,
+            Some(std::cmp::Ordering::Less) => false,
+            _ => x.1 < y.1,
+        }
     }
 
     fn sift_up(&mut self, mut i: usize) {
