@@ -1,8 +1,7 @@
 //! LMarker (Rohatgi, SODA 2020): a marking algorithm that evicts the unmarked page
 //! predicted furthest in the future when the missing page is clean, and a uniformly
-//! random unmarked page when it is stale. Guarantee: O(1 + log(1 + eta/OPT))... more
-//! precisely O(1 + min(log k, log(eta/OPT))) against the l1 next-arrival error; at most
-//! O(log k)-competitive.
+//! random unmarked page when it is stale. Guarantee: O(1 + min(log k, log(1 + eta/OPT)))
+//! against the l1 error eta of the predicted next-arrival times.
 
 use super::marking::Marking;
 use crate::paging::{Eviction, Req};

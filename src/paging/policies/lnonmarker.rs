@@ -4,7 +4,7 @@
 //! random among all cached pages (marked ones included, so this is not a marking
 //! algorithm), otherwise a uniformly random unmarked page. Alone it has no worst-case
 //! bound; `lnonmarker` combines it with Marker by the deterministic switch, which gives
-//! O(1 + min(log k, eta/OPT / k))-style smoothness with O(log k) robustness.
+//! O(1 + min(log k, eta / (k OPT))).
 
 use super::marking::Marking;
 use crate::paging::{Eviction, Req};
