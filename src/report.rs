@@ -70,6 +70,8 @@ pub struct Summary {
     pub prefix_hit_rate: f64,
     /// Prefix-cache hit tokens.
     pub prefix_hit_tokens: u64,
+    /// The policy choosing which cached block to evict.
+    pub eviction: String,
     /// Cached blocks evicted to make room.
     pub evictions: u64,
     /// Preemptions.
@@ -164,6 +166,7 @@ impl Summary {
                 0.0
             },
             prefix_hit_tokens: rec.cached_tokens,
+            eviction: "vllm".to_string(),
             evictions,
             preemptions: rec.preemptions,
             recomputed_tokens: rec.recomputed_tokens,
@@ -265,8 +268,8 @@ impl Summary {
         line(
             "prefix cache hit rate",
             format!(
-                "{:.4} ({} of prompt tokens; {} cached blocks evicted)",
-                self.prefix_hit_rate, self.prefix_hit_tokens, self.evictions
+                "{:.4} ({} of prompt tokens; {} cached blocks evicted by {})",
+                self.prefix_hit_rate, self.prefix_hit_tokens, self.evictions, self.eviction
             ),
         );
         line(

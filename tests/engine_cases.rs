@@ -184,3 +184,98 @@ fn small_cache_conserves_blocks_every_step_and_accounts_every_request() {
         );
     }
 }
+
+#[test]
+fn lru_policy_in_the_engine_reproduces_the_vllm_free_queue() {
+    // vLLM's free queue evicts cached blocks in order of release; the paging lab's LRU,
+    // fed blocks on release and losing them on hits, must make the same choices.
+    let dir = temp_dir("lru-equals-vllm");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for (d, ev) in [(&a, "vllm"), (&b, "lru")] {
+        run_ok(&[
+            "run",
+            "scenarios/quickstart.yaml",
+            "--set",
+            "kv_cache.num_gpu_blocks=600",
+            "--set",
+            "engine.max_model_len=9000",
+            "--set",
+            &format!("kv_cache.eviction={ev}"),
+            "--audit",
+            "--out",
+            d.to_str().unwrap(),
+        ]);
+    }
+    for f in ["requests.csv", "steps.csv"] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn belady_in_the_engine_hits_at_least_as_often_as_lru() {
+    let run = |ev: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "scenarios/quickstart.yaml",
+            "--set",
+            "kv_cache.num_gpu_blocks=600",
+            "--set",
+            "engine.max_model_len=9000",
+            "--json",
+            "--no-files",
+            "--audit",
+        ];
+        let set = format!("kv_cache.eviction={ev}");
+        args.extend(["--set", set.as_str()]);
+        args.extend_from_slice(extra);
+        json(&run_ok(&args))
+    };
+    let lru = run("lru", &[]);
+    let opt = run("belady", &[]);
+    let ftp = run(
+        "ftp",
+        &["--set", "kv_cache.predictor={kind: oracle, sigma: 0}"],
+    );
+    let hits = |s: &serde_json::Value| s["prefix_hit_tokens"].as_u64().unwrap();
+    assert!(
+        lru["evictions"].as_u64().unwrap() > 0,
+        "the cache must be under pressure"
+    );
+    assert!(
+        hits(&opt) >= hits(&lru),
+        "belady {} < lru {}",
+        hits(&opt),
+        hits(&lru)
+    );
+    // Exact predictions make follow-the-prediction the same policy as Belady.
+    assert_eq!(hits(&ftp), hits(&opt));
+    assert_eq!(opt["eviction"], "belady");
+    for s in [&lru, &opt, &ftp] {
+        assert_eq!(s["requests_completed"], 300);
+        assert_eq!(s["output_tokens"], s["expected_output_tokens"]);
+    }
+}
+
+#[test]
+fn predictive_eviction_requires_a_predictor() {
+    let o = run(&[
+        "validate",
+        "scenarios/quickstart.yaml",
+        "--set",
+        "kv_cache.eviction=robust-ftp",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("kv_cache.predictor"));
+    let o = run(&[
+        "validate",
+        "scenarios/quickstart.yaml",
+        "--set",
+        "kv_cache.eviction=lur",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown policy `lur`"));
+}

@@ -9,7 +9,13 @@
 //! - a hit on a cached block with reference count 0 removes it from the free queue ("touch");
 //! - freed blocks whose count reaches 0 go to the tail if they have a hash, to the head if
 //!   they do not (`free_blocks` prepends blocks without a hash), in the order given.
+//!
+//! With a [`PolicyEvictor`] (scenario `kv_cache.eviction: <policy>`), evictable cached
+//! blocks go to the policy instead; the free queue then holds only empty blocks, which are
+//! always reused first, and the policy picks the victim when none is left. A freed block
+//! whose content is already cached in another block is emptied (its copy stays reachable).
 
+use super::evictor::PolicyEvictor;
 use crate::idhash::IdMap;
 
 /// Index of a block in the pool.
@@ -25,6 +31,8 @@ struct Block {
     prev: u32,
     next: u32,
     in_free_queue: bool,
+    /// Held by the policy evictor (evictable cached block).
+    in_policy: bool,
 }
 
 /// Counts of blocks by state. `used + cached + free == total` always holds.
@@ -52,6 +60,7 @@ pub struct BlockPool {
     free_unhashed_first: bool,
     evictions: u64,
     scratch: Vec<BlockId>,
+    evictor: Option<PolicyEvictor>,
 }
 
 impl BlockPool {
@@ -65,7 +74,8 @@ impl BlockPool {
                     hash: 0,
                     prev: NIL,
                     next: NIL,
-                    in_free_queue: false
+                    in_free_queue: false,
+                    in_policy: false,
                 };
                 num_blocks as usize
             ],
@@ -77,6 +87,7 @@ impl BlockPool {
             free_unhashed_first,
             evictions: 0,
             scratch: Vec::new(),
+            evictor: None,
         };
         pool.blocks[0].ref_cnt = 1; // the null block
         for id in 1..num_blocks {
@@ -192,8 +203,13 @@ impl BlockPool {
             self.num_free
         );
         for _ in 0..n {
-            let id = self.head;
-            self.unlink(id);
+            let id = if self.head != NIL || self.evictor.is_none() {
+                let id = self.head;
+                self.unlink(id);
+                id
+            } else {
+                self.take_policy_victim()
+            };
             let b = &mut self.blocks[id as usize];
             if b.hash != 0 {
                 let h = std::mem::take(&mut b.hash);
@@ -207,11 +223,43 @@ impl BlockPool {
         }
     }
 
+    /// Use a policy to choose which evictable cached block to drop.
+    pub fn set_evictor(&mut self, evictor: PolicyEvictor) {
+        self.evictor = Some(evictor);
+    }
+
+    /// The eviction policy's name: `vllm` (the free queue) or the policy's.
+    pub fn eviction_name(&self) -> &str {
+        self.evictor.as_ref().map_or("vllm", |e| e.name())
+    }
+
+    fn take_policy_victim(&mut self) -> BlockId {
+        let ev = self.evictor.as_mut().expect("policy mode");
+        let hash = ev.evict();
+        let id = *self
+            .cached
+            .get(&hash)
+            .expect("the policy holds cached contents only");
+        let b = &mut self.blocks[id as usize];
+        debug_assert!(b.in_policy && b.ref_cnt == 0);
+        b.in_policy = false;
+        self.num_free -= 1;
+        self.num_free_hashed -= 1;
+        id
+    }
+
     /// Add a reference to each block (prefix-cache hits), taking unreferenced ones out of the
     /// free queue.
     pub fn touch(&mut self, ids: &[BlockId]) {
         for &id in ids {
-            if self.blocks[id as usize].ref_cnt == 0 {
+            if self.blocks[id as usize].in_policy {
+                let b = &mut self.blocks[id as usize];
+                b.in_policy = false;
+                let h = b.hash;
+                self.num_free -= 1;
+                self.num_free_hashed -= 1;
+                self.evictor.as_mut().expect("policy mode").remove(h);
+            } else if self.blocks[id as usize].ref_cnt == 0 {
                 self.unlink(id);
             }
             self.blocks[id as usize].ref_cnt += 1;
@@ -219,7 +267,8 @@ impl BlockPool {
     }
 
     /// Drop one reference from each block, in eviction-priority order (first evicted first).
-    pub fn free_blocks(&mut self, ordered: impl Iterator<Item = BlockId>) {
+    /// `owner` is the request index that used them last (for next-use oracles).
+    pub fn free_blocks(&mut self, ordered: impl Iterator<Item = BlockId>, owner: u64) {
         let mut unhashed = std::mem::take(&mut self.scratch);
         unhashed.clear();
         for id in ordered {
@@ -227,7 +276,19 @@ impl BlockPool {
             debug_assert!(b.ref_cnt > 0 && id != 0);
             b.ref_cnt -= 1;
             if b.ref_cnt == 0 {
-                if b.hash == 0 && self.free_unhashed_first {
+                if let Some(ev) = self.evictor.as_mut() {
+                    let h = b.hash;
+                    if h != 0 && self.cached.get(&h) == Some(&id) {
+                        b.in_policy = true;
+                        self.num_free += 1;
+                        self.num_free_hashed += 1;
+                        ev.insert(h, owner);
+                    } else {
+                        // Empty, or a duplicate of content cached elsewhere: reuse first.
+                        b.hash = 0;
+                        unhashed.push(id);
+                    }
+                } else if b.hash == 0 && self.free_unhashed_first {
                     unhashed.push(id);
                 } else {
                     self.push_back(id);
@@ -278,7 +339,9 @@ impl BlockPool {
                 (0, false) => free += 1,
                 _ => used += 1,
             }
-            if (b.ref_cnt == 0) != b.in_free_queue {
+            if (b.ref_cnt == 0) != (b.in_free_queue || b.in_policy)
+                || (b.in_free_queue && b.in_policy)
+            {
                 return Err(format!(
                     "block {id}: ref_cnt {} but in_free_queue {}",
                     b.ref_cnt, b.in_free_queue
@@ -298,8 +361,9 @@ impl BlockPool {
             cached,
             free,
         };
+        let in_policy = self.evictor.as_ref().map_or(0, |e| e.len() as u32);
         if counts != self.counts()
-            || in_queue != self.num_free
+            || in_queue + in_policy != self.num_free
             || used + cached + free != counts.total
         {
             return Err(format!(
@@ -324,7 +388,7 @@ mod tests {
         p.cache_block(1, 11);
         p.cache_block(2, 12);
         // Free tail-first as vLLM does: 4 (unhashed), 3 (unhashed), 2, 1.
-        p.free_blocks(a.iter().rev().copied());
+        p.free_blocks(a.iter().rev().copied(), 0);
         let c = p.audit().unwrap();
         assert_eq!((c.used, c.cached, c.free), (0, 2, 2));
         // Unhashed blocks come out first, then the hashed ones in LRU order (2 before 1).
@@ -343,14 +407,14 @@ mod tests {
         let mut a = Vec::new();
         p.get_new_blocks(1, &mut a);
         p.cache_block(a[0], 7);
-        p.free_blocks(a.iter().copied());
+        p.free_blocks(a.iter().copied(), 0);
         assert_eq!(p.num_free_blocks(), 2);
         p.touch(&[a[0]]);
         assert_eq!(p.num_free_blocks(), 1);
         assert_eq!(p.ref_cnt(a[0]), 1);
         p.touch(&[a[0]]);
         assert_eq!(p.ref_cnt(a[0]), 2);
-        p.free_blocks([a[0], a[0]].into_iter());
+        p.free_blocks([a[0], a[0]].into_iter(), 0);
         assert_eq!(p.audit().unwrap().cached, 1);
     }
 }

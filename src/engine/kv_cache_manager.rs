@@ -20,6 +20,8 @@ struct RequestBlocks {
     hashes: Vec<u64>,
     /// Leading blocks already registered as cached.
     num_cached: usize,
+    /// The request's index in the workload (for next-use oracles).
+    owner: u64,
 }
 
 /// A prefix-cache lookup result, valid until the next call on the manager.
@@ -75,6 +77,16 @@ impl KvCacheManager {
         self.pool.counts()
     }
 
+    /// Choose evictions with a paging policy instead of vLLM's free queue.
+    pub fn set_evictor(&mut self, evictor: super::evictor::PolicyEvictor) {
+        self.pool.set_evictor(evictor);
+    }
+
+    /// The eviction policy's name.
+    pub fn eviction_name(&self) -> &str {
+        self.pool.eviction_name()
+    }
+
     /// Cached blocks evicted so far.
     pub fn evictions(&self) -> u64 {
         self.pool.evictions()
@@ -100,8 +112,9 @@ impl KvCacheManager {
 
     /// Register a request with the hashes of its full blocks. `fill` appends them to the
     /// vector it is given.
-    pub fn add_request(&mut self, id: u64, fill: impl FnOnce(&mut Vec<u64>)) {
+    pub fn add_request(&mut self, id: u64, owner: u64, fill: impl FnOnce(&mut Vec<u64>)) {
         let mut rb = self.spare.pop().unwrap_or_default();
+        rb.owner = owner;
         rb.blocks.clear();
         rb.hashes.clear();
         rb.num_cached = 0;
@@ -220,7 +233,8 @@ impl KvCacheManager {
         let rb = self.requests.get_mut(&id).expect("request registered");
         let blocks = std::mem::take(&mut rb.blocks);
         rb.num_cached = 0;
-        self.pool.free_blocks(blocks.iter().rev().copied());
+        let owner = rb.owner;
+        self.pool.free_blocks(blocks.iter().rev().copied(), owner);
         let rb = self.requests.get_mut(&id).expect("request registered");
         rb.blocks = blocks;
         rb.blocks.clear();
@@ -239,11 +253,11 @@ mod tests {
     fn shared_prefix_hits_exactly_the_full_shared_blocks() {
         let mut m = KvCacheManager::new(101, 16, true, true);
         // Request 1: 40 tokens = 2 full blocks + 8.
-        m.add_request(1, hashes(100, 2));
+        m.add_request(1, 1, hashes(100, 2));
         assert!(m.allocate_slots(1, 0, 40, None, Some(40), 0, 40));
         assert_eq!(m.num_blocks_of(1), 3);
         // Request 2 shares the first block's content only.
-        m.add_request(2, |v| v.extend([201, 999]));
+        m.add_request(2, 2, |v| v.extend([201, 999]));
         let hit = m.get_computed_blocks(2, 40);
         assert_eq!(
             hit,
@@ -261,10 +275,10 @@ mod tests {
     #[test]
     fn whole_prompt_hit_recomputes_last_block() {
         let mut m = KvCacheManager::new(101, 16, true, true);
-        m.add_request(1, hashes(0, 2));
+        m.add_request(1, 1, hashes(0, 2));
         assert!(m.allocate_slots(1, 0, 32, None, None, 0, 32));
         m.free(1);
-        m.add_request(2, hashes(0, 2));
+        m.add_request(2, 2, hashes(0, 2));
         // 32 tokens, all cached, but at most 31 may hit: one block.
         assert_eq!(m.get_computed_blocks(2, 32).tokens, 16);
     }
@@ -272,7 +286,7 @@ mod tests {
     #[test]
     fn allocation_fails_without_side_effects() {
         let mut m = KvCacheManager::new(3, 16, true, true); // 2 usable
-        m.add_request(1, hashes(0, 4));
+        m.add_request(1, 1, hashes(0, 4));
         assert!(!m.allocate_slots(1, 0, 48, None, None, 0, 48));
         assert_eq!(m.counts().free, 2);
         assert!(m.allocate_slots(1, 0, 20, None, Some(20), 0, 64));
@@ -288,12 +302,12 @@ mod chunk_tests {
     #[test]
     fn chunked_prefill_registers_every_full_block() {
         let mut m = KvCacheManager::new(2000, 16, true, true);
-        m.add_request(1, |v| v.extend((0..846u64).map(|i| i * 2 + 1)));
+        m.add_request(1, 1, |v| v.extend((0..846u64).map(|i| i * 2 + 1)));
         // The first chunk ends inside block 409 (6559 = 409 * 16 + 15).
         assert!(m.allocate_slots(1, 0, 6559, None, Some(13544), 0, 13544));
         assert!(m.allocate_slots(1, 6559, 6985, None, None, 0, 13544));
         m.free(1);
-        m.add_request(2, |v| v.extend((0..846u64).map(|i| i * 2 + 1)));
+        m.add_request(2, 2, |v| v.extend((0..846u64).map(|i| i * 2 + 1)));
         assert_eq!(m.get_computed_blocks(2, 13544).blocks, 846);
     }
 }

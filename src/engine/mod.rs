@@ -4,6 +4,7 @@
 
 pub mod block_pool;
 pub mod config;
+pub mod evictor;
 pub mod kv_cache_manager;
 pub mod replica;
 pub mod request;

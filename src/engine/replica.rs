@@ -196,6 +196,11 @@ impl Replica {
         Ok(())
     }
 
+    /// Choose cached-block evictions with a paging policy.
+    pub fn set_evictor(&mut self, evictor: super::evictor::PolicyEvictor) {
+        self.scheduler.kv_mut().set_evictor(evictor);
+    }
+
     /// Total preemptions.
     pub fn preemptions(&self) -> u64 {
         self.scheduler.total_preemptions

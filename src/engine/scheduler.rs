@@ -89,6 +89,11 @@ impl Scheduler {
         }
     }
 
+    /// The KV cache manager, to configure it.
+    pub fn kv_mut(&mut self) -> &mut KvCacheManager {
+        &mut self.kv
+    }
+
     /// The KV cache manager (read only).
     pub fn kv(&self) -> &KvCacheManager {
         &self.kv
@@ -142,7 +147,7 @@ impl Scheduler {
         let er = self.slots[slot as usize].as_ref().expect("live slot");
         let total = er.max_tokens();
         let r = &er.req;
-        self.kv.add_request(slot as u64, |out| {
+        self.kv.add_request(slot as u64, r.id, |out| {
             block_hashes(&r.segments, r.input_tokens, total, bs, r.id, out)
         });
     }

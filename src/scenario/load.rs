@@ -292,6 +292,27 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
         non_negative("kv_cache.activation_gib", a)?;
     }
     non_negative("kv_cache.non_torch_gib", k.non_torch_gib)?;
+    if k.eviction != "vllm" {
+        let e = crate::paging::policies::entry(&k.eviction).map_err(|_| {
+            (
+                "kv_cache.eviction".to_string(),
+                format!(
+                    "unknown policy `{}`; known: vllm, {}",
+                    k.eviction,
+                    crate::paging::policy_names().join(", ")
+                ),
+            )
+        })?;
+        if e.uses_predictions && k.predictor.is_none() {
+            return Err((
+                "kv_cache.predictor".into(),
+                format!("required by eviction policy `{}`", k.eviction),
+            ));
+        }
+    }
+    if let Some(p) = &k.predictor {
+        non_negative("kv_cache.predictor.sigma", p.sigma)?;
+    }
     for (f, v) in [
         ("slo.ttft_ms", s.slo.ttft_ms),
         ("slo.tpot_ms", s.slo.tpot_ms),

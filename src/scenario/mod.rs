@@ -308,6 +308,36 @@ pub struct KvCacheSpec {
     /// Freed blocks without a hash go to the head of the free queue (reused first).
     #[serde(default = "yes")]
     pub free_unhashed_first: bool,
+    /// Which evictable cached block to drop: `vllm` (vLLM's free queue, LRU by release
+    /// time) or a policy of the paging lab (`docs/policies.md`).
+    #[serde(default = "default_eviction")]
+    pub eviction: String,
+    /// Predictions for the learning-augmented eviction policies.
+    #[serde(default)]
+    pub predictor: Option<PredictorSpec>,
+}
+
+fn default_eviction() -> String {
+    "vllm".to_string()
+}
+
+/// A predictor of when a cached block's content is requested next.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PredictorSpec {
+    /// `oracle`: the true next request (known offline from the trace) plus noise.
+    pub kind: PredictorKind,
+    /// Lognormal noise parameter of the oracle (0: exact).
+    #[serde(default)]
+    pub sigma: f64,
+}
+
+/// Kinds of block predictor.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PredictorKind {
+    /// Next request index from the trace plus lognormal noise.
+    Oracle,
 }
 
 fn default_block_size() -> u32 {
@@ -330,6 +360,8 @@ impl Default for KvCacheSpec {
             activation_gib: None,
             non_torch_gib: default_non_torch(),
             free_unhashed_first: true,
+            eviction: default_eviction(),
+            predictor: None,
         }
     }
 }

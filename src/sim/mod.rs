@@ -6,13 +6,17 @@ pub mod recorder;
 
 use crate::cost::Roofline;
 use crate::engine::config::EngineSetup;
+use crate::engine::evictor::{NextUse, PolicyEvictor, TraceNextUse};
 use crate::engine::replica::Replica;
 use crate::error::Result;
+use crate::paging::PolicyParams;
+use crate::prefix::block_hashes;
 use crate::report::Summary;
 use crate::scenario::Scenario;
 use crate::workload;
 use event::{EventKind, EventQueue};
 use recorder::Recorder;
+use std::sync::Arc;
 
 /// Run a scenario to completion, writing rows through `rec`. Returns the summary.
 pub fn run(
@@ -29,6 +33,9 @@ pub fn run(
         scenario.engine.per_request_overhead_us,
     );
     let mut replicas = [Replica::new(setup, Box::new(cost), audit)];
+    if let Some(ev) = build_evictor(scenario, setup)? {
+        replicas[0].set_evictor(ev);
+    }
     let mut stream = workload::open(&scenario.workload, scenario.seed)?;
     let mut queue = EventQueue::default();
     let mut next_request = stream.next().transpose()?;
@@ -82,11 +89,48 @@ pub fn run(
         .iter()
         .map(|r| r.scheduler().kv().evictions())
         .sum();
-    Ok(Summary::build(
-        scenario,
-        setup,
-        rec,
-        replicas[0].cost_model(),
-        evictions,
-    ))
+    let mut summary = Summary::build(scenario, setup, rec, replicas[0].cost_model(), evictions);
+    summary.eviction = replicas[0].scheduler().kv().eviction_name().to_string();
+    Ok(summary)
+}
+
+/// The paging policy that chooses evictions, if the scenario names one. Policies that look
+/// ahead get next uses from a first pass over the workload (an offline oracle).
+fn build_evictor(scenario: &Scenario, setup: &EngineSetup) -> Result<Option<PolicyEvictor>> {
+    let k = &scenario.kv_cache;
+    if k.eviction == "vllm" {
+        return Ok(None);
+    }
+    let entry = crate::paging::policies::entry(&k.eviction)?;
+    let usable = (setup.memory.num_gpu_blocks - 1) as usize;
+    let policy = (entry.build)(&PolicyParams::new(usable, 0, scenario.seed));
+    let needs_oracle = entry.uses_predictions || k.eviction == "belady";
+    let oracle: Option<Arc<dyn NextUse>> = if needs_oracle {
+        let mut next = TraceNextUse::default();
+        let mut hashes = Vec::new();
+        for r in workload::open(&scenario.workload, scenario.seed)? {
+            let r = r?;
+            hashes.clear();
+            block_hashes(
+                &r.segments,
+                r.input_tokens,
+                r.input_tokens as u64,
+                setup.block_size,
+                r.id,
+                &mut hashes,
+            );
+            next.add(r.id, &hashes);
+        }
+        Some(Arc::new(next))
+    } else {
+        None
+    };
+    let sigma = k.predictor.as_ref().map_or(0.0, |p| p.sigma);
+    Ok(Some(PolicyEvictor::new(
+        &k.eviction,
+        policy,
+        oracle,
+        sigma,
+        scenario.seed,
+    )))
 }
