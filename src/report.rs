@@ -21,6 +21,15 @@ pub struct Latencies {
     pub e2e_ms: Percentiles,
 }
 
+/// How the learned block predictor trained.
+#[derive(Debug, Clone, Serialize)]
+pub struct LearnedStats {
+    /// Training examples (block contents requested again after a prediction).
+    pub updates: u64,
+    /// Mean squared error of the predicted log reuse distance.
+    pub mean_squared_log_error: f64,
+}
+
 /// Summary of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -74,6 +83,8 @@ pub struct Summary {
     pub eviction: String,
     /// Cached blocks evicted to make room.
     pub evictions: u64,
+    /// Training figures of the learned block predictor, if one was used.
+    pub learned_predictor: Option<LearnedStats>,
     /// Preemptions.
     pub preemptions: u64,
     /// Tokens recomputed after preemption.
@@ -168,6 +179,7 @@ impl Summary {
             prefix_hit_tokens: rec.cached_tokens,
             eviction: "vllm".to_string(),
             evictions,
+            learned_predictor: None,
             preemptions: rec.preemptions,
             recomputed_tokens: rec.recomputed_tokens,
             steps: rec.steps,
@@ -288,6 +300,15 @@ impl Summary {
                 self.max_batch
             ),
         );
+        if let Some(l) = &self.learned_predictor {
+            line(
+                "learned predictor",
+                format!(
+                    "{} training examples, mean squared log error {:.3}",
+                    l.updates, l.mean_squared_log_error
+                ),
+            );
+        }
         for w in &self.warnings {
             line("warning", w.clone());
         }

@@ -279,3 +279,31 @@ fn predictive_eviction_requires_a_predictor() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown policy `lur`"));
 }
+
+#[test]
+fn learned_predictor_trains_online_and_serves_every_request() {
+    let out = json(&run_ok(&[
+        "run",
+        "scenarios/quickstart.yaml",
+        "--set",
+        "kv_cache.num_gpu_blocks=600",
+        "--set",
+        "engine.max_model_len=9000",
+        "--set",
+        "kv_cache.eviction=ftp",
+        "--set",
+        "kv_cache.predictor={kind: learned}",
+        "--json",
+        "--no-files",
+        "--audit",
+    ]));
+    assert_eq!(out["requests_completed"], 300);
+    assert_eq!(out["output_tokens"], out["expected_output_tokens"]);
+    assert!(out["evictions"].as_u64().unwrap() > 0);
+    let learned = &out["learned_predictor"];
+    assert!(learned["updates"].as_u64().unwrap() > 100, "{learned}");
+    assert!(learned["mean_squared_log_error"]
+        .as_f64()
+        .unwrap()
+        .is_finite());
+}

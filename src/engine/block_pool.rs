@@ -233,6 +233,16 @@ impl BlockPool {
         self.evictor.as_ref().map_or("vllm", |e| e.name())
     }
 
+    /// The policy evictor, if any.
+    pub fn evictor_mut(&mut self) -> Option<&mut PolicyEvictor> {
+        self.evictor.as_mut()
+    }
+
+    /// The policy evictor, if any (read only).
+    pub fn evictor(&self) -> Option<&PolicyEvictor> {
+        self.evictor.as_ref()
+    }
+
     fn take_policy_victim(&mut self) -> BlockId {
         let ev = self.evictor.as_mut().expect("policy mode");
         let hash = ev.evict();

@@ -6,6 +6,7 @@
 //! block slots. A block is a page of the policy only while it is evictable: a hit takes it
 //! out (the engine never evicts a referenced block) and its release puts it back.
 
+use super::learned::LearnedReuse;
 use crate::idhash::IdMap;
 use crate::paging::{Eviction, Req, NEVER};
 use rand::rngs::StdRng;
@@ -54,6 +55,19 @@ impl NextUse for TraceNextUse {
 /// Sentinel page for the block being allocated (it has no content yet).
 const NEW_BLOCK: u32 = u32::MAX - 1;
 
+/// Where a learning-augmented policy's predictions come from.
+pub enum BlockPredictions {
+    /// None (the policy does not use predictions).
+    None,
+    /// The true next use plus lognormal noise with this sigma (offline oracle).
+    Oracle {
+        /// Noise parameter.
+        sigma: f64,
+    },
+    /// The online model of [`super::learned::LearnedReuse`].
+    Learned(Box<LearnedReuse>),
+}
+
 /// A paging policy over the evictable cached blocks.
 pub struct PolicyEvictor {
     policy: Box<dyn Eviction>,
@@ -61,32 +75,34 @@ pub struct PolicyEvictor {
     content_id: IdMap<u32>,
     content_hash: Vec<u64>,
     oracle: Option<Arc<dyn NextUse>>,
+    predictions: BlockPredictions,
     noise: Option<(LogNormal<f64>, StdRng)>,
     clock: u64,
 }
 
 impl PolicyEvictor {
-    /// Wrap `policy`; `oracle` supplies next uses (for Belady) and, with `sigma`, noisy
-    /// predictions (for the learning-augmented policies).
+    /// Wrap `policy`; `oracle` supplies next uses (for Belady and oracle predictions).
     pub fn new(
         name: &str,
         policy: Box<dyn Eviction>,
         oracle: Option<Arc<dyn NextUse>>,
-        sigma: f64,
+        predictions: BlockPredictions,
         seed: u64,
     ) -> Self {
-        let noise = (sigma > 0.0).then(|| {
-            (
-                LogNormal::new(0.0, sigma).expect("sigma >= 0"),
+        let noise = match &predictions {
+            BlockPredictions::Oracle { sigma } if *sigma > 0.0 => Some((
+                LogNormal::new(0.0, *sigma).expect("sigma >= 0"),
                 StdRng::seed_from_u64(seed),
-            )
-        });
+            )),
+            _ => None,
+        };
         PolicyEvictor {
             policy,
             name: name.to_string(),
             content_id: IdMap::default(),
             content_hash: Vec::new(),
             oracle,
+            predictions,
             noise,
             clock: 0,
         }
@@ -113,10 +129,14 @@ impl PolicyEvictor {
             .oracle
             .as_ref()
             .map_or(NEVER, |o| o.next_use(hash, owner));
-        let pred = match (&mut self.noise, next_use) {
-            (_, NEVER) => f64::MAX,
-            (Some((d, rng)), n) => n as f64 + d.sample(rng),
-            (None, n) => n as f64,
+        let pred = match &mut self.predictions {
+            BlockPredictions::None => f64::INFINITY,
+            BlockPredictions::Learned(m) => m.predict(hash),
+            BlockPredictions::Oracle { .. } => match (&mut self.noise, next_use) {
+                (_, NEVER) => f64::MAX,
+                (Some((d, rng)), n) => n as f64 + d.sample(rng),
+                (None, n) => n as f64,
+            },
         };
         self.clock += 1;
         let r = Req {
@@ -146,6 +166,27 @@ impl PolicyEvictor {
         };
         let page = self.policy.evict(&r);
         self.content_hash[page as usize]
+    }
+
+    /// A request's prompt blocks were looked up: lets a learned predictor train.
+    pub fn observe_request(
+        &mut self,
+        index: u64,
+        arrival_ns: u64,
+        prompt_tokens: u32,
+        prompt_hashes: &[u64],
+    ) {
+        if let BlockPredictions::Learned(m) = &mut self.predictions {
+            m.observe_request(index, arrival_ns, prompt_tokens, prompt_hashes);
+        }
+    }
+
+    /// The learned model, if predictions are learned.
+    pub fn learned(&self) -> Option<&LearnedReuse> {
+        match &self.predictions {
+            BlockPredictions::Learned(m) => Some(m),
+            _ => None,
+        }
     }
 
     /// Evictable blocks held.

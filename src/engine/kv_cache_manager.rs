@@ -82,6 +82,30 @@ impl KvCacheManager {
         self.pool.set_evictor(evictor);
     }
 
+    /// Tell a learned predictor that request `slot` (workload index `index`) looks up its
+    /// first `prompt_tokens` tokens now.
+    pub fn observe_request(&mut self, slot: u64, index: u64, arrival_ns: u64, prompt_tokens: u32) {
+        let Some(ev) = self.pool.evictor_mut() else {
+            return;
+        };
+        let rb = &self.requests[&slot];
+        let n = ((prompt_tokens / self.block_size) as usize).min(rb.hashes.len());
+        ev.observe_request(index, arrival_ns, prompt_tokens, &rb.hashes[..n]);
+    }
+
+    /// The learned predictor's training figures (examples, mean squared log error).
+    pub fn learned_stats(&self) -> Option<(u64, f64)> {
+        let m = self.pool.evictor()?.learned()?;
+        Some((
+            m.updates,
+            if m.updates > 0 {
+                m.squared_error / m.updates as f64
+            } else {
+                0.0
+            },
+        ))
+    }
+
     /// The eviction policy's name.
     pub fn eviction_name(&self) -> &str {
         self.pool.eviction_name()

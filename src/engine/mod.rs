@@ -6,6 +6,7 @@ pub mod block_pool;
 pub mod config;
 pub mod evictor;
 pub mod kv_cache_manager;
+pub mod learned;
 pub mod replica;
 pub mod request;
 pub mod scheduler;

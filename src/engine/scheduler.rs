@@ -147,9 +147,11 @@ impl Scheduler {
         let er = self.slots[slot as usize].as_ref().expect("live slot");
         let total = er.max_tokens();
         let r = &er.req;
+        let (index, arrival, input) = (r.id, r.arrival_ns, r.input_tokens);
         self.kv.add_request(slot as u64, r.id, |out| {
             block_hashes(&r.segments, r.input_tokens, total, bs, r.id, out)
         });
+        self.kv.observe_request(slot as u64, index, arrival, input);
     }
 
     /// Remove a finished request and return its state.

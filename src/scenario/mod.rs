@@ -325,7 +325,8 @@ fn default_eviction() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PredictorSpec {
-    /// `oracle`: the true next request (known offline from the trace) plus noise.
+    /// `oracle`: the true next request (known offline from the trace) plus noise;
+    /// `learned`: an online regression trained during the replay (sees only the past).
     pub kind: PredictorKind,
     /// Lognormal noise parameter of the oracle (0: exact).
     #[serde(default)]
@@ -338,6 +339,8 @@ pub struct PredictorSpec {
 pub enum PredictorKind {
     /// Next request index from the trace plus lognormal noise.
     Oracle,
+    /// Online reuse-distance regression (`src/engine/learned.rs`).
+    Learned,
 }
 
 fn default_block_size() -> u32 {

@@ -6,12 +6,14 @@ pub mod recorder;
 
 use crate::cost::Roofline;
 use crate::engine::config::EngineSetup;
-use crate::engine::evictor::{NextUse, PolicyEvictor, TraceNextUse};
+use crate::engine::evictor::{BlockPredictions, NextUse, PolicyEvictor, TraceNextUse};
+use crate::engine::learned::LearnedReuse;
 use crate::engine::replica::Replica;
 use crate::error::Result;
 use crate::paging::PolicyParams;
 use crate::prefix::block_hashes;
-use crate::report::Summary;
+use crate::report::{LearnedStats, Summary};
+use crate::scenario::PredictorKind;
 use crate::scenario::Scenario;
 use crate::workload;
 use event::{EventKind, EventQueue};
@@ -90,7 +92,12 @@ pub fn run(
         .map(|r| r.scheduler().kv().evictions())
         .sum();
     let mut summary = Summary::build(scenario, setup, rec, replicas[0].cost_model(), evictions);
-    summary.eviction = replicas[0].scheduler().kv().eviction_name().to_string();
+    let kv = replicas[0].scheduler().kv();
+    summary.eviction = kv.eviction_name().to_string();
+    summary.learned_predictor = kv.learned_stats().map(|(updates, mse)| LearnedStats {
+        updates,
+        mean_squared_log_error: mse,
+    });
     Ok(summary)
 }
 
@@ -104,7 +111,17 @@ fn build_evictor(scenario: &Scenario, setup: &EngineSetup) -> Result<Option<Poli
     let entry = crate::paging::policies::entry(&k.eviction)?;
     let usable = (setup.memory.num_gpu_blocks - 1) as usize;
     let policy = (entry.build)(&PolicyParams::new(usable, 0, scenario.seed));
-    let needs_oracle = entry.uses_predictions || k.eviction == "belady";
+    let predictions = match &k.predictor {
+        Some(p) if entry.uses_predictions => match p.kind {
+            PredictorKind::Oracle => BlockPredictions::Oracle { sigma: p.sigma },
+            PredictorKind::Learned => {
+                BlockPredictions::Learned(Box::new(LearnedReuse::new(8 * usable)))
+            }
+        },
+        _ => BlockPredictions::None,
+    };
+    let needs_oracle =
+        k.eviction == "belady" || matches!(predictions, BlockPredictions::Oracle { .. });
     let oracle: Option<Arc<dyn NextUse>> = if needs_oracle {
         let mut next = TraceNextUse::default();
         let mut hashes = Vec::new();
@@ -125,12 +142,11 @@ fn build_evictor(scenario: &Scenario, setup: &EngineSetup) -> Result<Option<Poli
     } else {
         None
     };
-    let sigma = k.predictor.as_ref().map_or(0.0, |p| p.sigma);
     Ok(Some(PolicyEvictor::new(
         &k.eviction,
         policy,
         oracle,
-        sigma,
+        predictions,
         scenario.seed,
     )))
 }
