@@ -77,12 +77,18 @@ struct PagingArgs {
         default_value = "lru,fifo,clock,lfu,arc,s3fifo,sieve,marker,belady"
     )]
     policies: Vec<String>,
-    /// Predictors for the policies that use predictions: oracle, popu, pleco, lru.
+    /// Predictors for the policies that use predictions: oracle, popu, pleco, lru (next
+    /// request times), discard, phase (one-bit predictions). Each policy is run with every
+    /// predictor of the kind it reads.
     #[arg(long, value_delimiter = ',', default_value = "oracle")]
     predictor: Vec<String>,
     /// Noise levels of the oracle predictor (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "0")]
     sigma: Vec<f64>,
+    /// Probabilities of flipping each bit of the discard and phase predictors
+    /// (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    flip: Vec<f64>,
     /// Runs averaged for randomized policies and noisy predictions.
     #[arg(long, default_value_t = 10)]
     runs: u32,
@@ -418,11 +424,20 @@ fn paging(a: PagingArgs) -> Result<()> {
             "--sigma: {s} is not a non-negative number"
         )));
     }
+    if let Some(p) = a.flip.iter().find(|p| !(**p >= 0.0 && **p <= 1.0)) {
+        return Err(Error::input(format!(
+            "--flip: {p} is not a probability in [0, 1]"
+        )));
+    }
     let mut predictors = Vec::new();
     for name in &a.predictor {
         if name == "oracle" {
             for &s in &a.sigma {
                 predictors.push(Predictor::parse(name, s)?);
+            }
+        } else if name == "discard" || name == "phase" {
+            for &p in &a.flip {
+                predictors.push(Predictor::parse(name, p)?);
             }
         } else {
             predictors.push(Predictor::parse(name, 0.0)?);

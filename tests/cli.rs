@@ -333,3 +333,60 @@ fn committed_native_trace_matches_the_generator_and_replays_alike() {
     );
     assert!((ta - tb).abs() < 1e-3, "{ta} vs {tb}");
 }
+
+#[test]
+fn paging_runs_one_bit_predictors_and_rejects_a_policy_without_its_predictor() {
+    let dir = temp_dir("paging-bits");
+    let f = dir.join("pages.txt");
+    let seq: String = (0..400u32)
+        .map(|i| format!("{}\n", (i * 7 + i / 3) % 23))
+        .collect();
+    std::fs::write(&f, seq).unwrap();
+    let path = f.to_str().unwrap();
+    let o = run_ok(&[
+        "paging",
+        path,
+        "-k",
+        "5",
+        "--policies",
+        "belady,discard-ftp,phase-marker",
+        "--predictor",
+        "discard,phase",
+        "--flip",
+        "0,0.3",
+        "--runs",
+        "3",
+    ]);
+    let table = o;
+    let row = |policy: &str, pred: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(policy) && l.contains(pred))
+            .unwrap_or_else(|| panic!("no row {policy} {pred} in\n{table}"))
+            .split_whitespace()
+            .nth(5)
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    // Exact discard bits are Belady's own decisions: cost ratio exactly 1.
+    assert_eq!(row("discard-ftp", "discard(p=0)"), 1.0);
+    assert!(row("discard-ftp", "discard(p=0.3)") >= 1.0);
+    assert!(row("phase-marker", "phase(p=0)") >= 1.0);
+    let o = run(&["paging", path, "-k", "5", "--policies", "discard-ftp"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--predictor discard"));
+    let o = run(&[
+        "paging",
+        path,
+        "-k",
+        "5",
+        "--policies",
+        "phase-marker",
+        "--predictor",
+        "phase",
+        "--flip",
+        "1.5",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}

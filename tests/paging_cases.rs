@@ -163,7 +163,7 @@ fn no_policy_beats_belady() {
         for k in [2, 5, 12, 30] {
             let opt = misses("belady", k, &t);
             for sigma in [0.0, 3.0, 50.0] {
-                let preds = Predictor::Oracle { sigma }.predict(&t, seed);
+                let preds = Predictor::Oracle { sigma }.predict(&t, k, seed);
                 for name in policy_names() {
                     let m = misses_seeded(name, k, &t, seed, Some(&preds));
                     assert!(m >= opt, "{name} k={k} sigma={sigma}: {m} < OPT {opt}");
@@ -177,7 +177,7 @@ fn no_policy_beats_belady() {
 fn follow_the_prediction_with_exact_predictions_is_belady() {
     for seed in 0..6 {
         let t = random_trace(seed + 100, 3000, 80);
-        let preds = Predictor::Oracle { sigma: 0.0 }.predict(&t, 7);
+        let preds = Predictor::Oracle { sigma: 0.0 }.predict(&t, 0, 7);
         for k in [1, 3, 10, 40] {
             assert_eq!(
                 misses_seeded("ftp", k, &t, 0, Some(&preds)),
@@ -208,7 +208,7 @@ fn deterministic_switch_stays_within_its_bound() {
     for seed in 0..4 {
         let t = random_trace(seed + 200, 3000, 80);
         for sigma in [0.0, 200.0] {
-            let preds = Predictor::Oracle { sigma }.predict(&t, seed);
+            let preds = Predictor::Oracle { sigma }.predict(&t, 0, seed);
             for k in [4, 16] {
                 for g in [0.5, 1.0] {
                     let a = misses_seeded("ftp", k, &t, seed, Some(&preds)) as f64;
@@ -245,7 +245,7 @@ fn randomized_combination_tracks_the_better_policy() {
     // of 20 runs with the constant 4.
     for sigma in [0.0, 200.0] {
         let t = random_trace(300, 4000, 80);
-        let preds = Predictor::Oracle { sigma }.predict(&t, 1);
+        let preds = Predictor::Oracle { sigma }.predict(&t, 0, 1);
         for k in [4, 16] {
             let eps = 0.5;
             let a = (0..20)
@@ -289,6 +289,121 @@ fn lazy_follower_of_identical_policies_pays_exactly_their_cost() {
                 let ours = simulate(combined(k, &t, name, name, scheme, 0), k, &t, None);
                 assert_eq!(ours, alone, "{name} k={k}");
             }
+        }
+    }
+}
+
+#[test]
+fn phase_and_discard_bits_of_a_hand_computed_sequence() {
+    use kvsim::paging::predictor::{discard_bits, phase_bits, phases};
+    // k = 2: phases a b a | c a | b c | d.
+    let t = trace("a b a c a b c d");
+    assert_eq!(phases(&t, 2), vec![0, 0, 0, 1, 1, 2, 2, 3]);
+    // a (phase 0) returns in phase 1; b (phase 0) does not (next in phase 2); c (phase 1)
+    // returns in phase 2; a (phase 1) never returns; b, c (phase 2) never; d never.
+    assert_eq!(
+        phase_bits(&t, 2),
+        vec![1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    );
+    // Belady with 2 pages: a b (a hit) ; c evicts b (next use 5, furthest) -> bit of
+    // request 1 is 1; a hit; b evicts a (never again) -> a's bit (request 4) is 1 anyway;
+    // c hit; d evicts any. Never-again requests (4, 5, 6, 7) are 1.
+    assert_eq!(
+        discard_bits(&t, 2),
+        vec![0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    );
+}
+
+#[test]
+fn flipping_with_probability_one_inverts_every_bit() {
+    let t = random_trace(5, 500, 30);
+    for (exact, inverted) in [
+        (
+            Predictor::Discard { flip: 0.0 },
+            Predictor::Discard { flip: 1.0 },
+        ),
+        (
+            Predictor::Phase { flip: 0.0 },
+            Predictor::Phase { flip: 1.0 },
+        ),
+    ] {
+        let a = exact.predict(&t, 8, 1);
+        let b = inverted.predict(&t, 8, 1);
+        assert!(a.iter().zip(&b).all(|(x, y)| x + y == 1.0));
+        let half = Predictor::Phase { flip: 0.5 }.predict(&t, 8, 1);
+        let changed = half.iter().zip(&a).filter(|(x, y)| x != y).count();
+        assert!(changed > 0 && changed < t.len());
+    }
+}
+
+#[test]
+fn following_exact_discard_bits_costs_exactly_opt() {
+    for seed in 0..6 {
+        let t = random_trace(seed + 400, 3000, 80);
+        for k in [1, 3, 10, 40] {
+            let bits = Predictor::Discard { flip: 0.0 }.predict(&t, k, 0);
+            assert_eq!(
+                misses_seeded("discard-ftp", k, &t, 0, Some(&bits)),
+                misses("belady", k, &t),
+                "seed {seed} k={k}"
+            );
+        }
+    }
+}
+
+#[test]
+fn phase_marker_with_exact_bits_pays_the_new_pages_and_stays_marking() {
+    use kvsim::paging::predictor::phases;
+    for seed in 0..6 {
+        let t = random_trace(seed + 500, 3000, 80);
+        for k in [2, 5, 20] {
+            // Sum over phases of pages not requested in the previous phase.
+            let ph = phases(&t, k);
+            let mut in_phase: Vec<std::collections::HashSet<u32>> = Vec::new();
+            for (i, &p) in ph.iter().enumerate() {
+                if in_phase.len() <= p as usize {
+                    in_phase.push(Default::default());
+                }
+                in_phase[p as usize].insert(t.pages[i]);
+            }
+            let new: usize = (0..in_phase.len())
+                .map(|i| match i {
+                    0 => in_phase[0].len(),
+                    _ => in_phase[i].difference(&in_phase[i - 1]).count(),
+                })
+                .sum();
+            let opt = misses("belady", k, &t);
+            let exact = Predictor::Phase { flip: 0.0 }.predict(&t, k, 0);
+            let m = misses_seeded("phase-marker", k, &t, seed, Some(&exact));
+            assert_eq!(m as usize, new, "seed {seed} k={k}");
+            assert!(m <= 2 * opt);
+            // Whatever the bits, a marking algorithm misses at most k times per phase.
+            let wrong = Predictor::Phase { flip: 0.5 }.predict(&t, k, seed);
+            let m = misses_seeded("phase-marker", k, &t, seed, Some(&wrong));
+            assert!(m as usize <= k * in_phase.len(), "seed {seed} k={k}");
+        }
+    }
+}
+
+#[test]
+fn robust_discard_tracks_the_better_of_marker_and_discard_following() {
+    // Same Blum-Burch bound as robust-ftp: mean over 20 runs <= (1 + eps) min + 4 k / eps.
+    let t = random_trace(600, 4000, 80);
+    for flip in [0.0, 0.5] {
+        for k in [4, 16] {
+            let eps = 0.5;
+            let bits = Predictor::Discard { flip }.predict(&t, k, 3);
+            let a = (0..20)
+                .map(|s| misses_seeded("marker", k, &t, s, Some(&bits)) as f64)
+                .sum::<f64>()
+                / 20.0;
+            let b = misses_seeded("discard-ftp", k, &t, 0, Some(&bits)) as f64;
+            let ours = (0..20)
+                .map(|s| misses_seeded("robust-discard", k, &t, s, Some(&bits)) as f64)
+                .sum::<f64>()
+                / 20.0;
+            let bound = (1.0 + eps) * a.min(b) + 4.0 * k as f64 / eps;
+            assert!(ours <= bound, "flip {flip} k={k}: {ours} > {bound}");
         }
     }
 }

@@ -1,12 +1,21 @@
-//! Predictors of the next request time of each requested page, one value per request
-//! (larger means later). The synthetic oracle follows the learning-augmented paging
-//! experiments (Antoniadis et al., ICML 2020); POPU and PLECO are their history-based
-//! predictors and see only the past.
+//! Predictors, one value per request, of three kinds ([`PredictionKind`]):
+//! - the next request time of the requested page (larger means later). The synthetic
+//!   oracle follows the learning-augmented paging experiments (Antoniadis et al., ICML
+//!   2020); POPU and PLECO are their history-based predictors and see only the past;
+//! - one-bit *discard* predictions (Antoniadis et al., "Paging with Succinct Predictions",
+//!   ICML 2023): 1 when it is safe to evict the page, that is when an optimal algorithm
+//!   (here Belady's, at the same cache size) evicts it before its next request;
+//! - one-bit *phase* predictions (same paper): 1 when the page is requested again in the
+//!   next k-phase (phases: maximal stretches of the sequence with k distinct pages).
+//!
+//! The bit predictors derive the true bit from the whole trace and flip each bit
+//! independently with probability `flip`, the controlled error of that paper's setting.
 
+use super::util::IndexedHeap;
 use super::{Trace, NEVER};
 use crate::error::{Error, Result};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 
 /// A predictor and its parameter.
@@ -26,22 +35,77 @@ pub enum Predictor {
     Pleco,
     /// `-t`: following these predictions is LRU.
     Lru,
+    /// One-bit discard predictions from Belady's run at the cache size, each flipped with
+    /// probability `flip`.
+    Discard {
+        /// Probability of flipping each bit.
+        flip: f64,
+    },
+    /// One-bit phase predictions from the k-phase partition, each flipped with
+    /// probability `flip`.
+    Phase {
+        /// Probability of flipping each bit.
+        flip: f64,
+    },
+}
+
+/// What a prediction value means; a policy reads one kind only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PredictionKind {
+    /// The time of the page's next request (larger is later).
+    NextRequest,
+    /// 1 if safe to evict the page before its next request, else 0.
+    DiscardBit,
+    /// 1 if the page is requested in the next phase, else 0.
+    PhaseBit,
+}
+
+impl PredictionKind {
+    /// The predictor names that give this kind.
+    pub fn predictor_names(self) -> &'static str {
+        match self {
+            PredictionKind::NextRequest => "oracle, popu, pleco, lru",
+            PredictionKind::DiscardBit => "discard",
+            PredictionKind::PhaseBit => "phase",
+        }
+    }
 }
 
 impl Predictor {
-    /// Parse `oracle`, `popu`, `pleco` or `lru`; `sigma` is used by the oracle.
-    pub fn parse(name: &str, sigma: f64) -> Result<Predictor> {
+    /// Parse `oracle`, `popu`, `pleco`, `lru`, `discard` or `phase`; `noise` is the
+    /// oracle's sigma or the bit predictors' flip probability.
+    pub fn parse(name: &str, noise: f64) -> Result<Predictor> {
         Ok(match name {
-            "oracle" => Predictor::Oracle { sigma },
+            "oracle" => Predictor::Oracle { sigma: noise },
             "popu" => Predictor::Popu,
             "pleco" => Predictor::Pleco,
             "lru" => Predictor::Lru,
+            "discard" => Predictor::Discard { flip: noise },
+            "phase" => Predictor::Phase { flip: noise },
             _ => {
                 return Err(Error::input(format!(
-                    "unknown predictor `{name}`; known: oracle, popu, pleco, lru"
+                    "unknown predictor `{name}`; known: oracle, popu, pleco, lru, discard, phase"
                 )))
             }
         })
+    }
+
+    /// The kind of value it predicts.
+    pub fn kind(&self) -> PredictionKind {
+        match self {
+            Predictor::Discard { .. } => PredictionKind::DiscardBit,
+            Predictor::Phase { .. } => PredictionKind::PhaseBit,
+            _ => PredictionKind::NextRequest,
+        }
+    }
+
+    /// Whether its predictions are random (and so averaged over runs).
+    pub fn is_noisy(&self) -> bool {
+        match *self {
+            Predictor::Oracle { sigma } => sigma > 0.0,
+            Predictor::Discard { flip } | Predictor::Phase { flip } => flip > 0.0,
+            _ => false,
+        }
     }
 
     /// Short label for reports.
@@ -51,18 +115,104 @@ impl Predictor {
             Predictor::Popu => "popu".into(),
             Predictor::Pleco => "pleco".into(),
             Predictor::Lru => "lru".into(),
+            Predictor::Discard { flip } => format!("discard(p={flip})"),
+            Predictor::Phase { flip } => format!("phase(p={flip})"),
         }
     }
 
-    /// Predictions for every request of `trace`.
-    pub fn predict(&self, trace: &Trace, seed: u64) -> Vec<f64> {
+    /// Predictions for every request of `trace` served by a cache of `k` pages (the bit
+    /// predictors depend on `k`; the others do not).
+    pub fn predict(&self, trace: &Trace, k: usize, seed: u64) -> Vec<f64> {
         match *self {
             Predictor::Oracle { sigma } => oracle(trace, sigma, seed),
             Predictor::Popu => popu(trace),
             Predictor::Pleco => pleco(trace),
             Predictor::Lru => (0..trace.len()).map(|t| -(t as f64)).collect(),
+            Predictor::Discard { flip } => flip_bits(discard_bits(trace, k), flip, seed),
+            Predictor::Phase { flip } => flip_bits(phase_bits(trace, k), flip, seed),
         }
     }
+}
+
+/// Flip each bit independently with probability `p`.
+fn flip_bits(mut bits: Vec<f64>, p: f64, seed: u64) -> Vec<f64> {
+    if p > 0.0 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for b in &mut bits {
+            if rng.gen::<f64>() < p {
+                *b = 1.0 - *b;
+            }
+        }
+    }
+    bits
+}
+
+/// True discard bits: run Belady (evict the cached page requested furthest in the future;
+/// pages never requested again first) with `k` pages and mark
+/// each request whose page is evicted before its next request, or never requested again.
+pub fn discard_bits(trace: &Trace, k: usize) -> Vec<f64> {
+    let n = trace.len();
+    let mut bits = vec![0.0; n];
+    let mut last_request = vec![usize::MAX; trace.num_pages];
+    // Max-heap on next use: NEVER (u64::MAX) is evicted first.
+    let mut cache: IndexedHeap<u64> = IndexedHeap::default();
+    for t in 0..n {
+        let page = trace.pages[t];
+        let next = trace.next_use[t];
+        if !cache.contains(page) && cache.len() >= k.max(1) {
+            let (_, victim) = cache.pop().expect("a full cache");
+            bits[last_request[victim as usize]] = 1.0;
+        }
+        cache.set(page, next);
+        last_request[page as usize] = t;
+        if next == NEVER {
+            bits[t] = 1.0;
+        }
+    }
+    bits
+}
+
+/// The k-phase of every request: a phase is a maximal stretch with at most `k` distinct
+/// pages; phases are numbered from 0.
+pub fn phases(trace: &Trace, k: usize) -> Vec<u32> {
+    let mut seen_in = vec![u32::MAX; trace.num_pages];
+    let (mut phase, mut distinct) = (0u32, 0usize);
+    trace
+        .pages
+        .iter()
+        .map(|&p| {
+            if seen_in[p as usize] != phase {
+                if distinct == k.max(1) {
+                    phase += 1;
+                    distinct = 0;
+                }
+                seen_in[p as usize] = phase;
+                distinct += 1;
+            }
+            phase
+        })
+        .collect()
+}
+
+/// True phase bits: 1 when the request's page is requested in the next k-phase.
+pub fn phase_bits(trace: &Trace, k: usize) -> Vec<f64> {
+    let phase = phases(trace, k);
+    let mut bits = vec![0.0; trace.len()];
+    for t in (0..trace.len()).rev() {
+        let next = trace.next_use[t];
+        if next == NEVER {
+            continue;
+        }
+        let next = next as usize;
+        bits[t] = if phase[next] == phase[t] {
+            bits[next]
+        } else if phase[next] == phase[t] + 1 {
+            1.0
+        } else {
+            0.0
+        };
+    }
+    bits
 }
 
 fn oracle(trace: &Trace, sigma: f64, seed: u64) -> Vec<f64> {

@@ -57,10 +57,18 @@ fn seed_for(base: u64, parts: &[u64]) -> u64 {
     parts.iter().fold(base, |acc, &p| mix(acc, p))
 }
 
-/// Run the job over the traces.
+/// Run the job over the traces. Every policy that reads predictions must have a predictor
+/// of its kind in the job.
 pub fn run_paging(traces: &[Trace], job: &PagingJob) -> Result<Vec<PagingRow>> {
     for p in &job.policies {
-        entry(p)?;
+        if let Some(kind) = entry(p)?.prediction {
+            if !job.predictors.iter().any(|q| q.kind() == kind) {
+                return Err(crate::error::Error::input(format!(
+                    "policy `{p}` needs predictions of the kind it reads: add --predictor {}",
+                    kind.predictor_names()
+                )));
+            }
+        }
     }
     let requests: u64 = traces.iter().map(|t| t.len() as u64).sum();
     let mut rows = Vec::new();
@@ -100,7 +108,7 @@ pub fn run_paging(traces: &[Trace], job: &PagingJob) -> Result<Vec<PagingRow>> {
         for name in job
             .policies
             .iter()
-            .filter(|p| !entry(p).expect("checked").uses_predictions)
+            .filter(|p| !entry(p).expect("checked").uses_predictions())
         {
             let e = entry(name)?;
             let runs = if e.randomized { job.runs } else { 1 };
@@ -129,13 +137,19 @@ pub fn run_paging(traces: &[Trace], job: &PagingJob) -> Result<Vec<PagingRow>> {
         let predictive: Vec<&String> = job
             .policies
             .iter()
-            .filter(|p| entry(p).expect("checked").uses_predictions)
+            .filter(|p| entry(p).expect("checked").uses_predictions())
             .collect();
-        if predictive.is_empty() {
-            continue;
-        }
         for pred in &job.predictors {
-            let noisy = matches!(pred, Predictor::Oracle { sigma } if *sigma > 0.0);
+            // Each policy reads one kind of prediction; pair it with predictors of that kind.
+            let predictive: Vec<&String> = predictive
+                .iter()
+                .copied()
+                .filter(|p| entry(p).expect("checked").prediction == Some(pred.kind()))
+                .collect();
+            if predictive.is_empty() {
+                continue;
+            }
+            let noisy = pred.is_noisy();
             let any_random = predictive
                 .iter()
                 .any(|p| entry(p).expect("checked").randomized);
@@ -143,7 +157,7 @@ pub fn run_paging(traces: &[Trace], job: &PagingJob) -> Result<Vec<PagingRow>> {
             let mut per_policy = vec![vec![0.0; runs as usize]; predictive.len()];
             for run in 0..runs {
                 for (i, t) in traces.iter().enumerate() {
-                    let preds = pred.predict(t, seed_for(job.seed, &[run as u64, i as u64, 2]));
+                    let preds = pred.predict(t, k, seed_for(job.seed, &[run as u64, i as u64, 2]));
                     for (j, name) in predictive.iter().enumerate() {
                         let e = entry(name)?;
                         let mut p = PolicyParams::new(

@@ -303,7 +303,17 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
                 ),
             )
         })?;
-        if e.uses_predictions && k.predictor.is_none() {
+        if matches!(e.prediction, Some(kind) if kind != crate::paging::predictor::PredictionKind::NextRequest)
+        {
+            return Err((
+                "kv_cache.eviction".into(),
+                format!(
+                    "policy `{}` reads one-bit predictions, which the serving simulation does not provide (use it with `kvsim paging`)",
+                    k.eviction
+                ),
+            ));
+        }
+        if e.uses_predictions() && k.predictor.is_none() {
             return Err((
                 "kv_cache.predictor".into(),
                 format!("required by eviction policy `{}`", k.eviction),

@@ -112,7 +112,7 @@ fn build_evictor(scenario: &Scenario, setup: &EngineSetup) -> Result<Option<Poli
     let usable = (setup.memory.num_gpu_blocks - 1) as usize;
     let policy = (entry.build)(&PolicyParams::new(usable, 0, scenario.seed));
     let predictions = match &k.predictor {
-        Some(p) if entry.uses_predictions => match p.kind {
+        Some(p) if entry.uses_predictions() => match p.kind {
             PredictorKind::Oracle => BlockPredictions::Oracle { sigma: p.sigma },
             PredictorKind::Learned => {
                 BlockPredictions::Learned(Box::new(LearnedReuse::new(8 * usable)))

@@ -129,6 +129,11 @@ impl Marking {
         self.unmarked.top().map(|(_, p)| p)
     }
 
+    /// The heap key (latest prediction) of an unmarked page.
+    pub fn key_of_unmarked(&self, page: u32) -> Option<f64> {
+        self.unmarked.key(page)
+    }
+
     /// A uniformly random unmarked page.
     pub fn random_unmarked(&self, rng: &mut StdRng) -> Option<u32> {
         (!self.unmarked_list.is_empty())

@@ -5,6 +5,7 @@ mod arc;
 mod belady;
 mod clock;
 mod combine;
+mod discard_ftp;
 mod fifo;
 mod ftp;
 mod lfu;
@@ -13,12 +14,14 @@ mod lnonmarker;
 mod lru;
 mod marker;
 mod marking;
+mod phase_marker;
 mod pred_marker;
 mod s3fifo;
 mod sieve;
 
 pub use combine::{Combined, Scheme};
 
+use super::predictor::PredictionKind;
 use super::Eviction;
 use crate::error::{Error, Result};
 
@@ -56,8 +59,8 @@ type Build = fn(&PolicyParams) -> Box<dyn Eviction>;
 pub struct Entry {
     /// Name on the command line and in scenarios.
     pub name: &'static str,
-    /// Whether it reads predictions.
-    pub uses_predictions: bool,
+    /// The kind of predictions it reads, if any.
+    pub prediction: Option<PredictionKind>,
     /// Whether its choices are random (averaged over runs).
     pub randomized: bool,
     /// Constructor.
@@ -86,79 +89,79 @@ fn combined(
 pub const REGISTRY: &[Entry] = &[
     Entry {
         name: "lru",
-        uses_predictions: false,
+        prediction: None,
         randomized: false,
         build: |p| Box::new(lru::Lru::new(p.num_pages)),
     },
     Entry {
         name: "fifo",
-        uses_predictions: false,
+        prediction: None,
         randomized: false,
         build: |p| Box::new(fifo::Fifo::new(p.num_pages)),
     },
     Entry {
         name: "clock",
-        uses_predictions: false,
+        prediction: None,
         randomized: false,
         build: |p| Box::new(clock::Clock::new(p.k, p.num_pages)),
     },
     Entry {
         name: "lfu",
-        uses_predictions: false,
+        prediction: None,
         randomized: false,
         build: |_| Box::new(lfu::Lfu::new()),
     },
     Entry {
         name: "arc",
-        uses_predictions: false,
+        prediction: None,
         randomized: false,
         build: |p| Box::new(arc::Arc::new(p.k, p.num_pages)),
     },
     Entry {
         name: "s3fifo",
-        uses_predictions: false,
+        prediction: None,
         randomized: false,
         build: |p| Box::new(s3fifo::S3Fifo::new(p.k, p.num_pages, 0.1, 2)),
     },
     Entry {
         name: "sieve",
-        uses_predictions: false,
+        prediction: None,
         randomized: false,
         build: |p| Box::new(sieve::Sieve::new(p.num_pages)),
     },
     Entry {
         name: "marker",
-        uses_predictions: false,
+        prediction: None,
         randomized: true,
         build: |p| Box::new(marker::Marker::new(p.num_pages, p.seed)),
     },
     Entry {
         name: "belady",
-        uses_predictions: false,
+        prediction: None,
         randomized: false,
         build: |_| Box::new(belady::Belady::new()),
     },
     Entry {
         name: "ftp",
-        uses_predictions: true,
+        prediction: Some(PredictionKind::NextRequest),
         randomized: false,
         build: |_| Box::new(ftp::FollowPrediction::new()),
     },
     Entry {
         name: "predictive-marker",
-        uses_predictions: true,
+        prediction: Some(PredictionKind::NextRequest),
         randomized: true,
         build: |p| Box::new(pred_marker::PredictiveMarker::new(p.k, p.num_pages, p.seed)),
     },
     Entry {
         name: "lmarker",
-        uses_predictions: true,
+        prediction: Some(PredictionKind::NextRequest),
         randomized: true,
         build: |p| Box::new(lmarker::LMarker::new(p.num_pages, p.seed)),
     },
     Entry {
         name: "lnonmarker",
-        uses_predictions: true,
+        prediction: Some(PredictionKind::NextRequest),
         randomized: true,
         build: |p| {
             let core = Box::new(lnonmarker::LNonMarkerCore::new(p.k, p.num_pages, p.seed));
@@ -174,7 +177,7 @@ pub const REGISTRY: &[Entry] = &[
     },
     Entry {
         name: "robust-ftp",
-        uses_predictions: true,
+        prediction: Some(PredictionKind::NextRequest),
         randomized: true,
         build: |p| {
             let marker = Box::new(marker::Marker::new(p.num_pages, p.seed ^ 0x6d61));
@@ -189,7 +192,7 @@ pub const REGISTRY: &[Entry] = &[
     },
     Entry {
         name: "switch-ftp",
-        uses_predictions: true,
+        prediction: Some(PredictionKind::NextRequest),
         randomized: false,
         build: |p| {
             combined(
@@ -201,7 +204,41 @@ pub const REGISTRY: &[Entry] = &[
             )
         },
     },
+    Entry {
+        name: "discard-ftp",
+        prediction: Some(PredictionKind::DiscardBit),
+        randomized: false,
+        build: |p| Box::new(discard_ftp::DiscardFollow::new(p.num_pages)),
+    },
+    Entry {
+        name: "robust-discard",
+        prediction: Some(PredictionKind::DiscardBit),
+        randomized: true,
+        build: |p| {
+            let marker = Box::new(marker::Marker::new(p.num_pages, p.seed ^ 0x6d61));
+            combined(
+                "robust-discard",
+                marker,
+                Box::new(discard_ftp::DiscardFollow::new(p.num_pages)),
+                p,
+                Scheme::Randomized { eps: p.eps },
+            )
+        },
+    },
+    Entry {
+        name: "phase-marker",
+        prediction: Some(PredictionKind::PhaseBit),
+        randomized: true,
+        build: |p| Box::new(phase_marker::PhaseMarker::new(p.num_pages, p.seed)),
+    },
 ];
+
+impl Entry {
+    /// Whether it reads predictions.
+    pub fn uses_predictions(&self) -> bool {
+        self.prediction.is_some()
+    }
+}
 
 /// Names of every policy.
 pub fn policy_names() -> Vec<&'static str> {
