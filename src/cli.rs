@@ -55,6 +55,45 @@ enum Command {
     },
     /// Standalone cache simulation: policies x cache sizes x predictors over page traces.
     Paging(PagingArgs),
+    /// Measure the model's kernels on this GPU (cuBLAS, NVRTC) and write a calibration
+    /// profile; `--validate` checks a profile against composed steps; `--dry-run` prints the plan.
+    Calibrate(CalibrateArgs),
+}
+
+/// Arguments of `kvsim calibrate`.
+#[derive(clap::Args, Debug)]
+struct CalibrateArgs {
+    /// Model preset, e.g. `llama-3.1-8b`.
+    #[arg(long)]
+    model: String,
+    /// Tensor-parallel degree: shapes are one GPU's share.
+    #[arg(long, default_value_t = 1)]
+    tp: u32,
+    /// A reduced grid (minutes instead of tens of minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Profile path without extension: writes NAME.csv and NAME.yaml.
+    #[arg(long, value_name = "calibration/NAME")]
+    out: Option<PathBuf>,
+    /// Print the measurement plan and its expected duration; needs no GPU.
+    #[arg(long)]
+    dry_run: bool,
+    /// Run composed steps from a scenario and compare with the profile's predictions;
+    /// writes NAME-validation.csv.
+    #[arg(long)]
+    validate: bool,
+    /// Scenario whose batch compositions `--validate` replays.
+    #[arg(long, default_value = "scenarios/quickstart.yaml")]
+    scenario: PathBuf,
+    /// Steps `--validate` measures.
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// GPU preset for the roofline (dry-run estimate, validation comparison).
+    #[arg(long, default_value = "h100-sxm")]
+    gpu: String,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 /// Arguments of `kvsim paging`.
@@ -214,6 +253,19 @@ fn dispatch(cmd: Command) -> Result<()> {
                 },
         } => trace_synth(&scenario, &sets, &out, block_tokens),
         Command::Paging(args) => paging(args),
+        Command::Calibrate(a) => crate::calibrate::run(&crate::calibrate::CalibrateJob {
+            model: a.model,
+            tp: a.tp,
+            quick: a.quick,
+            out: a.out,
+            dry_run: a.dry_run,
+            validate: a.validate,
+            scenario: a.scenario,
+            steps: a.steps,
+            gpu: a.gpu,
+            seed: a.seed,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        }),
     }
 }
 
@@ -268,7 +320,8 @@ fn run(
 }
 
 fn validate(path: &Path, sets: &[String]) -> Result<()> {
-    let (_, setup) = load_checked(path, sets)?;
+    let (scenario, setup) = load_checked(path, sets)?;
+    let cost = crate::sim::build_cost_model(&scenario, &setup)?;
     let m = &setup.model;
     println!(
         "{}: ok ({} on {}, {} GPU blocks of {} tokens, max_num_batched_tokens {}, max_num_seqs {})",
@@ -287,6 +340,7 @@ fn validate(path: &Path, sets: &[String]) -> Result<()> {
         m.kv_bytes_per_token(),
         m.linear_flops_per_token() as f64 / 1e9
     );
+    println!("cost model: {}", cost.describe());
     Ok(())
 }
 

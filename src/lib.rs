@@ -6,6 +6,7 @@
 //! ([`report`]) throughput, latency and KV memory. The paging lab ([`paging`]) studies
 //! eviction policies, the offline optimum and learned predictions on their own.
 
+pub mod calibrate;
 pub mod cli;
 pub mod cost;
 pub mod engine;

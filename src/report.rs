@@ -43,6 +43,8 @@ pub struct Summary {
     pub engine: String,
     /// The cost model used.
     pub cost_model: String,
+    /// Warnings of the cost model (e.g. steps outside the calibrated grid).
+    pub cost_model_warnings: Vec<String>,
     /// Requests that arrived.
     pub requests_arrived: u64,
     /// Requests completed.
@@ -138,6 +140,7 @@ impl Summary {
             gpu: setup.gpu.name.clone(),
             engine: VLLM_REFERENCE.to_string(),
             cost_model,
+            cost_model_warnings: Vec::new(),
             requests_arrived: rec.arrived,
             requests_completed: rec.completed,
             requests_rejected: rec
@@ -203,6 +206,9 @@ impl Summary {
         line("scenario", self.scenario.clone());
         line("model / gpu", format!("{} on {}", self.model, self.gpu));
         line("cost model", self.cost_model.clone());
+        for w in &self.cost_model_warnings {
+            line("cost model warning", w.clone());
+        }
         line(
             "kv cache",
             format!(

@@ -1,9 +1,13 @@
 //! Step-time models. The engine describes each step as a [`BatchShape`]; a [`CostModel`]
-//! turns it into nanoseconds. The roofline model is the default; calibrated tables (a later
-//! issue) implement the same trait.
+//! turns it into nanoseconds. The roofline model is the default; the calibrated model
+//! ([`Calibrated`], from a `kvsim calibrate` profile) implements the same trait.
 
+pub mod calibrated;
+pub mod interp;
+pub mod profile;
 mod roofline;
 
+pub use calibrated::Calibrated;
 pub use roofline::Roofline;
 
 /// One request's share of a step.
@@ -82,4 +86,8 @@ pub trait CostModel {
     fn step_cost(&self, batch: &BatchShape) -> StepCost;
     /// A short description for reports (which model, which parameters).
     fn describe(&self) -> String;
+    /// Warnings gathered while predicting (e.g. queries outside a measured grid).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

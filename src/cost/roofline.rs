@@ -1,7 +1,7 @@
 //! The roofline cost model: every kernel takes `max(compute time, memory time)` at
 //! configurable fractions of the GPU's peak. Formulas in `docs/cost-model.md`.
 
-use super::{BatchShape, CostModel, StepCost};
+use super::{BatchShape, CostModel, SeqWork, StepCost};
 use crate::hardware::Gpu;
 use crate::model::Model;
 use crate::scenario::Efficiency;
@@ -50,24 +50,75 @@ impl Roofline {
 
     /// One GEMM of `tokens` rows against a `k x n` weight: FLOPs `2 t k n`, bytes for the
     /// weight plus the input and output activations.
-    fn gemm_ns(&self, tokens: f64, k: u64, n: u64) -> f64 {
+    pub fn gemm_ns(&self, tokens: f64, k: u64, n: u64) -> f64 {
         let b = self.model.dtype_bytes as f64;
         let (k, n) = (k as f64, n as f64);
         let flops = 2.0 * tokens * k * n;
         let bytes = (k * n + tokens * (k + n)) * b;
         self.kernel_ns(flops, bytes, self.eff.gemm_compute, self.eff.gemm_memory)
     }
+
+    /// The (input width, output width) of the QKV, O, gate+up and down weights.
+    pub fn layer_gemms(&self) -> [(u64, u64); 4] {
+        self.gemms
+    }
+
+    /// One layer of prefill attention over these chunks, as one kernel.
+    pub fn prefill_layer_ns(&self, prefills: &[SeqWork]) -> f64 {
+        let m = &self.model;
+        let b = m.dtype_bytes as f64;
+        let kv_tok = m.kv_bytes_per_token_layer() as f64;
+        let q_tok = (m.heads * m.head_dim) as f64 * b;
+        let qk_pv = 4.0 * (m.heads * m.head_dim) as f64;
+        let (mut flops, mut bytes) = (0.0, 0.0);
+        for s in prefills {
+            let (c, p) = (s.new_tokens as f64, s.context as f64);
+            // Causal: query i attends to p + i + 1 keys; the sum over the chunk is c(p + (c+1)/2).
+            flops += qk_pv * c * (p + (c + 1.0) / 2.0);
+            bytes += (p + c) * kv_tok + 2.0 * c * q_tok;
+        }
+        self.kernel_ns(
+            flops,
+            bytes,
+            self.eff.attention_compute,
+            self.eff.attention_memory,
+        )
+    }
+
+    /// One layer of decode attention over these sequences, as one kernel.
+    pub fn decode_layer_ns(&self, decodes: &[SeqWork]) -> f64 {
+        let m = &self.model;
+        let b = m.dtype_bytes as f64;
+        let kv_tok = m.kv_bytes_per_token_layer() as f64;
+        let q_tok = (m.heads * m.head_dim) as f64 * b;
+        let qk_pv = 4.0 * (m.heads * m.head_dim) as f64;
+        let (mut flops, mut bytes) = (0.0, 0.0);
+        for s in decodes {
+            let ctx = s.context as f64 + 1.0;
+            flops += qk_pv * ctx;
+            bytes += ctx * kv_tok + 2.0 * q_tok;
+        }
+        self.kernel_ns(
+            flops,
+            bytes,
+            self.eff.attention_compute,
+            self.eff.attention_memory,
+        )
+    }
+
+    /// CPU overhead of a step with `seqs` sequences.
+    pub fn overhead_ns(&self, seqs: usize) -> f64 {
+        self.step_overhead_ns + self.per_request_overhead_ns * seqs as f64
+    }
 }
 
 impl CostModel for Roofline {
     fn step_cost(&self, batch: &BatchShape) -> StepCost {
         let m = &self.model;
-        let b = m.dtype_bytes as f64;
         let layers = m.layers as f64;
         let tokens = batch.total_tokens() as f64;
         let mut cost = StepCost {
-            overhead_ns: self.step_overhead_ns
-                + self.per_request_overhead_ns * batch.num_seqs() as f64,
+            overhead_ns: self.overhead_ns(batch.num_seqs()),
             ..Default::default()
         };
         if tokens == 0.0 {
@@ -80,39 +131,11 @@ impl CostModel for Roofline {
                 .map(|&(k, n)| self.gemm_ns(tokens, k, n))
                 .sum::<f64>();
 
-        let kv_tok = m.kv_bytes_per_token_layer() as f64;
-        let q_tok = (m.heads * m.head_dim) as f64 * b;
-        let qk_pv = 4.0 * (m.heads * m.head_dim) as f64;
         if !batch.prefills.is_empty() {
-            let (mut flops, mut bytes) = (0.0, 0.0);
-            for s in &batch.prefills {
-                let (c, p) = (s.new_tokens as f64, s.context as f64);
-                // Causal: query i attends to p + i + 1 keys; the sum over the chunk is c(p + (c+1)/2).
-                flops += qk_pv * c * (p + (c + 1.0) / 2.0);
-                bytes += (p + c) * kv_tok + 2.0 * c * q_tok;
-            }
-            cost.prefill_attention_ns = layers
-                * self.kernel_ns(
-                    flops,
-                    bytes,
-                    self.eff.attention_compute,
-                    self.eff.attention_memory,
-                );
+            cost.prefill_attention_ns = layers * self.prefill_layer_ns(&batch.prefills);
         }
         if !batch.decodes.is_empty() {
-            let (mut flops, mut bytes) = (0.0, 0.0);
-            for s in &batch.decodes {
-                let ctx = s.context as f64 + 1.0;
-                flops += qk_pv * ctx;
-                bytes += ctx * kv_tok + 2.0 * q_tok;
-            }
-            cost.decode_attention_ns = layers
-                * self.kernel_ns(
-                    flops,
-                    bytes,
-                    self.eff.attention_compute,
-                    self.eff.attention_memory,
-                );
+            cost.decode_attention_ns = layers * self.decode_layer_ns(&batch.decodes);
         }
         if batch.sampled > 0 {
             cost.lm_head_ns = self.gemm_ns(batch.sampled as f64, m.hidden as u64, m.vocab as u64);

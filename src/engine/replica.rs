@@ -210,4 +210,9 @@ impl Replica {
     pub fn cost_model(&self) -> String {
         self.cost.describe()
     }
+
+    /// Warnings of the cost model (queries outside a calibrated grid).
+    pub fn cost_warnings(&self) -> Vec<String> {
+        self.cost.warnings()
+    }
 }

@@ -63,6 +63,18 @@ pub fn to_yaml_string(s: &Scenario) -> Result<String> {
     serde_yaml::to_string(s).map_err(|e| Error::failure(format!("cannot serialise scenario: {e}")))
 }
 
+/// Parse any YAML document (calibration metadata, for instance) with located errors. Kept
+/// here so that `serde_yaml` stays behind this one module.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
+    serde_yaml::from_str(text)
+        .map_err(|e| Error::input(format!("{origin}: {}", describe_yaml_error(&e))))
+}
+
+/// Serialise any value as YAML.
+pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_yaml::to_string(value).map_err(|e| Error::failure(format!("cannot serialise YAML: {e}")))
+}
+
 fn resolve_paths(s: &mut Scenario, base: &Path) {
     let fix = |p: &mut PathBuf| {
         if p.is_relative() {
@@ -70,6 +82,9 @@ fn resolve_paths(s: &mut Scenario, base: &Path) {
         }
     };
     if let Some(p) = &mut s.workload.source.path {
+        fix(p);
+    }
+    if let Some(p) = &mut s.hardware.calibration {
         fix(p);
     }
 }

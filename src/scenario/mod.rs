@@ -4,7 +4,7 @@
 mod load;
 mod source;
 
-pub use load::{load_scenario, parse_scenario, to_yaml_string};
+pub use load::{load_scenario, parse_scenario, parse_yaml, to_yaml, to_yaml_string};
 pub use source::{
     ArrivalKind, ArrivalSpec, LengthKind, LengthSpec, SessionSpec, SourceKind, SourceSpec,
     SystemPromptSpec,
@@ -154,6 +154,10 @@ pub struct HardwareSpec {
     /// Efficiencies of the roofline cost model.
     #[serde(default)]
     pub efficiency: Efficiency,
+    /// A calibration profile (`calibration/NAME`, without extension; relative to the
+    /// scenario file): when set, step times come from its measurements.
+    #[serde(default)]
+    pub calibration: Option<PathBuf>,
 }
 
 fn default_gpu() -> String {
@@ -170,6 +174,7 @@ impl Default for HardwareSpec {
             host_link_gbps: None,
             price_per_hour: None,
             efficiency: Efficiency::default(),
+            calibration: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 pub mod event;
 pub mod recorder;
 
-use crate::cost::Roofline;
+use crate::cost::{Calibrated, CostModel, Roofline};
 use crate::engine::config::EngineSetup;
 use crate::engine::evictor::{BlockPredictions, NextUse, PolicyEvictor, TraceNextUse};
 use crate::engine::learned::LearnedReuse;
@@ -27,14 +27,24 @@ pub fn run(
     rec: &mut Recorder,
     audit: bool,
 ) -> Result<Summary> {
-    let cost = Roofline::new(
-        &setup.model,
-        &setup.gpu,
-        &scenario.hardware.efficiency,
-        scenario.engine.step_overhead_us,
-        scenario.engine.per_request_overhead_us,
-    );
-    let mut replicas = [Replica::new(setup, Box::new(cost), audit)];
+    run_with_cost(
+        scenario,
+        setup,
+        rec,
+        audit,
+        build_cost_model(scenario, setup)?,
+    )
+}
+
+/// [`run`] with a given cost model (e.g. one that records the steps it is asked about).
+pub fn run_with_cost(
+    scenario: &Scenario,
+    setup: &EngineSetup,
+    rec: &mut Recorder,
+    audit: bool,
+    cost: Box<dyn CostModel>,
+) -> Result<Summary> {
+    let mut replicas = [Replica::new(setup, cost, audit)];
     if let Some(ev) = build_evictor(scenario, setup)? {
         replicas[0].set_evictor(ev);
     }
@@ -92,6 +102,7 @@ pub fn run(
         .map(|r| r.scheduler().kv().evictions())
         .sum();
     let mut summary = Summary::build(scenario, setup, rec, replicas[0].cost_model(), evictions);
+    summary.cost_model_warnings = replicas[0].cost_warnings();
     let kv = replicas[0].scheduler().kv();
     summary.eviction = kv.eviction_name().to_string();
     summary.learned_predictor = kv.learned_stats().map(|(updates, mse)| LearnedStats {
@@ -99,6 +110,25 @@ pub fn run(
         mean_squared_log_error: mse,
     });
     Ok(summary)
+}
+
+/// The step-time model: the roofline, or the calibrated model when the scenario names a
+/// profile (`hardware.calibration`).
+pub fn build_cost_model(scenario: &Scenario, setup: &EngineSetup) -> Result<Box<dyn CostModel>> {
+    let roof = Roofline::new(
+        &setup.model,
+        &setup.gpu,
+        &scenario.hardware.efficiency,
+        scenario.engine.step_overhead_us,
+        scenario.engine.per_request_overhead_us,
+    );
+    Ok(match &scenario.hardware.calibration {
+        None => Box::new(roof),
+        Some(base) => {
+            let profile = crate::cost::profile::read_profile(base)?;
+            Box::new(Calibrated::new(&profile, &setup.model, roof)?)
+        }
+    })
 }
 
 /// The paging policy that chooses evictions, if the scenario names one. Policies that look
