@@ -600,13 +600,18 @@ impl Device {
         reps: u32,
     ) -> Result<Stats> {
         let tokens = shape.total_tokens().max(1);
-        let h = shard.gemms[0].1;
-        let widest = shard.gemms.iter().map(|g| g.1.max(g.2)).max().unwrap_or(h);
-        let x = self.random_device((tokens * widest) as usize)?;
-        let mut y = self
-            .stream
-            .alloc_zeros::<u16>((tokens * widest) as usize)
-            .map_err(cu)?;
+        let sampled = shape.sampled as u64;
+        let lm = shard.gemms[4];
+        // Activations: every layer GEMM reads tokens x k and writes tokens x n; the LM head
+        // reads sampled x hidden and writes sampled x vocabulary.
+        let layer_width = shard.gemms[..4]
+            .iter()
+            .map(|g| g.1.max(g.2))
+            .max()
+            .unwrap_or(lm.1);
+        let len = (tokens * layer_width).max(sampled * lm.2) as usize;
+        let x = self.random_device(len)?;
+        let mut y = self.stream.alloc_zeros::<u16>(len).map_err(cu)?;
         let contexts: Vec<u64> = shape.decodes.iter().map(|s| s.context as u64 + 1).collect();
         let mut decode = if contexts.is_empty() {
             None
@@ -617,8 +622,6 @@ impl Device {
         for s in &shape.prefills {
             prefills.push(self.prefill_inputs(shard, s.new_tokens as u64, s.context as u64, 2)?);
         }
-        let sampled = shape.sampled as u64;
-        let lm = shard.gemms[4];
         self.time(warmup, reps, |d, _| {
             for l in 0..layers as usize {
                 for (g, w) in weights.layers[l % weights.layers.len()].iter().enumerate() {

@@ -182,14 +182,7 @@ fn measure(
         let s = match p.op {
             op if op.is_gemm() => dev.time_gemm(p.m, p.k, p.n, warmup, reps)?,
             Op::DecodeAttention => {
-                let ctx = if p.context_max > p.context {
-                    let skew = (p.context_max as f64 / p.context.max(1) as f64).round() as u64;
-                    let mean = p.context_max / skew.max(1);
-                    plan::mixed_contexts(p.batch, mean, skew)
-                } else {
-                    vec![p.context; p.batch as usize]
-                };
-                dev.time_decode(shard, &ctx, warmup, reps)?
+                dev.time_decode(shard, &plan::decode_contexts(p), warmup, reps)?
             }
             Op::PrefillAttention => dev.time_prefill(shard, p.chunk, p.prefix, warmup, reps)?,
             op => dev.time_copy(op, p.bytes, warmup, reps)?,

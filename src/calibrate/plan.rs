@@ -108,6 +108,17 @@ pub fn mixed_contexts(batch: u64, mean: u64, skew: u64) -> Vec<u64> {
     v
 }
 
+/// The contexts of the sequences a planned decode point measures: `batch` equal contexts
+/// for a uniform point, else the [`mixed_contexts`] that produced its mean and longest.
+pub fn decode_contexts(p: &Point) -> Vec<u64> {
+    if p.context_max > p.context {
+        let skew = (p.context_max as f64 / p.context.max(1) as f64).round() as u64;
+        mixed_contexts(p.batch, p.context_max / skew.max(1), skew)
+    } else {
+        vec![p.context; p.batch as usize]
+    }
+}
+
 /// Largest total KV tokens of one decode measurement (bounds memory: 2M tokens of one
 /// layer of Llama-3.1-8B are 8 GiB for K and V together with rotation).
 pub const MAX_DECODE_TOKENS: u64 = 1 << 21;
@@ -284,5 +295,17 @@ mod tests {
         assert!(pts
             .iter()
             .any(|p| p.op == Op::DecodeAttention && p.context_max > p.context));
+        // The contexts measured for every decode point are the ones its row records.
+        for quick in [false, true] {
+            for p in plan_points(&s1, quick)
+                .iter()
+                .filter(|p| p.op == Op::DecodeAttention)
+            {
+                let c = decode_contexts(p);
+                assert_eq!(c.len() as u64, p.batch);
+                assert_eq!(c.iter().sum::<u64>() / p.batch, p.context, "{p:?}");
+                assert_eq!(*c.iter().max().unwrap(), p.context_max, "{p:?}");
+            }
+        }
     }
 }

@@ -63,20 +63,19 @@ impl Roofline {
         self.gemms
     }
 
-    /// One layer of prefill attention over these chunks, as one kernel.
-    pub fn prefill_layer_ns(&self, prefills: &[SeqWork]) -> f64 {
+    /// Per token and layer: KV bytes, query (or output) bytes, and attention FLOPs per key
+    /// (`QK^T` and `PV`, 2 FLOPs each per head dimension).
+    fn attention_per_token(&self) -> (f64, f64, f64) {
         let m = &self.model;
-        let b = m.dtype_bytes as f64;
-        let kv_tok = m.kv_bytes_per_token_layer() as f64;
-        let q_tok = (m.heads * m.head_dim) as f64 * b;
-        let qk_pv = 4.0 * (m.heads * m.head_dim) as f64;
-        let (mut flops, mut bytes) = (0.0, 0.0);
-        for s in prefills {
-            let (c, p) = (s.new_tokens as f64, s.context as f64);
-            // Causal: query i attends to p + i + 1 keys; the sum over the chunk is c(p + (c+1)/2).
-            flops += qk_pv * c * (p + (c + 1.0) / 2.0);
-            bytes += (p + c) * kv_tok + 2.0 * c * q_tok;
-        }
+        let q_width = (m.heads * m.head_dim) as f64;
+        (
+            m.kv_bytes_per_token_layer() as f64,
+            q_width * m.dtype_bytes as f64,
+            4.0 * q_width,
+        )
+    }
+
+    fn attention_kernel_ns(&self, flops: f64, bytes: f64) -> f64 {
         self.kernel_ns(
             flops,
             bytes,
@@ -85,25 +84,29 @@ impl Roofline {
         )
     }
 
+    /// One layer of prefill attention over these chunks, as one kernel.
+    pub fn prefill_layer_ns(&self, prefills: &[SeqWork]) -> f64 {
+        let (kv_tok, q_tok, qk_pv) = self.attention_per_token();
+        let (mut flops, mut bytes) = (0.0, 0.0);
+        for s in prefills {
+            let (c, p) = (s.new_tokens as f64, s.context as f64);
+            // Causal: query i attends to p + i + 1 keys; the sum over the chunk is c(p + (c+1)/2).
+            flops += qk_pv * c * (p + (c + 1.0) / 2.0);
+            bytes += (p + c) * kv_tok + 2.0 * c * q_tok;
+        }
+        self.attention_kernel_ns(flops, bytes)
+    }
+
     /// One layer of decode attention over these sequences, as one kernel.
     pub fn decode_layer_ns(&self, decodes: &[SeqWork]) -> f64 {
-        let m = &self.model;
-        let b = m.dtype_bytes as f64;
-        let kv_tok = m.kv_bytes_per_token_layer() as f64;
-        let q_tok = (m.heads * m.head_dim) as f64 * b;
-        let qk_pv = 4.0 * (m.heads * m.head_dim) as f64;
+        let (kv_tok, q_tok, qk_pv) = self.attention_per_token();
         let (mut flops, mut bytes) = (0.0, 0.0);
         for s in decodes {
             let ctx = s.context as f64 + 1.0;
             flops += qk_pv * ctx;
             bytes += ctx * kv_tok + 2.0 * q_tok;
         }
-        self.kernel_ns(
-            flops,
-            bytes,
-            self.eff.attention_compute,
-            self.eff.attention_memory,
-        )
+        self.attention_kernel_ns(flops, bytes)
     }
 
     /// CPU overhead of a step with `seqs` sequences.

@@ -11,7 +11,6 @@
 //! The bit predictors derive the true bit from the whole trace and flip each bit
 //! independently with probability `flip`, the controlled error of that paper's setting.
 
-use super::util::IndexedHeap;
 use super::{Trace, NEVER};
 use crate::error::{Error, Result};
 use rand::rngs::StdRng;
@@ -147,25 +146,26 @@ fn flip_bits(mut bits: Vec<f64>, p: f64, seed: u64) -> Vec<f64> {
     bits
 }
 
-/// True discard bits: run Belady (evict the cached page requested furthest in the future;
-/// pages never requested again first) with `k` pages and mark
-/// each request whose page is evicted before its next request, or never requested again.
+/// True discard bits: replay the registry's Belady (the same optimum the reports compare
+/// with) with `k` pages and mark each request whose page is evicted before its next
+/// request, or never requested again.
 pub fn discard_bits(trace: &Trace, k: usize) -> Vec<f64> {
-    let n = trace.len();
-    let mut bits = vec![0.0; n];
+    let k = k.max(1);
+    let mut opt = super::make_policy("belady", &super::PolicyParams::new(k, trace.num_pages, 0))
+        .expect("belady is registered");
+    let mut bits = vec![0.0; trace.len()];
     let mut last_request = vec![usize::MAX; trace.num_pages];
-    // Max-heap on next use: NEVER (u64::MAX) is evicted first.
-    let mut cache: IndexedHeap<u64> = IndexedHeap::default();
-    for t in 0..n {
-        let page = trace.pages[t];
-        let next = trace.next_use[t];
-        if !cache.contains(page) && cache.len() >= k.max(1) {
-            let (_, victim) = cache.pop().expect("a full cache");
-            bits[last_request[victim as usize]] = 1.0;
+    for t in 0..trace.len() {
+        let r = trace.req(t, None);
+        if !opt.find(&r) {
+            if opt.len() >= k {
+                let victim = opt.evict(&r);
+                bits[last_request[victim as usize]] = 1.0;
+            }
+            opt.insert(&r);
         }
-        cache.set(page, next);
-        last_request[page as usize] = t;
-        if next == NEVER {
+        last_request[r.page as usize] = t;
+        if r.next_use == NEVER {
             bits[t] = 1.0;
         }
     }
