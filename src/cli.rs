@@ -58,6 +58,75 @@ enum Command {
     /// Measure the model's kernels on this GPU (cuBLAS, NVRTC) and write a calibration
     /// profile; `--validate` checks a profile against composed steps; `--dry-run` prints the plan.
     Calibrate(CalibrateArgs),
+    /// Run a scenario over the cartesian grid of `--vary` values in parallel; one CSV row
+    /// per point. `--shard K/N` runs a fixed slice (for job arrays); `kvsim merge` joins them.
+    Sweep(SweepArgs),
+    /// Join the CSVs of a sharded sweep into the unsharded result.
+    Merge {
+        /// Shard CSV files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The merged CSV.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Find the cheapest configuration that meets the SLOs, and each candidate's highest
+    /// sustainable load.
+    Plan(PlanArgs),
+}
+
+/// Arguments of `kvsim sweep`.
+#[derive(clap::Args, Debug)]
+struct SweepArgs {
+    /// Scenario YAML file.
+    scenario: PathBuf,
+    /// A varied field: dotted.key=v1,v2,... (repeatable; the grid is their product).
+    #[arg(long = "vary", value_name = "KEY=V1,V2,...", required = true)]
+    vary: Vec<String>,
+    /// Override a field for every point: dotted.key=value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Run only shard K of N (points i with i mod N = K - 1).
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// The CSV to write.
+    #[arg(long, default_value = "out/sweep.csv")]
+    out: PathBuf,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Also draw throughput against p99 TTFT (the CSV's name with `.svg`).
+    #[arg(long)]
+    plot: bool,
+}
+
+/// Arguments of `kvsim plan`.
+#[derive(clap::Args, Debug)]
+struct PlanArgs {
+    /// Scenario YAML file: the workload and the starting configuration.
+    scenario: PathBuf,
+    /// SLO bounds: METRIC_STAT_ms=BOUND,... with METRIC ttft, tpot, itl, e2e and STAT mean,
+    /// p50, p90, p99 (repeatable).
+    #[arg(long, value_name = "BOUNDS", required = true)]
+    slo: Vec<String>,
+    /// A searched field: dotted.key=v1,v2,... (repeatable; candidates are their product).
+    #[arg(long, value_name = "KEY=V1,V2,...", required = true)]
+    search: Vec<String>,
+    /// Override a field for every candidate (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Highest multiple of the scenario's load tried.
+    #[arg(long, default_value_t = 16.0)]
+    max_scale: f64,
+    /// Bisection steps of each candidate's load search.
+    #[arg(long, default_value_t = 4)]
+    iterations: u32,
+    /// Directory for plan.csv, best.yaml and plan.svg.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 /// Arguments of `kvsim calibrate`.
@@ -266,7 +335,107 @@ fn dispatch(cmd: Command) -> Result<()> {
             seed: a.seed,
             command: std::env::args().collect::<Vec<_>>().join(" "),
         }),
+        Command::Sweep(a) => sweep(a),
+        Command::Merge { inputs, out } => {
+            let n = crate::sweep::merge(&inputs, &out)?;
+            eprintln!("merged {n} points into {}", out.display());
+            Ok(())
+        }
+        Command::Plan(a) => plan(a),
     }
+}
+
+fn thread_pool(jobs: Option<usize>) -> Result<rayon::ThreadPool> {
+    let mut b = rayon::ThreadPoolBuilder::new();
+    if let Some(j) = jobs {
+        if j == 0 {
+            return Err(Error::input("--jobs: must be at least 1".to_string()));
+        }
+        b = b.num_threads(j);
+    }
+    b.build()
+        .map_err(|e| Error::failure(format!("cannot start worker threads: {e}")))
+}
+
+fn sweep(a: SweepArgs) -> Result<()> {
+    let axes = a
+        .vary
+        .iter()
+        .map(|v| crate::sweep::Axis::parse("--vary", v))
+        .collect::<Result<Vec<_>>>()?;
+    let shard = a
+        .shard
+        .as_deref()
+        .map(crate::sweep::Shard::parse)
+        .transpose()?;
+    let job = crate::sweep::SweepJob {
+        scenario: a.scenario,
+        sets: a.sets,
+        axes,
+        shard,
+        out: a.out,
+        plot: a.plot,
+    };
+    let started = std::time::Instant::now();
+    let (n, failed) = thread_pool(a.jobs)?.install(|| crate::sweep::sweep(&job))?;
+    eprintln!(
+        "wrote {} ({n} points in {:.1} s{})",
+        job.out.display(),
+        started.elapsed().as_secs_f64(),
+        if failed > 0 {
+            format!("; {failed} failed, see the error column")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+fn plan(a: PlanArgs) -> Result<()> {
+    let search = a
+        .search
+        .iter()
+        .map(|v| crate::sweep::Axis::parse("--search", v))
+        .collect::<Result<Vec<_>>>()?;
+    let mut slo = Vec::new();
+    for s in &a.slo {
+        slo.extend(crate::planner::SloBound::parse_list(s)?);
+    }
+    let job = crate::planner::PlanJob {
+        scenario: a.scenario,
+        sets: a.sets,
+        search,
+        slo,
+        max_scale: a.max_scale,
+        iterations: a.iterations,
+        out: a.out,
+    };
+    let started = std::time::Instant::now();
+    let cands = thread_pool(a.jobs)?.install(|| crate::planner::plan(&job))?;
+    print!("{}", crate::planner::table(&job, &cands));
+    let runs: u32 = cands.iter().map(|c| c.runs).sum();
+    eprintln!(
+        "{} candidates, {runs} runs in {:.1} s",
+        cands.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(d) = &job.out {
+        eprintln!(
+            "wrote {}/{{plan.csv,plan.svg{}}}",
+            d.display(),
+            if cands.iter().any(|c| c.verdict.is_ok()) {
+                ",best.yaml"
+            } else {
+                ""
+            }
+        );
+    }
+    if cands.iter().all(|c| c.verdict.is_err()) {
+        return Err(Error::failure(
+            "no candidate meets the SLOs at the scenario's load; widen the search".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// Load and fully check a scenario: the file, the model and GPU, the memory plan, and that
@@ -305,10 +474,13 @@ fn run(
     let elapsed = started.elapsed();
     let summary_json =
         serde_json::to_string_pretty(&summary).map_err(|e| Error::failure(e.to_string()))?;
-    if let Some(d) = outdir {
+    if let Some(mut d) = outdir {
         let dir_shown = d.path().display().to_string();
+        for (name, svg) in run_plots(&rec)? {
+            d.add_file(name, &svg)?;
+        }
         d.commit(&to_yaml_string(&s)?, &summary_json)?;
-        eprintln!("wrote {dir_shown}/{{requests.csv,steps.csv,scenario.yaml,summary.json}}");
+        eprintln!("wrote {dir_shown}/{{requests.csv,steps.csv,scenario.yaml,summary.json,latency_cdf.svg,kv_blocks.svg,queue.svg}}");
     }
     if json {
         println!("{summary_json}");
@@ -317,6 +489,76 @@ fn run(
         eprintln!("simulated in {:.3} s", elapsed.as_secs_f64());
     }
     Ok(())
+}
+
+/// The plots of a run: latency CDFs, KV blocks and queues over time.
+fn run_plots(rec: &Recorder) -> Result<Vec<(&'static str, String)>> {
+    use crate::plots::{cdf, line_chart, Series};
+    let ttft: Vec<f64> = rec.latencies.iter().map(|l| l.ttft_ms).collect();
+    let tpot: Vec<f64> = rec.latencies.iter().filter_map(|l| l.tpot_ms).collect();
+    let e2e: Vec<f64> = rec.latencies.iter().map(|l| l.e2e_ms).collect();
+    let cdfs = line_chart(
+        "Latency CDFs",
+        "milliseconds (log scale)",
+        "fraction of requests",
+        &[
+            Series {
+                label: "TTFT",
+                points: cdf(&ttft, 2000),
+            },
+            Series {
+                label: "TPOT",
+                points: cdf(&tpot, 2000),
+            },
+            Series {
+                label: "E2E",
+                points: cdf(&e2e, 2000),
+            },
+        ],
+        true,
+        false,
+    )?;
+    let step = rec.timeline.len().div_ceil(3000).max(1);
+    let over = |f: fn(&crate::sim::recorder::TimelinePoint) -> f64| -> Vec<(f64, f64)> {
+        rec.timeline
+            .iter()
+            .step_by(step)
+            .map(|p| (p.t_s, f(p)))
+            .collect()
+    };
+    let blocks = line_chart(
+        "KV blocks in use",
+        "seconds",
+        "blocks (all replicas)",
+        &[Series {
+            label: "used blocks",
+            points: over(|p| p.used_blocks as f64),
+        }],
+        false,
+        false,
+    )?;
+    let queue = line_chart(
+        "Queue length",
+        "seconds",
+        "requests (all replicas)",
+        &[
+            Series {
+                label: "waiting",
+                points: over(|p| p.waiting as f64),
+            },
+            Series {
+                label: "running",
+                points: over(|p| p.running as f64),
+            },
+        ],
+        false,
+        false,
+    )?;
+    Ok(vec![
+        ("latency_cdf.svg", cdfs),
+        ("kv_blocks.svg", blocks),
+        ("queue.svg", queue),
+    ])
 }
 
 fn validate(path: &Path, sets: &[String]) -> Result<()> {

@@ -1,4 +1,4 @@
-//! GPU presets: memory, HBM bandwidth, dense bf16 throughput, host link and price.
+//! GPU presets: memory, HBM bandwidth, dense bf16 throughput, host link, NVLink and price.
 
 use crate::error::{Error, Result};
 use crate::scenario::HardwareSpec;
@@ -17,6 +17,8 @@ pub struct Gpu {
     pub bf16_flops: f64,
     /// Host link bandwidth per direction, bytes per second.
     pub host_link_bytes_per_s: f64,
+    /// NVLink bandwidth per GPU and direction, bytes per second (0: none).
+    pub nvlink_bytes_per_s: f64,
     /// Price per GPU-hour, US dollars.
     pub price_per_hour: f64,
 }
@@ -27,6 +29,7 @@ struct Preset {
     hbm_gbps: f64,
     bf16_tflops: f64,
     host_link_gbps: f64,
+    nvlink_gbps: f64,
     price: f64,
 }
 
@@ -39,6 +42,7 @@ const PRESETS: &[Preset] = &[
         hbm_gbps: 2039.0,
         bf16_tflops: 312.0,
         host_link_gbps: 25.0,
+        nvlink_gbps: 300.0,
         price: 1.80,
     },
     Preset {
@@ -47,6 +51,7 @@ const PRESETS: &[Preset] = &[
         hbm_gbps: 3350.0,
         bf16_tflops: 989.0,
         host_link_gbps: 55.0,
+        nvlink_gbps: 450.0,
         price: 2.50,
     },
     Preset {
@@ -55,6 +60,7 @@ const PRESETS: &[Preset] = &[
         hbm_gbps: 4800.0,
         bf16_tflops: 989.0,
         host_link_gbps: 55.0,
+        nvlink_gbps: 450.0,
         price: 3.50,
     },
     Preset {
@@ -63,6 +69,7 @@ const PRESETS: &[Preset] = &[
         hbm_gbps: 864.0,
         bf16_tflops: 362.0,
         host_link_gbps: 25.0,
+        nvlink_gbps: 0.0,
         price: 1.00,
     },
     Preset {
@@ -71,6 +78,7 @@ const PRESETS: &[Preset] = &[
         hbm_gbps: 8000.0,
         bf16_tflops: 2250.0,
         host_link_gbps: 110.0,
+        nvlink_gbps: 900.0,
         price: 5.00,
     },
 ];
@@ -104,6 +112,7 @@ impl Gpu {
             hbm_bytes_per_s: spec.hbm_gbps.unwrap_or(p.hbm_gbps) * 1e9,
             bf16_flops: spec.bf16_tflops.unwrap_or(p.bf16_tflops) * 1e12,
             host_link_bytes_per_s: spec.host_link_gbps.unwrap_or(p.host_link_gbps) * 1e9,
+            nvlink_bytes_per_s: spec.nvlink_gbps.unwrap_or(p.nvlink_gbps) * 1e9,
             price_per_hour: spec.price_per_hour.unwrap_or(p.price),
         })
     }

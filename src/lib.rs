@@ -8,6 +8,7 @@
 
 pub mod calibrate;
 pub mod cli;
+pub mod cluster;
 pub mod cost;
 pub mod engine;
 pub mod error;
@@ -17,10 +18,13 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod paging;
+pub mod planner;
+pub mod plots;
 pub mod prefix;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod sweep;
 pub mod workload;
 
 pub use error::{Error, Result};

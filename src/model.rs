@@ -254,6 +254,42 @@ impl Model {
         self.layers as u64 * self.layer_params() + emb + self.hidden as u64
     }
 
+    /// The part of the model one GPU holds with tensor parallelism `tp` and pipeline
+    /// parallelism `pp`, as vLLM splits it: query heads, MLP width and vocabulary divided by
+    /// `tp`, KV heads divided by `tp` (replicated when `tp` exceeds them, one per GPU), and
+    /// `ceil(layers / pp)` layers per stage. The stage keeps the embeddings and LM head
+    /// (the first and last stages hold one each), so its weights are an upper bound.
+    pub fn shard(&self, tp: u32, pp: u32) -> Result<Model> {
+        let divides = |x: u32| tp > 0 && x.is_multiple_of(tp);
+        if !(divides(self.heads) && divides(self.intermediate) && divides(self.vocab)) {
+            return Err(Error::input(format!(
+                "engine.tensor_parallel_size: {tp} must divide {}'s {} attention heads, MLP width {} and vocabulary {}",
+                self.name, self.heads, self.intermediate, self.vocab
+            )));
+        }
+        if !(self.kv_heads.is_multiple_of(tp) || tp.is_multiple_of(self.kv_heads)) {
+            return Err(Error::input(format!(
+                "engine.tensor_parallel_size: {tp} and {}'s {} KV heads: one must divide the other",
+                self.name, self.kv_heads
+            )));
+        }
+        if pp == 0 || pp > self.layers {
+            return Err(Error::input(format!(
+                "engine.pipeline_parallel_size: {pp} must be between 1 and {}'s {} layers",
+                self.name, self.layers
+            )));
+        }
+        Ok(Model {
+            name: self.name.clone(),
+            layers: self.layers.div_ceil(pp),
+            heads: self.heads / tp,
+            kv_heads: (self.kv_heads / tp).max(1),
+            intermediate: self.intermediate / tp,
+            vocab: self.vocab / tp,
+            ..self.clone()
+        })
+    }
+
     /// Bytes of all weights.
     pub fn weight_bytes(&self) -> u64 {
         self.total_params() * self.dtype_bytes as u64

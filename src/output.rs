@@ -7,7 +7,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Files a run writes.
-pub const FILES: [&str; 4] = ["requests.csv", "steps.csv", "scenario.yaml", "summary.json"];
+pub const FILES: [&str; 7] = [
+    "requests.csv",
+    "steps.csv",
+    "scenario.yaml",
+    "summary.json",
+    "latency_cdf.svg",
+    "kv_blocks.svg",
+    "queue.svg",
+];
 
 /// An output directory being written.
 pub struct OutputDir {
@@ -58,6 +66,15 @@ impl OutputDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Write another result file (as a partial, renamed on commit).
+    pub fn add_file(&mut self, name: &str, text: &str) -> Result<()> {
+        let fin = self.dir.join(name);
+        let part = self.dir.join(format!("{name}.partial"));
+        std::fs::write(&part, text).map_err(|e| fail(&part, e))?;
+        self.partials.push((part, fin));
+        Ok(())
     }
 
     /// Finish: rename the row files and write the scenario and summary.

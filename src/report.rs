@@ -1,10 +1,12 @@
 //! The run summary: what a capacity planner reads, as a table or JSON.
 
+use crate::cluster::Cluster;
 use crate::engine::config::{EngineSetup, MemoryPlan};
+use crate::engine::replica::Role;
 use crate::engine::VLLM_REFERENCE;
 use crate::metrics::Percentiles;
 use crate::scenario::Scenario;
-use crate::sim::recorder::Recorder;
+use crate::sim::recorder::{Recorder, ReplicaStats};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -28,6 +30,99 @@ pub struct LearnedStats {
     pub updates: u64,
     /// Mean squared error of the predicted log reuse distance.
     pub mean_squared_log_error: f64,
+}
+
+/// The deployment: replicas, GPUs, parallelism and price.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ClusterSummary {
+    /// Replicas (prefill plus decode with disaggregation).
+    pub replicas: u32,
+    /// Prefill replicas (0 without disaggregation).
+    pub prefill_replicas: u32,
+    /// Decode replicas (0 without disaggregation).
+    pub decode_replicas: u32,
+    /// Tensor-parallel degree.
+    pub tensor_parallel: u32,
+    /// Pipeline stages.
+    pub pipeline_parallel: u32,
+    /// GPUs in all.
+    pub gpus: u32,
+    /// Nodes they occupy.
+    pub nodes: u32,
+    /// The router.
+    pub router: String,
+    /// Price of the GPUs per hour, US dollars.
+    pub cost_per_hour: f64,
+    /// Price per million tokens processed (prompt plus output) at the simulated load.
+    pub cost_per_million_tokens: f64,
+}
+
+/// One replica's share of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaSummary {
+    /// Index.
+    pub replica: u32,
+    /// `unified`, `prefill` or `decode`.
+    pub role: String,
+    /// Completed requests whose prompt ran here.
+    pub prompts: u64,
+    /// Completed requests that finished here.
+    pub completed: u64,
+    /// Prompt tokens hit in the GPU prefix cache (fraction of its prompt tokens).
+    pub prefix_hit_rate: f64,
+    /// Prompt tokens loaded from its CPU tier (fraction).
+    pub cpu_hit_rate: f64,
+    /// TTFT of its prompts, ms.
+    pub ttft_ms: Percentiles,
+    /// Busy fraction of the makespan.
+    pub busy_fraction: f64,
+    /// Peak used blocks.
+    pub kv_blocks_used_peak: u32,
+    /// Largest batch.
+    pub max_batch: u32,
+    /// Preemptions.
+    pub preemptions: u64,
+}
+
+/// The CPU-memory KV tier, summed over replicas.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuTierSummary {
+    /// Blocks per replica.
+    pub blocks_per_replica: u64,
+    /// Its policy.
+    pub policy: String,
+    /// Prompt tokens loaded from it (completed requests).
+    pub hit_tokens: u64,
+    /// Blocks loaded back to GPUs.
+    pub loaded_blocks: u64,
+    /// Blocks stored from GPU evictions.
+    pub stored_blocks: u64,
+    /// Blocks it dropped when full.
+    pub dropped_blocks: u64,
+}
+
+/// Swap preemption figures, summed over replicas.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapSummary {
+    /// Preemptions that swapped (the rest recomputed).
+    pub swap_preemptions: u64,
+    /// Blocks copied to host memory.
+    pub swapped_out_blocks: u64,
+    /// Blocks copied back.
+    pub swapped_in_blocks: u64,
+}
+
+/// KV transfers from prefill to decode replicas.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferSummary {
+    /// Transfers.
+    pub transfers: u64,
+    /// GiB moved.
+    pub gib: f64,
+    /// Mean time on the link, ms.
+    pub mean_link_ms: f64,
+    /// Mean wait for the link, ms.
+    pub mean_queue_ms: f64,
 }
 
 /// Summary of one run.
@@ -101,6 +196,20 @@ pub struct Summary {
     pub max_num_batched_tokens: u32,
     /// Scheduler limits used.
     pub max_num_seqs: u32,
+    /// The deployment.
+    pub cluster: ClusterSummary,
+    /// Per replica.
+    pub per_replica: Vec<ReplicaSummary>,
+    /// Prompt tokens loaded from CPU tiers (fraction of prompt tokens).
+    pub cpu_hit_rate: f64,
+    /// GPU and CPU-tier hits together (fraction of prompt tokens).
+    pub total_hit_rate: f64,
+    /// The CPU tier, if configured.
+    pub cpu_tier: Option<CpuTierSummary>,
+    /// Swap preemption, if configured.
+    pub swap: Option<SwapSummary>,
+    /// Prefill-to-decode KV transfers, with disaggregation.
+    pub kv_transfer: Option<TransferSummary>,
     /// Warnings about the configuration.
     pub warnings: Vec<String>,
 }
@@ -194,7 +303,130 @@ impl Summary {
             max_batch: rec.max_batch,
             max_num_batched_tokens: setup.scheduler.max_num_batched_tokens,
             max_num_seqs: setup.scheduler.max_num_seqs,
+            cluster: ClusterSummary::default(),
+            per_replica: Vec::new(),
+            cpu_hit_rate: 0.0,
+            total_hit_rate: 0.0,
+            cpu_tier: None,
+            swap: None,
+            kv_transfer: None,
             warnings,
+        }
+    }
+
+    /// Add the cluster's figures: deployment and price, per-replica rows, CPU tier, swap
+    /// and transfers.
+    pub fn add_cluster(&mut self, setup: &EngineSetup, rec: &Recorder, c: &Cluster) {
+        let n = c.replicas.len() as u32;
+        let gpus = n * setup.parallel.gpus();
+        let cost_per_hour = gpus as f64 * setup.gpu.price_per_hour;
+        let tokens_per_hour = (self.input_token_throughput + self.output_token_throughput) * 3600.0;
+        self.cluster = ClusterSummary {
+            replicas: n,
+            prefill_replicas: c
+                .replicas
+                .iter()
+                .filter(|r| r.role() == Role::Prefill)
+                .count() as u32,
+            decode_replicas: c.decode.len() as u32,
+            tensor_parallel: setup.parallel.tp,
+            pipeline_parallel: setup.parallel.pp,
+            gpus,
+            nodes: c.placement.topology.nodes(),
+            router: if n > 1 {
+                c.router.name().to_string()
+            } else {
+                "none".to_string()
+            },
+            cost_per_hour,
+            cost_per_million_tokens: if tokens_per_hour > 0.0 {
+                cost_per_hour / tokens_per_hour * 1e6
+            } else {
+                0.0
+            },
+        };
+        // Busy time summed over replicas: report the mean replica's fraction.
+        self.busy_fraction /= n as f64;
+        let frac = |a: u64, b: u64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
+        self.cpu_hit_rate = frac(rec.cpu_hit_tokens, rec.input_tokens);
+        self.total_hit_rate = frac(rec.cpu_hit_tokens + rec.cached_tokens, rec.input_tokens);
+        let empty = ReplicaStats::default();
+        self.per_replica = c
+            .replicas
+            .iter()
+            .map(|r| {
+                let st = rec.replicas.get(r.index() as usize).unwrap_or(&empty);
+                let mut ttft = st.ttft_ms.clone();
+                ReplicaSummary {
+                    replica: r.index(),
+                    role: match r.role() {
+                        Role::Unified => "unified",
+                        Role::Prefill => "prefill",
+                        Role::Decode => "decode",
+                    }
+                    .to_string(),
+                    prompts: st.prompts,
+                    completed: st.completed,
+                    prefix_hit_rate: frac(st.cached_tokens, st.input_tokens),
+                    cpu_hit_rate: frac(st.cpu_hit_tokens, st.input_tokens),
+                    ttft_ms: Percentiles::of(&mut ttft),
+                    busy_fraction: if self.makespan_s > 0.0 {
+                        st.busy_ns as f64 / 1e9 / self.makespan_s
+                    } else {
+                        0.0
+                    },
+                    kv_blocks_used_peak: st.peak_used_blocks,
+                    max_batch: st.max_batch,
+                    preemptions: st.preemptions,
+                }
+            })
+            .collect();
+        let traffic = c.replicas.iter().fold((0, 0, 0, 0), |acc, r| {
+            let t = r.scheduler().total_traffic;
+            (
+                acc.0 + t.cpu_load_blocks,
+                acc.1 + t.swap_out_blocks,
+                acc.2 + t.swap_in_blocks,
+                acc.3 + r.scheduler().swap_preemptions,
+            )
+        });
+        if let Some((blocks, policy)) = &setup.cpu_offload {
+            let tiers = c
+                .replicas
+                .iter()
+                .filter_map(|r| r.scheduler().kv().cpu_tier());
+            let (stored, dropped) = tiers.fold((0, 0), |a, t| (a.0 + t.stored, a.1 + t.dropped));
+            self.cpu_tier = Some(CpuTierSummary {
+                blocks_per_replica: *blocks,
+                policy: policy.clone(),
+                hit_tokens: rec.cpu_hit_tokens,
+                loaded_blocks: traffic.0,
+                stored_blocks: stored,
+                dropped_blocks: dropped,
+            });
+        }
+        if setup.swap_blocks.is_some() {
+            self.swap = Some(SwapSummary {
+                swap_preemptions: traffic.3,
+                swapped_out_blocks: traffic.1,
+                swapped_in_blocks: traffic.2,
+            });
+        }
+        if !c.decode.is_empty() {
+            let t = &c.transfers;
+            let per = |x: f64| {
+                if t.transfers > 0 {
+                    x / t.transfers as f64 / 1e6
+                } else {
+                    0.0
+                }
+            };
+            self.kv_transfer = Some(TransferSummary {
+                transfers: t.transfers,
+                gib: t.bytes / (1u64 << 30) as f64,
+                mean_link_ms: per(t.link_ns),
+                mean_queue_ms: per(t.queue_ns),
+            });
         }
     }
 
@@ -248,6 +480,36 @@ impl Summary {
                 }
             ),
         );
+        let c = &self.cluster;
+        if c.gpus > 1 {
+            line(
+                "cluster",
+                format!(
+                    "{} replicas{} x TP {} x PP {} = {} GPUs on {} nodes, router {}",
+                    c.replicas,
+                    if c.decode_replicas > 0 {
+                        format!(
+                            " ({} prefill, {} decode)",
+                            c.prefill_replicas, c.decode_replicas
+                        )
+                    } else {
+                        String::new()
+                    },
+                    c.tensor_parallel,
+                    c.pipeline_parallel,
+                    c.gpus,
+                    c.nodes,
+                    c.router
+                ),
+            );
+        }
+        line(
+            "cost",
+            format!(
+                "${:.2} per hour, ${:.4} per million tokens at this load",
+                c.cost_per_hour, c.cost_per_million_tokens
+            ),
+        );
         line("makespan", format!("{:.3} s", self.makespan_s));
         line(
             "throughput",
@@ -290,6 +552,40 @@ impl Summary {
                 self.prefix_hit_rate, self.prefix_hit_tokens, self.evictions, self.eviction
             ),
         );
+        if let Some(t) = &self.cpu_tier {
+            line(
+                "CPU tier",
+                format!(
+                    "hit rate {:.4} ({} tokens; {} blocks loaded, {} stored, {} dropped; {} blocks per replica, {})",
+                    self.cpu_hit_rate,
+                    t.hit_tokens,
+                    t.loaded_blocks,
+                    t.stored_blocks,
+                    t.dropped_blocks,
+                    t.blocks_per_replica,
+                    t.policy
+                ),
+            );
+            line("total hit rate", format!("{:.4}", self.total_hit_rate));
+        }
+        if let Some(sw) = &self.swap {
+            line(
+                "swap",
+                format!(
+                    "{} preemptions swapped ({} blocks out, {} in)",
+                    sw.swap_preemptions, sw.swapped_out_blocks, sw.swapped_in_blocks
+                ),
+            );
+        }
+        if let Some(t) = &self.kv_transfer {
+            line(
+                "KV transfers",
+                format!(
+                    "{} ({:.2} GiB; mean {:.3} ms on the link, {:.3} ms queued)",
+                    t.transfers, t.gib, t.mean_link_ms, t.mean_queue_ms
+                ),
+            );
+        }
         line(
             "preemptions",
             format!(
@@ -314,6 +610,29 @@ impl Summary {
                     l.updates, l.mean_squared_log_error
                 ),
             );
+        }
+        if self.per_replica.len() > 1 {
+            line(
+                "per replica",
+                "role     prompts  hit rate  cpu hit   TTFT p50   TTFT p99  busy %  peak blocks"
+                    .to_string(),
+            );
+            for r in &self.per_replica {
+                line(
+                    &format!("  replica {}", r.replica),
+                    format!(
+                        "{:<8} {:>7}  {:>8.4}  {:>7.4}  {:>9.2}  {:>9.2}  {:>6.1}  {:>11}",
+                        r.role,
+                        r.prompts,
+                        r.prefix_hit_rate,
+                        r.cpu_hit_rate,
+                        r.ttft_ms.p50,
+                        r.ttft_ms.p99,
+                        100.0 * r.busy_fraction,
+                        r.kv_blocks_used_peak
+                    ),
+                );
+            }
         }
         for w in &self.warnings {
             line("warning", w.clone());

@@ -105,7 +105,7 @@ fn calibrated_terms_reproduce_the_measured_points_and_interpolate_between_them()
     let base = synth_profile(&dir, 2.0, 1.5);
     let m = llama();
     let roof = roofline(&m);
-    let cal = Calibrated::new(&read_profile(&base).unwrap(), &m, roof.clone()).unwrap();
+    let cal = Calibrated::new(&read_profile(&base).unwrap(), &m, 1, roof.clone()).unwrap();
     // At grid points (512 tokens after 4096; 16 decodes of 2048) the terms are exactly 2x
     // the roofline's.
     for shape in [
@@ -156,7 +156,7 @@ fn mixed_decode_batches_use_the_measured_mixed_points() {
     let m = llama();
     let cal = |mixed: f64| {
         let base = synth_profile(&dir, 1.0, mixed);
-        Calibrated::new(&read_profile(&base).unwrap(), &m, roofline(&m)).unwrap()
+        Calibrated::new(&read_profile(&base).unwrap(), &m, 1, roofline(&m)).unwrap()
     };
     let (plain, slow) = (cal(1.0), cal(1.5));
     let uniform = decode_batch(&[2048; 16]);
@@ -178,7 +178,7 @@ fn outside_the_grid_scales_by_the_roofline_and_warns() {
     let base = synth_profile(&dir, 2.0, 1.0);
     let m = llama();
     let roof = roofline(&m);
-    let cal = Calibrated::new(&read_profile(&base).unwrap(), &m, roof.clone()).unwrap();
+    let cal = Calibrated::new(&read_profile(&base).unwrap(), &m, 1, roof.clone()).unwrap();
     let big = BatchShape {
         prefills: vec![SeqWork {
             new_tokens: 32768,

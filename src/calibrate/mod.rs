@@ -295,16 +295,12 @@ pub fn sample_steps(scenario: &Path, count: usize) -> Result<Vec<BatchShape>> {
     let log = Arc::new(Mutex::new(Vec::new()));
     let roof = Roofline::new(&setup.model, &setup.gpu, &s.hardware.efficiency, 0.0, 0.0);
     let mut rec = crate::sim::recorder::Recorder::new(None, None, s.slo.clone())?;
-    crate::sim::run_with_cost(
-        &s,
-        &setup,
-        &mut rec,
-        false,
-        Box::new(ShapeLog {
-            inner: roof,
+    crate::sim::run_with_cost(&s, &setup, &mut rec, false, &|_, _| {
+        Ok(Box::new(ShapeLog {
+            inner: roof.clone(),
             log: log.clone(),
-        }),
-    )?;
+        }))
+    })?;
     let all = std::mem::take(&mut *log.lock().expect("not poisoned"));
     let all: Vec<BatchShape> = all.into_iter().filter(|b| b.total_tokens() > 0).collect();
     if all.is_empty() {
@@ -338,8 +334,9 @@ fn validate(job: &CalibrateJob, model: &Model, shard: &plan::Shard, out: &Path) 
             job.model
         )));
     }
-    let roof = roofline_for(model, &job.gpu)?;
-    let calibrated = Calibrated::new(&profile, model, roof.clone())?;
+    let one_gpu = model.shard(job.tp, 1)?;
+    let roof = roofline_for(&one_gpu, &job.gpu)?;
+    let calibrated = Calibrated::new(&profile, &one_gpu, job.tp, roof.clone())?;
     let steps = sample_steps(&job.scenario, job.steps)?;
     let mut dev = gpu::Device::open(model.head_dim, job.seed)?;
     let weights = dev.layer_weights(shard, model.layers)?;

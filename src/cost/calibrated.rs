@@ -75,12 +75,13 @@ pub struct Calibrated {
 impl Calibrated {
     /// Build the model from a profile for `model`; `roof` supplies the shapes and the
     /// scaling outside the grid (and the CPU overheads, which a kernel profile cannot see).
-    pub fn new(profile: &Profile, model: &Model, roof: Roofline) -> Result<Calibrated> {
+    /// `model` is one GPU's shard at tensor parallelism `tp`, which must be the profile's.
+    pub fn new(profile: &Profile, model: &Model, tp: u32, roof: Roofline) -> Result<Calibrated> {
         let origin = profile.base.display().to_string();
         let err = |msg: String| Error::input(format!("hardware.calibration: {origin}: {msg}"));
-        if profile.meta.tp != 1 {
+        if profile.meta.tp != tp {
             return Err(err(format!(
-                "measured at TP {}; the simulation models one GPU per replica (TP 1)",
+                "measured at TP {}, but engine.tensor_parallel_size is {tp}; calibrate with --tp {tp}",
                 profile.meta.tp
             )));
         }

@@ -4,10 +4,12 @@
 
 pub mod calibrated;
 pub mod interp;
+pub mod parallel;
 pub mod profile;
 mod roofline;
 
 pub use calibrated::Calibrated;
+pub use parallel::Parallel;
 pub use roofline::Roofline;
 
 /// One request's share of a step.
@@ -66,6 +68,13 @@ pub struct StepCost {
     pub lm_head_ns: f64,
     /// CPU overhead.
     pub overhead_ns: f64,
+    /// Collective and point-to-point communication: tensor-parallel all-reduces and the
+    /// activations sent between pipeline stages.
+    pub communication_ns: f64,
+    /// Idle pipeline time: stages waiting for micro-batches (fill and drain, imbalance).
+    pub pipeline_bubble_ns: f64,
+    /// Copies between GPU and host memory that the step waits for (CPU-tier loads, swaps).
+    pub host_transfer_ns: f64,
 }
 
 impl StepCost {
@@ -75,7 +84,10 @@ impl StepCost {
             + self.prefill_attention_ns
             + self.decode_attention_ns
             + self.lm_head_ns
-            + self.overhead_ns;
+            + self.overhead_ns
+            + self.communication_ns
+            + self.pipeline_bubble_ns
+            + self.host_transfer_ns;
         (t.ceil() as u64).max(1)
     }
 }

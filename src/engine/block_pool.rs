@@ -61,6 +61,8 @@ pub struct BlockPool {
     evictions: u64,
     scratch: Vec<BlockId>,
     evictor: Option<PolicyEvictor>,
+    /// Contents evicted since the last `take_evicted` (kept only when asked to).
+    evicted: Option<Vec<u64>>,
 }
 
 impl BlockPool {
@@ -88,6 +90,7 @@ impl BlockPool {
             evictions: 0,
             scratch: Vec::new(),
             evictor: None,
+            evicted: None,
         };
         pool.blocks[0].ref_cnt = 1; // the null block
         for id in 1..num_blocks {
@@ -217,9 +220,25 @@ impl BlockPool {
                     self.cached.remove(&h);
                 }
                 self.evictions += 1;
+                if let Some(ev) = &mut self.evicted {
+                    ev.push(h);
+                }
             }
             self.blocks[id as usize].ref_cnt = 1;
             out.push(id);
+        }
+    }
+
+    /// Remember the content of every evicted block until [`BlockPool::take_evicted`] (for
+    /// a lower tier that stores them).
+    pub fn record_evictions(&mut self) {
+        self.evicted.get_or_insert_with(Vec::new);
+    }
+
+    /// Move the contents evicted since the last call into `out`.
+    pub fn take_evicted(&mut self, out: &mut Vec<u64>) {
+        if let Some(ev) = &mut self.evicted {
+            out.append(ev);
         }
     }
 

@@ -20,16 +20,19 @@ pub struct MemoryPlan {
     pub gpu_memory_bytes: u64,
     /// `gpu_memory_utilization`.
     pub utilization: f64,
-    /// Weights, bytes.
+    /// Weights on one GPU, bytes.
     pub weight_bytes: u64,
     /// Activation peak, bytes.
     pub activation_bytes: u64,
     /// Memory outside PyTorch, bytes.
     pub non_torch_bytes: u64,
-    /// Bytes of one KV block (all layers).
+    /// Bytes of one KV block on one GPU (its KV heads, its stage's layers).
     pub block_bytes: u64,
-    /// Blocks in the pool, including vLLM's null block.
+    /// Blocks in the pool, including vLLM's null block. Each GPU of a replica holds its
+    /// slice of every block (its KV heads and layers), so the count is per replica.
     pub num_gpu_blocks: u64,
+    /// GPUs per replica (tensor times pipeline parallel).
+    pub gpus_per_replica: u32,
     /// True when `num_gpu_blocks` was given explicitly.
     pub explicit: bool,
 }
@@ -41,11 +44,38 @@ impl MemoryPlan {
     }
 }
 
+/// How one replica is split over GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Parallelism {
+    /// Tensor-parallel degree.
+    pub tp: u32,
+    /// Pipeline stages.
+    pub pp: u32,
+    /// Micro-batches per step when `pp > 1`.
+    pub micro_batches: u32,
+}
+
+impl Parallelism {
+    /// GPUs per replica.
+    pub fn gpus(&self) -> u32 {
+        self.tp * self.pp
+    }
+}
+
 /// Everything the engine needs, resolved from a scenario.
 #[derive(Debug, Clone)]
 pub struct EngineSetup {
     /// The model.
     pub model: Model,
+    /// The part of the model on one GPU ([`Model::shard`]).
+    pub shard: Model,
+    /// Tensor and pipeline parallelism.
+    pub parallel: Parallelism,
+    /// Preemption by swapping to host memory: the swap space in blocks (per replica), or
+    /// `None` for recompute.
+    pub swap_blocks: Option<u64>,
+    /// Blocks of the CPU offloading tier and its policy, if any.
+    pub cpu_offload: Option<(u64, String)>,
     /// The GPU.
     pub gpu: Gpu,
     /// Scheduler limits with defaults filled in.
@@ -66,6 +96,17 @@ impl EngineSetup {
         let model = Model::from_spec(&s.model)?;
         let gpu = Gpu::from_spec(&s.hardware)?;
         let e = &s.engine;
+        let shard = model.shard(e.tensor_parallel_size, e.pipeline_parallel_size)?;
+        let parallel = Parallelism {
+            tp: e.tensor_parallel_size,
+            pp: e.pipeline_parallel_size,
+            micro_batches: e.pipeline_micro_batches.unwrap_or(e.pipeline_parallel_size),
+        };
+        if parallel.micro_batches == 0 {
+            return Err(Error::input(
+                "engine.pipeline_micro_batches: must be at least 1".to_string(),
+            ));
+        }
         let (default_tokens, default_seqs) = gpu.vllm_api_server_defaults();
         let max_model_len = e.max_model_len.unwrap_or(model.max_position);
         // vLLM's defaults for the OpenAI API server (EngineArgs._set_default_args).
@@ -81,13 +122,13 @@ impl EngineSetup {
             )));
         }
         let k = &s.kv_cache;
-        let block_bytes = k.block_size as u64 * model.kv_bytes_per_token();
+        let block_bytes = k.block_size as u64 * shard.kv_bytes_per_token();
         let activation_bytes = match k.activation_gib {
             Some(g) => (g * GIB) as u64,
-            None => activation_peak(&model, max_num_batched_tokens, max_num_seqs),
+            None => activation_peak(&shard, max_num_batched_tokens, max_num_seqs),
         };
         let non_torch_bytes = (k.non_torch_gib * GIB) as u64;
-        let weight_bytes = model.weight_bytes();
+        let weight_bytes = shard.weight_bytes();
         let (num_gpu_blocks, explicit) = match k.num_gpu_blocks {
             Some(n) => (n, true),
             None => {
@@ -101,9 +142,11 @@ impl EngineSetup {
                 };
                 if n < 2 {
                     return Err(Error::input(format!(
-                        "model {} does not fit on {}: {:.1} GiB budget ({} x {:.2}) minus weights {:.1} GiB, activations {:.1} GiB and {:.1} GiB other leaves no room for KV blocks of {:.1} MiB",
+                        "model {} does not fit on {} (TP {}, PP {}): {:.1} GiB budget per GPU ({} x {:.2}) minus weights {:.1} GiB, activations {:.1} GiB and {:.1} GiB other leaves no room for KV blocks of {:.1} MiB",
                         model.name,
                         gpu.name,
+                        parallel.tp,
+                        parallel.pp,
                         budget / GIB,
                         gpu.name,
                         k.gpu_memory_utilization,
@@ -129,7 +172,34 @@ impl EngineSetup {
             non_torch_bytes,
             block_bytes,
             num_gpu_blocks,
+            gpus_per_replica: parallel.gpus(),
             explicit,
+        };
+        let gpus = parallel.gpus() as f64;
+        let swap_blocks = (e.preemption_mode == crate::scenario::PreemptionMode::Swap)
+            .then(|| (e.swap_space_gib * GIB / block_bytes as f64).floor() as u64);
+        let cpu_offload = match &k.cpu_offload {
+            None => None,
+            Some(c) => {
+                let entry = crate::paging::policies::entry(&c.policy)
+                    .map_err(|e| Error::input(format!("kv_cache.cpu_offload.policy: {e}")))?;
+                if entry.prediction.is_some() {
+                    return Err(Error::input(format!(
+                        "kv_cache.cpu_offload.policy: `{}` needs predictions; use lru, arc or another policy without them",
+                        c.policy
+                    )));
+                }
+                // The tier's GiB hold whole blocks: every GPU's slice.
+                let blocks = (c.gib * GIB / (block_bytes as f64 * gpus)).floor() as u64;
+                if c.gib.is_nan() || c.gib <= 0.0 || blocks == 0 {
+                    return Err(Error::input(format!(
+                        "kv_cache.cpu_offload.gib: {} GiB holds no block of {:.2} MiB",
+                        c.gib,
+                        block_bytes as f64 * gpus / (1024.0 * 1024.0)
+                    )));
+                }
+                Some((blocks.min(MAX_BLOCKS), c.policy.clone()))
+            }
         };
         let scheduler = SchedulerConfig {
             max_num_batched_tokens,
@@ -139,9 +209,14 @@ impl EngineSetup {
             max_model_len,
             full_prompt_admission: e.full_prompt_admission,
             watermark_blocks: (e.watermark * num_gpu_blocks as f64) as u32,
+            swap_blocks,
         };
         Ok(EngineSetup {
             model,
+            shard,
+            parallel,
+            swap_blocks,
+            cpu_offload,
             gpu,
             scheduler,
             memory,

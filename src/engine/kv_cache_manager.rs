@@ -8,8 +8,13 @@
 //!   every block that becomes full as cached;
 //! - `free`: returns a request's blocks tail first, so that a prompt's last blocks are
 //!   evicted before its first ones.
+//!
+//! With a CPU tier ([`CpuTier`]), evicted contents are stored in host memory and a lookup
+//! continues there after the GPU run ends; blocks found there are allocated fresh and
+//! counted apart (`CacheHit::cpu_blocks`) so that the engine charges their load.
 
 use super::block_pool::{BlockCounts, BlockId, BlockPool};
+use super::cpu_tier::CpuTier;
 use crate::idhash::IdMap;
 
 /// A request's blocks and content hashes.
@@ -31,6 +36,17 @@ pub struct CacheHit {
     pub blocks: usize,
     /// Hit tokens (blocks times block size).
     pub tokens: u32,
+    /// Further blocks found in the CPU tier (loaded into new GPU blocks on allocation).
+    pub cpu_blocks: usize,
+}
+
+impl CacheHit {
+    /// No hit.
+    pub const NONE: CacheHit = CacheHit {
+        blocks: 0,
+        tokens: 0,
+        cpu_blocks: 0,
+    };
 }
 
 /// Owns the block pool and every request's block table.
@@ -42,6 +58,8 @@ pub struct KvCacheManager {
     requests: IdMap<RequestBlocks>,
     hit_scratch: Vec<BlockId>,
     spare: Vec<RequestBlocks>,
+    cpu: Option<CpuTier>,
+    evicted_scratch: Vec<u64>,
 }
 
 impl KvCacheManager {
@@ -59,7 +77,41 @@ impl KvCacheManager {
             requests: IdMap::default(),
             hit_scratch: Vec::new(),
             spare: Vec::new(),
+            cpu: None,
+            evicted_scratch: Vec::new(),
         }
+    }
+
+    /// Store evicted contents in a CPU tier and look prefixes up there too.
+    pub fn set_cpu_tier(&mut self, tier: CpuTier) {
+        self.pool.record_evictions();
+        self.cpu = Some(tier);
+    }
+
+    /// The CPU tier, if any.
+    pub fn cpu_tier(&self) -> Option<&CpuTier> {
+        self.cpu.as_ref()
+    }
+
+    /// Leading blocks of `hashes` cached on the GPU or, after the GPU run, in the CPU tier
+    /// (no state change; for routers).
+    pub fn cached_prefix_blocks(&self, hashes: &[u64]) -> usize {
+        if !self.enable_caching {
+            return 0;
+        }
+        let gpu = hashes
+            .iter()
+            .take_while(|&&h| self.pool.get_cached_block(h).is_some())
+            .count();
+        match &self.cpu {
+            Some(c) => gpu + hashes[gpu..].iter().take_while(|&&h| c.contains(h)).count(),
+            None => gpu,
+        }
+    }
+
+    /// Tokens per block times blocks, as bytes are counted elsewhere.
+    pub fn tokens_of(&self, blocks: usize) -> u32 {
+        blocks as u32 * self.block_size
     }
 
     /// Tokens per block.
@@ -164,10 +216,7 @@ impl KvCacheManager {
     pub fn get_computed_blocks(&mut self, id: u64, num_tokens: u32) -> CacheHit {
         self.hit_scratch.clear();
         if !self.enable_caching || num_tokens == 0 {
-            return CacheHit {
-                blocks: 0,
-                tokens: 0,
-            };
+            return CacheHit::NONE;
         }
         let rb = &self.requests[&id];
         let max_blocks = ((num_tokens - 1) / self.block_size) as usize;
@@ -178,9 +227,17 @@ impl KvCacheManager {
             }
         }
         let blocks = self.hit_scratch.len();
+        let cpu_blocks = match &self.cpu {
+            Some(c) => rb.hashes[blocks..max_blocks.min(rb.hashes.len())]
+                .iter()
+                .take_while(|&&h| c.contains(h))
+                .count(),
+            None => 0,
+        };
         CacheHit {
             blocks,
             tokens: blocks as u32 * self.block_size,
+            cpu_blocks,
         }
     }
 
@@ -205,10 +262,7 @@ impl KvCacheManager {
         reserve: u32,
         known_tokens: u32,
     ) -> bool {
-        let hit = hit.unwrap_or(CacheHit {
-            blocks: 0,
-            tokens: 0,
-        });
+        let hit = hit.unwrap_or(CacheHit::NONE);
         let hit_blocks: &[BlockId] = if hit.blocks > 0 {
             &self.hit_scratch[..hit.blocks]
         } else {
@@ -219,7 +273,9 @@ impl KvCacheManager {
             .filter(|&&b| self.pool.ref_cnt(b) == 0)
             .count() as u64;
         let held = self.requests[&id].blocks.len() as u64 + hit.blocks as u64;
-        let computed = num_computed_tokens as u64 + hit.tokens as u64;
+        let computed = num_computed_tokens as u64
+            + hit.tokens as u64
+            + (hit.cpu_blocks as u64 * self.block_size as u64);
         let free = self.pool.num_free_blocks() as u64;
         if let Some(full) = full_tokens {
             let need = self.blocks_for(full as u64).saturating_sub(held) + evictable_hits;
@@ -241,6 +297,16 @@ impl KvCacheManager {
             rb.num_cached = rb.num_cached.max(rb.blocks.len());
         }
         self.pool.get_new_blocks(new_blocks as u32, &mut rb.blocks);
+        if let Some(cpu) = &mut self.cpu {
+            let first = hit.blocks;
+            for &h in &rb.hashes[first..first + hit.cpu_blocks] {
+                cpu.touch(h);
+            }
+            self.pool.take_evicted(&mut self.evicted_scratch);
+            for h in self.evicted_scratch.drain(..) {
+                cpu.store(h);
+            }
+        }
         if self.enable_caching {
             let upto = (computed + num_new_tokens as u64).min(known_tokens as u64);
             let full = ((upto / self.block_size as u64) as usize).min(rb.hashes.len());
@@ -287,7 +353,8 @@ mod tests {
             hit,
             CacheHit {
                 blocks: 1,
-                tokens: 16
+                tokens: 16,
+                cpu_blocks: 0,
             }
         );
         assert!(m.allocate_slots(2, 0, 24, Some(hit), Some(40), 0, 40));

@@ -4,6 +4,7 @@
 
 pub mod block_pool;
 pub mod config;
+pub mod cpu_tier;
 pub mod evictor;
 pub mod kv_cache_manager;
 pub mod learned;

@@ -5,6 +5,7 @@ use super::config::EngineSetup;
 use super::kv_cache_manager::KvCacheManager;
 use super::request::EngineRequest;
 use super::scheduler::{Scheduler, StepOutcome};
+use crate::cluster::topology::Route;
 use crate::cost::{BatchShape, CostModel, SeqWork};
 use crate::error::{Error, Result};
 use crate::sim::recorder::{Recorder, StepRecord};
@@ -35,10 +36,29 @@ impl RejectReason {
     }
 }
 
+/// What a replica does in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Prompts and output.
+    Unified,
+    /// Prompts only: a request leaves after its first token, for a decode replica.
+    Prefill,
+    /// Output only: requests arrive with their prompt's KV.
+    Decode,
+}
+
 /// A replica of the engine.
 pub struct Replica {
+    index: u32,
+    role: Role,
     scheduler: Scheduler,
     cost: Box<dyn CostModel>,
+    /// Route between this replica's GPUs and host memory (CPU tier, swap).
+    host_route: Route,
+    /// Bytes of one block on one GPU.
+    block_bytes: f64,
+    /// Requests that finished their prompt here and leave for a decode replica.
+    handoffs: Vec<EngineRequest>,
     batch: BatchShape,
     outcome: StepOutcome,
     max_model_len: u32,
@@ -48,8 +68,26 @@ pub struct Replica {
 
 impl Replica {
     /// Build a replica from a resolved setup and a cost model. With `audit`, every step
-    /// recounts all blocks (slow; for tests).
+    /// recounts all blocks (slow; for tests). A one-replica cluster: index 0, unified,
+    /// PCIe to the host as the GPU preset says.
     pub fn new(setup: &EngineSetup, cost: Box<dyn CostModel>, audit: bool) -> Self {
+        let host_route = Route {
+            bytes_per_s: setup.gpu.host_link_bytes_per_s,
+            latency_ns: 0.0,
+            hops: 1,
+        };
+        Self::in_cluster(setup, cost, audit, 0, Role::Unified, host_route)
+    }
+
+    /// A replica with an index, a role and a route to host memory.
+    pub fn in_cluster(
+        setup: &EngineSetup,
+        cost: Box<dyn CostModel>,
+        audit: bool,
+        index: u32,
+        role: Role,
+        host_route: Route,
+    ) -> Self {
         let kv = KvCacheManager::new(
             setup.memory.num_gpu_blocks as u32,
             setup.block_size,
@@ -57,6 +95,11 @@ impl Replica {
             setup.free_unhashed_first,
         );
         Replica {
+            index,
+            role,
+            host_route,
+            block_bytes: setup.memory.block_bytes as f64,
+            handoffs: Vec::new(),
             scheduler: Scheduler::new(setup.scheduler.clone(), kv),
             cost,
             batch: BatchShape::default(),
@@ -70,6 +113,62 @@ impl Replica {
     /// The scheduler (read only).
     pub fn scheduler(&self) -> &Scheduler {
         &self.scheduler
+    }
+
+    /// The replica's index in the cluster.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Its role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Tokens still to produce (prompt and output) over the requests it holds.
+    pub fn outstanding_tokens(&self) -> u64 {
+        self.scheduler.outstanding_tokens()
+    }
+
+    /// Requests it holds.
+    pub fn outstanding_requests(&self) -> u64 {
+        (self.scheduler.num_waiting() + self.scheduler.num_running()) as u64
+    }
+
+    /// Fraction of usable blocks referenced by requests.
+    pub fn kv_usage(&self) -> f64 {
+        let c = self.scheduler.kv().counts();
+        c.used as f64 / self.scheduler.kv().num_usable_blocks().max(1) as f64
+    }
+
+    /// Leading blocks of `hashes` this replica holds (GPU, then CPU tier).
+    pub fn cached_prefix_blocks(&self, hashes: &[u64]) -> usize {
+        self.scheduler.kv().cached_prefix_blocks(hashes)
+    }
+
+    /// Requests whose prompt finished here, to be moved to a decode replica.
+    pub fn take_handoffs(&mut self) -> std::vec::Drain<'_, EngineRequest> {
+        self.handoffs.drain(..)
+    }
+
+    /// Use a CPU tier for evicted blocks.
+    pub fn set_cpu_tier(&mut self, tier: super::cpu_tier::CpuTier) {
+        self.scheduler.kv_mut().set_cpu_tier(tier);
+    }
+
+    /// Accept a request whose prompt ran on a prefill replica: its KV (`input_tokens`) and
+    /// first token arrived at `now_ns`.
+    pub fn add_transferred(&mut self, mut er: EngineRequest, now_ns: u64) {
+        debug_assert_eq!(self.role, Role::Decode);
+        er.status = super::request::Status::Waiting;
+        er.num_computed = 0;
+        er.computed_high_water = er.req.input_tokens;
+        er.resume_tokens = er.req.input_tokens;
+        er.resume_from_host = false;
+        er.output_limit = er.req.output_tokens;
+        er.first_token_ns = Some(now_ns);
+        er.last_token_ns = now_ns;
+        self.scheduler.add_request(er);
     }
 
     /// True while a step is executing.
@@ -100,7 +199,12 @@ impl Replica {
         match reason {
             Some(r) => rec.on_reject(&req, r, now_ns),
             None => {
-                self.scheduler.add_request(EngineRequest::new(req));
+                let mut er = EngineRequest::new(req);
+                er.prefill_replica = self.index;
+                if self.role == Role::Prefill {
+                    er.output_limit = 1;
+                }
+                self.scheduler.add_request(er);
                 Ok(())
             }
         }
@@ -141,7 +245,19 @@ impl Replica {
                 self.batch.sampled += 1;
             }
         }
-        let cost = self.cost.step_cost(&self.batch);
+        let mut cost = self.cost.step_cost(&self.batch);
+        let t = self.scheduler.step_traffic;
+        // Loads and swap-ins come in, swap-outs go out: the two directions overlap.
+        let load = (t.cpu_load_blocks + t.swap_in_blocks) as f64 * self.block_bytes;
+        let store = t.swap_out_blocks as f64 * self.block_bytes;
+        let one_way = |bytes: f64| {
+            if bytes > 0.0 {
+                self.host_route.time_ns(bytes)
+            } else {
+                0.0
+            }
+        };
+        cost.host_transfer_ns = one_way(load).max(one_way(store));
         let duration = cost.total_ns();
         let counts = if self.audit {
             self.scheduler
@@ -158,6 +274,7 @@ impl Replica {
             c
         };
         rec.on_step(&StepRecord {
+            replica: self.index,
             start_ns: now_ns,
             duration_ns: duration,
             batch_size: self.batch.num_seqs() as u32,
@@ -185,7 +302,11 @@ impl Replica {
         }
         for k in 0..self.outcome.finished.len() {
             let r = self.scheduler.take_finished(self.outcome.finished[k]);
-            rec.on_finish(&r, now_ns)?;
+            if self.role == Role::Prefill && r.req.output_tokens > 1 {
+                self.handoffs.push(r);
+            } else {
+                rec.on_finish(self.index, &r, now_ns)?;
+            }
         }
         if self.audit {
             self.scheduler

@@ -40,13 +40,25 @@ pub struct EngineRequest {
     pub first_token_ns: Option<u64>,
     /// When its latest output token was produced, ns.
     pub last_token_ns: u64,
+    /// Stop after this many output tokens (the trace's count; 1 on a prefill replica).
+    pub output_limit: u32,
+    /// Tokens whose KV arrives on admission without being computed (a prompt transferred
+    /// from a prefill replica, or a swapped-out request); 0 otherwise.
+    pub resume_tokens: u32,
+    /// The resumed KV comes back from host memory (swap-in is charged to the step).
+    pub resume_from_host: bool,
+    /// Blocks of the request in the swap space.
+    pub swapped_blocks: u64,
+    /// Prompt tokens loaded from the CPU tier at first admission.
+    pub cpu_hit_tokens: u64,
+    /// The replica that ran the prompt.
+    pub prefill_replica: u32,
 }
 
 impl EngineRequest {
     /// A new waiting request.
     pub fn new(req: Request) -> Self {
         EngineRequest {
-            req,
             status: Status::Waiting,
             num_computed: 0,
             generated: 0,
@@ -57,6 +69,13 @@ impl EngineRequest {
             first_scheduled_ns: None,
             first_token_ns: None,
             last_token_ns: 0,
+            output_limit: req.output_tokens,
+            resume_tokens: 0,
+            resume_from_host: false,
+            swapped_blocks: 0,
+            cpu_hit_tokens: 0,
+            prefill_replica: 0,
+            req,
         }
     }
 

@@ -5,6 +5,9 @@
 //!    blocks cannot be allocated, the newest running request is preempted (recompute: its
 //!    blocks are freed, hashed ones stay cached, it goes to the front of the waiting queue)
 //!    until the allocation succeeds or the request itself was preempted.
+//!    With swap preemption (vLLM v0's `preemption_mode=swap`), the victim's blocks are
+//!    copied to host memory instead when the swap space holds them, and copied back when
+//!    it is admitted again, so nothing is recomputed.
 //! 2. Only if nothing was preempted this step: waiting requests in FCFS order while the
 //!    budget lasts and fewer than `max_num_seqs` run. A request's prefix-cache hit is looked
 //!    up, its remaining tokens chunked to the budget (or, without chunked prefill, it waits
@@ -12,7 +15,7 @@
 //!    whole prompt, with `full_prompt_admission`) are free, keeping the watermark. The first
 //!    request that cannot be admitted stops admission.
 
-use super::kv_cache_manager::KvCacheManager;
+use super::kv_cache_manager::{CacheHit, KvCacheManager};
 use super::request::{EngineRequest, Status};
 use crate::prefix::block_hashes;
 use std::collections::VecDeque;
@@ -34,6 +37,19 @@ pub struct SchedulerConfig {
     pub full_prompt_admission: bool,
     /// Blocks kept free when admitting waiting requests.
     pub watermark_blocks: u32,
+    /// Swap space in blocks for swap preemption; `None`: recompute.
+    pub swap_blocks: Option<u64>,
+}
+
+/// Blocks moved between GPU and host memory while scheduling one step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostTraffic {
+    /// Blocks loaded from the CPU tier (prefix hits there).
+    pub cpu_load_blocks: u64,
+    /// Blocks swapped out by preemptions.
+    pub swap_out_blocks: u64,
+    /// Blocks swapped back in by resumed requests.
+    pub swap_in_blocks: u64,
 }
 
 /// One request's part of a scheduled step.
@@ -71,6 +87,13 @@ pub struct Scheduler {
     pub step_preemptions: u32,
     /// Preemptions in total.
     pub total_preemptions: u64,
+    /// Host-memory traffic of the current step.
+    pub step_traffic: HostTraffic,
+    /// Host-memory traffic in total.
+    pub total_traffic: HostTraffic,
+    /// Preemptions that swapped (a subset of `total_preemptions`).
+    pub swap_preemptions: u64,
+    swap_used: u64,
 }
 
 impl Scheduler {
@@ -86,6 +109,10 @@ impl Scheduler {
             scheduled: Vec::new(),
             step_preemptions: 0,
             total_preemptions: 0,
+            step_traffic: HostTraffic::default(),
+            total_traffic: HostTraffic::default(),
+            swap_preemptions: 0,
+            swap_used: 0,
         }
     }
 
@@ -107,6 +134,18 @@ impl Scheduler {
     /// Requests running.
     pub fn num_running(&self) -> usize {
         self.running.len()
+    }
+
+    /// Tokens still to compute (prompt and output) over the requests held.
+    pub fn outstanding_tokens(&self) -> u64 {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|r| {
+                (r.req.input_tokens + r.output_limit)
+                    .saturating_sub(r.num_computed.max(r.resume_tokens)) as u64
+            })
+            .sum()
     }
 
     /// True when no request is waiting or running.
@@ -162,9 +201,24 @@ impl Scheduler {
     }
 
     fn preempt(&mut self, slot: u32) {
+        let blocks = self.kv.num_blocks_of(slot as u64) as u64;
+        let swap = self
+            .cfg
+            .swap_blocks
+            .is_some_and(|cap| self.swap_used + blocks <= cap);
         self.kv.free(slot as u64);
+        if swap {
+            self.swap_used += blocks;
+            self.swap_preemptions += 1;
+            self.step_traffic.swap_out_blocks += blocks;
+        }
         let r = self.req_mut(slot);
         r.status = Status::Preempted;
+        if swap {
+            r.resume_tokens = r.num_computed;
+            r.resume_from_host = true;
+            r.swapped_blocks = blocks;
+        }
         r.num_computed = 0;
         r.preemptions += 1;
         self.waiting.push_front(slot);
@@ -177,6 +231,7 @@ impl Scheduler {
     pub fn schedule(&mut self, now_ns: u64) {
         self.scheduled.clear();
         self.step_preemptions = 0;
+        self.step_traffic = HostTraffic::default();
         let mut budget = self.cfg.max_num_batched_tokens;
 
         let mut i = 0;
@@ -226,8 +281,15 @@ impl Scheduler {
                 };
                 self.ensure_registered(slot);
                 let known = self.request(slot).num_tokens();
-                let hit = self.kv.get_computed_blocks(slot as u64, known);
-                let mut n = known - hit.tokens;
+                let resume = self.request(slot).resume_tokens;
+                let hit = if resume > 0 {
+                    CacheHit::NONE
+                } else {
+                    self.kv.get_computed_blocks(slot as u64, known)
+                };
+                let cpu_tokens = self.kv.tokens_of(hit.cpu_blocks);
+                let start = resume + hit.tokens + cpu_tokens;
+                let mut n = known - start;
                 if self.cfg.long_prefill_token_threshold > 0 {
                     n = n.min(self.cfg.long_prefill_token_threshold);
                 }
@@ -243,27 +305,44 @@ impl Scheduler {
                 };
                 if !self
                     .kv
-                    .allocate_slots(slot as u64, 0, n, Some(hit), full, reserve, known)
+                    .allocate_slots(slot as u64, resume, n, Some(hit), full, reserve, known)
                 {
                     break;
                 }
                 self.waiting.pop_front();
                 self.running.push(slot);
+                self.step_traffic.cpu_load_blocks += hit.cpu_blocks as u64;
                 let r = self.req_mut(slot);
+                let swapped_in = if r.resume_from_host {
+                    r.swapped_blocks
+                } else {
+                    0
+                };
                 r.status = Status::Running;
-                r.num_computed = hit.tokens;
+                r.num_computed = start;
                 if r.cached_tokens < 0 {
                     r.cached_tokens = hit.tokens as i64;
+                    r.cpu_hit_tokens = cpu_tokens as u64;
                 }
+                r.resume_tokens = 0;
+                r.resume_from_host = false;
+                r.swapped_blocks = 0;
                 r.first_scheduled_ns.get_or_insert(now_ns);
+                self.swap_used -= swapped_in;
+                self.step_traffic.swap_in_blocks += swapped_in;
                 self.scheduled.push(Scheduled {
                     slot,
                     new_tokens: n,
-                    context: hit.tokens,
+                    context: start,
                 });
                 budget -= n;
             }
         }
+
+        let (t, s) = (&mut self.total_traffic, self.step_traffic);
+        t.cpu_load_blocks += s.cpu_load_blocks;
+        t.swap_out_blocks += s.swap_out_blocks;
+        t.swap_in_blocks += s.swap_in_blocks;
 
         // Advance computed tokens now, as vLLM does right after scheduling.
         for k in 0..self.scheduled.len() {
@@ -295,7 +374,7 @@ impl Scheduler {
                 r.first_token_ns = Some(now_ns);
             }
             out.sampled.push(slot);
-            if r.generated >= r.req.output_tokens {
+            if r.generated >= r.output_limit {
                 r.status = Status::Finished;
                 out.finished.push(slot);
             }

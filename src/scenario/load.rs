@@ -292,6 +292,69 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
     }
     non_negative("engine.step_overhead_us", g.step_overhead_us)?;
     non_negative("engine.per_request_overhead_us", g.per_request_overhead_us)?;
+    for (f, v) in [
+        ("engine.tensor_parallel_size", g.tensor_parallel_size),
+        ("engine.pipeline_parallel_size", g.pipeline_parallel_size),
+        (
+            "engine.pipeline_micro_batches",
+            g.pipeline_micro_batches.unwrap_or(1),
+        ),
+    ] {
+        if v == 0 {
+            return Err((f.into(), "must be at least 1".into()));
+        }
+    }
+    non_negative("engine.swap_space_gib", g.swap_space_gib)?;
+    if let Some(v) = s.hardware.nvlink_gbps {
+        non_negative("hardware.nvlink_gbps", v)?;
+    }
+    let c = &s.cluster;
+    if c.replicas == 0 {
+        return Err(("cluster.replicas".into(), "must be at least 1".into()));
+    }
+    if c.gpus_per_node == 0 {
+        return Err(("cluster.gpus_per_node".into(), "must be at least 1".into()));
+    }
+    if !crate::cluster::routers::ROUTERS
+        .iter()
+        .any(|(n, _)| *n == c.router.kind)
+    {
+        let known: Vec<&str> = crate::cluster::routers::ROUTERS
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        return Err((
+            "cluster.router.kind".into(),
+            format!(
+                "unknown router `{}`; known: {}",
+                c.router.kind,
+                known.join(", ")
+            ),
+        ));
+    }
+    positive(
+        "cluster.router.balance_rel_threshold",
+        c.router.balance_rel_threshold,
+    )?;
+    non_negative("cluster.router.cache_threshold", c.router.cache_threshold)?;
+    positive("cluster.links.network_gbps", c.links.network_gbps)?;
+    non_negative("cluster.links.nvlink_latency_us", c.links.nvlink_latency_us)?;
+    non_negative("cluster.links.pcie_latency_us", c.links.pcie_latency_us)?;
+    non_negative(
+        "cluster.links.network_latency_us",
+        c.links.network_latency_us,
+    )?;
+    if let Some(d) = &c.disaggregation {
+        if d.prefill_replicas == 0 || d.decode_replicas == 0 {
+            return Err((
+                "cluster.disaggregation".into(),
+                "needs at least one prefill and one decode replica".into(),
+            ));
+        }
+    }
+    if let Some(o) = &s.kv_cache.cpu_offload {
+        positive("kv_cache.cpu_offload.gib", o.gib)?;
+    }
     let k = &s.kv_cache;
     if k.block_size == 0 {
         return Err(("kv_cache.block_size".into(), "must be at least 1".into()));

@@ -37,6 +37,9 @@ pub struct Scenario {
     /// KV cache settings.
     #[serde(default)]
     pub kv_cache: KvCacheSpec,
+    /// Replicas, routing, node topology and prefill/decode disaggregation.
+    #[serde(default)]
+    pub cluster: ClusterSpec,
     /// Service-level objectives used for goodput.
     #[serde(default)]
     pub slo: SloSpec,
@@ -148,6 +151,10 @@ pub struct HardwareSpec {
     /// Override: host link bandwidth in GB/s (one direction).
     #[serde(default)]
     pub host_link_gbps: Option<f64>,
+    /// Override: NVLink bandwidth per GPU in GB/s (one direction; 0: no NVLink, GPUs talk
+    /// over PCIe through the host).
+    #[serde(default)]
+    pub nvlink_gbps: Option<f64>,
     /// Override: price per GPU-hour in US dollars.
     #[serde(default)]
     pub price_per_hour: Option<f64>,
@@ -172,6 +179,7 @@ impl Default for HardwareSpec {
             hbm_gbps: None,
             bf16_tflops: None,
             host_link_gbps: None,
+            nvlink_gbps: None,
             price_per_hour: None,
             efficiency: Efficiency::default(),
             calibration: None,
@@ -256,6 +264,43 @@ pub struct EngineSpec {
     /// Extra CPU time per scheduled request in a step, microseconds.
     #[serde(default = "default_per_seq_overhead")]
     pub per_request_overhead_us: f64,
+    /// GPUs each layer is split over (vLLM `tensor_parallel_size`).
+    #[serde(default = "one_u32")]
+    pub tensor_parallel_size: u32,
+    /// Pipeline stages (vLLM `pipeline_parallel_size`); layers are split evenly.
+    #[serde(default = "one_u32")]
+    pub pipeline_parallel_size: u32,
+    /// Micro-batches a step is split into when `pipeline_parallel_size > 1` (default: the
+    /// number of stages).
+    #[serde(default)]
+    pub pipeline_micro_batches: Option<u32>,
+    /// What a preempted request loses: `recompute` (vLLM v1: its blocks are freed and its
+    /// tokens computed again) or `swap` (vLLM v0: its blocks are copied to host memory and
+    /// back over the host link).
+    #[serde(default)]
+    pub preemption_mode: PreemptionMode,
+    /// Host memory for swapped-out blocks per GPU, GiB (vLLM v0 `swap_space`, default 4);
+    /// a preemption that does not fit falls back to recompute.
+    #[serde(default = "default_swap_space")]
+    pub swap_space_gib: f64,
+}
+
+/// How preempted requests are resumed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PreemptionMode {
+    /// Free the blocks and compute the tokens again.
+    #[default]
+    Recompute,
+    /// Copy the blocks to host memory and back.
+    Swap,
+}
+
+fn one_u32() -> u32 {
+    1
+}
+fn default_swap_space() -> f64 {
+    4.0
 }
 
 fn default_engine_kind() -> String {
@@ -284,6 +329,11 @@ impl Default for EngineSpec {
             watermark: 0.0,
             step_overhead_us: default_step_overhead(),
             per_request_overhead_us: default_per_seq_overhead(),
+            tensor_parallel_size: 1,
+            pipeline_parallel_size: 1,
+            pipeline_micro_batches: None,
+            preemption_mode: PreemptionMode::Recompute,
+            swap_space_gib: default_swap_space(),
         }
     }
 }
@@ -320,6 +370,25 @@ pub struct KvCacheSpec {
     /// Predictions for the learning-augmented eviction policies.
     #[serde(default)]
     pub predictor: Option<PredictorSpec>,
+    /// A host-memory tier for evicted prompt blocks (vLLM's native CPU offloading).
+    #[serde(default)]
+    pub cpu_offload: Option<CpuOffloadSpec>,
+}
+
+/// The CPU-memory KV tier of one replica.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CpuOffloadSpec {
+    /// Host memory for KV blocks per replica, GiB (vLLM `kv_offloading_size`).
+    pub gib: f64,
+    /// Which block the CPU tier drops when full: `lru` or `arc` (vLLM's two offloading
+    /// managers) or any policy of the paging lab that needs no predictions.
+    #[serde(default = "default_cpu_policy")]
+    pub policy: String,
+}
+
+fn default_cpu_policy() -> String {
+    "lru".to_string()
 }
 
 fn default_eviction() -> String {
@@ -370,8 +439,145 @@ impl Default for KvCacheSpec {
             free_unhashed_first: true,
             eviction: default_eviction(),
             predictor: None,
+            cpu_offload: None,
         }
     }
+}
+
+/// Replicas, how requests are routed to them, and the machines they run on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Engine replicas (each with `tensor_parallel_size x pipeline_parallel_size` GPUs).
+    /// With `disaggregation`, the sum of its two pools replaces this.
+    #[serde(default = "one_u32")]
+    pub replicas: u32,
+    /// How an arriving request picks a replica.
+    #[serde(default)]
+    pub router: RouterSpec,
+    /// GPUs per node (replicas are packed onto nodes in order).
+    #[serde(default = "default_gpus_per_node")]
+    pub gpus_per_node: u32,
+    /// Links between GPUs, host and nodes.
+    #[serde(default)]
+    pub links: LinkSpec,
+    /// Separate prefill and decode pools.
+    #[serde(default)]
+    pub disaggregation: Option<DisaggregationSpec>,
+}
+
+fn default_gpus_per_node() -> u32 {
+    8
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            replicas: 1,
+            router: RouterSpec::default(),
+            gpus_per_node: default_gpus_per_node(),
+            links: LinkSpec::default(),
+            disaggregation: None,
+        }
+    }
+}
+
+/// The request router and its parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    /// `round_robin`, `least_outstanding_tokens`, `least_kv_usage` or `prefix_affinity`.
+    #[serde(default = "default_router")]
+    pub kind: String,
+    /// Prefix affinity: fall back to the least loaded replica when the most loaded one has
+    /// more than this many outstanding requests above the least loaded one ...
+    #[serde(default = "default_balance_abs")]
+    pub balance_abs_threshold: u32,
+    /// ... and more than this factor times its outstanding requests (SGLang router defaults).
+    #[serde(default = "default_balance_rel")]
+    pub balance_rel_threshold: f64,
+    /// Prefix affinity: route by cache only when the best replica holds at least this
+    /// fraction of the prompt; otherwise to the least loaded.
+    #[serde(default = "default_cache_threshold")]
+    pub cache_threshold: f64,
+}
+
+fn default_router() -> String {
+    "round_robin".to_string()
+}
+fn default_balance_abs() -> u32 {
+    64
+}
+fn default_balance_rel() -> f64 {
+    1.5
+}
+fn default_cache_threshold() -> f64 {
+    0.3
+}
+
+impl Default for RouterSpec {
+    fn default() -> Self {
+        RouterSpec {
+            kind: default_router(),
+            balance_abs_threshold: default_balance_abs(),
+            balance_rel_threshold: default_balance_rel(),
+            cache_threshold: default_cache_threshold(),
+        }
+    }
+}
+
+/// Bandwidths (GB/s, one direction) and latencies (microseconds) of the links that are not
+/// properties of the GPU preset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Latency of one NVLink hop through the NVSwitch.
+    #[serde(default = "default_nvlink_latency")]
+    pub nvlink_latency_us: f64,
+    /// Latency of a PCIe transfer between GPU and host memory.
+    #[serde(default = "default_pcie_latency")]
+    pub pcie_latency_us: f64,
+    /// Network bandwidth of each node's NIC (400 Gb/s = 50 GB/s).
+    #[serde(default = "default_network_gbps")]
+    pub network_gbps: f64,
+    /// Latency across the network (NIC to NIC).
+    #[serde(default = "default_network_latency")]
+    pub network_latency_us: f64,
+}
+
+fn default_nvlink_latency() -> f64 {
+    2.0
+}
+fn default_pcie_latency() -> f64 {
+    5.0
+}
+fn default_network_gbps() -> f64 {
+    50.0
+}
+fn default_network_latency() -> f64 {
+    10.0
+}
+
+impl Default for LinkSpec {
+    fn default() -> Self {
+        LinkSpec {
+            nvlink_latency_us: default_nvlink_latency(),
+            pcie_latency_us: default_pcie_latency(),
+            network_gbps: default_network_gbps(),
+            network_latency_us: default_network_latency(),
+        }
+    }
+}
+
+/// Prefill/decode disaggregation: prompts run on the prefill pool, their KV moves to a
+/// decode replica, which generates the output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DisaggregationSpec {
+    /// Replicas that run prompts.
+    pub prefill_replicas: u32,
+    /// Replicas that generate output.
+    pub decode_replicas: u32,
 }
 
 /// Service-level objectives. A request meets the SLO when every set bound holds.

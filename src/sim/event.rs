@@ -14,6 +14,11 @@ pub enum EventKind {
         /// Replica index.
         replica: u32,
     },
+    /// A prompt's KV reaches its decode replica.
+    TransferDone {
+        /// Slot of the transfer in the cluster.
+        slot: u32,
+    },
     /// A replica may start a step (after every arrival and completion at the same instant).
     StepStart {
         /// Replica index.
@@ -25,7 +30,7 @@ impl EventKind {
     fn class(self) -> u8 {
         match self {
             EventKind::Arrival => 0,
-            EventKind::StepDone { .. } => 1,
+            EventKind::StepDone { .. } | EventKind::TransferDone { .. } => 1,
             EventKind::StepStart { .. } => 2,
         }
     }

@@ -4,12 +4,16 @@
 pub mod event;
 pub mod recorder;
 
-use crate::cost::{Calibrated, CostModel, Roofline};
+use crate::cluster::routers::make_router;
+use crate::cluster::{Cluster, Placement};
+use crate::cost::{Calibrated, CostModel, Parallel, Roofline};
 use crate::engine::config::EngineSetup;
+use crate::engine::cpu_tier::CpuTier;
 use crate::engine::evictor::{BlockPredictions, NextUse, PolicyEvictor, TraceNextUse};
 use crate::engine::learned::LearnedReuse;
 use crate::engine::replica::Replica;
-use crate::error::Result;
+use crate::engine::request::EngineRequest;
+use crate::error::{Error, Result};
 use crate::paging::PolicyParams;
 use crate::prefix::block_hashes;
 use crate::report::{LearnedStats, Summary};
@@ -27,34 +31,41 @@ pub fn run(
     rec: &mut Recorder,
     audit: bool,
 ) -> Result<Summary> {
-    run_with_cost(
-        scenario,
-        setup,
-        rec,
-        audit,
-        build_cost_model(scenario, setup)?,
-    )
+    run_with_cost(scenario, setup, rec, audit, &|placement, r| {
+        build_replica_cost(scenario, setup, placement, r)
+    })
 }
 
-/// [`run`] with a given cost model (e.g. one that records the steps it is asked about).
+/// Builds replica `r`'s cost model for its place in the cluster.
+pub type CostFactory<'a> = dyn Fn(&Placement, u32) -> Result<Box<dyn CostModel>> + 'a;
+
+/// [`run`] with given cost models (e.g. ones that record the steps they are asked about).
 pub fn run_with_cost(
     scenario: &Scenario,
     setup: &EngineSetup,
     rec: &mut Recorder,
     audit: bool,
-    cost: Box<dyn CostModel>,
+    make_cost: &CostFactory,
 ) -> Result<Summary> {
-    let mut replicas = [Replica::new(setup, cost, audit)];
-    if let Some(ev) = build_evictor(scenario, setup)? {
-        replicas[0].set_evictor(ev);
-    }
+    let mut cluster = build_cluster(scenario, setup, audit, make_cost)?;
     let mut stream = workload::open(&scenario.workload, scenario.seed)?;
     let mut queue = EventQueue::default();
     let mut next_request = stream.next().transpose()?;
     if let Some(r) = &next_request {
         queue.push(r.arrival_ns, EventKind::Arrival);
     }
-    let mut start_pending = vec![false; replicas.len()];
+    let n = cluster.replicas.len();
+    let mut start_pending = vec![false; n];
+    let mut hashes = Vec::new();
+    let wants_hashes = cluster.router.needs_hashes() && cluster.entry.len() > 1;
+    let wants_decode_hashes = cluster.router.needs_hashes() && cluster.decode.len() > 1;
+    let bs = setup.block_size;
+    let wake = |queue: &mut EventQueue, pending: &mut [bool], c: &Cluster, i: usize, now| {
+        if !c.replicas[i].is_busy() && c.replicas[i].has_work() && !pending[i] {
+            pending[i] = true;
+            queue.push(now, EventKind::StepStart { replica: i as u32 });
+        }
+    };
     while let Some(ev) = queue.pop() {
         let now = ev.time_ns;
         match ev.kind {
@@ -63,17 +74,21 @@ pub fn run_with_cost(
                     .take()
                     .expect("an arrival event has its request");
                 rec.on_arrival(now);
-                let target = 0; // one replica; routing comes with clusters
-                replicas[target].add_request(req, now, rec)?;
-                if !replicas[target].is_busy() && !start_pending[target] {
-                    start_pending[target] = true;
-                    queue.push(
-                        now,
-                        EventKind::StepStart {
-                            replica: target as u32,
-                        },
+                hashes.clear();
+                if wants_hashes {
+                    let len = req.input_tokens as u64;
+                    block_hashes(
+                        &req.segments,
+                        req.input_tokens,
+                        len,
+                        bs,
+                        req.id,
+                        &mut hashes,
                     );
                 }
+                let target = cluster.route(&hashes, false);
+                cluster.replicas[target].add_request(req, now, rec)?;
+                wake(&mut queue, &mut start_pending, &cluster, target, now);
                 next_request = stream.next().transpose()?;
                 if let Some(r) = &next_request {
                     queue.push(r.arrival_ns.max(now), EventKind::Arrival);
@@ -81,78 +96,170 @@ pub fn run_with_cost(
             }
             EventKind::StepDone { replica } => {
                 let i = replica as usize;
-                replicas[i].finish_step(now, rec)?;
-                if replicas[i].has_work() && !start_pending[i] {
-                    start_pending[i] = true;
-                    queue.push(now, EventKind::StepStart { replica });
+                cluster.replicas[i].finish_step(now, rec)?;
+                let handoffs: Vec<EngineRequest> = cluster.replicas[i].take_handoffs().collect();
+                for er in handoffs {
+                    hashes.clear();
+                    if wants_decode_hashes {
+                        let r = &er.req;
+                        let len = r.input_tokens as u64;
+                        block_hashes(&r.segments, r.input_tokens, len, bs, r.id, &mut hashes);
+                    }
+                    let (slot, done) = cluster.start_transfer(i, er, &hashes, now);
+                    queue.push(done, EventKind::TransferDone { slot });
                 }
+                wake(&mut queue, &mut start_pending, &cluster, i, now);
+            }
+            EventKind::TransferDone { slot } => {
+                let (to, er) = cluster.finish_transfer(slot);
+                cluster.replicas[to].add_transferred(er, now);
+                wake(&mut queue, &mut start_pending, &cluster, to, now);
             }
             EventKind::StepStart { replica } => {
                 let i = replica as usize;
                 start_pending[i] = false;
-                if let Some(d) = replicas[i].start_step(now, rec)? {
+                if let Some(d) = cluster.replicas[i].start_step(now, rec)? {
                     queue.push(now + d, EventKind::StepDone { replica });
                 }
             }
         }
     }
     rec.finish_files()?;
-    let evictions = replicas
+    Ok(summarize(scenario, setup, rec, &cluster))
+}
+
+fn summarize(scenario: &Scenario, setup: &EngineSetup, rec: &Recorder, c: &Cluster) -> Summary {
+    let first = &c.replicas[0];
+    let evictions = c
+        .replicas
         .iter()
         .map(|r| r.scheduler().kv().evictions())
         .sum();
-    let mut summary = Summary::build(scenario, setup, rec, replicas[0].cost_model(), evictions);
-    summary.cost_model_warnings = replicas[0].cost_warnings();
-    let kv = replicas[0].scheduler().kv();
+    let mut summary = Summary::build(scenario, setup, rec, first.cost_model(), evictions);
+    summary.cost_model_warnings = first.cost_warnings();
+    let kv = first.scheduler().kv();
     summary.eviction = kv.eviction_name().to_string();
     summary.learned_predictor = kv.learned_stats().map(|(updates, mse)| LearnedStats {
         updates,
         mean_squared_log_error: mse,
     });
-    Ok(summary)
+    summary.add_cluster(setup, rec, c);
+    summary
 }
 
-/// The step-time model: the roofline, or the calibrated model when the scenario names a
-/// profile (`hardware.calibration`).
+/// The replicas, their evictors, CPU tiers and cost models, placed on the machines.
+fn build_cluster(
+    scenario: &Scenario,
+    setup: &EngineSetup,
+    audit: bool,
+    make_cost: &CostFactory,
+) -> Result<Cluster> {
+    let roles = crate::cluster::roles(scenario);
+    if roles.is_empty() {
+        return Err(Error::input(
+            "cluster.replicas: a cluster needs at least one replica".to_string(),
+        ));
+    }
+    if let Some(d) = &scenario.cluster.disaggregation {
+        if d.prefill_replicas == 0 || d.decode_replicas == 0 {
+            return Err(Error::input(format!(
+                "cluster.disaggregation: needs at least one prefill and one decode replica (got {} and {})",
+                d.prefill_replicas, d.decode_replicas
+            )));
+        }
+    }
+    if roles.len() > 4096 {
+        return Err(Error::input(format!(
+            "cluster.replicas: {} replicas is more than the simulator holds (4096)",
+            roles.len()
+        )));
+    }
+    let placement = Placement::new(scenario, setup, roles.len() as u32);
+    let evictors = EvictorFactory::new(scenario, setup)?;
+    let mut replicas = Vec::with_capacity(roles.len());
+    for (i, &role) in roles.iter().enumerate() {
+        let r = i as u32;
+        let cost = make_cost(&placement, r)?;
+        let mut rep = Replica::in_cluster(setup, cost, audit, r, role, placement.host_link(r));
+        if let Some(ev) = evictors.build(scenario, setup) {
+            rep.set_evictor(ev);
+        }
+        if let Some((blocks, policy)) = &setup.cpu_offload {
+            rep.set_cpu_tier(CpuTier::new(*blocks, policy, scenario.seed)?);
+        }
+        replicas.push(rep);
+    }
+    let router = make_router(&scenario.cluster.router)?;
+    Ok(Cluster::new(replicas, router, placement, setup))
+}
+
+/// The step-time model of replica 0 of a scenario's cluster (for `kvsim validate`).
 pub fn build_cost_model(scenario: &Scenario, setup: &EngineSetup) -> Result<Box<dyn CostModel>> {
+    let placement = Placement::new(scenario, setup, 1);
+    build_replica_cost(scenario, setup, &placement, 0)
+}
+
+/// The step-time model of replica `r`: the roofline, or the calibrated model when the
+/// scenario names a profile (`hardware.calibration`), for one GPU's shard; wrapped in
+/// [`Parallel`] when the replica spans several GPUs.
+pub fn build_replica_cost(
+    scenario: &Scenario,
+    setup: &EngineSetup,
+    placement: &Placement,
+    r: u32,
+) -> Result<Box<dyn CostModel>> {
     let roof = Roofline::new(
-        &setup.model,
+        &setup.shard,
         &setup.gpu,
         &scenario.hardware.efficiency,
         scenario.engine.step_overhead_us,
         scenario.engine.per_request_overhead_us,
     );
-    Ok(match &scenario.hardware.calibration {
+    let one_gpu: Box<dyn CostModel> = match &scenario.hardware.calibration {
         None => Box::new(roof),
         Some(base) => {
             let profile = crate::cost::profile::read_profile(base)?;
-            Box::new(Calibrated::new(&profile, &setup.model, roof)?)
+            Box::new(Calibrated::new(
+                &profile,
+                &setup.shard,
+                setup.parallel.tp,
+                roof,
+            )?)
         }
-    })
+    };
+    let p = setup.parallel;
+    if p.gpus() == 1 {
+        return Ok(one_gpu);
+    }
+    Ok(Box::new(Parallel::new(
+        one_gpu,
+        p,
+        setup.shard.layers,
+        setup.model.hidden,
+        setup.model.dtype_bytes,
+        placement.tp_link(r),
+        placement.stage_link(r),
+    )))
 }
 
-/// The paging policy that chooses evictions, if the scenario names one. Policies that look
-/// ahead get next uses from a first pass over the workload (an offline oracle).
-fn build_evictor(scenario: &Scenario, setup: &EngineSetup) -> Result<Option<PolicyEvictor>> {
-    let k = &scenario.kv_cache;
-    if k.eviction == "vllm" {
-        return Ok(None);
-    }
-    let entry = crate::paging::policies::entry(&k.eviction)?;
-    let usable = (setup.memory.num_gpu_blocks - 1) as usize;
-    let policy = (entry.build)(&PolicyParams::new(usable, 0, scenario.seed));
-    let predictions = match &k.predictor {
-        Some(p) if entry.uses_predictions() => match p.kind {
-            PredictorKind::Oracle => BlockPredictions::Oracle { sigma: p.sigma },
-            PredictorKind::Learned => {
-                BlockPredictions::Learned(Box::new(LearnedReuse::new(8 * usable)))
-            }
-        },
-        _ => BlockPredictions::None,
-    };
-    let needs_oracle =
-        k.eviction == "belady" || matches!(predictions, BlockPredictions::Oracle { .. });
-    let oracle: Option<Arc<dyn NextUse>> = if needs_oracle {
+/// Builds each replica's paging-policy evictor, if the scenario names a policy. Policies
+/// that look ahead get next uses from one first pass over the workload (an offline oracle),
+/// shared by the replicas.
+struct EvictorFactory {
+    oracle: Option<Arc<dyn NextUse>>,
+}
+
+impl EvictorFactory {
+    fn new(scenario: &Scenario, setup: &EngineSetup) -> Result<EvictorFactory> {
+        let k = &scenario.kv_cache;
+        if k.eviction == "vllm" {
+            return Ok(EvictorFactory { oracle: None });
+        }
+        let entry = crate::paging::policies::entry(&k.eviction)?;
+        let oracle_predictions = matches!(&k.predictor, Some(p) if entry.uses_predictions() && p.kind == PredictorKind::Oracle);
+        if k.eviction != "belady" && !oracle_predictions {
+            return Ok(EvictorFactory { oracle: None });
+        }
         let mut next = TraceNextUse::default();
         let mut hashes = Vec::new();
         for r in workload::open(&scenario.workload, scenario.seed)? {
@@ -168,15 +275,34 @@ fn build_evictor(scenario: &Scenario, setup: &EngineSetup) -> Result<Option<Poli
             );
             next.add(r.id, &hashes);
         }
-        Some(Arc::new(next))
-    } else {
-        None
-    };
-    Ok(Some(PolicyEvictor::new(
-        &k.eviction,
-        policy,
-        oracle,
-        predictions,
-        scenario.seed,
-    )))
+        Ok(EvictorFactory {
+            oracle: Some(Arc::new(next)),
+        })
+    }
+
+    fn build(&self, scenario: &Scenario, setup: &EngineSetup) -> Option<PolicyEvictor> {
+        let k = &scenario.kv_cache;
+        if k.eviction == "vllm" {
+            return None;
+        }
+        let entry = crate::paging::policies::entry(&k.eviction).ok()?;
+        let usable = (setup.memory.num_gpu_blocks - 1) as usize;
+        let policy = (entry.build)(&PolicyParams::new(usable, 0, scenario.seed));
+        let predictions = match &k.predictor {
+            Some(p) if entry.uses_predictions() => match p.kind {
+                PredictorKind::Oracle => BlockPredictions::Oracle { sigma: p.sigma },
+                PredictorKind::Learned => {
+                    BlockPredictions::Learned(Box::new(LearnedReuse::new(8 * usable)))
+                }
+            },
+            _ => BlockPredictions::None,
+        };
+        Some(PolicyEvictor::new(
+            &k.eviction,
+            policy,
+            self.oracle.clone(),
+            predictions,
+            scenario.seed,
+        ))
+    }
 }

@@ -15,6 +15,8 @@ use std::io::{BufWriter, Write};
 /// One engine step, as written to `steps.csv`.
 #[derive(Debug, Clone, Copy)]
 pub struct StepRecord {
+    /// The replica that ran it.
+    pub replica: u32,
     /// Step start, ns.
     pub start_ns: u64,
     /// Step duration, ns.
@@ -48,9 +50,57 @@ pub struct RequestLatency {
     pub e2e_ms: f64,
 }
 
+/// Aggregates of one replica.
+#[derive(Debug, Default, Clone)]
+pub struct ReplicaStats {
+    /// Completed requests whose prompt ran here.
+    pub prompts: u64,
+    /// Completed requests that finished here.
+    pub completed: u64,
+    /// Prompt tokens of those prompts.
+    pub input_tokens: u64,
+    /// Their GPU prefix-cache hit tokens.
+    pub cached_tokens: u64,
+    /// Their CPU-tier hit tokens.
+    pub cpu_hit_tokens: u64,
+    /// Steps run.
+    pub steps: u64,
+    /// Busy time, ns.
+    pub busy_ns: u64,
+    /// Peak used blocks.
+    pub peak_used_blocks: u32,
+    /// Largest batch.
+    pub max_batch: u32,
+    /// Preemptions.
+    pub preemptions: u64,
+    /// Time to first token of the prompts that ran here, ms.
+    pub ttft_ms: Vec<f64>,
+}
+
+/// The cluster's state at one moment (for plots over time).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimelinePoint {
+    /// Seconds since the start of the trace clock.
+    pub t_s: f64,
+    /// Blocks used, over replicas.
+    pub used_blocks: u64,
+    /// Requests waiting, over replicas.
+    pub waiting: u64,
+    /// Requests running, over replicas.
+    pub running: u64,
+}
+
 /// Aggregates of a run.
 #[derive(Debug, Default)]
 pub struct Recorder {
+    /// The cluster's used blocks and queues, at most one point per second of simulated time.
+    pub timeline: Vec<TimelinePoint>,
+    /// Latest (used blocks, waiting, running) of each replica.
+    latest: Vec<(u32, u32, u32)>,
+    /// Per-replica aggregates, by replica index.
+    pub replicas: Vec<ReplicaStats>,
+    /// Prompt tokens loaded from CPU tiers, over completed requests.
+    pub cpu_hit_tokens: u64,
     requests_csv: Option<BufWriter<File>>,
     steps_csv: Option<BufWriter<File>>,
     slo: SloSpec,
@@ -112,11 +162,11 @@ impl Recorder {
             ..Default::default()
         };
         if let Some(w) = &mut r.requests_csv {
-            writeln!(w, "request_id,arrival_s,input_tokens,output_tokens,status,reason,cached_tokens,first_scheduled_s,first_token_s,finish_s,ttft_ms,tpot_ms,e2e_ms,preemptions,recomputed_tokens")
+            writeln!(w, "request_id,arrival_s,input_tokens,output_tokens,status,reason,cached_tokens,first_scheduled_s,first_token_s,finish_s,ttft_ms,tpot_ms,e2e_ms,preemptions,recomputed_tokens,cpu_hit_tokens,prefill_replica,replica")
                 .map_err(io_err("requests.csv"))?;
         }
         if let Some(w) = &mut r.steps_csv {
-            writeln!(w, "start_s,duration_ms,batch_size,prefill_seqs,prefill_tokens,decode_tokens,blocks_used,blocks_cached,blocks_free,waiting,running,preemptions")
+            writeln!(w, "replica,start_s,duration_ms,batch_size,prefill_seqs,prefill_tokens,decode_tokens,blocks_used,blocks_cached,blocks_free,waiting,running,preemptions")
                 .map_err(io_err("steps.csv"))?;
         }
         Ok(r)
@@ -134,7 +184,7 @@ impl Recorder {
         if let Some(w) = &mut self.requests_csv {
             writeln!(
                 w,
-                "{},{:.6},{},{},rejected,{},,,,,,,,0,0",
+                "{},{:.6},{},{},rejected,{},,,,,,,,0,0,,,",
                 req.id,
                 s(req.arrival_ns),
                 req.input_tokens,
@@ -146,8 +196,42 @@ impl Recorder {
         Ok(())
     }
 
+    fn replica(&mut self, i: u32) -> &mut ReplicaStats {
+        let i = i as usize;
+        if self.replicas.len() <= i {
+            self.replicas.resize_with(i + 1, ReplicaStats::default);
+        }
+        &mut self.replicas[i]
+    }
+
     /// A step started.
     pub fn on_step(&mut self, st: &StepRecord) -> Result<()> {
+        let i = st.replica as usize;
+        if self.latest.len() <= i {
+            self.latest.resize(i + 1, (0, 0, 0));
+        }
+        self.latest[i] = (st.blocks.used, st.waiting, st.running);
+        let second = st.start_ns / 1_000_000_000;
+        if self.timeline.last().is_none_or(|p| (p.t_s as u64) < second) {
+            let (mut u, mut w, mut r) = (0u64, 0u64, 0u64);
+            for &(a, b, c) in &self.latest {
+                u += a as u64;
+                w += b as u64;
+                r += c as u64;
+            }
+            self.timeline.push(TimelinePoint {
+                t_s: second as f64,
+                used_blocks: u,
+                waiting: w,
+                running: r,
+            });
+        }
+        let r = self.replica(st.replica);
+        r.steps += 1;
+        r.busy_ns += st.duration_ns;
+        r.peak_used_blocks = r.peak_used_blocks.max(st.blocks.used);
+        r.max_batch = r.max_batch.max(st.batch_size);
+        r.preemptions += st.preemptions as u64;
         self.steps += 1;
         self.busy_ns += st.duration_ns;
         self.used_block_ns += st.blocks.used as u128 * st.duration_ns as u128;
@@ -159,7 +243,8 @@ impl Recorder {
         if let Some(w) = &mut self.steps_csv {
             writeln!(
                 w,
-                "{:.6},{:.4},{},{},{},{},{},{},{},{},{},{}",
+                "{},{:.6},{:.4},{},{},{},{},{},{},{},{},{},{}",
+                st.replica,
                 s(st.start_ns),
                 st.duration_ns as f64 / 1e6,
                 st.batch_size,
@@ -186,8 +271,8 @@ impl Recorder {
         }
     }
 
-    /// A request finished.
-    pub fn on_finish(&mut self, r: &EngineRequest, now_ns: u64) -> Result<()> {
+    /// A request finished on `replica`.
+    pub fn on_finish(&mut self, replica: u32, r: &EngineRequest, now_ns: u64) -> Result<()> {
         let q = &r.req;
         let first = r
             .first_token_ns
@@ -209,13 +294,21 @@ impl Recorder {
         self.input_tokens += q.input_tokens as u64;
         self.expected_output_tokens += q.output_tokens as u64;
         self.cached_tokens += r.cached_tokens.max(0) as u64;
+        self.cpu_hit_tokens += r.cpu_hit_tokens;
+        self.replica(replica).completed += 1;
+        let p = self.replica(r.prefill_replica);
+        p.prompts += 1;
+        p.input_tokens += q.input_tokens as u64;
+        p.cached_tokens += r.cached_tokens.max(0) as u64;
+        p.cpu_hit_tokens += r.cpu_hit_tokens;
+        p.ttft_ms.push(lat.ttft_ms);
         self.recomputed_tokens += r.recomputed_tokens;
         self.last_finish_ns = self.last_finish_ns.max(now_ns);
         self.latencies.push(lat);
         if let Some(w) = &mut self.requests_csv {
             writeln!(
                 w,
-                "{},{:.6},{},{},completed,,{},{:.6},{:.6},{:.6},{:.3},{},{:.3},{},{}",
+                "{},{:.6},{},{},completed,,{},{:.6},{:.6},{:.6},{:.3},{},{:.3},{},{},{},{},{}",
                 q.id,
                 s(q.arrival_ns),
                 q.input_tokens,
@@ -228,7 +321,10 @@ impl Recorder {
                 lat.tpot_ms.map(|t| format!("{t:.3}")).unwrap_or_default(),
                 lat.e2e_ms,
                 r.preemptions,
-                r.recomputed_tokens
+                r.recomputed_tokens,
+                r.cpu_hit_tokens,
+                r.prefill_replica,
+                replica
             )
             .map_err(io_err("requests.csv"))?;
         }

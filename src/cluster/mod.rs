@@ -1,0 +1,261 @@
+//! A cluster of engine replicas on one event clock: where they sit on the machines
+//! ([`topology`]), how requests are routed to them ([`routers`]), and, with prefill/decode
+//! disaggregation, how a prompt's KV moves from a prefill replica to a decode replica
+//! (over the links between them, one transfer at a time per prefill replica).
+
+pub mod routers;
+pub mod topology;
+
+use crate::engine::config::EngineSetup;
+use crate::engine::replica::{Replica, Role};
+use crate::engine::request::EngineRequest;
+use crate::scenario::Scenario;
+use routers::{ClusterView, Router};
+use topology::{Route, Topology};
+
+impl ClusterView for Vec<Replica> {
+    fn outstanding_tokens(&self, i: usize) -> u64 {
+        self[i].outstanding_tokens()
+    }
+    fn outstanding_requests(&self, i: usize) -> u64 {
+        self[i].outstanding_requests()
+    }
+    fn kv_usage(&self, i: usize) -> f64 {
+        self[i].kv_usage()
+    }
+    fn cached_prefix_blocks(&self, i: usize, hashes: &[u64]) -> usize {
+        self[i].cached_prefix_blocks(hashes)
+    }
+}
+
+/// Where replicas sit: replica `r` holds GPUs `r * g .. (r + 1) * g` (numbered node by
+/// node), stage `s` of it the `tp` GPUs from `r * g + s * tp`.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The machines.
+    pub topology: Topology,
+    /// GPUs per replica.
+    pub gpus_per_replica: u32,
+    /// Tensor-parallel degree.
+    pub tp: u32,
+    /// Pipeline stages.
+    pub pp: u32,
+    /// GPUs per node.
+    pub gpus_per_node: u32,
+}
+
+impl Placement {
+    /// Place `replicas` replicas of `setup` on as many nodes as they need.
+    pub fn new(scenario: &Scenario, setup: &EngineSetup, replicas: u32) -> Placement {
+        let g = setup.parallel.gpus();
+        let per_node = scenario.cluster.gpus_per_node.max(1);
+        let nodes = (replicas * g).div_ceil(per_node).max(1);
+        Placement {
+            topology: Topology::new(nodes, per_node, &setup.gpu, &scenario.cluster.links),
+            gpus_per_replica: g,
+            tp: setup.parallel.tp,
+            pp: setup.parallel.pp,
+            gpus_per_node: per_node,
+        }
+    }
+
+    /// First GPU of replica `r`.
+    pub fn first_gpu(&self, r: u32) -> u32 {
+        r * self.gpus_per_replica
+    }
+
+    /// The slowest neighbour link of replica `r`'s tensor-parallel rings.
+    pub fn tp_link(&self, r: u32) -> Route {
+        let base = self.first_gpu(r);
+        let mut worst = Route {
+            bytes_per_s: f64::INFINITY,
+            latency_ns: 0.0,
+            hops: 0,
+        };
+        for s in 0..self.pp {
+            let first = base + s * self.tp;
+            for k in 0..self.tp {
+                let (a, b) = (first + k, first + (k + 1) % self.tp);
+                if a == b {
+                    continue;
+                }
+                let l = self.topology.gpu_route(a, b);
+                worst.bytes_per_s = worst.bytes_per_s.min(l.bytes_per_s);
+                worst.latency_ns = worst.latency_ns.max(l.latency_ns);
+                worst.hops = worst.hops.max(l.hops);
+            }
+        }
+        worst
+    }
+
+    /// The slowest link between consecutive pipeline stages of replica `r`.
+    pub fn stage_link(&self, r: u32) -> Route {
+        let base = self.first_gpu(r);
+        let mut worst = Route {
+            bytes_per_s: f64::INFINITY,
+            latency_ns: 0.0,
+            hops: 0,
+        };
+        for s in 1..self.pp {
+            let l = self
+                .topology
+                .gpu_route(base + (s - 1) * self.tp, base + s * self.tp);
+            worst.bytes_per_s = worst.bytes_per_s.min(l.bytes_per_s);
+            worst.latency_ns = worst.latency_ns.max(l.latency_ns);
+            worst.hops = worst.hops.max(l.hops);
+        }
+        worst
+    }
+
+    /// Replica `r`'s route to host memory (each GPU copies its own slice in parallel).
+    pub fn host_link(&self, r: u32) -> Route {
+        self.topology.host_route(self.first_gpu(r))
+    }
+
+    /// Whether two replicas start on the same node.
+    pub fn same_node(&self, a: u32, b: u32) -> bool {
+        self.first_gpu(a) / self.gpus_per_node == self.first_gpu(b) / self.gpus_per_node
+    }
+
+    /// Time to move `bytes_per_gpu` from every GPU of replica `from` to replica `to`: GPU
+    /// pairs copy in parallel inside a node; across nodes the replica's whole KV shares the
+    /// sending node's NIC.
+    pub fn transfer_ns(&self, from: u32, to: u32, bytes_per_gpu: f64) -> f64 {
+        let route = self
+            .topology
+            .gpu_route(self.first_gpu(from), self.first_gpu(to));
+        let bytes = if self.same_node(from, to) {
+            bytes_per_gpu
+        } else {
+            bytes_per_gpu * self.gpus_per_replica as f64
+        };
+        route.time_ns(bytes)
+    }
+}
+
+/// Roles of the replicas a scenario asks for.
+pub fn roles(scenario: &Scenario) -> Vec<Role> {
+    match &scenario.cluster.disaggregation {
+        None => vec![Role::Unified; scenario.cluster.replicas as usize],
+        Some(d) => std::iter::repeat_n(Role::Prefill, d.prefill_replicas as usize)
+            .chain(std::iter::repeat_n(
+                Role::Decode,
+                d.decode_replicas as usize,
+            ))
+            .collect(),
+    }
+}
+
+/// KV moves between prefill and decode replicas.
+#[derive(Debug, Default, Clone)]
+pub struct TransferStats {
+    /// Transfers completed.
+    pub transfers: u64,
+    /// Bytes moved (all GPUs of the sending replica).
+    pub bytes: f64,
+    /// Time on the link, ns, summed.
+    pub link_ns: f64,
+    /// Time waiting for the link, ns, summed.
+    pub queue_ns: f64,
+}
+
+/// The replicas, their router and the transfers in flight.
+pub struct Cluster {
+    /// Replicas by index.
+    pub replicas: Vec<Replica>,
+    /// The router.
+    pub router: Box<dyn Router>,
+    /// Where they sit.
+    pub placement: Placement,
+    /// Replicas that take arriving requests.
+    pub entry: Vec<usize>,
+    /// Decode replicas (empty without disaggregation).
+    pub decode: Vec<usize>,
+    /// When each replica's outgoing link is free, ns.
+    link_free_at: Vec<u64>,
+    /// Requests on the wire, by slot.
+    in_flight: Vec<Option<(u32, EngineRequest)>>,
+    free_flight: Vec<u32>,
+    /// Transfer figures.
+    pub transfers: TransferStats,
+    bytes_per_token_per_gpu: f64,
+}
+
+impl Cluster {
+    /// Assemble a cluster from built replicas.
+    pub fn new(
+        replicas: Vec<Replica>,
+        router: Box<dyn Router>,
+        placement: Placement,
+        setup: &EngineSetup,
+    ) -> Cluster {
+        let entry: Vec<usize> = (0..replicas.len())
+            .filter(|&i| replicas[i].role() != Role::Decode)
+            .collect();
+        let decode: Vec<usize> = (0..replicas.len())
+            .filter(|&i| replicas[i].role() == Role::Decode)
+            .collect();
+        let n = replicas.len();
+        Cluster {
+            replicas,
+            router,
+            placement,
+            entry,
+            decode,
+            link_free_at: vec![0; n],
+            in_flight: Vec::new(),
+            free_flight: Vec::new(),
+            transfers: TransferStats::default(),
+            bytes_per_token_per_gpu: setup.memory.block_bytes as f64 / setup.block_size as f64,
+        }
+    }
+
+    /// Choose a replica among `candidates` for a prompt with these block hashes.
+    pub fn route(&mut self, hashes: &[u64], decode: bool) -> usize {
+        let c = if decode { &self.decode } else { &self.entry };
+        if c.len() == 1 {
+            return c[0];
+        }
+        self.router.route(hashes, &self.replicas, c)
+    }
+
+    /// Start moving a finished prompt from replica `from` to a decode replica at `now_ns`;
+    /// returns the slot of the transfer and when it completes.
+    pub fn start_transfer(
+        &mut self,
+        from: usize,
+        er: EngineRequest,
+        hashes: &[u64],
+        now_ns: u64,
+    ) -> (u32, u64) {
+        let to = self.route(hashes, true);
+        let bytes = er.req.input_tokens as f64 * self.bytes_per_token_per_gpu;
+        let link = self.placement.transfer_ns(from as u32, to as u32, bytes);
+        let start = now_ns.max(self.link_free_at[from]);
+        let done = start + (link.ceil() as u64).max(1);
+        self.link_free_at[from] = done;
+        let t = &mut self.transfers;
+        t.transfers += 1;
+        t.bytes += bytes * self.placement.gpus_per_replica as f64;
+        t.link_ns += link;
+        t.queue_ns += (start - now_ns) as f64;
+        let slot = match self.free_flight.pop() {
+            Some(s) => s,
+            None => {
+                self.in_flight.push(None);
+                self.in_flight.len() as u32 - 1
+            }
+        };
+        self.in_flight[slot as usize] = Some((to as u32, er));
+        (slot, done)
+    }
+
+    /// Take a completed transfer: the decode replica and the request.
+    pub fn finish_transfer(&mut self, slot: u32) -> (usize, EngineRequest) {
+        let (to, er) = self.in_flight[slot as usize]
+            .take()
+            .expect("a transfer completes once");
+        self.free_flight.push(slot);
+        (to as usize, er)
+    }
+}

@@ -1,0 +1,417 @@
+//! `kvsim plan`: the cheapest deployment that meets the SLOs. Every combination of the
+//! `--search` axes is a candidate; each runs at the scenario's load and, by doubling then
+//! bisection on `workload.rate_scale`, finds the highest load at which its SLOs still
+//! hold. Candidates that meet the SLOs at the scenario's load rank first, cheapest per hour
+//! first (ties: more headroom first).
+
+use crate::error::{Error, Result};
+use crate::report::Summary;
+use crate::scenario::{load_scenario, to_yaml_string};
+use crate::sweep::{grid, point_sets, run_point, write_atomic, Axis};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// One bound, e.g. `ttft_p99_ms=2000`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloBound {
+    /// `ttft`, `tpot`, `itl` or `e2e`.
+    pub metric: String,
+    /// `mean`, `p50`, `p90` or `p99`.
+    pub stat: String,
+    /// Bound in milliseconds.
+    pub limit_ms: f64,
+}
+
+impl SloBound {
+    /// Parse `metric_stat_ms=value[,...]`.
+    pub fn parse_list(s: &str) -> Result<Vec<SloBound>> {
+        s.split(',')
+            .map(|part| {
+                let bad = || {
+                    Error::input(format!(
+                        "--slo {part}: expected METRIC_STAT_ms=BOUND with METRIC ttft, tpot, itl or e2e and STAT mean, p50, p90 or p99 (e.g. ttft_p99_ms=2000)"
+                    ))
+                };
+                let (k, v) = part.split_once('=').ok_or_else(bad)?;
+                let limit_ms: f64 = v.trim().parse().map_err(|_| bad())?;
+                let k = k.trim().strip_suffix("_ms").ok_or_else(bad)?;
+                let (metric, stat) = k.split_once('_').ok_or_else(bad)?;
+                let ok_metric = ["ttft", "tpot", "itl", "e2e"].contains(&metric);
+                let ok_stat = ["mean", "p50", "p90", "p99"].contains(&stat);
+                if !ok_metric || !ok_stat || limit_ms.is_nan() || limit_ms <= 0.0 {
+                    return Err(bad());
+                }
+                Ok(SloBound {
+                    metric: metric.to_string(),
+                    stat: stat.to_string(),
+                    limit_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// The measured value in a summary.
+    pub fn value(&self, s: &Summary) -> f64 {
+        let l = &s.latency;
+        let p = match self.metric.as_str() {
+            "ttft" => &l.ttft_ms,
+            "tpot" => &l.tpot_ms,
+            "itl" => &l.itl_ms,
+            _ => &l.e2e_ms,
+        };
+        match self.stat.as_str() {
+            "mean" => p.mean,
+            "p50" => p.p50,
+            "p90" => p.p90,
+            _ => p.p99,
+        }
+    }
+
+    /// `ttft_p99_ms`.
+    pub fn name(&self) -> String {
+        format!("{}_{}_ms", self.metric, self.stat)
+    }
+}
+
+/// Whether a run meets every bound and completed every request; if not, why.
+pub fn check(s: &Summary, slo: &[SloBound]) -> std::result::Result<(), String> {
+    if s.requests_completed < s.requests_arrived {
+        return Err(format!(
+            "{} of {} requests not completed",
+            s.requests_arrived - s.requests_completed,
+            s.requests_arrived
+        ));
+    }
+    for b in slo {
+        let v = b.value(s);
+        if v > b.limit_ms {
+            return Err(format!("{} {:.1} > {}", b.name(), v, b.limit_ms));
+        }
+    }
+    Ok(())
+}
+
+/// A plan to search.
+pub struct PlanJob {
+    /// Scenario file.
+    pub scenario: PathBuf,
+    /// Overrides applied to every candidate.
+    pub sets: Vec<String>,
+    /// The search space.
+    pub search: Vec<Axis>,
+    /// The SLOs.
+    pub slo: Vec<SloBound>,
+    /// Largest load multiple tried.
+    pub max_scale: f64,
+    /// Bisection steps of the rate search.
+    pub iterations: u32,
+    /// Directory for `plan.csv`, `best.yaml` and `plan.svg`.
+    pub out: Option<PathBuf>,
+}
+
+/// One evaluated candidate.
+pub struct Candidate {
+    /// Its overrides.
+    pub sets: Vec<String>,
+    /// GPUs it uses.
+    pub gpus: u32,
+    /// Price per hour.
+    pub cost_per_hour: f64,
+    /// The run at the scenario's load.
+    pub at_load: Result<Summary>,
+    /// Whether the SLOs hold there (or why not).
+    pub verdict: std::result::Result<(), String>,
+    /// Highest load multiple found to meet the SLOs (0: none tried did).
+    pub max_scale: f64,
+    /// The run at that load, if any.
+    pub at_max: Option<Summary>,
+    /// Runs spent.
+    pub runs: u32,
+}
+
+fn evaluate(job: &PlanJob, sets: Vec<String>, base_rate: f64) -> Candidate {
+    let at = |scale: f64| {
+        let mut s = sets.clone();
+        s.push(format!("workload.rate_scale={}", base_rate * scale));
+        run_point(&job.scenario, &s)
+    };
+    let mut runs = 1;
+    let at_load = at(1.0);
+    let (gpus, cost_per_hour) = match &at_load {
+        Ok(s) => (s.cluster.gpus, s.cluster.cost_per_hour),
+        Err(_) => (0, 0.0),
+    };
+    let verdict = match &at_load {
+        Ok(s) => check(s, &job.slo),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut best: Option<(f64, Summary)> = None;
+    if let Ok(s) = &at_load {
+        // Bracket the highest passing load: [lo passes (or 0), hi fails (or the cap)].
+        let (mut lo, mut hi) = if verdict.is_ok() {
+            best = Some((1.0, s.clone()));
+            let mut lo = 1.0;
+            let mut hi = None;
+            while lo * 2.0 <= job.max_scale {
+                runs += 1;
+                match at(lo * 2.0) {
+                    Ok(r) if check(&r, &job.slo).is_ok() => {
+                        lo *= 2.0;
+                        best = Some((lo, r));
+                    }
+                    _ => {
+                        hi = Some(lo * 2.0);
+                        break;
+                    }
+                }
+            }
+            (lo, hi.unwrap_or(lo))
+        } else {
+            (0.0, 1.0)
+        };
+        for _ in 0..job.iterations {
+            if hi <= lo {
+                break;
+            }
+            let mid = (lo + hi) / 2.0;
+            runs += 1;
+            match at(mid) {
+                Ok(r) if check(&r, &job.slo).is_ok() => {
+                    lo = mid;
+                    best = Some((mid, r));
+                }
+                _ => hi = mid,
+            }
+        }
+    }
+    let (max_scale, at_max) = match best {
+        Some((s, r)) => (s, Some(r)),
+        None => (0.0, None),
+    };
+    Candidate {
+        sets,
+        gpus,
+        cost_per_hour,
+        at_load,
+        verdict,
+        max_scale,
+        at_max,
+        runs,
+    }
+}
+
+/// Evaluate every candidate and rank them. Writes the outputs if `job.out` is set.
+pub fn plan(job: &PlanJob) -> Result<Vec<Candidate>> {
+    if job.search.is_empty() {
+        return Err(Error::input(
+            "plan: give at least one --search key=v1,v2,...".to_string(),
+        ));
+    }
+    if job.max_scale.is_nan() || job.max_scale < 1.0 {
+        return Err(Error::input(
+            "plan: --max-scale must be at least 1".to_string(),
+        ));
+    }
+    let base = load_scenario(&job.scenario, &job.sets)?;
+    let base_rate = base.workload.rate_scale;
+    let points = grid(&job.search);
+    let bar = indicatif::ProgressBar::new(points.len() as u64);
+    let mut cands: Vec<Candidate> = points
+        .par_iter()
+        .map(|p| {
+            let mut sets = job.sets.clone();
+            sets.extend(point_sets(&job.search, p));
+            let c = evaluate(job, sets, base_rate);
+            bar.inc(1);
+            c
+        })
+        .collect();
+    bar.finish_and_clear();
+    cands.sort_by(|a, b| {
+        let rank = |c: &Candidate| (c.verdict.is_err(), c.at_load.is_err());
+        rank(a)
+            .cmp(&rank(b))
+            .then(a.cost_per_hour.total_cmp(&b.cost_per_hour))
+            .then(b.max_scale.total_cmp(&a.max_scale))
+    });
+    if let Some(dir) = &job.out {
+        write_outputs(job, &cands, dir)?;
+    }
+    Ok(cands)
+}
+
+fn label(job: &PlanJob, c: &Candidate) -> String {
+    c.sets[job.sets.len()..].join(" ")
+}
+
+fn per_million(s: &Summary) -> f64 {
+    s.cluster.cost_per_million_tokens
+}
+
+/// The ranked table.
+pub fn table(job: &PlanJob, cands: &[Candidate]) -> String {
+    let mut o = format!(
+        "{:<4} {:<60} {:>4} {:>8} {:>9} {:>10} {:>10} {:>9} {:>10}  {}\n",
+        "rank",
+        "candidate",
+        "gpus",
+        "$/hour",
+        "$/Mtok",
+        "TTFT p99",
+        "TPOT p99",
+        "max load",
+        "$/Mtok max",
+        "SLO at load"
+    );
+    for (i, c) in cands.iter().enumerate() {
+        let (ttft, tpot, pm) = match &c.at_load {
+            Ok(s) => (
+                format!("{:.1}", s.latency.ttft_ms.p99),
+                format!("{:.2}", s.latency.tpot_ms.p99),
+                format!("{:.4}", per_million(s)),
+            ),
+            Err(_) => ("-".into(), "-".into(), "-".into()),
+        };
+        let pm_max = c
+            .at_max
+            .as_ref()
+            .map_or("-".to_string(), |s| format!("{:.4}", per_million(s)));
+        o.push_str(&format!(
+            "{:<4} {:<60} {:>4} {:>8.2} {:>9} {:>10} {:>10} {:>8.2}x {:>10}  {}\n",
+            i + 1,
+            label(job, c),
+            c.gpus,
+            c.cost_per_hour,
+            pm,
+            ttft,
+            tpot,
+            c.max_scale,
+            pm_max,
+            match &c.verdict {
+                Ok(()) => "meets".to_string(),
+                Err(e) => format!("fails: {e}"),
+            }
+        ));
+    }
+    o
+}
+
+fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
+    let mut csv = String::from("rank,candidate,gpus,cost_per_hour,meets_slo,reason,ttft_p99_ms,tpot_p99_ms,cost_per_million_tokens,max_rate_scale,max_request_throughput,cost_per_million_tokens_at_max,runs\n");
+    for (i, c) in cands.iter().enumerate() {
+        let q = |s: String| {
+            if s.contains([',', '"']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s
+            }
+        };
+        let (ttft, tpot, pm) = match &c.at_load {
+            Ok(s) => (
+                format!("{:.2}", s.latency.ttft_ms.p99),
+                format!("{:.3}", s.latency.tpot_ms.p99),
+                format!("{:.4}", per_million(s)),
+            ),
+            Err(_) => (String::new(), String::new(), String::new()),
+        };
+        let (thr, pmm) = c
+            .at_max
+            .as_ref()
+            .map_or((String::new(), String::new()), |s| {
+                (
+                    format!("{:.4}", s.request_throughput),
+                    format!("{:.4}", per_million(s)),
+                )
+            });
+        csv.push_str(&format!(
+            "{},{},{},{:.2},{},{},{},{},{},{:.4},{},{},{}\n",
+            i + 1,
+            q(label(job, c)),
+            c.gpus,
+            c.cost_per_hour,
+            c.verdict.is_ok(),
+            q(c.verdict
+                .clone()
+                .err()
+                .unwrap_or_default()
+                .replace('\n', " ")),
+            ttft,
+            tpot,
+            pm,
+            c.max_scale,
+            thr,
+            pmm,
+            c.runs
+        ));
+    }
+    write_atomic(&dir.join("plan.csv"), csv.as_bytes())?;
+    if let Some(best) = cands.iter().find(|c| c.verdict.is_ok()) {
+        let mut s = load_scenario(&job.scenario, &best.sets)?;
+        for p in [&mut s.workload.source.path, &mut s.hardware.calibration]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(abs) = std::fs::canonicalize(&*p) {
+                *p = abs;
+            }
+        }
+        s.output.dir = None;
+        let header = format!(
+            "# The cheapest plan found by kvsim plan for the SLOs {}:\n#   {}\n",
+            job.slo
+                .iter()
+                .map(|b| format!("{}={}", b.name(), b.limit_ms))
+                .collect::<Vec<_>>()
+                .join(","),
+            label(job, best)
+        );
+        write_atomic(
+            &dir.join("best.yaml"),
+            (header + &to_yaml_string(&s)?).as_bytes(),
+        )?;
+    }
+    let series: Vec<crate::plots::Series> = cands
+        .iter()
+        .filter_map(|c| {
+            let s = c.at_max.as_ref()?;
+            Some(crate::plots::Series {
+                label: "",
+                points: vec![(s.request_throughput, c.cost_per_hour)],
+            })
+        })
+        .collect();
+    let points: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.clone()).collect();
+    let svg = crate::plots::line_chart(
+        "Cost against the highest request rate that meets the SLOs",
+        "requests per second at the highest passing load",
+        "US dollars per hour",
+        &[crate::plots::Series {
+            label: "candidates",
+            points,
+        }],
+        false,
+        true,
+    )?;
+    write_atomic(&dir.join("plan.svg"), svg.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slo_bounds_parse_and_reject_nonsense() {
+        let b = SloBound::parse_list("ttft_p99_ms=2000, tpot_mean_ms=50").unwrap();
+        assert_eq!(b[0].name(), "ttft_p99_ms");
+        assert_eq!(b[1].limit_ms, 50.0);
+        for bad in [
+            "ttft=1",
+            "ttft_p99_ms=x",
+            "lat_p99_ms=1",
+            "ttft_p42_ms=1",
+            "ttft_p99_ms=-1",
+        ] {
+            assert!(SloBound::parse_list(bad).is_err(), "{bad}");
+        }
+    }
+}
