@@ -117,13 +117,16 @@ impl Placement {
         self.first_gpu(a) / self.gpus_per_node == self.first_gpu(b) / self.gpus_per_node
     }
 
-    /// Time to move `bytes_per_gpu` from every GPU of replica `from` to replica `to`: GPU
-    /// pairs copy in parallel inside a node; across nodes the replica's whole KV shares the
-    /// sending node's NIC.
-    pub fn transfer_ns(&self, from: u32, to: u32, bytes_per_gpu: f64) -> f64 {
-        let route = self
-            .topology
-            .gpu_route(self.first_gpu(from), self.first_gpu(to));
+    /// The route from replica `from`'s first GPU to replica `to`'s.
+    pub fn replica_route(&self, from: u32, to: u32) -> Route {
+        self.topology
+            .gpu_route(self.first_gpu(from), self.first_gpu(to))
+    }
+
+    /// Time to move `bytes_per_gpu` from every GPU of replica `from` to replica `to` along
+    /// `route` (their [`Placement::replica_route`]): GPU pairs copy in parallel inside a
+    /// node; across nodes the replica's whole KV shares the sending node's NIC.
+    pub fn transfer_ns(&self, from: u32, to: u32, route: &Route, bytes_per_gpu: f64) -> f64 {
         let bytes = if self.same_node(from, to) {
             bytes_per_gpu
         } else {
@@ -178,6 +181,8 @@ pub struct Cluster {
     free_flight: Vec<u32>,
     /// Transfer figures.
     pub transfers: TransferStats,
+    /// Routes between replicas, computed once per pair.
+    routes: std::collections::HashMap<(u32, u32), Route>,
     bytes_per_token_per_gpu: f64,
 }
 
@@ -206,6 +211,7 @@ impl Cluster {
             in_flight: Vec::new(),
             free_flight: Vec::new(),
             transfers: TransferStats::default(),
+            routes: std::collections::HashMap::new(),
             bytes_per_token_per_gpu: setup.memory.block_bytes as f64 / setup.block_size as f64,
         }
     }
@@ -230,7 +236,13 @@ impl Cluster {
     ) -> (u32, u64) {
         let to = self.route(hashes, true);
         let bytes = er.req.input_tokens as f64 * self.bytes_per_token_per_gpu;
-        let link = self.placement.transfer_ns(from as u32, to as u32, bytes);
+        let (a, b) = (from as u32, to as u32);
+        let placement = &self.placement;
+        let route = *self
+            .routes
+            .entry((a, b))
+            .or_insert_with(|| placement.replica_route(a, b));
+        let link = self.placement.transfer_ns(a, b, &route, bytes);
         let start = now_ns.max(self.link_free_at[from]);
         let done = start + (link.ceil() as u64).max(1);
         self.link_free_at[from] = done;
