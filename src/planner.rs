@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::report::Summary;
 use crate::scenario::{load_scenario, to_yaml_string};
-use crate::sweep::{grid, point_sets, run_point, write_atomic, Axis};
+use crate::sweep::{csv_field, grid, point_sets, run_point, write_atomic, Axis};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -299,13 +299,6 @@ pub fn table(job: &PlanJob, cands: &[Candidate]) -> String {
 fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
     let mut csv = String::from("rank,candidate,gpus,cost_per_hour,meets_slo,reason,ttft_p99_ms,tpot_p99_ms,cost_per_million_tokens,max_rate_scale,max_request_throughput,cost_per_million_tokens_at_max,runs\n");
     for (i, c) in cands.iter().enumerate() {
-        let q = |s: String| {
-            if s.contains([',', '"']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s
-            }
-        };
         let (ttft, tpot, pm) = match &c.at_load {
             Ok(s) => (
                 format!("{:.2}", s.latency.ttft_ms.p99),
@@ -326,15 +319,11 @@ fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
         csv.push_str(&format!(
             "{},{},{},{:.2},{},{},{},{},{},{:.4},{},{},{}\n",
             i + 1,
-            q(label(job, c)),
+            csv_field(&label(job, c)),
             c.gpus,
             c.cost_per_hour,
             c.verdict.is_ok(),
-            q(c.verdict
-                .clone()
-                .err()
-                .unwrap_or_default()
-                .replace('\n', " ")),
+            csv_field(&c.verdict.clone().err().unwrap_or_default()),
             ttft,
             tpot,
             pm,

@@ -12,6 +12,20 @@ const CHAIN_SEED: u64 = 0x6b76_7369_6d00_0001;
 /// generated tokens).
 const UNIQUE_NAMESPACE: u64 = 0x756e_6971_7565;
 
+/// The hashes of the full blocks of a request's prompt (what a prefix lookup or a router
+/// compares), appended to `out`.
+pub fn prompt_block_hashes(req: &crate::workload::Request, block_size: u32, out: &mut Vec<u64>) {
+    let len = req.input_tokens as u64;
+    block_hashes(
+        &req.segments,
+        req.input_tokens,
+        len,
+        block_size,
+        req.id,
+        out,
+    );
+}
+
 /// Hashes of the full `block_size` blocks of a token sequence of `total_tokens` tokens whose
 /// first tokens are `segments` (trimmed to `prompt_tokens`) and whose remaining tokens are
 /// unique to the request identified by `unique_id`. Results are appended to `out`.

@@ -149,7 +149,8 @@ pub const METRICS: &[&str] = &[
     "error",
 ];
 
-fn csv_field(s: &str) -> String {
+/// One CSV field: newlines flattened, quoted when it holds a comma or a quote.
+pub fn csv_field(s: &str) -> String {
     let s = s.replace(['\n', '\r'], " ");
     if s.contains([',', '"']) {
         format!("\"{}\"", s.replace('"', "\"\""))

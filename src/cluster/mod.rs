@@ -67,39 +67,29 @@ impl Placement {
     /// The slowest neighbour link of replica `r`'s tensor-parallel rings.
     pub fn tp_link(&self, r: u32) -> Route {
         let base = self.first_gpu(r);
-        let mut worst = Route {
-            bytes_per_s: f64::INFINITY,
-            latency_ns: 0.0,
-            hops: 0,
-        };
-        for s in 0..self.pp {
+        let pairs = (0..self.pp).flat_map(|s| {
             let first = base + s * self.tp;
-            for k in 0..self.tp {
-                let (a, b) = (first + k, first + (k + 1) % self.tp);
-                if a == b {
-                    continue;
-                }
-                let l = self.topology.gpu_route(a, b);
-                worst.bytes_per_s = worst.bytes_per_s.min(l.bytes_per_s);
-                worst.latency_ns = worst.latency_ns.max(l.latency_ns);
-                worst.hops = worst.hops.max(l.hops);
-            }
-        }
-        worst
+            (0..self.tp).map(move |k| (first + k, first + (k + 1) % self.tp))
+        });
+        self.slowest(pairs.filter(|(a, b)| a != b))
     }
 
     /// The slowest link between consecutive pipeline stages of replica `r`.
     pub fn stage_link(&self, r: u32) -> Route {
         let base = self.first_gpu(r);
+        self.slowest((1..self.pp).map(|s| (base + (s - 1) * self.tp, base + s * self.tp)))
+    }
+
+    /// The narrowest bandwidth and the longest latency over the routes between these GPU
+    /// pairs (free and infinitely fast when there are none).
+    fn slowest(&self, pairs: impl Iterator<Item = (u32, u32)>) -> Route {
         let mut worst = Route {
             bytes_per_s: f64::INFINITY,
             latency_ns: 0.0,
             hops: 0,
         };
-        for s in 1..self.pp {
-            let l = self
-                .topology
-                .gpu_route(base + (s - 1) * self.tp, base + s * self.tp);
+        for (a, b) in pairs {
+            let l = self.topology.gpu_route(a, b);
             worst.bytes_per_s = worst.bytes_per_s.min(l.bytes_per_s);
             worst.latency_ns = worst.latency_ns.max(l.latency_ns);
             worst.hops = worst.hops.max(l.hops);

@@ -146,9 +146,9 @@ impl Replica {
         self.scheduler.kv().cached_prefix_blocks(hashes)
     }
 
-    /// Requests whose prompt finished here, to be moved to a decode replica.
-    pub fn take_handoffs(&mut self) -> std::vec::Drain<'_, EngineRequest> {
-        self.handoffs.drain(..)
+    /// Move the requests whose prompt finished here (for a decode replica) into `out`.
+    pub fn take_handoffs(&mut self, out: &mut Vec<EngineRequest>) {
+        out.append(&mut self.handoffs);
     }
 
     /// Use a CPU tier for evicted blocks.

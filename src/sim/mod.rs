@@ -15,7 +15,7 @@ use crate::engine::replica::Replica;
 use crate::engine::request::EngineRequest;
 use crate::error::{Error, Result};
 use crate::paging::PolicyParams;
-use crate::prefix::block_hashes;
+use crate::prefix::prompt_block_hashes;
 use crate::report::{LearnedStats, Summary};
 use crate::scenario::PredictorKind;
 use crate::scenario::Scenario;
@@ -57,6 +57,7 @@ pub fn run_with_cost(
     let n = cluster.replicas.len();
     let mut start_pending = vec![false; n];
     let mut hashes = Vec::new();
+    let mut handoffs: Vec<EngineRequest> = Vec::new();
     let wants_hashes = cluster.router.needs_hashes() && cluster.entry.len() > 1;
     let wants_decode_hashes = cluster.router.needs_hashes() && cluster.decode.len() > 1;
     let bs = setup.block_size;
@@ -76,15 +77,7 @@ pub fn run_with_cost(
                 rec.on_arrival(now);
                 hashes.clear();
                 if wants_hashes {
-                    let len = req.input_tokens as u64;
-                    block_hashes(
-                        &req.segments,
-                        req.input_tokens,
-                        len,
-                        bs,
-                        req.id,
-                        &mut hashes,
-                    );
+                    prompt_block_hashes(&req, bs, &mut hashes);
                 }
                 let target = cluster.route(&hashes, false);
                 cluster.replicas[target].add_request(req, now, rec)?;
@@ -97,13 +90,11 @@ pub fn run_with_cost(
             EventKind::StepDone { replica } => {
                 let i = replica as usize;
                 cluster.replicas[i].finish_step(now, rec)?;
-                let handoffs: Vec<EngineRequest> = cluster.replicas[i].take_handoffs().collect();
-                for er in handoffs {
+                cluster.replicas[i].take_handoffs(&mut handoffs);
+                for er in handoffs.drain(..) {
                     hashes.clear();
                     if wants_decode_hashes {
-                        let r = &er.req;
-                        let len = r.input_tokens as u64;
-                        block_hashes(&r.segments, r.input_tokens, len, bs, r.id, &mut hashes);
+                        prompt_block_hashes(&er.req, bs, &mut hashes);
                     }
                     let (slot, done) = cluster.start_transfer(i, er, &hashes, now);
                     queue.push(done, EventKind::TransferDone { slot });
@@ -265,14 +256,7 @@ impl EvictorFactory {
         for r in workload::open(&scenario.workload, scenario.seed)? {
             let r = r?;
             hashes.clear();
-            block_hashes(
-                &r.segments,
-                r.input_tokens,
-                r.input_tokens as u64,
-                setup.block_size,
-                r.id,
-                &mut hashes,
-            );
+            prompt_block_hashes(&r, setup.block_size, &mut hashes);
             next.add(r.id, &hashes);
         }
         Ok(EvictorFactory {
