@@ -73,6 +73,59 @@ enum Command {
     /// Find the cheapest configuration that meets the SLOs, and each candidate's highest
     /// sustainable load.
     Plan(PlanArgs),
+    /// Score token-level KV policies on a recorded attention trace: attention mass kept,
+    /// top-k recall, attention-output error and whether a planted fact survives.
+    AttentionEval(AttentionEvalArgs),
+    /// Serve a scenario with each token-level policy and budget, score the same policies on
+    /// an attention trace, and join both in one table and plot.
+    Compare(CompareArgs),
+}
+
+/// Arguments of `kvsim attention-eval`.
+#[derive(clap::Args, Debug)]
+struct AttentionEvalArgs {
+    /// Attention trace (KVAT, e.g. calibration/attention/needle-1k.kvat).
+    trace: PathBuf,
+    /// Policies, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    policies: Vec<String>,
+    /// Keep ratios of the prompt, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.5, 0.2, 0.1])]
+    budgets: Vec<f64>,
+    /// Seed of the random policy.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write the rows to this CSV.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Arguments of `kvsim compare`.
+#[derive(clap::Args, Debug)]
+struct CompareArgs {
+    /// Scenario YAML file served with each policy.
+    scenario: PathBuf,
+    /// Attention trace scored with each policy.
+    #[arg(long)]
+    trace: PathBuf,
+    /// Policies, comma-separated (default: those with a serving model and a selection rule).
+    #[arg(long, value_delimiter = ',')]
+    policies: Vec<String>,
+    /// Keep ratios, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.5, 0.2, 0.1])]
+    budgets: Vec<f64>,
+    /// Override a field of every serving run (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Directory for compare.csv, compare.md and compare.svg.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the random policy.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 /// Arguments of `kvsim sweep`.
@@ -342,7 +395,71 @@ fn dispatch(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Plan(a) => plan(a),
+        Command::AttentionEval(a) => attention_eval(a),
+        Command::Compare(a) => compare(a),
     }
+}
+
+fn attention_eval(a: AttentionEvalArgs) -> Result<()> {
+    let trace = crate::attention::AttentionTrace::read(&a.trace)?;
+    let policies = if a.policies.is_empty() {
+        crate::attention::policies::POLICIES
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    } else {
+        a.policies
+    };
+    let rows = crate::attention::evaluate(&trace, &policies, &a.budgets, a.seed)?;
+    println!(
+        "{}: {}, prompt {} tokens, {} decode steps, layers {:?} of {}",
+        a.trace.display(),
+        trace.model,
+        trace.prompt_len,
+        trace.decode_steps,
+        trace.layers.iter().map(|l| l.layer).collect::<Vec<_>>(),
+        trace.model_layers
+    );
+    println!("{}\n", trace.note);
+    print!("{}", crate::attention::eval::markdown(&rows));
+    if let Some(out) = a.out {
+        let mut csv = String::from(crate::attention::eval::CSV_HEADER);
+        csv.push('\n');
+        for r in &rows {
+            csv.push_str(&crate::attention::eval::csv_row(r));
+            csv.push('\n');
+        }
+        crate::sweep::write_atomic(&out, csv.as_bytes())?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+fn compare(a: CompareArgs) -> Result<()> {
+    let policies = if a.policies.is_empty() {
+        crate::compare::DEFAULT_POLICIES
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    } else {
+        a.policies
+    };
+    let job = crate::compare::CompareJob {
+        scenario: a.scenario,
+        trace: a.trace,
+        policies,
+        ratios: a.budgets,
+        sets: a.sets,
+        out: a.out,
+        seed: a.seed,
+    };
+    let rows = thread_pool(a.jobs)?.install(|| crate::compare::compare(&job))?;
+    print!("{}", crate::compare::markdown(&rows));
+    eprintln!(
+        "wrote compare.csv, compare.md and compare.svg in {}",
+        job.out.display()
+    );
+    Ok(())
 }
 
 fn thread_pool(jobs: Option<usize>) -> Result<rayon::ThreadPool> {

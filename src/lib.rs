@@ -6,9 +6,11 @@
 //! ([`report`]) throughput, latency and KV memory. The paging lab ([`paging`]) studies
 //! eviction policies, the offline optimum and learned predictions on their own.
 
+pub mod attention;
 pub mod calibrate;
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod cost;
 pub mod engine;
 pub mod error;

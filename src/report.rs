@@ -210,6 +210,8 @@ pub struct Summary {
     pub swap: Option<SwapSummary>,
     /// Prefill-to-decode KV transfers, with disaggregation.
     pub kv_transfer: Option<TransferSummary>,
+    /// Token-level compression, if configured.
+    pub token_policy: Option<crate::engine::token_policy::TokenPolicy>,
     /// Warnings about the configuration.
     pub warnings: Vec<String>,
 }
@@ -276,6 +278,7 @@ impl Summary {
                 0.0
             },
             memory: setup.memory.clone(),
+            token_policy: setup.token_policy.clone(),
             kv_capacity_tokens: cap,
             kv_blocks_used_mean: if rec.busy_ns > 0 {
                 rec.used_block_ns as f64 / rec.busy_ns as f64
@@ -545,6 +548,23 @@ impl Summary {
                 self.memory.num_gpu_blocks - 1
             ),
         );
+        if let Some(t) = &self.token_policy {
+            let budget = match (t.budget_tokens, t.keep_ratio) {
+                (Some(b), _) => format!("{b} tokens"),
+                (None, Some(r)) => format!("{:.0} % kept", r * 100.0),
+                (None, None) => format!("{} bits", t.bits),
+            };
+            line(
+                "token policy",
+                format!(
+                    "{} ({:?}{}), {budget}, {:.3} x bytes per token",
+                    t.name,
+                    t.class,
+                    if t.masked { ", masked" } else { "" },
+                    t.memory_factor()
+                ),
+            );
+        }
         line(
             "prefix cache hit rate",
             format!(

@@ -88,6 +88,8 @@ pub struct EngineSetup {
     pub enable_prefix_caching: bool,
     /// Free-queue placement of unhashed blocks.
     pub free_unhashed_first: bool,
+    /// Token-level compression, if any.
+    pub token_policy: Option<super::token_policy::TokenPolicy>,
 }
 
 impl EngineSetup {
@@ -122,7 +124,14 @@ impl EngineSetup {
             )));
         }
         let k = &s.kv_cache;
-        let block_bytes = k.block_size as u64 * shard.kv_bytes_per_token();
+        let token_policy = match &k.token_policy {
+            Some(t) => super::token_policy::TokenPolicy::from_spec(t, &model)?,
+            None => None,
+        };
+        // A block holds `block_size` tokens at the stored size (quantized, with metadata).
+        let factor = token_policy.as_ref().map_or(1.0, |t| t.memory_factor());
+        let block_bytes =
+            ((k.block_size as u64 * shard.kv_bytes_per_token()) as f64 * factor).ceil() as u64;
         let activation_bytes = match k.activation_gib {
             Some(g) => (g * GIB) as u64,
             None => activation_peak(&shard, max_num_batched_tokens, max_num_seqs),
@@ -223,6 +232,7 @@ impl EngineSetup {
             block_size: k.block_size,
             enable_prefix_caching: k.enable_prefix_caching,
             free_unhashed_first: k.free_unhashed_first,
+            token_policy,
         })
     }
 }

@@ -12,9 +12,16 @@
 //! With a CPU tier ([`CpuTier`]), evicted contents are stored in host memory and a lookup
 //! continues there after the GPU run ends; blocks found there are allocated fresh and
 //! counted apart (`CacheHit::cpu_blocks`) so that the engine charges their load.
+//!
+//! With a token-level policy ([`TokenPolicy`]), a request holds blocks for its resident
+//! slots, not its tokens: an eviction policy's request shrinks to its budget after the
+//! prompt (the surplus blocks return to the pool), a quantized one packs more tokens per
+//! block. Evicting requests neither hit nor fill the prefix cache, since their blocks hold
+//! a compacted subset of the tokens their hashes name.
 
 use super::block_pool::{BlockCounts, BlockId, BlockPool};
 use super::cpu_tier::CpuTier;
+use super::token_policy::TokenPolicy;
 use crate::idhash::IdMap;
 
 /// A request's blocks and content hashes.
@@ -27,6 +34,8 @@ struct RequestBlocks {
     num_cached: usize,
     /// The request's index in the workload (for next-use oracles).
     owner: u64,
+    /// Prompt tokens (the token policy's budget is a share of it).
+    prompt: u32,
 }
 
 /// A prefix-cache lookup result, valid until the next call on the manager.
@@ -60,6 +69,7 @@ pub struct KvCacheManager {
     spare: Vec<RequestBlocks>,
     cpu: Option<CpuTier>,
     evicted_scratch: Vec<u64>,
+    token: Option<TokenPolicy>,
 }
 
 impl KvCacheManager {
@@ -79,6 +89,7 @@ impl KvCacheManager {
             spare: Vec::new(),
             cpu: None,
             evicted_scratch: Vec::new(),
+            token: None,
         }
     }
 
@@ -86,6 +97,33 @@ impl KvCacheManager {
     pub fn set_cpu_tier(&mut self, tier: CpuTier) {
         self.pool.record_evictions();
         self.cpu = Some(tier);
+    }
+
+    /// Size requests' blocks by a token-level policy.
+    pub fn set_token_policy(&mut self, policy: TokenPolicy) {
+        self.token = Some(policy);
+    }
+
+    /// The token-level policy, if any.
+    pub fn token_policy(&self) -> Option<&TokenPolicy> {
+        self.token.as_ref()
+    }
+
+    /// Blocks a request of `prompt` tokens needs when `tokens` of it are cached.
+    pub fn blocks_needed(&self, prompt: u32, tokens: u64) -> u64 {
+        let slots = match &self.token {
+            Some(t) => t.resident_slots(prompt, tokens),
+            None => tokens,
+        };
+        self.blocks_for(slots)
+    }
+
+    /// Most blocks a request of `prompt` plus `output` tokens ever holds.
+    pub fn peak_blocks(&self, prompt: u32, output: u32) -> u64 {
+        match &self.token {
+            Some(t) => self.blocks_for(t.peak_slots(prompt, output)),
+            None => self.blocks_for(prompt as u64 + output as u64),
+        }
     }
 
     /// The CPU tier, if any.
@@ -195,7 +233,18 @@ impl KvCacheManager {
         rb.hashes.clear();
         rb.num_cached = 0;
         fill(&mut rb.hashes);
+        rb.prompt = 0;
         self.requests.insert(id, rb);
+    }
+
+    /// Tell the manager a request's prompt length (before its first allocation).
+    pub fn set_prompt(&mut self, id: u64, prompt: u32) {
+        let rewrites = self.token.as_ref().is_some_and(|t| t.rewrites_blocks());
+        let rb = self.requests.get_mut(&id).expect("request registered");
+        rb.prompt = prompt;
+        if rewrites {
+            rb.hashes.clear();
+        }
     }
 
     /// Forget a finished or rejected request (its blocks must have been freed).
@@ -272,20 +321,21 @@ impl KvCacheManager {
             .iter()
             .filter(|&&b| self.pool.ref_cnt(b) == 0)
             .count() as u64;
+        let prompt = self.requests[&id].prompt;
         let held = self.requests[&id].blocks.len() as u64 + hit.blocks as u64;
         let computed = num_computed_tokens as u64
             + hit.tokens as u64
             + (hit.cpu_blocks as u64 * self.block_size as u64);
         let free = self.pool.num_free_blocks() as u64;
         if let Some(full) = full_tokens {
-            let need = self.blocks_for(full as u64).saturating_sub(held) + evictable_hits;
+            let need =
+                self.blocks_needed(prompt, full as u64).saturating_sub(held) + evictable_hits;
             if need + reserve as u64 > free {
                 return false;
             }
         }
-        let new_blocks = self
-            .blocks_for(computed + num_new_tokens as u64)
-            .saturating_sub(held);
+        let needed = self.blocks_needed(prompt, computed + num_new_tokens as u64);
+        let new_blocks = needed.saturating_sub(held);
         if new_blocks + evictable_hits + reserve as u64 > free {
             return false;
         }
@@ -297,6 +347,13 @@ impl KvCacheManager {
             rb.num_cached = rb.num_cached.max(rb.blocks.len());
         }
         self.pool.get_new_blocks(new_blocks as u32, &mut rb.blocks);
+        if (rb.blocks.len() as u64) > needed {
+            // Eviction after the prompt: the compacted request returns its surplus tail.
+            let owner = rb.owner;
+            self.pool
+                .free_blocks(rb.blocks.drain(needed as usize..).rev(), owner);
+            rb.num_cached = rb.num_cached.min(rb.blocks.len());
+        }
         if let Some(cpu) = &mut self.cpu {
             let first = hit.blocks;
             for &h in &rb.hashes[first..first + hit.cpu_blocks] {

@@ -11,6 +11,7 @@ pub mod learned;
 pub mod replica;
 pub mod request;
 pub mod scheduler;
+pub mod token_policy;
 
 /// The vLLM source this engine follows.
 pub const VLLM_REFERENCE: &str =

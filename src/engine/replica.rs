@@ -57,6 +57,8 @@ pub struct Replica {
     host_route: Route,
     /// Bytes of one block on one GPU.
     block_bytes: f64,
+    /// Bytes of one token's K and V on one GPU at the model's dtype.
+    kv_bytes_per_token: f64,
     /// Requests that finished their prompt here and leave for a decode replica.
     handoffs: Vec<EngineRequest>,
     batch: BatchShape,
@@ -88,17 +90,21 @@ impl Replica {
         role: Role,
         host_route: Route,
     ) -> Self {
-        let kv = KvCacheManager::new(
+        let mut kv = KvCacheManager::new(
             setup.memory.num_gpu_blocks as u32,
             setup.block_size,
             setup.enable_prefix_caching,
             setup.free_unhashed_first,
         );
+        if let Some(t) = &setup.token_policy {
+            kv.set_token_policy(t.clone());
+        }
         Replica {
             index,
             role,
             host_route,
             block_bytes: setup.memory.block_bytes as f64,
+            kv_bytes_per_token: setup.shard.kv_bytes_per_token() as f64,
             handoffs: Vec::new(),
             scheduler: Scheduler::new(setup.scheduler.clone(), kv),
             cost,
@@ -184,14 +190,18 @@ impl Replica {
     /// Accept an arriving request, or reject it with a reason.
     pub fn add_request(&mut self, req: Request, now_ns: u64, rec: &mut Recorder) -> Result<()> {
         let total = req.input_tokens as u64 + req.output_tokens as u64;
-        let bs = self.scheduler.kv().block_size() as u64;
         let reason = if req.input_tokens == 0 {
             Some(RejectReason::EmptyPrompt)
         } else if req.output_tokens == 0 {
             Some(RejectReason::ZeroOutputTokens)
         } else if total > self.max_model_len as u64 {
             Some(RejectReason::ExceedsMaxModelLen)
-        } else if total.div_ceil(bs) > self.scheduler.kv().num_usable_blocks() as u64 {
+        } else if self
+            .scheduler
+            .kv()
+            .peak_blocks(req.input_tokens, req.output_tokens)
+            > self.scheduler.kv().num_usable_blocks() as u64
+        {
             Some(RejectReason::ExceedsKvCapacity)
         } else {
             None
@@ -228,13 +238,22 @@ impl Replica {
         }
         self.batch.clear();
         let (mut prefill_tokens, mut decode_tokens) = (0u64, 0u64);
+        let mut host_value_tokens = 0.0f64;
         for s in &self.scheduler.scheduled {
             let r = self.scheduler.request(s.slot);
-            let work = SeqWork {
+            let mut work = SeqWork {
                 new_tokens: s.new_tokens,
                 context: s.context,
             };
             if s.new_tokens == 1 && r.generated > 0 && s.context + 1 == r.num_tokens() {
+                if let Some(t) = self.scheduler.kv().token_policy() {
+                    // The step reads the policy's share of the context (decode attention
+                    // reads `context + 1` tokens).
+                    let ctx = s.context as u64 + 1;
+                    let read = t.read_tokens(r.req.input_tokens, ctx);
+                    work.context = (read.round() as u32).max(1) - 1;
+                    host_value_tokens += t.host_value_tokens(ctx);
+                }
                 self.batch.decodes.push(work);
                 decode_tokens += 1;
             } else {
@@ -248,7 +267,9 @@ impl Replica {
         let mut cost = self.cost.step_cost(&self.batch);
         let t = self.scheduler.step_traffic;
         // Loads and swap-ins come in, swap-outs go out: the two directions overlap.
-        let load = (t.cpu_load_blocks + t.swap_in_blocks) as f64 * self.block_bytes;
+        // Offloaded values fetched for the step (ShadowKV): half of each token's KV bytes.
+        let load = (t.cpu_load_blocks + t.swap_in_blocks) as f64 * self.block_bytes
+            + host_value_tokens * self.kv_bytes_per_token / 2.0;
         let store = t.swap_out_blocks as f64 * self.block_bytes;
         let one_way = |bytes: f64| {
             if bytes > 0.0 {

@@ -190,6 +190,7 @@ impl Scheduler {
         self.kv.add_request(slot as u64, r.id, |out| {
             block_hashes(&r.segments, r.input_tokens, total, bs, r.id, out)
         });
+        self.kv.set_prompt(slot as u64, input);
         self.kv.observe_request(slot as u64, index, arrival, input);
     }
 

@@ -373,6 +373,49 @@ pub struct KvCacheSpec {
     /// A host-memory tier for evicted prompt blocks (vLLM's native CPU offloading).
     #[serde(default)]
     pub cpu_offload: Option<CpuOffloadSpec>,
+    /// Token-level compression: eviction, selection, quantization or offload
+    /// (`docs/policies.md`, "Token-level policies").
+    #[serde(default)]
+    pub token_policy: Option<TokenPolicySpec>,
+}
+
+/// `kv_cache.token_policy`: which token-level policy runs and its budget. Fields a policy
+/// does not use are ignored; unset ones take the paper's default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenPolicySpec {
+    /// `none`, `streaming_llm`, `h2o`, `snapkv`, `pyramidkv`, `tova` (eviction), `quest`,
+    /// `tokenselect` (selection), `kivi` (quantization) or `shadowkv` (offload).
+    pub kind: String,
+    /// Share of the prompt kept (eviction) or of the context read (selection, offload).
+    #[serde(default)]
+    pub keep_ratio: Option<f64>,
+    /// Fixed token budget instead of a ratio.
+    #[serde(default)]
+    pub budget_tokens: Option<u32>,
+    /// Model an implementation that masks attention instead of dropping tokens (no memory
+    /// or bandwidth saved), as H2O's and Keyformer's public code does.
+    #[serde(default)]
+    pub masked: bool,
+    /// Bits per element for `kivi` (KIVI: 2 or 4; default 2).
+    #[serde(default)]
+    pub bits: Option<u32>,
+    /// Elements per quantization group, each with an fp16 scale and zero point (KIVI: 32;
+    /// 0: no overhead).
+    #[serde(default)]
+    pub group_size: Option<u32>,
+    /// Recent tokens kept in full precision (KIVI: 128).
+    #[serde(default)]
+    pub residual_tokens: Option<u32>,
+    /// Tokens per metadata page (Quest: 16) or landmark chunk (ShadowKV: 8).
+    #[serde(default)]
+    pub page_size: Option<u32>,
+    /// Leading layers left dense (Quest: 2).
+    #[serde(default)]
+    pub dense_layers: Option<u32>,
+    /// Rank of ShadowKV's low-rank keys (ShadowKV: 160).
+    #[serde(default)]
+    pub key_rank: Option<u32>,
 }
 
 /// The CPU-memory KV tier of one replica.
@@ -440,6 +483,7 @@ impl Default for KvCacheSpec {
             eviction: default_eviction(),
             predictor: None,
             cpu_offload: None,
+            token_policy: None,
         }
     }
 }
