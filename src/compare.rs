@@ -151,6 +151,20 @@ pub fn compare(job: &CompareJob) -> Result<Vec<CompareRow>> {
         .collect::<Vec<_>>();
     bar.finish_and_clear();
     write_outputs(job, &rows)?;
+    let failed: Vec<&String> = rows
+        .iter()
+        .filter_map(|r| match &r.serving {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    if let Some(first) = failed.first() {
+        return Err(Error::failure(format!(
+            "{} of {} serving runs failed (status `error` in compare.csv); the first: {first}",
+            failed.len(),
+            rows.len()
+        )));
+    }
     Ok(rows)
 }
 
@@ -219,7 +233,7 @@ pub fn markdown(rows: &[CompareRow]) -> String {
                 v.peak_kv_gib,
                 v.max_batch
             ),
-            Some(Err(_)) => "error | | | | |".into(),
+            Some(Err(_)) => "error | - | - | - | - | -".into(),
             None => "- | - | - | - | - | -".into(),
         };
         let f = fidelity_cells(r).map(|c| if c.is_empty() { "-".to_string() } else { c });

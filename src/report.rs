@@ -549,10 +549,14 @@ impl Summary {
             ),
         );
         if let Some(t) = &self.token_policy {
-            let budget = match (t.budget_tokens, t.keep_ratio) {
-                (Some(b), _) => format!("{b} tokens"),
-                (None, Some(r)) => format!("{:.0} % kept", r * 100.0),
-                (None, None) => format!("{} bits", t.bits),
+            use crate::engine::token_policy::Class;
+            let budget = match (t.class, t.budget_tokens, t.keep_ratio) {
+                (Class::Quantization, _, _) => {
+                    format!("{} bits, {} residual tokens", t.bits, t.residual_tokens)
+                }
+                (_, Some(b), _) => format!("{b} tokens"),
+                (_, None, Some(r)) => format!("{:.0} % kept", r * 100.0),
+                (_, None, None) => "no budget".to_string(),
             };
             line(
                 "token policy",
