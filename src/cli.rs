@@ -86,7 +86,7 @@ enum Command {
 struct AttentionEvalArgs {
     /// Attention trace (KVAT, e.g. calibration/attention/needle-1k.kvat).
     trace: PathBuf,
-    /// Policies, comma-separated (default: all).
+    /// Policies, comma-separated (default: all, with `kivi` and `kivi4` quantization).
     #[arg(long, value_delimiter = ',')]
     policies: Vec<String>,
     /// Keep ratios of the prompt, comma-separated.
@@ -108,7 +108,7 @@ struct CompareArgs {
     /// Attention trace scored with each policy.
     #[arg(long)]
     trace: PathBuf,
-    /// Policies, comma-separated (default: those with a serving model and a selection rule).
+    /// Policies, comma-separated (default: those with a serving model and a fidelity rule).
     #[arg(long, value_delimiter = ',')]
     policies: Vec<String>,
     /// Keep ratios, comma-separated.
@@ -405,6 +405,7 @@ fn attention_eval(a: AttentionEvalArgs) -> Result<()> {
     let policies = if a.policies.is_empty() {
         crate::attention::policies::POLICIES
             .iter()
+            .chain(crate::attention::quantize::QUANTIZERS)
             .map(|p| p.to_string())
             .collect()
     } else {

@@ -2,6 +2,7 @@
 //! scored on a recorded attention trace, in one table (CSV, Markdown) and one plot of
 //! throughput against attention-output error.
 
+use crate::attention::quantize::QUANTIZERS;
 use crate::attention::{self, AttentionTrace, EvalRow};
 use crate::engine::config::EngineSetup;
 use crate::engine::token_policy::TOKEN_POLICIES;
@@ -13,7 +14,7 @@ use crate::sweep::{csv_field, write_atomic};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
-/// Policies with both a serving model and a selection rule: the default set.
+/// Policies with both a serving model and a fidelity rule: the default set.
 pub const DEFAULT_POLICIES: &[&str] = &[
     "streaming_llm",
     "h2o",
@@ -22,6 +23,8 @@ pub const DEFAULT_POLICIES: &[&str] = &[
     "tova",
     "quest",
     "tokenselect",
+    "kivi",
+    "kivi4",
 ];
 
 /// What to compare.
@@ -72,6 +75,28 @@ pub struct CompareRow {
     pub fidelity: Option<EvalRow>,
 }
 
+/// True when attention-eval scores this policy.
+fn evaluable(policy: &str) -> bool {
+    attention::policies::POLICIES.contains(&policy) || QUANTIZERS.contains(&policy)
+}
+
+/// The overrides that serve `policy` at `ratio`, if it has a serving model (`kivi4` is
+/// `kivi` at 4 bits).
+fn serving_sets(policy: &str, ratio: f64) -> Option<Vec<String>> {
+    let (kind, extra) = match policy {
+        "kivi4" => ("kivi", Some("kv_cache.token_policy.bits=4".to_string())),
+        "none" => return None,
+        p if TOKEN_POLICIES.contains(&p) => (p, None),
+        _ => return None,
+    };
+    let mut sets = vec![
+        format!("kv_cache.token_policy.kind={kind}"),
+        format!("kv_cache.token_policy.keep_ratio={ratio}"),
+    ];
+    sets.extend(extra);
+    Some(sets)
+}
+
 fn serve(scenario: &Path, sets: &[String]) -> Result<Serving> {
     let s = load_scenario(scenario, sets)?;
     let setup = EngineSetup::from_scenario(&s)?;
@@ -98,25 +123,24 @@ fn serve(scenario: &Path, sets: &[String]) -> Result<Serving> {
 /// Run the comparison: the full cache, then every policy at every ratio.
 pub fn compare(job: &CompareJob) -> Result<Vec<CompareRow>> {
     for p in &job.policies {
-        if !TOKEN_POLICIES.contains(&p.as_str())
-            && !attention::policies::POLICIES.contains(&p.as_str())
-        {
+        if serving_sets(p, 1.0).is_none() && !evaluable(p) {
             return Err(Error::input(format!(
-                "--policies: unknown policy `{p}`; serving: {}; attention: {}",
+                "--policies: unknown policy `{p}`; serving: {}, kivi4; attention: {}, {}",
                 TOKEN_POLICIES.join(", "),
-                attention::policies::POLICIES.join(", ")
+                attention::policies::POLICIES.join(", "),
+                QUANTIZERS.join(", ")
             )));
         }
     }
     load_scenario(&job.scenario, &job.sets)?;
     let trace = AttentionTrace::read(&job.trace)?;
-    let evaluable: Vec<String> = job
+    let scored: Vec<String> = job
         .policies
         .iter()
-        .filter(|p| attention::policies::POLICIES.contains(&p.as_str()))
+        .filter(|p| evaluable(p))
         .cloned()
         .collect();
-    let fidelity = attention::evaluate(&trace, &evaluable, &job.ratios, job.seed)?;
+    let fidelity = attention::evaluate(&trace, &scored, &job.ratios, job.seed)?;
     let mut cells: Vec<(String, f64)> = vec![("full".into(), 1.0)];
     for p in &job.policies {
         for &r in &job.ratios {
@@ -129,13 +153,11 @@ pub fn compare(job: &CompareJob) -> Result<Vec<CompareRow>> {
         .map(|(policy, ratio)| {
             let serving = if policy == "full" {
                 Some(serve(&job.scenario, &job.sets))
-            } else if TOKEN_POLICIES.contains(&policy.as_str()) {
-                let mut sets = job.sets.clone();
-                sets.push(format!("kv_cache.token_policy.kind={policy}"));
-                sets.push(format!("kv_cache.token_policy.keep_ratio={ratio}"));
-                Some(serve(&job.scenario, &sets))
             } else {
-                None
+                serving_sets(policy, *ratio).map(|extra| {
+                    let sets: Vec<String> = job.sets.iter().cloned().chain(extra).collect();
+                    serve(&job.scenario, &sets)
+                })
             };
             bar.inc(1);
             CompareRow {

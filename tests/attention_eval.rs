@@ -28,9 +28,27 @@ fn oracle_bounds_every_policy_and_random_is_worst_on_the_committed_traces() {
             "{printed}"
         );
         let rows = csv_rows(&out);
-        assert_eq!(rows.len(), 9 * 3, "nine policies at three ratios");
+        assert_eq!(
+            rows.len(),
+            11 * 3,
+            "nine rules and two quantizers at three ratios"
+        );
         for ratio in ["0.5", "0.2", "0.1"] {
-            let at: Vec<_> = rows.iter().filter(|r| r["keep_ratio"] == ratio).collect();
+            // The bounds are about choosing tokens; quantization keeps them all.
+            let at: Vec<_> = rows
+                .iter()
+                .filter(|r| r["keep_ratio"] == ratio && r["kind"] != "quantization")
+                .collect();
+            assert_eq!(at.len(), 9);
+            let quant = |p: &str| {
+                rows.iter()
+                    .find(|r| r["keep_ratio"] == ratio && r["policy"] == p)
+                    .unwrap()
+            };
+            // Four bits err less than two, and both keep the fact.
+            assert!(f(quant("kivi4"), "output_error") < f(quant("kivi"), "output_error"));
+            assert!(f(quant("kivi4"), "attention_mass") > f(quant("kivi"), "attention_mass"));
+            assert_eq!(quant("kivi")["fact_survives"], "true");
             let get = |p: &str| *at.iter().find(|r| r["policy"] == p).unwrap();
             let (oracle, random) = (get("oracle"), get("random"));
             assert_eq!(f(oracle, "topk_recall"), 1.0);
@@ -234,7 +252,9 @@ fn compare_on_mooncake_joins_serving_and_fidelity() {
     assert!(f(snap, "output_error") > 0.0 && f(full, "output_error") == 0.0);
     assert_eq!(get("oracle")["status"], "no_serving_model");
     assert_eq!(get("kivi")["status"], "ok");
-    assert_eq!(get("kivi")["output_error"], "");
+    // 2-bit KIVI: every token kept, all attention there but blurred.
+    assert!(f(get("kivi"), "output_error") > 0.0);
+    assert!(f(get("kivi"), "max_batch") > f(full, "max_batch"));
     let svg = std::fs::read_to_string(out.join("compare.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("snapkv"));
 }

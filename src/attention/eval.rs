@@ -15,8 +15,15 @@
 //! bounds every rule's mass and recall by construction.
 //!
 //! Each figure is the mean over layers, heads and steps.
+//!
+//! Quantization rules ([`Kivi`]) keep every token, so for them attention is recomputed
+//! from the stored queries and keys, once exactly and once with the quantized keys, and
+//! compared: mass is the overlap `sum_j min(p_j, p~_j)`, recall is that of the quantized
+//! attention's top `k` against the exact top `k`, the output error uses the quantized
+//! values too, and the fact always survives.
 
 use super::policies::{self, HeadView, Kind, Selector};
+use super::quantize::{Kivi, QUANTIZERS};
 use super::trace::AttentionTrace;
 use crate::error::{Error, Result};
 
@@ -56,10 +63,15 @@ pub fn evaluate(
     ratios: &[f64],
     seed: u64,
 ) -> Result<Vec<EvalRow>> {
-    let rules = policies
-        .iter()
-        .map(|p| policies::make(p, seed))
-        .collect::<Result<Vec<_>>>()?;
+    for p in policies {
+        if !policies::POLICIES.contains(&p.as_str()) && Kivi::named(p).is_none() {
+            return Err(Error::input(format!(
+                "--policies: unknown policy `{p}`; known: {}, {}",
+                policies::POLICIES.join(", "),
+                QUANTIZERS.join(", ")
+            )));
+        }
+    }
     for &r in ratios {
         if !(r > 0.0 && r <= 1.0) {
             return Err(Error::input(format!(
@@ -69,9 +81,19 @@ pub fn evaluate(
     }
     let full = FullOutputs::new(trace);
     let mut rows = Vec::new();
-    for rule in &rules {
-        for &ratio in ratios {
-            rows.push(score(trace, &full, rule.as_ref(), ratio));
+    for name in policies {
+        match Kivi::named(name) {
+            Some(kivi) => {
+                for &ratio in ratios {
+                    rows.push(score_quantized(trace, name, kivi, ratio));
+                }
+            }
+            None => {
+                let rule = policies::make(name, seed)?;
+                for &ratio in ratios {
+                    rows.push(score(trace, &full, rule.as_ref(), ratio));
+                }
+            }
         }
     }
     Ok(rows)
@@ -218,6 +240,103 @@ fn score(t: &AttentionTrace, full: &FullOutputs, rule: &dyn Selector, ratio: f64
             .as_ref()
             .map(|_| fact_hits as f64 / fact_cells.max(1) as f64),
         fact_survives: t.fact.as_ref().map(|_| survives),
+    }
+}
+
+/// Softmax of `q . k_j / sqrt(d)` over `keys[..n]`, key `j` from `pick(j)`, into `out`.
+fn attention_row<'a>(q: &[f32], n: usize, pick: impl Fn(usize) -> &'a [f32], out: &mut [f32]) {
+    let scale = 1.0 / (q.len() as f32).sqrt();
+    for (j, o) in out[..n].iter_mut().enumerate() {
+        *o = q.iter().zip(pick(j)).map(|(a, b)| a * b).sum::<f32>() * scale;
+    }
+    let max = out[..n].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut z = 0.0;
+    for o in out[..n].iter_mut() {
+        *o = (*o - max).exp();
+        z += *o;
+    }
+    out[..n].iter_mut().for_each(|o| *o /= z);
+}
+
+fn score_quantized(t: &AttentionTrace, name: &str, kivi: Kivi, ratio: f64) -> EvalRow {
+    let (p, d, steps, total) = (t.prompt_len, t.head_dim, t.decode_steps, t.total_tokens());
+    let budget = budget_for(ratio, p);
+    let (mut mass, mut recall, mut err, mut n) = (0.0, 0.0, 0.0, 0usize);
+    let (mut exact, mut approx) = (vec![0.0f32; total], vec![0.0f32; total]);
+    let (mut top_exact, mut top_approx) = (vec![false; p], vec![false; p]);
+    let (mut o, mut o_q) = (vec![0.0f64; d], vec![0.0f64; d]);
+    for layer in &t.layers {
+        for kv in 0..t.kv_heads {
+            let v = HeadView {
+                trace: t,
+                layer,
+                kv_head: kv,
+                query_head: None,
+            };
+            let span = kv * total * d..(kv + 1) * total * d;
+            let kq = kivi.keys(&layer.keys[span.clone()], d);
+            let vq = kivi.values(&layer.values[span], d);
+            for h in v.group_heads() {
+                for s in 0..steps {
+                    let ctx = p + s + 1;
+                    let nq = kivi.quantized_tokens(ctx);
+                    let q = v.decode_query(h, s);
+                    attention_row(q, ctx, |j| v.key(kv, j), &mut exact);
+                    attention_row(
+                        q,
+                        ctx,
+                        |j| {
+                            if j < nq {
+                                &kq[j * d..(j + 1) * d]
+                            } else {
+                                v.key(kv, j)
+                            }
+                        },
+                        &mut approx,
+                    );
+                    mass += exact[..ctx]
+                        .iter()
+                        .zip(&approx[..ctx])
+                        .map(|(a, b)| a.min(*b) as f64)
+                        .sum::<f64>();
+                    top_exact.fill(false);
+                    top_approx.fill(false);
+                    policies::mark_top_k(&exact[..p], budget, 0, &mut top_exact);
+                    policies::mark_top_k(&approx[..p], budget, 0, &mut top_approx);
+                    let hits = top_exact
+                        .iter()
+                        .zip(&top_approx)
+                        .filter(|(a, b)| **a && **b)
+                        .count();
+                    recall += hits as f64 / budget as f64;
+                    o.fill(0.0);
+                    o_q.fill(0.0);
+                    for j in 0..ctx {
+                        let val = v.value(kv, j);
+                        let val_q = if j < nq { &vq[j * d..(j + 1) * d] } else { val };
+                        for c in 0..d {
+                            o[c] += exact[j] as f64 * val[c] as f64;
+                            o_q[c] += approx[j] as f64 * val_q[c] as f64;
+                        }
+                    }
+                    let diff: f64 = o.iter().zip(&o_q).map(|(a, b)| (a - b).powi(2)).sum();
+                    let norm: f64 = o.iter().map(|a| a * a).sum();
+                    err += (diff / norm.max(f64::MIN_POSITIVE)).sqrt();
+                    n += 1;
+                }
+            }
+        }
+    }
+    EvalRow {
+        policy: name.to_string(),
+        kind: "quantization",
+        keep_ratio: ratio,
+        budget_tokens: budget,
+        mass: mass / n as f64,
+        recall: recall / n as f64,
+        output_error: err / n as f64,
+        fact_kept: t.fact.as_ref().map(|_| 1.0),
+        fact_survives: t.fact.as_ref().map(|_| true),
     }
 }
 
