@@ -1,6 +1,8 @@
 //! `kvsim compare`: each token-level policy at each budget, served on a scenario and
 //! scored on a recorded attention trace, in one table (CSV, Markdown) and one plot of
-//! throughput against attention-output error.
+//! throughput against attention-output error. The first row is the full cache (the
+//! scenario with `kv_cache.token_policy.kind=none`); each other row sets the policy's
+//! `kind` and `keep_ratio`, keeping the scenario's other `token_policy` fields.
 
 use crate::attention::quantize::QUANTIZERS;
 use crate::attention::{self, AttentionTrace, EvalRow};
@@ -152,7 +154,9 @@ pub fn compare(job: &CompareJob) -> Result<Vec<CompareRow>> {
         .par_iter()
         .map(|(policy, ratio)| {
             let serving = if policy == "full" {
-                Some(serve(&job.scenario, &job.sets))
+                let mut sets = job.sets.clone();
+                sets.push("kv_cache.token_policy.kind=none".to_string());
+                Some(serve(&job.scenario, &sets))
             } else {
                 serving_sets(policy, *ratio).map(|extra| {
                     let sets: Vec<String> = job.sets.iter().cloned().chain(extra).collect();

@@ -258,3 +258,45 @@ fn compare_on_mooncake_joins_serving_and_fidelity() {
     let svg = std::fs::read_to_string(out.join("compare.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("snapkv"));
 }
+
+#[test]
+fn compare_runs_the_full_cache_even_when_the_scenario_has_a_policy() {
+    let d = temp_dir("compare-lc");
+    let out = d.join("cmp");
+    run_ok(&[
+        "compare",
+        "scenarios/long-context-snapkv.yaml",
+        "--trace",
+        TRACES[1],
+        "--policies",
+        "snapkv",
+        "--budgets",
+        "0.2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let rows = csv_rows(&out.join("compare.csv"));
+    assert_eq!(rows.len(), 2);
+    let as_run = |set: &str| {
+        common::json(&run_ok(&[
+            "run",
+            "scenarios/long-context-snapkv.yaml",
+            "--set",
+            set,
+            "--json",
+            "--no-files",
+        ]))
+    };
+    let none = as_run("kv_cache.token_policy.kind=none");
+    let snap = as_run("kv_cache.token_policy.keep_ratio=0.2");
+    for (row, summary) in [(&rows[0], &none), (&rows[1], &snap)] {
+        assert_eq!(
+            row["max_batch"].parse::<u64>().unwrap(),
+            summary["max_batch"].as_u64().unwrap()
+        );
+        let tput = summary["output_token_throughput"].as_f64().unwrap();
+        assert!((f(row, "output_token_throughput") - tput).abs() < 0.01);
+    }
+    assert_eq!(rows[0]["policy"], "full");
+    assert!(f(&rows[0], "peak_kv_gib") > f(&rows[1], "peak_kv_gib"));
+}

@@ -188,6 +188,7 @@ fn token_policy_errors_name_the_field() {
             "kv_cache.token_policy.keep_ratio",
         ),
         ("{kind: kivi, bits: 0}", "kv_cache.token_policy.bits"),
+        ("{kind: kivi, bits: 32}", "kv_cache.token_policy.bits"),
         (
             "{kind: quest, keep_ratio: 0.2, masked: true}",
             "kv_cache.token_policy.masked",
@@ -203,6 +204,7 @@ fn token_policy_errors_name_the_field() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{extra}: {err}");
         assert!(err.contains(field), "{extra}: {err}");
+        assert!(err.contains("line 6"), "{extra}: {err}");
     }
 }
 
@@ -242,4 +244,27 @@ fn four_bit_kivi_on_an_h100_doubles_the_blocks_of_8_bit() {
     );
     assert!(four.num_gpu_blocks - 2 * eight.num_gpu_blocks <= 1);
     assert!(eight.num_gpu_blocks - 2 * full.num_gpu_blocks <= 1);
+}
+
+#[test]
+fn bundled_long_context_scenario_runs_and_snapkv_beats_the_full_cache() {
+    let run_with = |kind: &str| {
+        let set = format!("kv_cache.token_policy.kind={kind}");
+        json(&run_ok(&[
+            "run",
+            "scenarios/long-context-snapkv.yaml",
+            "--set",
+            &set,
+            "--json",
+            "--no-files",
+        ]))
+    };
+    let (snap, full) = (run_with("snapkv"), run_with("none"));
+    assert_eq!(snap["requests_completed"], 400);
+    assert_eq!(full["requests_completed"], 400);
+    let get = |s: &serde_json::Value, k: &str| s[k].as_f64().unwrap();
+    assert!(get(&snap, "kv_blocks_used_peak") < get(&full, "kv_blocks_used_peak"));
+    assert!(get(&snap, "goodput") > get(&full, "goodput"));
+    assert_eq!(snap["token_policy"]["name"], "snapkv");
+    assert!(full["token_policy"].is_null());
 }

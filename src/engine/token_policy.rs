@@ -79,6 +79,66 @@ pub struct TokenPolicy {
     pub score_share: f64,
 }
 
+/// The class of a policy name: `None` if unknown, `Some(None)` for `none`.
+fn class_of(kind: &str) -> Option<Option<Class>> {
+    Some(Some(match kind {
+        "none" => return Some(None),
+        "streaming_llm" | "h2o" | "tova" => Class::Eviction { whole_cache: true },
+        "snapkv" | "pyramidkv" => Class::Eviction { whole_cache: false },
+        "quest" | "tokenselect" => Class::Selection,
+        "kivi" => Class::Quantization,
+        "shadowkv" => Class::Offload,
+        _ => return None,
+    }))
+}
+
+/// Check a `kv_cache.token_policy` without a model: the field (below `token_policy`) and
+/// the problem. The scenario loader runs it so that the error carries the line.
+pub fn check_spec(s: &TokenPolicySpec) -> std::result::Result<(), (String, String)> {
+    let err = |f: &str, m: String| Err((f.to_string(), m));
+    let Some(class) = class_of(&s.kind) else {
+        return err(
+            "kind",
+            format!(
+                "unknown policy `{}`; known: {}",
+                s.kind,
+                TOKEN_POLICIES.join(", ")
+            ),
+        );
+    };
+    if let Some(r) = s.keep_ratio {
+        if !(r > 0.0 && r <= 1.0) {
+            return err("keep_ratio", format!("{r} is not in (0, 1]"));
+        }
+    }
+    if s.budget_tokens == Some(0) {
+        return err("budget_tokens", "must be at least 1".into());
+    }
+    let Some(class) = class else {
+        return Ok(());
+    };
+    let needs_budget = !matches!(class, Class::Quantization);
+    if needs_budget && s.keep_ratio.is_none() && s.budget_tokens.is_none() {
+        return err(
+            "keep_ratio",
+            format!("`{}` needs keep_ratio or budget_tokens", s.kind),
+        );
+    }
+    if let Some(b) = s.bits.filter(|b| !(1..=16).contains(b)) {
+        return err("bits", format!("{b} is not in 1..=16"));
+    }
+    if s.masked && !matches!(class, Class::Eviction { .. }) {
+        return err("masked", "only eviction policies can be masked".into());
+    }
+    if s.page_size == Some(0) {
+        return err("page_size", "must be at least 1".into());
+    }
+    if s.key_rank == Some(0) {
+        return err("key_rank", "must be at least 1".into());
+    }
+    Ok(())
+}
+
 impl TokenPolicy {
     /// Resolve a scenario's policy for a model with these dimensions; `None` for `none`.
     pub fn from_spec(s: &TokenPolicySpec, model: &Model) -> Result<Option<TokenPolicy>> {
@@ -86,58 +146,21 @@ impl TokenPolicy {
         let key_width = model.kv_heads * model.head_dim;
         let field =
             |f: &str, msg: String| Error::input(format!("kv_cache.token_policy.{f}: {msg}"));
-        let class = match s.kind.as_str() {
-            "none" => return Ok(None),
-            "streaming_llm" | "h2o" | "tova" => Class::Eviction { whole_cache: true },
-            "snapkv" | "pyramidkv" => Class::Eviction { whole_cache: false },
-            "quest" | "tokenselect" => Class::Selection,
-            "kivi" => Class::Quantization,
-            "shadowkv" => Class::Offload,
-            other => {
-                return Err(field(
-                    "kind",
-                    format!(
-                        "unknown policy `{other}`; known: {}",
-                        TOKEN_POLICIES.join(", ")
-                    ),
-                ))
-            }
+        check_spec(s).map_err(|(f, m)| field(&f, m))?;
+        let Some(class) = class_of(&s.kind).flatten() else {
+            return Ok(None);
         };
-        if let Some(r) = s.keep_ratio {
-            if !(r > 0.0 && r <= 1.0) {
-                return Err(field("keep_ratio", format!("{r} is not in (0, 1]")));
-            }
-        }
-        if s.budget_tokens == Some(0) {
-            return Err(field("budget_tokens", "must be at least 1".into()));
-        }
-        let needs_budget = !matches!(class, Class::Quantization);
-        if needs_budget && s.keep_ratio.is_none() && s.budget_tokens.is_none() {
-            return Err(field(
-                "keep_ratio",
-                format!("`{}` needs keep_ratio or budget_tokens", s.kind),
-            ));
-        }
         let dtype_bits = dtype_bytes * 8;
         let bits = match class {
             Class::Quantization => s.bits.unwrap_or(2),
             _ => dtype_bits,
         };
-        if bits == 0 || bits > dtype_bits {
+        if bits > dtype_bits {
             return Err(field("bits", format!("{bits} is not in 1..={dtype_bits}")));
-        }
-        if s.masked && !matches!(class, Class::Eviction { .. }) {
-            return Err(field(
-                "masked",
-                "only eviction policies can be masked".into(),
-            ));
         }
         let page_size = s
             .page_size
             .unwrap_or(if s.kind == "shadowkv" { 8 } else { 16 });
-        if page_size == 0 {
-            return Err(field("page_size", "must be at least 1".into()));
-        }
         let key_rank = s.key_rank.unwrap_or(160).min(key_width);
         Ok(Some(TokenPolicy {
             name: s.kind.clone(),

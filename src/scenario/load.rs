@@ -355,6 +355,10 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
     if let Some(o) = &s.kv_cache.cpu_offload {
         positive("kv_cache.cpu_offload.gib", o.gib)?;
     }
+    if let Some(t) = &s.kv_cache.token_policy {
+        crate::engine::token_policy::check_spec(t)
+            .map_err(|(f, m)| (format!("kv_cache.token_policy.{f}"), m))?;
+    }
     let k = &s.kv_cache;
     if k.block_size == 0 {
         return Err(("kv_cache.block_size".into(), "must be at least 1".into()));
