@@ -22,6 +22,7 @@ pub const DEFAULT_POLICIES: &[&str] = &[
     "h2o",
     "snapkv",
     "pyramidkv",
+    "ada_snapkv",
     "tova",
     "quest",
     "tokenselect",

@@ -30,8 +30,8 @@ fn oracle_bounds_every_policy_and_random_is_worst_on_the_committed_traces() {
         let rows = csv_rows(&out);
         assert_eq!(
             rows.len(),
-            11 * 3,
-            "nine rules and two quantizers at three ratios"
+            12 * 3,
+            "ten rules, two quantizers, three ratios"
         );
         for ratio in ["0.5", "0.2", "0.1"] {
             // The bounds are about choosing tokens; quantization keeps them all.
@@ -39,7 +39,7 @@ fn oracle_bounds_every_policy_and_random_is_worst_on_the_committed_traces() {
                 .iter()
                 .filter(|r| r["keep_ratio"] == ratio && r["kind"] != "quantization")
                 .collect();
-            assert_eq!(at.len(), 9);
+            assert_eq!(at.len(), 10);
             let quant = |p: &str| {
                 rows.iter()
                     .find(|r| r["keep_ratio"] == ratio && r["policy"] == p)
@@ -69,6 +69,18 @@ fn oracle_bounds_every_policy_and_random_is_worst_on_the_committed_traces() {
                     assert!(f(random, "output_error") > f(r, "output_error"), "{name}");
                 }
             }
+        }
+        // Sharing the budget among heads by their votes keeps more than SnapKV's even split.
+        for ratio in ["0.5", "0.2", "0.1"] {
+            let mass = |p: &str| {
+                f(
+                    rows.iter()
+                        .find(|r| r["policy"] == p && r["keep_ratio"] == ratio)
+                        .unwrap(),
+                    "attention_mass",
+                )
+            };
+            assert!(mass("ada_snapkv") > mass("snapkv"), "{trace} at {ratio}");
         }
         // Less budget, less attention kept, for every policy.
         for p in kvsim::attention::policies::POLICIES {

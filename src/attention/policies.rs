@@ -20,6 +20,7 @@ pub enum Kind {
 }
 
 /// One KV head of one recorded layer.
+#[derive(Clone, Copy)]
 pub struct HeadView<'a> {
     /// The whole trace.
     pub trace: &'a AttentionTrace,
@@ -98,6 +99,7 @@ pub const POLICIES: &[&str] = &[
     "h2o",
     "snapkv",
     "pyramidkv",
+    "ada_snapkv",
     "tova",
     "quest",
     "tokenselect",
@@ -114,6 +116,9 @@ pub fn make(name: &str, seed: u64) -> Result<Box<dyn Selector>> {
         "pyramidkv" => Box::new(PyramidKv {
             snap: SnapKv::paper(),
             beta: 20,
+        }),
+        "ada_snapkv" => Box::new(AdaSnapKv {
+            snap: SnapKv::paper(),
         }),
         "tova" => Box::new(Tova),
         "quest" => Box::new(Quest { page: 16 }),
@@ -379,6 +384,42 @@ impl Selector for PyramidKv {
             v.trace.model_layers as usize,
         );
         self.snap.keep_with(v, b, w, keep);
+    }
+}
+
+/// Ada-SnapKV (Ada-KV, Feng et al., 2024): SnapKV's vote, but the layer's budget is shared
+/// among its KV heads by the votes themselves: the layer keeps its `kv_heads x (budget -
+/// window)` best-voted (head, token) pairs, so a head whose attention is concentrated gives
+/// budget to one whose attention is spread. Per-head budgets, same total.
+pub struct AdaSnapKv {
+    /// The vote.
+    pub snap: SnapKv,
+}
+
+impl Selector for AdaSnapKv {
+    fn name(&self) -> &'static str {
+        "ada_snapkv"
+    }
+    fn kind(&self) -> Kind {
+        Kind::Eviction
+    }
+    fn select(&self, v: &HeadView, budget: usize, _step: usize, keep: &mut [bool]) {
+        let t = v.trace;
+        let w = self.snap.window_for(v, budget);
+        let n = t.prompt_len - w;
+        keep[t.prompt_len - w..].iter_mut().for_each(|k| *k = true);
+        // Every head's votes, in one list: head h's token j at h * n + j.
+        let mut all = Vec::with_capacity(n * t.kv_heads);
+        for kv in 0..t.kv_heads {
+            let other = HeadView { kv_head: kv, ..*v };
+            all.extend(self.snap.votes(&other, w));
+        }
+        let mut chosen = vec![false; all.len()];
+        mark_top_k(&all, (budget - w) * t.kv_heads, 0, &mut chosen);
+        let mine = &chosen[v.kv_head * n..(v.kv_head + 1) * n];
+        for (k, &c) in keep[..n].iter_mut().zip(mine) {
+            *k |= c;
+        }
     }
 }
 

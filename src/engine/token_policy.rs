@@ -34,6 +34,7 @@ pub const TOKEN_POLICIES: &[&str] = &[
     "h2o",
     "snapkv",
     "pyramidkv",
+    "ada_snapkv",
     "tova",
     "quest",
     "tokenselect",
@@ -84,7 +85,7 @@ fn class_of(kind: &str) -> Option<Option<Class>> {
     Some(Some(match kind {
         "none" => return Some(None),
         "streaming_llm" | "h2o" | "tova" => Class::Eviction { whole_cache: true },
-        "snapkv" | "pyramidkv" => Class::Eviction { whole_cache: false },
+        "snapkv" | "pyramidkv" | "ada_snapkv" => Class::Eviction { whole_cache: false },
         "quest" | "tokenselect" => Class::Selection,
         "kivi" => Class::Quantization,
         "shadowkv" => Class::Offload,
