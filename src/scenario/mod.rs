@@ -384,8 +384,9 @@ pub struct KvCacheSpec {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenPolicySpec {
-    /// `none`, `streaming_llm`, `h2o`, `snapkv`, `pyramidkv`, `tova` (eviction), `quest`,
-    /// `tokenselect` (selection), `kivi` (quantization) or `shadowkv` (offload).
+    /// `none`; `streaming_llm`, `h2o`, `snapkv`, `pyramidkv`, `ada_snapkv`, `tova`
+    /// (eviction); `quest`, `tokenselect` (selection); `kivi` (quantization); `shadowkv`
+    /// (offload).
     pub kind: String,
     /// Share of the prompt kept (eviction) or of the context read (selection, offload).
     #[serde(default)]
