@@ -109,12 +109,12 @@ fn committed_traces_have_the_documented_shapes() {
         (t.model_layers, t.heads, t.kv_heads, t.head_dim),
         (30, 9, 3, 64)
     );
-    assert_eq!((t.prompt_len, t.decode_steps, t.window), (934, 20, 32));
+    assert_eq!((t.prompt_len, t.decode_steps, t.window), (1043, 20, 32));
     assert_eq!(
         t.layers.iter().map(|l| l.layer).collect::<Vec<_>>(),
         [0, 7, 14, 22, 29]
     );
-    assert_eq!(t.fact, Some(375..381));
+    assert_eq!(t.fact, Some(412..418));
     assert!(t.note.contains("48173"), "{}", t.note);
     let t = AttentionTrace::read(&root.join(TRACES[1])).unwrap();
     assert_eq!((t.prompt_len, t.decode_steps), (1850, 20));

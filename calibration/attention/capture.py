@@ -357,7 +357,7 @@ def main():
     ap.add_argument("--code", default="48173", help="the planted vault code")
     ap.add_argument("--layers", default="0,7,14,22,29", help="layers to record, or 'all'")
     ap.add_argument("--window", type=int, default=32, help="last prompt queries to record")
-    ap.add_argument("--decode", type=int, default=16, help="greedy decode steps to record")
+    ap.add_argument("--decode", type=int, default=20, help="greedy decode steps to record")
     args = ap.parse_args()
 
     model = Model(find_gguf(args.gguf))
