@@ -133,17 +133,28 @@ impl AttentionTrace {
             indices.push(l);
         }
         let total = prompt_len + decode_steps;
-        let sizes = [
-            kv_heads * total * head_dim,
-            kv_heads * total * head_dim,
-            heads * window * head_dim,
-            heads * decode_steps * head_dim,
-            heads * window * prompt_len,
-            heads * decode_steps * total,
-        ];
-        let per_layer = sizes.iter().sum::<usize>() * 2 + heads * prompt_len * 4;
-        let expected = r.at + per_layer * n_rec;
-        if bytes.len() != expected {
+        let sizes = || {
+            [
+                kv_heads * total * head_dim,
+                kv_heads * total * head_dim,
+                heads * window * head_dim,
+                heads * decode_steps * head_dim,
+                heads * window * prompt_len,
+                heads * decode_steps * total,
+            ]
+        };
+        // In u128: header fields up to 2^32 cannot overflow it, so a hostile header is
+        // caught by the length check below instead of wrapping.
+        let wide = |n: &[usize]| n.iter().map(|&x| x as u128).product::<u128>();
+        let per_layer: u128 = 2
+            * (2 * wide(&[kv_heads, total, head_dim])
+                + wide(&[heads, window, head_dim])
+                + wide(&[heads, decode_steps, head_dim])
+                + wide(&[heads, window, prompt_len])
+                + wide(&[heads, decode_steps, total]))
+            + 4 * wide(&[heads, prompt_len]);
+        let expected = r.at as u128 + per_layer * n_rec as u128;
+        if bytes.len() as u128 != expected {
             return Err(format!(
                 "{} bytes, but the header describes {expected}",
                 bytes.len()
@@ -151,7 +162,7 @@ impl AttentionTrace {
         }
         let mut layers = Vec::with_capacity(n_rec);
         for layer in indices {
-            let mut arrays = sizes.iter().map(|&n| r.f16s(n));
+            let mut arrays = sizes().into_iter().map(|n| r.f16s(n));
             let mut next = || arrays.next().expect("six arrays");
             let (keys, values, q_window, q_decode, attn_window, attn_decode) =
                 (next()?, next()?, next()?, next()?, next()?, next()?);
@@ -295,5 +306,20 @@ mod tests {
         b.extend_from_slice(&2u32.to_le_bytes());
         b.extend_from_slice(&[0u8; 44]);
         assert!(AttentionTrace::parse(&b).unwrap_err().contains("version 2"));
+    }
+
+    #[test]
+    fn huge_dimensions_are_a_length_error_not_an_overflow() {
+        let mut b = MAGIC.to_vec();
+        let max = u32::MAX;
+        // version, layers, recorded, heads, kv heads, head dim, prompt, decode, window,
+        // fact start, fact length, name length.
+        for v in [1, 1, 1, max, max, max, max, max, 1, 0, 0, 0] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&0u32.to_le_bytes()); // note length
+        b.extend_from_slice(&0u32.to_le_bytes()); // layer 0
+        let e = AttentionTrace::parse(&b).unwrap_err();
+        assert!(e.contains("header describes"), "{e}");
     }
 }
