@@ -245,6 +245,17 @@ impl Summary {
                 setup.scheduler.max_model_len
             ));
         }
+        if setup.enable_prefix_caching
+            && setup
+                .token_policy
+                .as_ref()
+                .is_some_and(|t| t.rewrites_blocks())
+        {
+            warnings.push(format!(
+                "token policy {} compacts each request's blocks after its prompt, so its requests neither hit nor fill the prefix cache",
+                setup.token_policy.as_ref().map_or("", |t| t.name.as_str())
+            ));
+        }
         Summary {
             scenario: s.name.clone(),
             model: setup.model.name.clone(),
@@ -561,9 +572,9 @@ impl Summary {
             line(
                 "token policy",
                 format!(
-                    "{} ({:?}{}), {budget}, {:.3} x bytes per token",
+                    "{} ({}{}), {budget}, {:.3} x bytes per token",
                     t.name,
-                    t.class,
+                    t.class.describe(),
                     if t.masked { ", masked" } else { "" },
                     t.memory_factor()
                 ),

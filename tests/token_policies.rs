@@ -267,4 +267,10 @@ fn bundled_long_context_scenario_runs_and_snapkv_beats_the_full_cache() {
     assert!(get(&snap, "goodput") > get(&full, "goodput"));
     assert_eq!(snap["token_policy"]["name"], "snapkv");
     assert!(full["token_policy"].is_null());
+    // The summary says why the prefix cache goes unused.
+    assert!(snap["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("neither hit nor fill the prefix cache"));
+    assert_eq!(full["warnings"].as_array().unwrap().len(), 0);
 }

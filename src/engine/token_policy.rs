@@ -27,6 +27,19 @@ pub enum Class {
     Offload,
 }
 
+impl Class {
+    /// A short description for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Class::Eviction { whole_cache: true } => "eviction, whole cache",
+            Class::Eviction { whole_cache: false } => "eviction, prompt",
+            Class::Selection => "selection",
+            Class::Quantization => "quantization",
+            Class::Offload => "offload",
+        }
+    }
+}
+
 /// Names of the serving models, for errors and docs.
 pub const TOKEN_POLICIES: &[&str] = &[
     "none",
@@ -118,8 +131,23 @@ pub fn check_spec(s: &TokenPolicySpec) -> std::result::Result<(), (String, Strin
     let Some(class) = class else {
         return Ok(());
     };
+    if s.window.is_some() && s.kind != "streaming_llm" {
+        return err(
+            "window",
+            format!(
+                "only streaming_llm takes sinks and window, not `{}`",
+                s.kind
+            ),
+        );
+    }
+    if s.window.is_some() && (s.keep_ratio.is_some() || s.budget_tokens.is_some()) {
+        return err(
+            "window",
+            "give sinks and window, or keep_ratio, or budget_tokens: one budget".into(),
+        );
+    }
     let needs_budget = !matches!(class, Class::Quantization);
-    if needs_budget && s.keep_ratio.is_none() && s.budget_tokens.is_none() {
+    if needs_budget && s.keep_ratio.is_none() && s.budget_tokens.is_none() && s.window.is_none() {
         return err(
             "keep_ratio",
             format!("`{}` needs keep_ratio or budget_tokens", s.kind),
@@ -167,7 +195,10 @@ impl TokenPolicy {
             name: s.kind.clone(),
             class,
             keep_ratio: s.keep_ratio,
-            budget_tokens: s.budget_tokens,
+            // StreamingLLM's cache is its sinks plus its window.
+            budget_tokens: s
+                .budget_tokens
+                .or(s.window.map(|w| w + s.sinks.unwrap_or(4))),
             masked: s.masked,
             bits,
             dtype_bits,
@@ -343,6 +374,22 @@ mod tests {
         assert_eq!(masked.score_share, 1.0 / 32.0);
         assert_eq!(masked.read_tokens(1000, 1100), 1100.0 * 1.03125);
         assert_eq!(snap.read_tokens(1000, 1100), 300.0);
+    }
+
+    #[test]
+    fn streaming_budget_is_sinks_plus_window() {
+        let s = resolve(&TokenPolicySpec {
+            kind: "streaming_llm".into(),
+            window: Some(1020),
+            ..Default::default()
+        });
+        assert_eq!(s.budget_tokens, Some(1024));
+        assert_eq!(s.resident_slots(4000, 4100), 1024);
+        let bad = TokenPolicySpec {
+            window: Some(8),
+            ..spec("snapkv")
+        };
+        assert_eq!(check_spec(&bad).unwrap_err().0, "window");
     }
 
     #[test]

@@ -394,6 +394,12 @@ pub struct TokenPolicySpec {
     /// Fixed token budget instead of a ratio.
     #[serde(default)]
     pub budget_tokens: Option<u32>,
+    /// StreamingLLM: attention-sink tokens kept at the start (paper: 4).
+    #[serde(default)]
+    pub sinks: Option<u32>,
+    /// StreamingLLM: recent tokens kept; the budget is `sinks + window`.
+    #[serde(default)]
+    pub window: Option<u32>,
     /// Model an implementation that masks attention instead of dropping tokens (no memory
     /// or bandwidth saved), as H2O's and Keyformer's public code does.
     #[serde(default)]
