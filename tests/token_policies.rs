@@ -274,3 +274,76 @@ fn bundled_long_context_scenario_runs_and_snapkv_beats_the_full_cache() {
         .contains("neither hit nor fill the prefix cache"));
     assert_eq!(full["warnings"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn every_request_completes_and_blocks_are_conserved_under_pressure() {
+    // A small cache forces preemption (recompute or swap); --audit recounts every block
+    // after every step. Eviction, selection and quantization, on one replica and on a
+    // prefill/decode split.
+    for (policy, extra) in [
+        ("snapkv", &[][..]),
+        (
+            "snapkv",
+            &[
+                "engine.preemption_mode=swap",
+                "kv_cache.token_policy.keep_ratio=0.9",
+            ][..],
+        ),
+        ("streaming_llm", &[][..]),
+        ("quest", &[][..]),
+        ("kivi", &[][..]),
+        (
+            "snapkv",
+            &[
+                "cluster.replicas=2",
+                "cluster.disaggregation.prefill_replicas=1",
+                "cluster.disaggregation.decode_replicas=1",
+            ][..],
+        ),
+    ] {
+        let mut args: Vec<String> = [
+            "run",
+            "scenarios/quickstart.yaml",
+            "--audit",
+            "--json",
+            "--no-files",
+            "--set",
+            "kv_cache.num_gpu_blocks=400",
+            "--set",
+            "kv_cache.token_policy.keep_ratio=0.2",
+            "--set",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("kv_cache.token_policy.kind={policy}"));
+        for e in extra {
+            args.push("--set".into());
+            args.push(e.to_string());
+        }
+        let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let s = json(&run_ok(&argv));
+        // Every request is accounted for: completed, or rejected for a prompt longer than
+        // the whole 6,384-token cache (a few of the synthetic prompts reach 8,000).
+        let rejected: u64 = s["requests_rejected"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(reason, n)| {
+                assert_eq!(reason, "exceeds_kv_capacity", "{policy} {extra:?}");
+                n.as_u64().unwrap()
+            })
+            .sum();
+        let completed = s["requests_completed"].as_u64().unwrap();
+        assert_eq!(completed + rejected, 300, "{policy} {extra:?}");
+        assert!(completed > 280, "{policy} {extra:?}: {completed}");
+        if extra.contains(&"engine.preemption_mode=swap") {
+            // Compacted requests were swapped out and back in.
+            assert!(s["swap"]["swap_preemptions"].as_u64().unwrap() > 0);
+            assert_eq!(
+                s["swap"]["swapped_out_blocks"],
+                s["swap"]["swapped_in_blocks"]
+            );
+        }
+    }
+}
