@@ -289,6 +289,29 @@ fn compare_runs_the_full_cache_even_when_the_scenario_has_a_policy() {
     ]);
     let rows = csv_rows(&out.join("compare.csv"));
     assert_eq!(rows.len(), 2);
+    // Runs in parallel, writes in order: the same bytes every time.
+    let again = d.join("again");
+    run_ok(&[
+        "compare",
+        "scenarios/long-context-snapkv.yaml",
+        "--trace",
+        TRACES[1],
+        "--policies",
+        "snapkv",
+        "--budgets",
+        "0.2",
+        "--jobs",
+        "1",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    for f in ["compare.csv", "compare.md", "compare.svg"] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(again.join(f)).unwrap(),
+            "{f}"
+        );
+    }
     let as_run = |set: &str| {
         common::json(&run_ok(&[
             "run",
