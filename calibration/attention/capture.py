@@ -360,7 +360,16 @@ def main():
     ap.add_argument("--decode", type=int, default=20, help="greedy decode steps to record")
     args = ap.parse_args()
 
-    model = Model(find_gguf(args.gguf))
+    if not 200 <= args.tokens <= 8000:
+        sys.exit("--tokens must be within 200..8000 (the model's context is 8192)")
+    if not 0.0 <= args.depth <= 1.0:
+        sys.exit("--depth must be within 0..1")
+    if args.window < 1 or args.decode < 1:
+        sys.exit("--window and --decode must be at least 1")
+    path = find_gguf(args.gguf)
+    if not os.path.isfile(path):
+        sys.exit(f"{path}: no such GGUF file")
+    model = Model(path)
     layers = list(range(model.n_layers)) if args.layers == "all" else [int(x) for x in args.layers.split(",")]
     if any(l < 0 or l >= model.n_layers for l in layers):
         sys.exit(f"--layers must be within 0..{model.n_layers - 1}")
