@@ -117,20 +117,18 @@ impl Gpu {
         })
     }
 
-    /// vLLM's default `(max_num_batched_tokens, max_num_seqs)` for its OpenAI API server on
-    /// this GPU, by memory tier (`vllm/engine/arg_utils.py`, accelerator scheduling
-    /// defaults): A100s and GPUs under 40 GiB get the compact defaults.
+    /// vLLM 0.33.0's default `(max_num_batched_tokens, max_num_seqs)` for its OpenAI API
+    /// server on this GPU (`vllm/engine/arg_utils.py`, `get_batch_defaults`): 16384 / 1024
+    /// from 160 GiB of device memory; 8192 / 1024 from 70 GiB unless the device is an A100
+    /// (H100, H200); otherwise 2048 / 256 (every A100, L40S and GPUs under 70 GiB).
     pub fn vllm_api_server_defaults(&self) -> (u32, u32) {
         let gib = self.memory_bytes as f64 / GIB;
-        let a100 = self.name.starts_with("a100");
-        if a100 || gib < 40.0 {
-            (2048, 256)
-        } else if gib < 70.0 {
-            (4096, 512)
-        } else if gib < 160.0 {
+        if gib >= 160.0 {
+            (16384, 1024)
+        } else if gib >= 70.0 && !self.name.contains("a100") {
             (8192, 1024)
         } else {
-            (16384, 1024)
+            (2048, 256)
         }
     }
 }
@@ -152,7 +150,7 @@ mod tests {
         assert_eq!(gpu("h100-sxm").vllm_api_server_defaults(), (8192, 1024));
         assert_eq!(gpu("h200").vllm_api_server_defaults(), (8192, 1024));
         assert_eq!(gpu("a100-80gb").vllm_api_server_defaults(), (2048, 256));
-        assert_eq!(gpu("l40s").vllm_api_server_defaults(), (4096, 512));
+        assert_eq!(gpu("l40s").vllm_api_server_defaults(), (2048, 256));
         assert_eq!(gpu("b200").vllm_api_server_defaults(), (16384, 1024));
     }
 

@@ -8,7 +8,10 @@
 //!   hash is evicted from the cache at that moment;
 //! - a hit on a cached block with reference count 0 removes it from the free queue ("touch");
 //! - freed blocks whose count reaches 0 go to the tail if they have a hash, to the head if
-//!   they do not (`free_blocks` prepends blocks without a hash), in the order given.
+//!   they do not (`free_blocks` prepends blocks without a hash), in the order given;
+//! - the hash map keeps every block registered under a hash (`BlockHashToBlockMap`): two
+//!   requests that compute the same content each keep their own block; evicting one drops
+//!   only that block, and a lookup returns the earliest registered block that is left.
 //!
 //! With a [`PolicyEvictor`] (scenario `kv_cache.eviction: <policy>`), evictable cached
 //! blocks go to the policy instead; the free queue then holds only empty blocks, which are
@@ -30,6 +33,9 @@ struct Block {
     hash: u64,
     prev: u32,
     next: u32,
+    /// Next and previous block registered under the same hash (registration order).
+    dup_next: u32,
+    dup_prev: u32,
     in_free_queue: bool,
     /// Held by the policy evictor (evictable cached block).
     in_policy: bool,
@@ -48,6 +54,14 @@ pub struct BlockCounts {
     pub free: u32,
 }
 
+/// The blocks registered under one hash, in registration order (an intrusive list through
+/// `Block::dup_next`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HashEntry {
+    first: BlockId,
+    last: BlockId,
+}
+
 /// The pool of KV blocks.
 #[derive(Debug)]
 pub struct BlockPool {
@@ -56,7 +70,7 @@ pub struct BlockPool {
     tail: u32,
     num_free: u32,
     num_free_hashed: u32,
-    cached: IdMap<BlockId>,
+    cached: IdMap<HashEntry>,
     free_unhashed_first: bool,
     evictions: u64,
     scratch: Vec<BlockId>,
@@ -76,6 +90,8 @@ impl BlockPool {
                     hash: 0,
                     prev: NIL,
                     next: NIL,
+                    dup_next: NIL,
+                    dup_prev: NIL,
                     in_free_queue: false,
                     in_policy: false,
                 };
@@ -187,9 +203,36 @@ impl BlockPool {
         }
     }
 
-    /// The cached block holding content `hash`, if any.
+    /// The cached block holding content `hash`, if any: the earliest registered one left.
     pub fn get_cached_block(&self, hash: u64) -> Option<BlockId> {
-        self.cached.get(&hash).copied()
+        self.cached.get(&hash).map(|e| e.first)
+    }
+
+    /// Take block `id` (registered under `hash`) out of the hash map.
+    fn unregister(&mut self, id: BlockId, hash: u64) {
+        let (prev, next) = {
+            let b = &mut self.blocks[id as usize];
+            let links = (b.dup_prev, b.dup_next);
+            b.dup_prev = NIL;
+            b.dup_next = NIL;
+            links
+        };
+        if prev != NIL {
+            self.blocks[prev as usize].dup_next = next;
+        }
+        if next != NIL {
+            self.blocks[next as usize].dup_prev = prev;
+        }
+        if prev == NIL && next == NIL {
+            self.cached.remove(&hash);
+        } else if let Some(e) = self.cached.get_mut(&hash) {
+            if prev == NIL {
+                e.first = next;
+            }
+            if next == NIL {
+                e.last = prev;
+            }
+        }
     }
 
     /// Reference count of a block.
@@ -216,9 +259,7 @@ impl BlockPool {
             let b = &mut self.blocks[id as usize];
             if b.hash != 0 {
                 let h = std::mem::take(&mut b.hash);
-                if self.cached.get(&h) == Some(&id) {
-                    self.cached.remove(&h);
-                }
+                self.unregister(id, h);
                 self.evictions += 1;
                 if let Some(ev) = &mut self.evicted {
                     ev.push(h);
@@ -265,9 +306,8 @@ impl BlockPool {
     fn take_policy_victim(&mut self) -> BlockId {
         let ev = self.evictor.as_mut().expect("policy mode");
         let hash = ev.evict();
-        let id = *self
-            .cached
-            .get(&hash)
+        let id = self
+            .get_cached_block(hash)
             .expect("the policy holds cached contents only");
         let b = &mut self.blocks[id as usize];
         debug_assert!(b.in_policy && b.ref_cnt == 0);
@@ -307,7 +347,8 @@ impl BlockPool {
             if b.ref_cnt == 0 {
                 if let Some(ev) = self.evictor.as_mut() {
                     let h = b.hash;
-                    if h != 0 && self.cached.get(&h) == Some(&id) {
+                    let first = h != 0 && self.cached.get(&h).map(|e| e.first) == Some(id);
+                    if first {
                         b.in_policy = true;
                         self.num_free += 1;
                         self.num_free_hashed += 1;
@@ -315,6 +356,9 @@ impl BlockPool {
                     } else {
                         // Empty, or a duplicate of content cached elsewhere: reuse first.
                         b.hash = 0;
+                        if h != 0 {
+                            self.unregister(id, h);
+                        }
                         unhashed.push(id);
                     }
                 } else if b.hash == 0 && self.free_unhashed_first {
@@ -331,14 +375,29 @@ impl BlockPool {
         self.scratch = unhashed;
     }
 
-    /// Register a full block's content hash. If another block already holds the same
-    /// content, the map keeps the first one (vLLM keeps both; lookups return the first).
+    /// Register a full block's content hash. If other blocks already hold the same content,
+    /// all stay registered (vLLM does not deduplicate); lookups return the earliest.
     pub fn cache_block(&mut self, id: BlockId, hash: u64) {
         debug_assert!(hash != 0);
         let b = &mut self.blocks[id as usize];
         debug_assert!(!b.in_free_queue && b.hash == 0);
         b.hash = hash;
-        self.cached.entry(hash).or_insert(id);
+        match self.cached.get_mut(&hash) {
+            Some(e) => {
+                let last = std::mem::replace(&mut e.last, id);
+                self.blocks[last as usize].dup_next = id;
+                self.blocks[id as usize].dup_prev = last;
+            }
+            None => {
+                self.cached.insert(
+                    hash,
+                    HashEntry {
+                        first: id,
+                        last: id,
+                    },
+                );
+            }
+        }
     }
 
     /// Recount every block from scratch and compare with the running counters and the free
@@ -377,12 +436,32 @@ impl BlockPool {
                 ));
             }
         }
-        for (&h, &id) in &self.cached {
-            if self.blocks[id as usize].hash != h {
+        let mut registered = 0u64;
+        for (&h, e) in &self.cached {
+            let (mut cur, mut prev) = (e.first, NIL);
+            while cur != NIL {
+                let b = &self.blocks[cur as usize];
+                if b.hash != h || b.dup_prev != prev {
+                    return Err(format!(
+                        "cache map lists block {cur} under hash {h:x} but it holds {:x}",
+                        b.hash
+                    ));
+                }
+                registered += 1;
+                prev = cur;
+                cur = b.dup_next;
+            }
+            if prev != e.last {
                 return Err(format!(
-                    "cache map points hash {h:x} at block {id} which holds another"
+                    "cache map list of hash {h:x} ends at the wrong block"
                 ));
             }
+        }
+        let hashed = self.blocks.iter().filter(|b| b.hash != 0).count() as u64;
+        if registered != hashed {
+            return Err(format!(
+                "{hashed} blocks hold a hash but the cache map lists {registered}"
+            ));
         }
         let counts = BlockCounts {
             total: self.num_usable_blocks(),
@@ -445,5 +524,29 @@ mod tests {
         assert_eq!(p.ref_cnt(a[0]), 2);
         p.free_blocks([a[0], a[0]].into_iter(), 0);
         assert_eq!(p.audit().unwrap().cached, 1);
+    }
+
+    #[test]
+    fn duplicate_blocks_stay_reachable_after_the_first_is_evicted() {
+        let mut p = BlockPool::new(5, true); // usable 1..=4
+        let mut a = Vec::new();
+        p.get_new_blocks(2, &mut a);
+        // Two requests computed the same content in blocks 1 and 2.
+        p.cache_block(1, 42);
+        p.cache_block(2, 42);
+        assert_eq!(p.get_cached_block(42), Some(1), "the earliest registered");
+        p.free_blocks([1].into_iter(), 0);
+        p.audit().unwrap();
+        // Block 1 is the only evictable block with a hash: taking 3 blocks reuses 3, 4, 1.
+        let mut b = Vec::new();
+        p.get_new_blocks(3, &mut b);
+        assert_eq!(b, vec![3, 4, 1]);
+        assert_eq!(p.get_cached_block(42), Some(2), "the duplicate is left");
+        p.audit().unwrap();
+        p.free_blocks([2].into_iter(), 0);
+        let mut c = Vec::new();
+        p.get_new_blocks(1, &mut c);
+        assert_eq!(p.get_cached_block(42), None);
+        p.audit().unwrap();
     }
 }

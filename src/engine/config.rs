@@ -114,7 +114,7 @@ impl EngineSetup {
         // vLLM's defaults for the OpenAI API server (EngineArgs._set_default_args).
         let max_num_batched_tokens = match e.max_num_batched_tokens {
             Some(v) => v,
-            None if !e.enable_chunked_prefill => max_model_len.max(2048),
+            None if !e.enable_chunked_prefill => max_model_len.max(default_tokens),
             None => default_tokens,
         };
         let max_num_seqs = e.max_num_seqs.unwrap_or(default_seqs);
@@ -219,6 +219,8 @@ impl EngineSetup {
             full_prompt_admission: e.full_prompt_admission,
             watermark_blocks: (e.watermark * num_gpu_blocks as f64) as u32,
             swap_blocks,
+            long_prefill_token_threshold_adaptive: e.long_prefill_token_threshold_adaptive,
+            async_scheduling: resolve_async_scheduling(e.async_scheduling, parallel)?,
         };
         Ok(EngineSetup {
             model,
@@ -234,6 +236,20 @@ impl EngineSetup {
             free_unhashed_first: k.free_unhashed_first,
             token_policy,
         })
+    }
+}
+
+/// vLLM 0.33's resolution of `async_scheduling` (`VllmConfig`): on by default for generate
+/// models, off by default with pipeline parallelism (the V1 model runner does not support
+/// the combination), and an error if asked for explicitly there.
+fn resolve_async_scheduling(asked: Option<bool>, p: Parallelism) -> Result<bool> {
+    match asked {
+        Some(true) if p.pp > 1 => Err(Error::input(format!(
+            "engine.async_scheduling: vLLM 0.33 does not support asynchronous scheduling with pipeline parallelism (pipeline_parallel_size {}); set it to false",
+            p.pp
+        ))),
+        Some(v) => Ok(v),
+        None => Ok(p.pp == 1),
     }
 }
 

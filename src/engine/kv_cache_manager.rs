@@ -375,6 +375,23 @@ impl KvCacheManager {
         true
     }
 
+    /// Register the request's first `num_full_blocks` blocks as cached, those not yet
+    /// registered (vLLM `cache_blocks`, called when tokens computed by earlier steps become
+    /// known under asynchronous scheduling).
+    pub fn cache_blocks(&mut self, id: u64, num_full_blocks: u32) {
+        if !self.enable_caching {
+            return;
+        }
+        let rb = self.requests.get_mut(&id).expect("request registered");
+        let full = (num_full_blocks as usize)
+            .min(rb.hashes.len())
+            .min(rb.blocks.len());
+        for i in rb.num_cached..full {
+            self.pool.cache_block(rb.blocks[i], rb.hashes[i]);
+        }
+        rb.num_cached = rb.num_cached.max(full);
+    }
+
     /// Return all of a request's blocks, last block first.
     pub fn free(&mut self, id: u64) {
         let rb = self.requests.get_mut(&id).expect("request registered");

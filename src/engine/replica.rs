@@ -4,12 +4,13 @@
 use super::config::EngineSetup;
 use super::kv_cache_manager::KvCacheManager;
 use super::request::EngineRequest;
-use super::scheduler::{Scheduler, StepOutcome};
+use super::scheduler::{Scheduled, Scheduler, StepOutcome};
 use crate::cluster::topology::Route;
 use crate::cost::{BatchShape, CostModel, SeqWork};
 use crate::error::{Error, Result};
 use crate::sim::recorder::{Recorder, StepRecord};
 use crate::workload::Request;
+use std::collections::VecDeque;
 
 /// Why a request was rejected on arrival.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,6 +67,23 @@ pub struct Replica {
     max_model_len: u32,
     busy: bool,
     audit: bool,
+    /// Steps scheduled whose output is not yet applied, oldest first (one with synchronous
+    /// scheduling, up to two with asynchronous).
+    in_flight: VecDeque<InFlight>,
+    spare_plans: Vec<Vec<Scheduled>>,
+    /// The next `finish_step` applies the oldest step in flight.
+    apply_due: bool,
+    /// When the GPU finishes the last step started, ns.
+    gpu_free_ns: u64,
+    steps_started: u64,
+    applied: Vec<u64>,
+}
+
+/// A step whose output is not yet applied.
+#[derive(Debug)]
+struct InFlight {
+    plan: Vec<Scheduled>,
+    end_ns: u64,
 }
 
 impl Replica {
@@ -113,6 +131,12 @@ impl Replica {
             max_model_len: setup.scheduler.max_model_len,
             busy: false,
             audit,
+            in_flight: VecDeque::new(),
+            spare_plans: Vec::new(),
+            apply_due: false,
+            gpu_free_ns: 0,
+            steps_started: 0,
+            applied: Vec::new(),
         }
     }
 
@@ -182,9 +206,9 @@ impl Replica {
         self.busy
     }
 
-    /// True when the replica has work that a new step could do.
+    /// True when the replica has work that a new step could do, or output in flight.
     pub fn has_work(&self) -> bool {
-        !self.scheduler.is_idle()
+        !self.scheduler.is_idle() || !self.in_flight.is_empty()
     }
 
     /// Accept an arriving request, or reject it with a reason.
@@ -220,24 +244,60 @@ impl Replica {
         }
     }
 
-    /// Schedule and start a step at `now_ns`. Returns its duration, or `None` if there is
-    /// nothing to run.
+    /// Schedule a step at `now_ns` and start it. Returns when [`Replica::finish_step`] is
+    /// due, or `None` if there is nothing to run.
+    ///
+    /// Synchronous scheduling: the step runs its CPU work and then its GPU work, and its
+    /// output is applied at its end. Asynchronous scheduling (vLLM 0.33's default, a batch
+    /// queue of two): the CPU schedules step n+1 while the GPU runs step n; step n+1 starts
+    /// on the GPU at `max(now + cpu, end of step n)`, and step n's output is applied then
+    /// (so a request that finished in step n holds its blocks through the scheduling of
+    /// step n+1).
     pub fn start_step(&mut self, now_ns: u64, rec: &mut Recorder) -> Result<Option<u64>> {
         debug_assert!(!self.busy);
-        if self.scheduler.is_idle() {
+        if self.scheduler.is_idle() && self.in_flight.is_empty() {
             return Ok(None);
         }
         self.scheduler.schedule(now_ns);
+        let asynchronous = self.scheduler.is_async();
         if self.scheduler.scheduled.is_empty() {
-            return Err(Error::failure(format!(
-                "scheduler stalled at t={:.3}s with {} waiting and {} running requests",
-                now_ns as f64 / 1e9,
-                self.scheduler.num_waiting(),
-                self.scheduler.num_running()
-            )));
+            // Nothing new can run: wait for the output of the step in flight.
+            let Some(oldest) = self.in_flight.front() else {
+                return Err(Error::failure(format!(
+                    "scheduler stalled at t={:.3}s with {} waiting and {} running requests",
+                    now_ns as f64 / 1e9,
+                    self.scheduler.num_waiting(),
+                    self.scheduler.num_running()
+                )));
+            };
+            self.apply_due = true;
+            self.busy = true;
+            return Ok(Some(oldest.end_ns.max(now_ns)));
         }
+        let cost = self.step_cost();
+        let cpu = (cost.overhead_ns.ceil() as u64).min(cost.total_ns());
+        let (start, duration) = if asynchronous {
+            let start = (now_ns + cpu).max(self.gpu_free_ns);
+            (start, (cost.total_ns() - cpu).max(1))
+        } else {
+            (now_ns, cost.total_ns())
+        };
+        self.record_step(start, duration, rec)?;
+        let end_ns = start + duration;
+        self.gpu_free_ns = end_ns;
+        let mut plan = self.spare_plans.pop().unwrap_or_default();
+        plan.clear();
+        plan.extend_from_slice(&self.scheduler.scheduled);
+        self.in_flight.push_back(InFlight { plan, end_ns });
+        self.steps_started += 1;
+        self.apply_due = !asynchronous || self.in_flight.len() >= 2;
+        self.busy = true;
+        Ok(Some(if asynchronous { start } else { end_ns }))
+    }
+
+    /// The cost of the step just scheduled, host transfers included.
+    fn step_cost(&mut self) -> crate::cost::StepCost {
         self.batch.clear();
-        let (mut prefill_tokens, mut decode_tokens) = (0u64, 0u64);
         let mut host_value_tokens = 0.0f64;
         for s in &self.scheduler.scheduled {
             let r = self.scheduler.request(s.slot);
@@ -245,7 +305,7 @@ impl Replica {
                 new_tokens: s.new_tokens,
                 context: s.context,
             };
-            if s.new_tokens == 1 && r.generated > 0 && s.context + 1 == r.num_tokens() {
+            if s.decode {
                 if let Some(t) = self.scheduler.kv().token_policy() {
                     // The step reads the policy's share of the context (decode attention
                     // reads `context + 1` tokens).
@@ -255,12 +315,10 @@ impl Replica {
                     host_value_tokens += t.host_value_tokens(ctx);
                 }
                 self.batch.decodes.push(work);
-                decode_tokens += 1;
             } else {
                 self.batch.prefills.push(work);
-                prefill_tokens += s.new_tokens as u64;
             }
-            if r.num_computed >= r.num_tokens() {
+            if s.samples {
                 self.batch.sampled += 1;
             }
         }
@@ -279,7 +337,11 @@ impl Replica {
             }
         };
         cost.host_transfer_ns = one_way(load).max(one_way(store));
-        let duration = cost.total_ns();
+        cost
+    }
+
+    /// Check the block counts and write the step's row.
+    fn record_step(&mut self, start_ns: u64, duration_ns: u64, rec: &mut Recorder) -> Result<()> {
         let counts = if self.audit {
             self.scheduler
                 .kv()
@@ -294,31 +356,47 @@ impl Replica {
             }
             c
         };
+        let scheduled = &self.scheduler.scheduled;
+        let decode_tokens = scheduled.iter().filter(|s| s.decode).count() as u64;
+        let prefill_tokens = scheduled
+            .iter()
+            .filter(|s| !s.decode)
+            .map(|s| s.new_tokens as u64)
+            .sum();
         rec.on_step(&StepRecord {
             replica: self.index,
-            start_ns: now_ns,
-            duration_ns: duration,
-            batch_size: self.batch.num_seqs() as u32,
-            prefill_seqs: self.batch.prefills.len() as u32,
+            start_ns,
+            duration_ns,
+            batch_size: scheduled.len() as u32,
+            prefill_seqs: scheduled.len() as u32 - decode_tokens as u32,
             prefill_tokens,
             decode_tokens,
             blocks: counts,
             waiting: self.scheduler.num_waiting() as u32,
             running: self.scheduler.num_running() as u32,
             preemptions: self.scheduler.step_preemptions,
-        })?;
-        self.busy = true;
-        Ok(Some(duration))
+        })
     }
 
-    /// Finish the running step at `now_ns`: emit tokens and complete requests.
+    /// At `now_ns`, when [`Replica::start_step`] said: apply the output of the oldest step
+    /// in flight if it is due (emit tokens, complete requests).
     pub fn finish_step(&mut self, now_ns: u64, rec: &mut Recorder) -> Result<()> {
         self.busy = false;
-        self.scheduler.update_from_output(now_ns, &mut self.outcome);
+        self.applied.clear();
+        if !std::mem::take(&mut self.apply_due) {
+            return Ok(());
+        }
+        let Some(done) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        self.scheduler
+            .update_from_output(now_ns, &done.plan, &mut self.outcome);
+        self.spare_plans.push(done.plan);
         for &slot in &self.outcome.sampled {
             let r = self.scheduler.request(slot);
             let gap = (r.generated > 1).then(|| now_ns - r.last_token_ns);
             rec.on_token(gap);
+            self.applied.push(r.req.id);
             self.scheduler.set_last_token(slot, now_ns);
         }
         for k in 0..self.outcome.finished.len() {
@@ -336,6 +414,17 @@ impl Replica {
                 .map_err(|e| Error::failure(format!("block audit failed: {e}")))?;
         }
         Ok(())
+    }
+
+    /// Workload indices of the requests that got a token in the last
+    /// [`Replica::finish_step`] (empty if it applied no output).
+    pub fn applied_tokens(&self) -> &[u64] {
+        &self.applied
+    }
+
+    /// Steps started so far.
+    pub fn steps_started(&self) -> u64 {
+        self.steps_started
     }
 
     /// Choose cached-block evictions with a paging policy.

@@ -53,6 +53,14 @@ pub struct EngineRequest {
     pub cpu_hit_tokens: u64,
     /// The replica that ran the prompt.
     pub prefill_replica: u32,
+    /// Asynchronous scheduling: tokens promised by steps in flight whose output is not yet
+    /// applied (vLLM `num_output_placeholders`).
+    pub placeholders: u32,
+    /// Tokens scheduled in steps whose output is not yet applied (`num_in_flight_tokens`).
+    pub in_flight_tokens: u32,
+    /// In-flight tokens scheduled before the latest preemption: their output still arrives
+    /// but no longer moves the reset counters (`num_stale_output_tokens`).
+    pub stale_tokens: u32,
 }
 
 impl EngineRequest {
@@ -75,6 +83,9 @@ impl EngineRequest {
             swapped_blocks: 0,
             cpu_hit_tokens: 0,
             prefill_replica: 0,
+            placeholders: 0,
+            in_flight_tokens: 0,
+            stale_tokens: 0,
             req,
         }
     }
@@ -82,6 +93,12 @@ impl EngineRequest {
     /// Tokens known so far: prompt plus generated output.
     pub fn num_tokens(&self) -> u32 {
         self.req.input_tokens + self.generated
+    }
+
+    /// Tokens known or promised: [`EngineRequest::num_tokens`] plus the placeholders of
+    /// steps in flight (equal to it with synchronous scheduling).
+    pub fn num_tokens_with_placeholders(&self) -> u32 {
+        self.num_tokens() + self.placeholders
     }
 
     /// Prompt plus all output: the most tokens this request will ever have.

@@ -39,6 +39,11 @@ pub struct SchedulerConfig {
     pub watermark_blocks: u32,
     /// Swap space in blocks for swap preemption; `None`: recompute.
     pub swap_blocks: Option<u64>,
+    /// Floor the long-prefill cap at the budget's fair share per request (vLLM
+    /// `long_prefill_token_threshold_adaptive`).
+    pub long_prefill_token_threshold_adaptive: bool,
+    /// Schedule step n+1 before step n's output is applied (vLLM `async_scheduling`).
+    pub async_scheduling: bool,
 }
 
 /// Blocks moved between GPU and host memory while scheduling one step.
@@ -57,10 +62,16 @@ pub struct HostTraffic {
 pub struct Scheduled {
     /// Slot of the request.
     pub slot: u32,
+    /// The request's index in the workload.
+    pub id: u64,
     /// Tokens computed in the step.
     pub new_tokens: u32,
     /// Tokens computed before the step.
     pub context: u32,
+    /// One new token after all known ones: a decode (otherwise a prefill chunk).
+    pub decode: bool,
+    /// The step ends at the request's last known token, so it samples one.
+    pub samples: bool,
 }
 
 /// Requests finished or advanced by a step.
@@ -85,6 +96,12 @@ pub struct Scheduler {
     pub scheduled: Vec<Scheduled>,
     /// Preemptions in the current step.
     pub step_preemptions: u32,
+    /// Workload indices of the requests preempted in the current step, in order.
+    pub step_preempted: Vec<u64>,
+    /// Requests admitted for the first time in the current step.
+    pub step_new: u32,
+    /// Preempted requests admitted again in the current step.
+    pub step_resumed: u32,
     /// Preemptions in total.
     pub total_preemptions: u64,
     /// Host-memory traffic of the current step.
@@ -108,6 +125,9 @@ impl Scheduler {
             running: Vec::new(),
             scheduled: Vec::new(),
             step_preemptions: 0,
+            step_preempted: Vec::new(),
+            step_new: 0,
+            step_resumed: 0,
             total_preemptions: 0,
             step_traffic: HostTraffic::default(),
             total_traffic: HostTraffic::default(),
@@ -146,6 +166,11 @@ impl Scheduler {
                     .saturating_sub(r.num_computed.max(r.resume_tokens)) as u64
             })
             .sum()
+    }
+
+    /// True with asynchronous scheduling.
+    pub fn is_async(&self) -> bool {
+        self.cfg.async_scheduling
     }
 
     /// True when no request is waiting or running.
@@ -222,29 +247,75 @@ impl Scheduler {
         }
         r.num_computed = 0;
         r.preemptions += 1;
+        // Output of steps in flight still arrives, but no longer moves the counters.
+        r.stale_tokens = r.in_flight_tokens;
+        r.placeholders = 0;
+        let id = r.req.id;
+        self.step_preempted.push(id);
         self.waiting.push_front(slot);
         self.step_preemptions += 1;
         self.total_preemptions += 1;
+    }
+
+    /// The per-request cap on new tokens this step: `long_prefill_token_threshold`, lifted
+    /// when at most one request is running or waiting (vLLM 0.33 `schedule()`: a lone
+    /// request has nobody to starve), and floored at a fair share of the budget when
+    /// adaptive.
+    fn long_prefill_cap(&self) -> u32 {
+        let eligible = (self.running.len() + self.waiting.len()) as u32;
+        let t = self.cfg.long_prefill_token_threshold;
+        if eligible <= 1 || t == 0 {
+            return 0;
+        }
+        if self.cfg.long_prefill_token_threshold_adaptive {
+            t.max(self.cfg.max_num_batched_tokens / eligible)
+        } else {
+            t
+        }
     }
 
     /// Decide the next step. Fills `self.scheduled` (empty if nothing can run) and advances
     /// each scheduled request's computed-token count.
     pub fn schedule(&mut self, now_ns: u64) {
         self.scheduled.clear();
+        self.step_preempted.clear();
         self.step_preemptions = 0;
+        self.step_new = 0;
+        self.step_resumed = 0;
         self.step_traffic = HostTraffic::default();
+        let cap = self.long_prefill_cap();
         let mut budget = self.cfg.max_num_batched_tokens;
+        self.schedule_running(cap, &mut budget);
+        if self.step_preemptions == 0 {
+            self.schedule_waiting(cap, &mut budget, now_ns);
+        }
+        let (t, s) = (&mut self.total_traffic, self.step_traffic);
+        t.cpu_load_blocks += s.cpu_load_blocks;
+        t.swap_out_blocks += s.swap_out_blocks;
+        t.swap_in_blocks += s.swap_in_blocks;
+        self.after_schedule();
+    }
 
+    /// Running requests first, in order, each its next tokens; preempt the newest when
+    /// blocks run out.
+    fn schedule_running(&mut self, cap: u32, budget: &mut u32) {
         let mut i = 0;
-        while i < self.running.len() && budget > 0 {
+        while i < self.running.len() && *budget > 0 {
             let slot = self.running[i];
             let r = self.request(slot);
-            let mut n = r.num_tokens() - r.num_computed;
-            if self.cfg.long_prefill_token_threshold > 0 {
-                n = n.min(self.cfg.long_prefill_token_threshold);
+            if r.placeholders > 0
+                && r.num_computed + 2 >= r.placeholders + r.req.input_tokens + r.output_limit
+            {
+                // Asynchronous scheduling: the step in flight produces the last token.
+                i += 1;
+                continue;
+            }
+            let mut n = r.num_tokens_with_placeholders() - r.num_computed;
+            if cap > 0 {
+                n = n.min(cap);
             }
             n = n
-                .min(budget)
+                .min(*budget)
                 .min(self.cfg.max_model_len.saturating_sub(1 + r.num_computed));
             if n == 0 {
                 i += 1;
@@ -266,118 +337,167 @@ impl Scheduler {
             if !ok {
                 break;
             }
-            self.scheduled.push(Scheduled {
-                slot,
-                new_tokens: n,
-                context: computed,
-            });
-            budget -= n;
+            self.push_scheduled(slot, n, computed);
+            *budget -= n;
             i += 1;
         }
+    }
 
-        if self.step_preemptions == 0 {
-            while budget > 0 && (self.running.len() as u32) < self.cfg.max_num_seqs {
-                let Some(&slot) = self.waiting.front() else {
-                    break;
-                };
-                self.ensure_registered(slot);
-                let known = self.request(slot).num_tokens();
-                let resume = self.request(slot).resume_tokens;
-                let hit = if resume > 0 {
-                    CacheHit::NONE
-                } else {
-                    self.kv.get_computed_blocks(slot as u64, known)
-                };
-                let cpu_tokens = self.kv.tokens_of(hit.cpu_blocks);
-                let start = resume + hit.tokens + cpu_tokens;
-                let mut n = known - start;
-                if self.cfg.long_prefill_token_threshold > 0 {
-                    n = n.min(self.cfg.long_prefill_token_threshold);
-                }
-                if !self.cfg.enable_chunked_prefill && n > budget {
-                    break;
-                }
-                n = n.min(budget);
-                let full = self.cfg.full_prompt_admission.then_some(known);
-                let reserve = if self.scheduled.is_empty() {
-                    0
-                } else {
-                    self.cfg.watermark_blocks
-                };
-                if !self
-                    .kv
-                    .allocate_slots(slot as u64, resume, n, Some(hit), full, reserve, known)
-                {
-                    break;
-                }
-                self.waiting.pop_front();
-                self.running.push(slot);
-                self.step_traffic.cpu_load_blocks += hit.cpu_blocks as u64;
-                let r = self.req_mut(slot);
-                let swapped_in = if r.resume_from_host {
-                    r.swapped_blocks
-                } else {
-                    0
-                };
-                r.status = Status::Running;
-                r.num_computed = start;
-                if r.cached_tokens < 0 {
-                    r.cached_tokens = hit.tokens as i64;
-                    r.cpu_hit_tokens = cpu_tokens as u64;
-                }
-                r.resume_tokens = 0;
-                r.resume_from_host = false;
-                r.swapped_blocks = 0;
-                r.first_scheduled_ns.get_or_insert(now_ns);
-                self.swap_used -= swapped_in;
-                self.step_traffic.swap_in_blocks += swapped_in;
-                self.scheduled.push(Scheduled {
-                    slot,
-                    new_tokens: n,
-                    context: start,
-                });
-                budget -= n;
+    /// Waiting requests in FCFS order while the budget lasts and fewer than `max_num_seqs`
+    /// run; the first that cannot be admitted stops admission.
+    fn schedule_waiting(&mut self, cap: u32, budget: &mut u32, now_ns: u64) {
+        while *budget > 0 && (self.running.len() as u32) < self.cfg.max_num_seqs {
+            let Some(&slot) = self.waiting.front() else {
+                break;
+            };
+            self.ensure_registered(slot);
+            let known = self.request(slot).num_tokens();
+            let resume = self.request(slot).resume_tokens;
+            let hit = if resume > 0 {
+                CacheHit::NONE
+            } else {
+                self.kv.get_computed_blocks(slot as u64, known)
+            };
+            let cpu_tokens = self.kv.tokens_of(hit.cpu_blocks);
+            let start = resume + hit.tokens + cpu_tokens;
+            let mut n = known - start;
+            if cap > 0 {
+                n = n.min(cap);
             }
+            if !self.cfg.enable_chunked_prefill && n > *budget {
+                break;
+            }
+            n = n.min(*budget);
+            let full = self.cfg.full_prompt_admission.then_some(known);
+            let reserve = if self.scheduled.is_empty() {
+                0
+            } else {
+                self.cfg.watermark_blocks
+            };
+            if !self
+                .kv
+                .allocate_slots(slot as u64, resume, n, Some(hit), full, reserve, known)
+            {
+                break;
+            }
+            self.waiting.pop_front();
+            self.running.push(slot);
+            self.step_traffic.cpu_load_blocks += hit.cpu_blocks as u64;
+            self.admit(slot, hit.tokens, cpu_tokens, start, now_ns);
+            self.push_scheduled(slot, n, start);
+            *budget -= n;
         }
+    }
 
-        let (t, s) = (&mut self.total_traffic, self.step_traffic);
-        t.cpu_load_blocks += s.cpu_load_blocks;
-        t.swap_out_blocks += s.swap_out_blocks;
-        t.swap_in_blocks += s.swap_in_blocks;
+    /// Mark a waiting request running from `start` computed tokens.
+    fn admit(&mut self, slot: u32, hit_tokens: u32, cpu_tokens: u32, start: u32, now_ns: u64) {
+        let r = self.req_mut(slot);
+        let swapped_in = if r.resume_from_host {
+            r.swapped_blocks
+        } else {
+            0
+        };
+        let resumed = r.status == Status::Preempted;
+        r.status = Status::Running;
+        r.num_computed = start;
+        if r.cached_tokens < 0 {
+            r.cached_tokens = hit_tokens as i64;
+            r.cpu_hit_tokens = cpu_tokens as u64;
+        }
+        r.resume_tokens = 0;
+        r.resume_from_host = false;
+        r.swapped_blocks = 0;
+        r.first_scheduled_ns.get_or_insert(now_ns);
+        self.swap_used -= swapped_in;
+        self.step_traffic.swap_in_blocks += swapped_in;
+        if resumed {
+            self.step_resumed += 1;
+        } else {
+            self.step_new += 1;
+        }
+    }
 
-        // Advance computed tokens now, as vLLM does right after scheduling.
+    fn push_scheduled(&mut self, slot: u32, new_tokens: u32, context: u32) {
+        let r = self.request(slot);
+        let known = r.num_tokens_with_placeholders();
+        let decode = new_tokens == 1 && r.generated + r.placeholders > 0 && context + 1 == known;
+        self.scheduled.push(Scheduled {
+            slot,
+            id: r.req.id,
+            new_tokens,
+            context,
+            decode,
+            samples: false,
+        });
+    }
+
+    /// Advance computed tokens now, as vLLM does right after scheduling
+    /// (`_update_after_schedule`); a request that reaches its known tokens samples one at
+    /// the end of the step (with asynchronous scheduling it is promised as a placeholder).
+    fn after_schedule(&mut self) {
+        let promise = self.cfg.async_scheduling;
         for k in 0..self.scheduled.len() {
             let s = self.scheduled[k];
-            let r = self.req_mut(s.slot);
+            let r = self.slots[s.slot as usize].as_mut().expect("live slot");
             let end = s.context + s.new_tokens;
             if s.context < r.computed_high_water {
                 r.recomputed_tokens += (end.min(r.computed_high_water) - s.context) as u64;
             }
             r.computed_high_water = r.computed_high_water.max(end);
             r.num_computed = end;
+            r.in_flight_tokens += s.new_tokens;
+            let samples = end >= r.num_tokens_with_placeholders();
+            if samples && promise {
+                r.placeholders += 1;
+            }
+            self.scheduled[k].samples = samples;
         }
     }
 
-    /// Apply the end of the step at `now_ns`: every scheduled request that has computed all
-    /// its known tokens samples one; those with all their output are finished and their
-    /// blocks freed.
-    pub fn update_from_output(&mut self, now_ns: u64, out: &mut StepOutcome) {
+    /// Apply the output of a step, at `now_ns`: every request of `plan` that sampled gets
+    /// its token; those with all their output are finished and their blocks freed. With
+    /// synchronous scheduling `plan` is the step just scheduled; with asynchronous
+    /// scheduling it is the step before it.
+    pub fn update_from_output(&mut self, now_ns: u64, plan: &[Scheduled], out: &mut StepOutcome) {
         out.sampled.clear();
         out.finished.clear();
-        for k in 0..self.scheduled.len() {
-            let slot = self.scheduled[k].slot;
-            let r = self.req_mut(slot);
-            if r.num_computed < r.num_tokens() {
+        let bs = self.kv.block_size();
+        for s in plan {
+            let Some(r) = self.slots[s.slot as usize].as_mut() else {
+                continue;
+            };
+            if r.req.id != s.id || r.status == Status::Finished {
+                continue;
+            }
+            r.in_flight_tokens -= s.new_tokens;
+            let stale = r.stale_tokens > 0;
+            if stale {
+                r.stale_tokens -= s.new_tokens;
+            }
+            if !s.samples {
                 continue; // a prefill chunk that has not reached the end of the prompt
             }
+            let had_placeholders = r.placeholders > 0;
+            let was_running = r.status == Status::Running;
             r.generated += 1;
+            if !stale && had_placeholders {
+                r.placeholders -= 1;
+            }
             if r.first_token_ns.is_none() {
                 r.first_token_ns = Some(now_ns);
             }
-            out.sampled.push(slot);
-            if r.generated >= r.output_limit {
+            out.sampled.push(s.slot);
+            let cache_upto = r.num_computed - r.in_flight_tokens;
+            let finished = r.generated >= r.output_limit;
+            if finished {
                 r.status = Status::Finished;
-                out.finished.push(slot);
+                out.finished.push(s.slot);
+            }
+            if !stale && was_running && had_placeholders {
+                // Asynchronous scheduling: blocks filled by tokens that just became known.
+                let known = r.num_tokens();
+                self.kv
+                    .cache_blocks(s.slot as u64, cache_upto.min(known) / bs);
             }
         }
         if !out.finished.is_empty() {
@@ -385,11 +505,13 @@ impl Scheduler {
                 self.kv.free(slot as u64);
             }
             let slots = &self.slots;
-            self.running.retain(|&s| {
-                slots[s as usize]
+            let live = |s: &u32| {
+                slots[*s as usize]
                     .as_ref()
                     .is_some_and(|r| r.status != Status::Finished)
-            });
+            };
+            self.running.retain(live);
+            self.waiting.retain(live);
         }
     }
 

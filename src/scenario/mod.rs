@@ -245,9 +245,18 @@ pub struct EngineSpec {
     /// Split long prompts across steps.
     #[serde(default = "yes")]
     pub enable_chunked_prefill: bool,
-    /// Cap on prompt tokens one request may take in a step (0 = no cap).
+    /// Cap on prompt tokens one request may take in a step (0 = no cap). vLLM lifts it
+    /// in a step where at most one request is running or waiting.
     #[serde(default)]
     pub long_prefill_token_threshold: u32,
+    /// Floor the cap at `max_num_batched_tokens` divided by the requests running and
+    /// waiting (vLLM `long_prefill_token_threshold_adaptive`, default false).
+    #[serde(default)]
+    pub long_prefill_token_threshold_adaptive: bool,
+    /// Schedule step n+1 while step n runs (vLLM 0.33 `async_scheduling`); default: on,
+    /// except with pipeline parallelism, where vLLM turns it off.
+    #[serde(default)]
+    pub async_scheduling: Option<bool>,
     /// Maximum prompt plus output length; default: the model's maximum context.
     #[serde(default)]
     pub max_model_len: Option<u32>,
@@ -324,6 +333,8 @@ impl Default for EngineSpec {
             max_num_seqs: None,
             enable_chunked_prefill: true,
             long_prefill_token_threshold: 0,
+            long_prefill_token_threshold_adaptive: false,
+            async_scheduling: None,
             max_model_len: None,
             full_prompt_admission: true,
             watermark: 0.0,
@@ -471,7 +482,7 @@ fn default_block_size() -> u32 {
     16
 }
 fn default_util() -> f64 {
-    0.9
+    0.92
 }
 fn default_non_torch() -> f64 {
     0.5

@@ -109,8 +109,8 @@ pub fn run_with_cost(
             EventKind::StepStart { replica } => {
                 let i = replica as usize;
                 start_pending[i] = false;
-                if let Some(d) = cluster.replicas[i].start_step(now, rec)? {
-                    queue.push(now + d, EventKind::StepDone { replica });
+                if let Some(at) = cluster.replicas[i].start_step(now, rec)? {
+                    queue.push(at, EventKind::StepDone { replica });
                 }
             }
         }
