@@ -79,6 +79,14 @@ enum Command {
     /// Serve a scenario with each token-level policy and budget, score the same policies on
     /// an attention trace, and join both in one table and plot.
     Compare(CompareArgs),
+    /// Replay conformance cases (vLLM's own scheduler run on the same requests, step by
+    /// step) through kvsim's engine and compare every step, schedule and request exactly.
+    Conformance {
+        /// Case directories (scenario.yaml, trace, vllm/ and/or vllm_async/), or folders of
+        /// them.
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+    },
 }
 
 /// Arguments of `kvsim attention-eval`.
@@ -397,7 +405,62 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Plan(a) => plan(a),
         Command::AttentionEval(a) => attention_eval(a),
         Command::Compare(a) => compare(a),
+        Command::Conformance { cases } => conformance(&cases),
     }
+}
+
+/// Case directories named on the command line: each one, or each subfolder of a folder that
+/// is not a case itself.
+fn conformance_cases(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut cases = Vec::new();
+    for p in inputs {
+        if p.join("scenario.yaml").is_file() {
+            cases.push(p.clone());
+            continue;
+        }
+        let rd = std::fs::read_dir(p)
+            .map_err(|e| Error::input(format!("cannot read case folder {}: {e}", p.display())))?;
+        let mut found: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|d| d.join("scenario.yaml").is_file())
+            .collect();
+        if found.is_empty() {
+            return Err(Error::input(format!(
+                "{}: neither a conformance case (no scenario.yaml) nor a folder of cases",
+                p.display()
+            )));
+        }
+        found.sort();
+        cases.append(&mut found);
+    }
+    Ok(cases)
+}
+
+fn conformance(inputs: &[PathBuf]) -> Result<()> {
+    let mut failed = 0;
+    let mut total = 0;
+    for case in conformance_cases(inputs)? {
+        for (run, c) in crate::conformance::check_case(&case)? {
+            total += 1;
+            let name = format!("{} {run}", case.display());
+            if c.matches() {
+                println!("{name}: match ({} steps, {} requests)", c.steps, c.requests);
+            } else {
+                failed += 1;
+                println!(
+                    "{name}: DIFFERS ({} steps, {} of {} requests differ)\n{}",
+                    c.steps, c.mismatched_requests, c.requests, c.detail
+                );
+            }
+        }
+    }
+    println!("{} of {total} runs match exactly", total - failed);
+    if failed > 0 {
+        return Err(Error::failure(format!(
+            "{failed} of {total} conformance runs differ"
+        )));
+    }
+    Ok(())
 }
 
 fn attention_eval(a: AttentionEvalArgs) -> Result<()> {

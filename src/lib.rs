@@ -11,6 +11,7 @@ pub mod calibrate;
 pub mod cli;
 pub mod cluster;
 pub mod compare;
+pub mod conformance;
 pub mod cost;
 pub mod engine;
 pub mod error;

@@ -217,19 +217,28 @@ fn a_scenario_with_a_profile_runs_on_it_and_says_so() {
     assert_eq!(cal["requests_completed"], roof["requests_completed"]);
     let tpot = |s: &serde_json::Value| s["latency"]["tpot_ms"]["mean"].as_f64().unwrap();
     assert!(tpot(&cal) > 1.3 * tpot(&roof));
-    // One request alone (no queueing): GPU terms are 3x the roofline's and the CPU overhead
-    // is the same, so it is slower by less than 3x.
+    // One request alone (no queueing), synchronous scheduling: GPU terms are 3x the
+    // roofline's and the CPU overhead is the same, so it is slower by less than 3x.
     let one = |extra: &[&str]| {
         let mut a = vec!["--set", "workload.limit=1"];
         a.extend_from_slice(extra);
         run(&a)
     };
-    let (c1, r1) = (one(&["--set", &set]), one(&[]));
+    let sync = "engine.async_scheduling=false";
+    let (c1, r1) = (one(&["--set", &set, "--set", sync]), one(&["--set", sync]));
+    let v = |s: &serde_json::Value, key: &str| s["latency"][key]["mean"].as_f64().unwrap();
     for key in ["ttft_ms", "tpot_ms"] {
-        let v = |s: &serde_json::Value| s["latency"][key]["mean"].as_f64().unwrap();
-        let ratio = v(&c1) / v(&r1);
+        let ratio = v(&c1, key) / v(&r1, key);
         assert!(ratio > 1.3 && ratio < 3.0, "{key} ratio {ratio}");
     }
+    // Asynchronous scheduling hides the CPU work of a decode step behind the GPU work of
+    // the step before, so a lone request's decode steps cost their GPU terms only: 3x.
+    let (c1, r1) = (one(&["--set", &set]), one(&[]));
+    let ratio = v(&c1, "tpot_ms") / v(&r1, "tpot_ms");
+    assert!(
+        (ratio - 3.0).abs() < 0.01,
+        "asynchronous tpot_ms ratio {ratio}"
+    );
 }
 
 #[test]

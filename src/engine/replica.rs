@@ -76,7 +76,30 @@ pub struct Replica {
     /// When the GPU finishes the last step started, ns.
     gpu_free_ns: u64,
     steps_started: u64,
-    applied: Vec<u64>,
+    applied: Vec<Applied>,
+    applied_step: bool,
+}
+
+/// A request that got a token when a step's output was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The request's index in the workload.
+    pub id: u64,
+    /// Set when the token was its last.
+    pub finished: Option<FinishedCounts>,
+}
+
+/// What a finished request's row reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinishedCounts {
+    /// Prefix-cache hit tokens at first admission.
+    pub cached_tokens: i64,
+    /// Times preempted.
+    pub preemptions: u32,
+    /// Tokens computed again after preemptions.
+    pub recomputed_tokens: u64,
+    /// Output tokens generated.
+    pub generated: u32,
 }
 
 /// A step whose output is not yet applied.
@@ -137,6 +160,7 @@ impl Replica {
             gpu_free_ns: 0,
             steps_started: 0,
             applied: Vec::new(),
+            applied_step: false,
         }
     }
 
@@ -383,12 +407,14 @@ impl Replica {
     pub fn finish_step(&mut self, now_ns: u64, rec: &mut Recorder) -> Result<()> {
         self.busy = false;
         self.applied.clear();
+        self.applied_step = false;
         if !std::mem::take(&mut self.apply_due) {
             return Ok(());
         }
         let Some(done) = self.in_flight.pop_front() else {
             return Ok(());
         };
+        self.applied_step = true;
         self.scheduler
             .update_from_output(now_ns, &done.plan, &mut self.outcome);
         self.spare_plans.push(done.plan);
@@ -396,11 +422,22 @@ impl Replica {
             let r = self.scheduler.request(slot);
             let gap = (r.generated > 1).then(|| now_ns - r.last_token_ns);
             rec.on_token(gap);
-            self.applied.push(r.req.id);
+            self.applied.push(Applied {
+                id: r.req.id,
+                finished: None,
+            });
             self.scheduler.set_last_token(slot, now_ns);
         }
         for k in 0..self.outcome.finished.len() {
             let r = self.scheduler.take_finished(self.outcome.finished[k]);
+            if let Some(a) = self.applied.iter_mut().find(|a| a.id == r.req.id) {
+                a.finished = Some(FinishedCounts {
+                    cached_tokens: r.cached_tokens,
+                    preemptions: r.preemptions,
+                    recomputed_tokens: r.recomputed_tokens,
+                    generated: r.generated,
+                });
+            }
             if self.role == Role::Prefill && r.req.output_tokens > 1 {
                 self.handoffs.push(r);
             } else {
@@ -416,10 +453,15 @@ impl Replica {
         Ok(())
     }
 
-    /// Workload indices of the requests that got a token in the last
-    /// [`Replica::finish_step`] (empty if it applied no output).
-    pub fn applied_tokens(&self) -> &[u64] {
+    /// The requests that got a token in the last [`Replica::finish_step`] (empty if it
+    /// applied no output), with the counts of those it finished.
+    pub fn applied_tokens(&self) -> &[Applied] {
         &self.applied
+    }
+
+    /// True when the last [`Replica::finish_step`] applied a step's output.
+    pub fn applied_a_step(&self) -> bool {
+        self.applied_step
     }
 
     /// Steps started so far.

@@ -98,6 +98,9 @@ pub struct Scheduler {
     pub step_preemptions: u32,
     /// Workload indices of the requests preempted in the current step, in order.
     pub step_preempted: Vec<u64>,
+    /// The requests admitted from the waiting queue in the current step, in admission order:
+    /// workload index and whether it resumed after a preemption.
+    pub step_admitted: Vec<(u64, bool)>,
     /// Requests admitted for the first time in the current step.
     pub step_new: u32,
     /// Preempted requests admitted again in the current step.
@@ -126,6 +129,7 @@ impl Scheduler {
             scheduled: Vec::new(),
             step_preemptions: 0,
             step_preempted: Vec::new(),
+            step_admitted: Vec::new(),
             step_new: 0,
             step_resumed: 0,
             total_preemptions: 0,
@@ -280,6 +284,7 @@ impl Scheduler {
         self.scheduled.clear();
         self.step_preempted.clear();
         self.step_preemptions = 0;
+        self.step_admitted.clear();
         self.step_new = 0;
         self.step_resumed = 0;
         self.step_traffic = HostTraffic::default();
@@ -408,8 +413,10 @@ impl Scheduler {
         r.resume_from_host = false;
         r.swapped_blocks = 0;
         r.first_scheduled_ns.get_or_insert(now_ns);
+        let id = r.req.id;
         self.swap_used -= swapped_in;
         self.step_traffic.swap_in_blocks += swapped_in;
+        self.step_admitted.push((id, resumed));
         if resumed {
             self.step_resumed += 1;
         } else {
