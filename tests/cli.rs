@@ -349,7 +349,7 @@ fn paging_runs_one_bit_predictors_and_rejects_a_policy_without_its_predictor() {
         "-k",
         "5",
         "--policies",
-        "belady,discard-lru,marker-absent-first",
+        "belady,discard-lru,marker-absent-first,mark0,mark-predict",
         "--predictor",
         "discard,phase",
         "--flip",
@@ -373,6 +373,10 @@ fn paging_runs_one_bit_predictors_and_rejects_a_policy_without_its_predictor() {
     assert_eq!(row("discard-lru", "discard(p=0)"), 1.0);
     assert!(row("discard-lru", "discard(p=0.3)") >= 1.0);
     assert!(row("marker-absent-first", "phase(p=0)") >= 1.0);
+    // MARK0 with exact bits never has to evict: exactly OPT; MARK&PREDICT is marking.
+    assert_eq!(row("mark0", "discard(p=0)"), 1.0);
+    assert!(row("mark0", "discard(p=0.3)") > 1.0);
+    assert!(row("mark-predict", "phase(p=0)") >= 1.0);
     let o = run(&["paging", path, "-k", "5", "--policies", "discard-lru"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--predictor discard"));
