@@ -18,7 +18,8 @@
 //! right after its request.
 //!
 //! Guarantees. The abstract states consistency, robustness and smoothness; a third-party
-//! summary of the paper gives MARK0's bound as `(1, k - 1, 1)`-competitive, which we read
+//! summary of the paper (arxivlens) gives the discard-prediction algorithm's bound as
+//! `(1, k - 1, 1)`-competitive, without naming the algorithm, which we read
 //! as `cost <= OPT + (k - 1) eta0 + eta1 (+ const)` with `eta0` the wrong 0 bits and `eta1`
 //! the wrong 1 bits, and the lower bound "no `(a, b, c)`-competitive algorithm with
 //! `a + b < k` or `a + (k - 1) c < k`". What is proved here:

@@ -18,7 +18,8 @@
 //! 1 = not requested in the next phase; here bit 1 = requested, as in the abstract.)
 //!
 //! Guarantees. The abstract states consistency, robustness and smoothness; a third-party
-//! summary of the paper gives the phase algorithm's bound as `(1, 2 H_k, 1)`-competitive.
+//! summary of the paper (arxivlens) gives the phase-prediction algorithm's bound as
+//! `(1, 2 H_k, 1)`-competitive, without naming the algorithm or the benchmark.
 //! What is proved here:
 //! - robustness: it is a marking algorithm, so whatever the bits it misses at most `k`
 //!   times per phase while OPT misses at least once per phase: `k`-competitive (randomized
