@@ -349,7 +349,7 @@ fn paging_runs_one_bit_predictors_and_rejects_a_policy_without_its_predictor() {
         "-k",
         "5",
         "--policies",
-        "belady,discard-ftp,phase-marker",
+        "belady,discard-lru,marker-absent-first,mark0,mark-predict",
         "--predictor",
         "discard,phase",
         "--flip",
@@ -370,10 +370,14 @@ fn paging_runs_one_bit_predictors_and_rejects_a_policy_without_its_predictor() {
             .unwrap()
     };
     // Exact discard bits are Belady's own decisions: cost ratio exactly 1.
-    assert_eq!(row("discard-ftp", "discard(p=0)"), 1.0);
-    assert!(row("discard-ftp", "discard(p=0.3)") >= 1.0);
-    assert!(row("phase-marker", "phase(p=0)") >= 1.0);
-    let o = run(&["paging", path, "-k", "5", "--policies", "discard-ftp"]);
+    assert_eq!(row("discard-lru", "discard(p=0)"), 1.0);
+    assert!(row("discard-lru", "discard(p=0.3)") >= 1.0);
+    assert!(row("marker-absent-first", "phase(p=0)") >= 1.0);
+    // MARK0 with exact bits never has to evict: exactly OPT; MARK&PREDICT is marking.
+    assert_eq!(row("mark0", "discard(p=0)"), 1.0);
+    assert!(row("mark0", "discard(p=0.3)") > 1.0);
+    assert!(row("mark-predict", "phase(p=0)") >= 1.0);
+    let o = run(&["paging", path, "-k", "5", "--policies", "discard-lru"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--predictor discard"));
     let o = run(&[
@@ -382,7 +386,7 @@ fn paging_runs_one_bit_predictors_and_rejects_a_policy_without_its_predictor() {
         "-k",
         "5",
         "--policies",
-        "phase-marker",
+        "marker-absent-first",
         "--predictor",
         "phase",
         "--flip",

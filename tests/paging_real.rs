@@ -106,3 +106,22 @@ fn citibike_k100_matches_the_published_ratios() {
         );
     }
 }
+
+#[test]
+fn mark0_with_exact_discard_bits_pays_exactly_opt_on_brightkite_k10() {
+    // MARK0 keeps exactly the pages whose latest bit is 0 (kept by Belady until their next
+    // request) and drops the others at once, so it never has to evict and misses exactly
+    // where Belady does (proof in src/paging/policies/mark0.rs).
+    let Some(traces) = load("brightkite") else {
+        return;
+    };
+    let mut j = job(10, &["mark0", "discard-lru"], 0.0, 3);
+    j.predictors = vec![Predictor::Discard { flip: 0.0 }];
+    let rows = run_paging(&traces, &j).unwrap();
+    assert_eq!(rows[0].opt_misses, 33_990);
+    for r in &rows {
+        assert_eq!(r.misses, 33_990.0, "{} {}", r.policy, r.predictor);
+        assert_eq!(r.cost_ratio_std, 0.0, "{}", r.policy);
+    }
+    assert_eq!(rows.iter().find(|r| r.policy == "mark0").unwrap().runs, 3);
+}

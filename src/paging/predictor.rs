@@ -148,7 +148,9 @@ fn flip_bits(mut bits: Vec<f64>, p: f64, seed: u64) -> Vec<f64> {
 
 /// True discard bits: replay the registry's Belady (the same optimum the reports compare
 /// with) with `k` pages and mark each request whose page is evicted before its next
-/// request, or never requested again.
+/// request, or never requested again. This is the paper's discard prediction with Belady's
+/// MIN as the fixed optimal algorithm; it is lazy (evicts only on misses), which `mark0`'s
+/// exact 1-consistency relies on.
 pub fn discard_bits(trace: &Trace, k: usize) -> Vec<f64> {
     let k = k.max(1);
     let mut opt = super::make_policy("belady", &super::PolicyParams::new(k, trace.num_pages, 0))

@@ -140,6 +140,21 @@ impl Marking {
             .then(|| self.unmarked_list[rng.gen_range(0..self.unmarked_list.len())])
     }
 
+    /// A uniformly random unmarked page among those whose latest prediction satisfies
+    /// `keep` (two passes over the unmarked pages).
+    pub fn random_unmarked_where(
+        &self,
+        rng: &mut StdRng,
+        keep: impl Fn(f64) -> bool,
+    ) -> Option<u32> {
+        let ok = |p: &&u32| keep(self.pred[**p as usize]);
+        let n = self.unmarked_list.iter().filter(ok).count();
+        (n > 0).then(|| {
+            let i = rng.gen_range(0..n);
+            *self.unmarked_list.iter().filter(ok).nth(i).expect("i < n")
+        })
+    }
+
     /// A uniformly random cached page.
     pub fn random_cached(&self, rng: &mut StdRng) -> Option<u32> {
         (!self.cached.is_empty()).then(|| self.cached[rng.gen_range(0..self.cached.len())])

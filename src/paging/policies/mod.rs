@@ -5,16 +5,18 @@ mod arc;
 mod belady;
 mod clock;
 mod combine;
-mod discard_ftp;
+mod discard_lru;
 mod fifo;
 mod ftp;
 mod lfu;
 mod lmarker;
 mod lnonmarker;
 mod lru;
+mod mark0;
+mod mark_predict;
 mod marker;
+mod marker_absent_first;
 mod marking;
-mod phase_marker;
 mod pred_marker;
 mod s3fifo;
 mod sieve;
@@ -205,31 +207,48 @@ pub const REGISTRY: &[Entry] = &[
         },
     },
     Entry {
-        name: "discard-ftp",
+        name: "discard-lru",
         prediction: Some(PredictionKind::DiscardBit),
         randomized: false,
-        build: |p| Box::new(discard_ftp::DiscardFollow::new(p.num_pages)),
+        build: |p| Box::new(discard_lru::DiscardLru::new(p.num_pages)),
     },
     Entry {
-        name: "robust-discard",
+        name: "robust-discard-lru",
         prediction: Some(PredictionKind::DiscardBit),
         randomized: true,
         build: |p| {
             let marker = Box::new(marker::Marker::new(p.num_pages, p.seed ^ 0x6d61));
             combined(
-                "robust-discard",
+                "robust-discard-lru",
                 marker,
-                Box::new(discard_ftp::DiscardFollow::new(p.num_pages)),
+                Box::new(discard_lru::DiscardLru::new(p.num_pages)),
                 p,
                 Scheme::Randomized { eps: p.eps },
             )
         },
     },
     Entry {
-        name: "phase-marker",
+        name: "marker-absent-first",
         prediction: Some(PredictionKind::PhaseBit),
         randomized: true,
-        build: |p| Box::new(phase_marker::PhaseMarker::new(p.num_pages, p.seed)),
+        build: |p| {
+            Box::new(marker_absent_first::MarkerAbsentFirst::new(
+                p.num_pages,
+                p.seed,
+            ))
+        },
+    },
+    Entry {
+        name: "mark0",
+        prediction: Some(PredictionKind::DiscardBit),
+        randomized: true,
+        build: |p| Box::new(mark0::Mark0::new(p.num_pages, p.seed)),
+    },
+    Entry {
+        name: "mark-predict",
+        prediction: Some(PredictionKind::PhaseBit),
+        randomized: true,
+        build: |p| Box::new(mark_predict::MarkPredict::new(p.num_pages, p.seed)),
     },
 ];
 

@@ -1,8 +1,8 @@
-//! Follow the discard predictions: on a miss, evict the least recently requested cached
-//! page whose latest one-bit prediction says it is safe to discard (bit 1); if there is
-//! none, the least recently requested page of all. Prediction model of Antoniadis et al.,
-//! "Paging with Succinct Predictions" (ICML 2023); this rule is the plain follower of that
-//! model, written here from its definition.
+//! `discard-lru`: on a miss, evict the least recently requested cached page whose latest
+//! one-bit discard prediction says it is safe to discard (bit 1); if there is none, the
+//! least recently requested page of all (LRU). This project's own lazy follower of the
+//! discard bits of Antoniadis et al., "Paging with Succinct Predictions" (ICML 2023), not
+//! that paper's algorithm (which is `mark0`, in `mark0.rs`).
 //!
 //! Guarantee (1-consistency): when the bits are those of an optimal lazy algorithm OPT run
 //! at the same cache size (bit 1 exactly when OPT evicts the page before its next request),
@@ -12,21 +12,21 @@
 //! bit-1 page is available; hence bit-0 pages are never evicted, a page misses only if its
 //! previous bit was 1 (or it is new), and then OPT misses too. Robustness: with wrong bits
 //! nothing bounds it against OPT beyond one extra miss per wrongly discarded page; the
-//! robust variant `robust-discard` combines it with Marker.
+//! robust variant `robust-discard-lru` combines it with Marker.
 
 use crate::paging::util::DList;
 use crate::paging::{Eviction, Req};
 
 /// Follow the one-bit discard predictions, LRU within each class.
-pub struct DiscardFollow {
+pub struct DiscardLru {
     discard: DList,
     keep: DList,
 }
 
-impl DiscardFollow {
+impl DiscardLru {
     /// An empty cache for page ids below `num_pages` (the lists grow beyond).
     pub fn new(num_pages: usize) -> Self {
-        DiscardFollow {
+        DiscardLru {
             discard: DList::new(num_pages),
             keep: DList::new(num_pages),
         }
@@ -49,9 +49,9 @@ impl DiscardFollow {
     }
 }
 
-impl Eviction for DiscardFollow {
+impl Eviction for DiscardLru {
     fn name(&self) -> String {
-        "discard-ftp".into()
+        "discard-lru".into()
     }
     fn find(&mut self, r: &Req) -> bool {
         if self.contains(r.page) {

@@ -1,9 +1,11 @@
-//! Marking with one-bit phase predictions: a marking algorithm (phases, marks on request)
-//! that, on a miss, evicts an unmarked page whose latest bit says it is *not* requested in
-//! the next phase; if every unmarked page is predicted to return, a uniformly random
-//! unmarked page (randomized Marker's rule). Prediction model of Antoniadis et al., "Paging
-//! with Succinct Predictions" (ICML 2023); this rule is written here from the model's
-//! definition.
+//! `marker-absent-first`: a marking algorithm (phases, marks on request) that, on a miss,
+//! evicts the unmarked page with the smallest page id (the earliest first seen) among those
+//! whose latest phase bit says they are *not* requested in the next phase; if every
+//! unmarked page is predicted to return, a uniformly random unmarked page (randomized
+//! Marker's rule). This project's own rule for the phase bits of Antoniadis et al.,
+//! "Paging with Succinct Predictions" (ICML 2023). The paper's MARK&PREDICT (`mark-predict`,
+//! in `mark_predict.rs`) differs only in choosing uniformly at random among the pages
+//! predicted absent.
 //!
 //! Guarantees. Robustness: it is a marking algorithm, so whatever the bits it misses at
 //! most `k` times per phase while OPT misses at least once per phase after the first:
@@ -19,15 +21,15 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 /// Marking that evicts pages predicted absent from the next phase first.
-pub struct PhaseMarker {
+pub struct MarkerAbsentFirst {
     m: Marking,
     rng: StdRng,
 }
 
-impl PhaseMarker {
+impl MarkerAbsentFirst {
     /// An empty cache with its own random stream.
     pub fn new(num_pages: usize, seed: u64) -> Self {
-        PhaseMarker {
+        MarkerAbsentFirst {
             m: Marking::new(num_pages),
             rng: StdRng::seed_from_u64(seed),
         }
@@ -43,9 +45,9 @@ fn key(r: &Req) -> f64 {
     }
 }
 
-impl Eviction for PhaseMarker {
+impl Eviction for MarkerAbsentFirst {
     fn name(&self) -> String {
-        "phase-marker".into()
+        "marker-absent-first".into()
     }
     fn find(&mut self, r: &Req) -> bool {
         if self.m.contains(r.page) {
