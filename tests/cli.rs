@@ -199,14 +199,15 @@ fn quickstart_accounts_for_every_request_and_every_token() {
         s["prefix_hit_rate"].as_f64().unwrap() > 0.3,
         "shared system prompts and sessions give reuse"
     );
-    assert_eq!(s["memory"]["num_gpu_blocks"], 27774);
+    // vLLM 0.33 uses 0.92 of the 80 GiB.
+    assert_eq!(s["memory"]["num_gpu_blocks"], 28589);
 }
 
 #[test]
 fn validate_reports_the_plan_without_running() {
     let out = run_ok(&["validate", "scenarios/quickstart.yaml"]);
     assert!(
-        out.contains("ok") && out.contains("27774 GPU blocks"),
+        out.contains("ok") && out.contains("28589 GPU blocks"),
         "{out}"
     );
     let o = run(&[

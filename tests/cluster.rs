@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// A small model whose sizes are easy to compute by hand, on a 10 GiB H100.
 fn small(extra: &[&str]) -> (kvsim::scenario::Scenario, EngineSetup) {
-    let text = "name: small\nworkload:\n  source: {kind: native, path: none.csv}\nmodel: {layers: 4, hidden: 1024, heads: 8, kv_heads: 4, head_dim: 128, intermediate: 4096, vocab: 32000, dtype: bf16, max_position: 4096, tie_embeddings: false}\nhardware: {gpu: h100-sxm, memory_gib: 10}\nengine: {step_overhead_us: 0, per_request_overhead_us: 0}\nkv_cache: {activation_gib: 1.0, non_torch_gib: 0.5}\n";
+    let text = "name: small\nworkload:\n  source: {kind: native, path: none.csv}\nmodel: {layers: 4, hidden: 1024, heads: 8, kv_heads: 4, head_dim: 128, intermediate: 4096, vocab: 32000, dtype: bf16, max_position: 4096, tie_embeddings: false}\nhardware: {gpu: h100-sxm, memory_gib: 10}\nengine: {step_overhead_us: 0, per_request_overhead_us: 0}\nkv_cache: {gpu_memory_utilization: 0.9, activation_gib: 1.0, non_torch_gib: 0.5}\n";
     let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     let s = parse_scenario(text, "small", Path::new("."), &sets).unwrap();
     let setup = EngineSetup::from_scenario(&s).unwrap();

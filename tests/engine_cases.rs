@@ -20,8 +20,13 @@ fn llama_on_h100() -> Roofline {
 
 #[test]
 fn one_request_ttft_and_tpot_equal_the_cost_model_sum() {
+    // Synchronous scheduling: each step's CPU work and then its GPU work.
     let dir = temp_dir("one-request");
-    let sc = native_scenario(&dir, "arrival_s,input_tokens,output_tokens\n0,100,5\n", "");
+    let sc = native_scenario(
+        &dir,
+        "arrival_s,input_tokens,output_tokens\n0,100,5\n",
+        "engine: {async_scheduling: false}\n",
+    );
     let s = json(&run_ok(&[
         "run",
         sc.to_str().unwrap(),
@@ -68,6 +73,63 @@ fn one_request_ttft_and_tpot_equal_the_cost_model_sum() {
     assert!((e2e_ms - (prefill + decode_sum) as f64 / 1e6).abs() < 1e-9);
     assert_eq!(s["steps"], 5);
     assert_eq!(s["output_tokens"], 5);
+}
+
+#[test]
+fn asynchronous_scheduling_hides_the_cpu_work_of_a_step_behind_the_gpu_work_of_the_last() {
+    // vLLM 0.33's default: step n+1 is scheduled (CPU) while step n runs (GPU). The first
+    // step pays its CPU work; each later step starts when the GPU is free, because its CPU
+    // work (1.5 ms + 5 us) is shorter than the step before it; a token is out when the step
+    // that made it ends.
+    let dir = temp_dir("one-request-async");
+    let sc = native_scenario(&dir, "arrival_s,input_tokens,output_tokens\n0,100,5\n", "");
+    let s = json(&run_ok(&[
+        "run",
+        sc.to_str().unwrap(),
+        "--json",
+        "--no-files",
+    ]));
+    let cost = llama_on_h100();
+    let step = |prefills: Vec<SeqWork>, decodes: Vec<SeqWork>| {
+        let c = cost.step_cost(&BatchShape {
+            prefills,
+            decodes,
+            sampled: 1,
+        });
+        let cpu = c.overhead_ns.ceil() as u64;
+        (c.total_ns() - cpu, cpu)
+    };
+    let (prefill_gpu, prefill_cpu) = step(
+        vec![SeqWork {
+            new_tokens: 100,
+            context: 0,
+        }],
+        vec![],
+    );
+    let decode_gpu: Vec<u64> = (0..4)
+        .map(|k| {
+            let (gpu, cpu) = step(
+                vec![],
+                vec![SeqWork {
+                    new_tokens: 1,
+                    context: 100 + k,
+                }],
+            );
+            assert!(cpu < gpu, "the CPU work hides behind the GPU");
+            gpu
+        })
+        .collect();
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let v = |k: &str| s["latency"][k]["mean"].as_f64().unwrap();
+    assert!((v("ttft_ms") - ms(prefill_cpu + prefill_gpu)).abs() < 1e-9);
+    let sum: u64 = decode_gpu.iter().sum();
+    assert!(
+        (v("tpot_ms") - ms(sum) / 4.0).abs() < 1e-9,
+        "{}",
+        v("tpot_ms")
+    );
+    assert!((v("e2e_ms") - ms(prefill_cpu + prefill_gpu + sum)).abs() < 1e-9);
+    assert_eq!(s["steps"], 5);
 }
 
 #[test]

@@ -131,7 +131,7 @@ fn selection_lowers_step_time_by_the_bytes_it_skips_but_not_memory() {
 /// The 10 GiB small model of the cluster tests: 7,796,144,128 bytes left for KV blocks of
 /// 131,072 bytes at bf16 (59,479 blocks).
 fn small_blocks(token_policy: &str) -> (u64, u64) {
-    let text = format!("name: small\nworkload:\n  source: {{kind: native, path: none.csv}}\nmodel: {{layers: 4, hidden: 1024, heads: 8, kv_heads: 4, head_dim: 128, intermediate: 4096, vocab: 32000, dtype: bf16, max_position: 4096, tie_embeddings: false}}\nhardware: {{gpu: h100-sxm, memory_gib: 10}}\nkv_cache: {{activation_gib: 1.0, non_torch_gib: 0.5{token_policy}}}\n");
+    let text = format!("name: small\nworkload:\n  source: {{kind: native, path: none.csv}}\nmodel: {{layers: 4, hidden: 1024, heads: 8, kv_heads: 4, head_dim: 128, intermediate: 4096, vocab: 32000, dtype: bf16, max_position: 4096, tie_embeddings: false}}\nhardware: {{gpu: h100-sxm, memory_gib: 10}}\nkv_cache: {{gpu_memory_utilization: 0.9, activation_gib: 1.0, non_torch_gib: 0.5{token_policy}}}\n");
     let s = parse_scenario(&text, "small", Path::new("."), &[]).unwrap();
     let setup = EngineSetup::from_scenario(&s).unwrap();
     (setup.memory.block_bytes, setup.memory.num_gpu_blocks)
