@@ -32,6 +32,22 @@ pub struct Req {
 /// A cache eviction policy for unit-size pages. The [`Cache`] driver calls `find` for every
 /// request, and on a miss `evict` (when full) and then `insert`. Policies that need the
 /// cache size receive it at construction.
+///
+/// In a serving run (the KV block pool, [`crate::engine::evictor`]) the cache holds every
+/// block content on the GPU, and a content in use by a running request must not be evicted.
+/// The serving call pattern is explicit:
+/// - [`Eviction::insert_pinned`]: a request computed a new content (it enters in use);
+/// - [`Eviction::hit`]: a cached content was requested again (a prefix-cache hit, or content
+///   a request computed again while a copy was cached): history builds up as on a hit of
+///   `find` (counts, ghost lists, visited bits, marks);
+/// - [`Eviction::pin`] / [`Eviction::unpin`]: the content went into use / out of use (its
+///   last request released it: `unpin`'s request carries that moment, its next use and its
+///   prediction);
+/// - `evict`: choose a cached content that is not in use, remove and return it;
+/// - `remove`: forget a content without an eviction choice.
+///
+/// A policy that implements this pattern says so with [`Eviction::serves`]; the serving
+/// simulator refuses the others.
 pub trait Eviction {
     /// Name for reports.
     fn name(&self) -> String;
@@ -51,6 +67,39 @@ pub trait Eviction {
     }
     /// Is `page` cached? (No state change.)
     fn contains(&self, page: u32) -> bool;
+
+    /// Serving: true when the policy implements the serving call pattern (pins and hits).
+    fn serves(&self) -> bool {
+        false
+    }
+    /// Serving: cache the new page `r.page`, in use (not evictable until `unpin`).
+    fn insert_pinned(&mut self, r: &Req) {
+        self.insert(r);
+        self.pin(r.page);
+    }
+    /// Serving: the cached page `r.page` (in use or not) is requested again.
+    fn hit(&mut self, r: &Req) {
+        let _ = r;
+    }
+    /// Serving: the cached page is in use and may not be evicted until `unpin`.
+    fn pin(&mut self, page: u32) {
+        let _ = page;
+    }
+    /// Serving: the cached page `r.page` is out of use (evictable) from `r.t` on.
+    fn unpin(&mut self, r: &Req) {
+        let _ = r;
+    }
+    /// Serving: move the page ids the policy no longer remembers at all (neither cached nor
+    /// in a ghost list) into `out`, so that their ids can be reused. Policies without ghost
+    /// lists forget a page when it is evicted or removed and need not implement this.
+    fn take_forgotten(&mut self, out: &mut Vec<u32>) {
+        let _ = out;
+    }
+    /// Serving: true when the policy remembers evicted pages (ghost lists), so that an
+    /// evicted page's id is reusable only once [`Eviction::take_forgotten`] returns it.
+    fn has_ghosts(&self) -> bool {
+        false
+    }
 }
 
 /// Drives a policy over a request sequence and counts misses.
