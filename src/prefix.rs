@@ -84,6 +84,64 @@ pub fn block_hashes(
     }
 }
 
+/// A stretch of a request's tokens with one identity: the chain hash of the trace segments
+/// up to and including it, and its token range `[start, end)`. A block whose last token lies
+/// at `start + offset` has the hash `mix(chain, offset) | 1` (see [`block_hashes`]); two
+/// requests share it exactly when they have a segment key with the same chain reaching the
+/// same offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentKey {
+    /// Chain hash of the segments up to this one.
+    pub chain: u64,
+    /// First token.
+    pub start: u64,
+    /// One past the last token (`u64::MAX` for the request's unique tail).
+    pub end: u64,
+    /// Tokens unique to the request (not identified by the trace, or generated).
+    pub unique: bool,
+}
+
+/// The segment keys of a request's tokens (prompt segments trimmed to `prompt_tokens`, then
+/// the unique tail), appended to `out`: the identities [`block_hashes`] mixes into each
+/// block's hash.
+pub fn segment_keys(
+    segments: &[Segment],
+    prompt_tokens: u32,
+    unique_id: u64,
+    out: &mut Vec<SegmentKey>,
+) {
+    let prompt = prompt_tokens as u64;
+    let mut chain = CHAIN_SEED;
+    let mut end = 0u64;
+    for s in segments {
+        if end >= prompt {
+            break;
+        }
+        let len = (s.tokens as u64).min(prompt - end);
+        chain = mix(chain, s.id);
+        out.push(SegmentKey {
+            chain,
+            start: end,
+            end: end + len,
+            unique: false,
+        });
+        end += len;
+    }
+    out.push(SegmentKey {
+        chain: mix(chain, mix(UNIQUE_NAMESPACE, unique_id)),
+        start: end,
+        end: u64::MAX,
+        unique: true,
+    });
+}
+
+/// The segment key holding token `token` and the token's offset in it (`keys` from
+/// [`segment_keys`], which always end with an unbounded key).
+pub fn key_of_token(keys: &[SegmentKey], token: u64) -> (SegmentKey, u64) {
+    let i = keys.partition_point(|k| k.end <= token).min(keys.len() - 1);
+    (keys[i], token - keys[i].start)
+}
+
 /// Ids of fixed-size blocks of `block_tokens` that describe the same prompt content as
 /// `segments` (used to write native traces). The last block may be partial.
 pub fn fixed_block_ids(segments: &[Segment], prompt_tokens: u32, block_tokens: u32) -> Vec<u64> {
@@ -293,5 +351,31 @@ mod tests {
         assert_eq!(c.bound.input_tokens, 612 + 1024 + 612);
         assert_eq!(c.bound.reusable_tokens, 512 + 612);
         assert_eq!(c.bound.engine_hit_tokens, 512 + 608);
+    }
+}
+
+#[cfg(test)]
+mod segment_key_tests {
+    use super::*;
+
+    #[test]
+    fn segment_keys_rebuild_every_block_hash() {
+        let segs = [
+            Segment { id: 7, tokens: 40 },
+            Segment { id: 9, tokens: 25 },
+            Segment { id: 3, tokens: 50 },
+        ];
+        for (prompt, total) in [(100u32, 150u64), (65, 65), (10, 64), (115, 200)] {
+            let mut hashes = Vec::new();
+            block_hashes(&segs, prompt, total, 16, 42, &mut hashes);
+            let mut keys = Vec::new();
+            segment_keys(&segs, prompt, 42, &mut keys);
+            for (b, &h) in hashes.iter().enumerate() {
+                let last = (b as u64 + 1) * 16 - 1;
+                let (k, off) = key_of_token(&keys, last);
+                assert_eq!(mix(k.chain, off) | 1, h, "prompt {prompt} block {b}");
+                assert_eq!(k.unique, last >= prompt as u64);
+            }
+        }
     }
 }

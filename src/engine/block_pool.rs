@@ -13,13 +13,19 @@
 //!   requests that compute the same content each keep their own block; evicting one drops
 //!   only that block, and a lookup returns the earliest registered block that is left.
 //!
-//! With a [`PolicyEvictor`] (scenario `kv_cache.eviction: <policy>`), evictable cached
-//! blocks go to the policy instead; the free queue then holds only empty blocks, which are
-//! always reused first, and the policy picks the victim when none is left. A freed block
-//! whose content is already cached in another block is emptied (its copy stays reachable).
+//! With a [`PolicyEvictor`] (scenario `kv_cache.eviction: <policy>`), every cached content
+//! is a page of the policy: it enters when a block is registered (in use), each hit reaches
+//! the policy, and a block's release makes its content evictable there; the free queue then
+//! holds only empty blocks, which are always reused first, and the policy picks the victim
+//! when none is left. In this mode a content is held by one block: a block computed again
+//! while a copy is cached counts as a hit of the copy and stays unregistered (freed empty).
+//!
+//! Next uses (`next_uses`, one per block given, in the same order; empty for "unknown")
+//! feed policies that look ahead (Belady, oracle predictions).
 
 use super::evictor::PolicyEvictor;
 use crate::idhash::IdMap;
+use crate::paging::NEVER;
 
 /// Index of a block in the pool.
 pub type BlockId = u32;
@@ -310,7 +316,10 @@ impl BlockPool {
             .get_cached_block(hash)
             .expect("the policy holds cached contents only");
         let b = &mut self.blocks[id as usize];
-        debug_assert!(b.in_policy && b.ref_cnt == 0);
+        assert!(
+            b.in_policy && b.ref_cnt == 0,
+            "the eviction policy chose content in use"
+        );
         b.in_policy = false;
         self.num_free -= 1;
         self.num_free_hashed -= 1;
@@ -318,17 +327,21 @@ impl BlockPool {
     }
 
     /// Add a reference to each block (prefix-cache hits), taking unreferenced ones out of the
-    /// free queue.
-    pub fn touch(&mut self, ids: &[BlockId]) {
-        for &id in ids {
-            if self.blocks[id as usize].in_policy {
-                let b = &mut self.blocks[id as usize];
-                b.in_policy = false;
+    /// free queue (or, with a policy, out of its evictable set), and report each hit to the
+    /// policy.
+    pub fn touch(&mut self, ids: &[BlockId], next_uses: &[u64]) {
+        for (i, &id) in ids.iter().enumerate() {
+            let b = &mut self.blocks[id as usize];
+            if let Some(ev) = self.evictor.as_mut() {
                 let h = b.hash;
-                self.num_free -= 1;
-                self.num_free_hashed -= 1;
-                self.evictor.as_mut().expect("policy mode").remove(h);
-            } else if self.blocks[id as usize].ref_cnt == 0 {
+                if b.in_policy {
+                    b.in_policy = false;
+                    self.num_free -= 1;
+                    self.num_free_hashed -= 1;
+                    ev.pin(h);
+                }
+                ev.hit(h, next_uses.get(i).copied().unwrap_or(NEVER));
+            } else if b.ref_cnt == 0 {
                 self.unlink(id);
             }
             self.blocks[id as usize].ref_cnt += 1;
@@ -336,29 +349,22 @@ impl BlockPool {
     }
 
     /// Drop one reference from each block, in eviction-priority order (first evicted first).
-    /// `owner` is the request index that used them last (for next-use oracles).
-    pub fn free_blocks(&mut self, ordered: impl Iterator<Item = BlockId>, owner: u64) {
+    pub fn free_blocks(&mut self, ordered: impl Iterator<Item = BlockId>, next_uses: &[u64]) {
         let mut unhashed = std::mem::take(&mut self.scratch);
         unhashed.clear();
-        for id in ordered {
+        for (i, id) in ordered.enumerate() {
             let b = &mut self.blocks[id as usize];
             debug_assert!(b.ref_cnt > 0 && id != 0);
             b.ref_cnt -= 1;
             if b.ref_cnt == 0 {
                 if let Some(ev) = self.evictor.as_mut() {
                     let h = b.hash;
-                    let first = h != 0 && self.cached.get(&h).map(|e| e.first) == Some(id);
-                    if first {
+                    if h != 0 {
                         b.in_policy = true;
                         self.num_free += 1;
                         self.num_free_hashed += 1;
-                        ev.insert(h, owner);
+                        ev.unpin(h, next_uses.get(i).copied().unwrap_or(NEVER));
                     } else {
-                        // Empty, or a duplicate of content cached elsewhere: reuse first.
-                        b.hash = 0;
-                        if h != 0 {
-                            self.unregister(id, h);
-                        }
                         unhashed.push(id);
                     }
                 } else if b.hash == 0 && self.free_unhashed_first {
@@ -376,9 +382,18 @@ impl BlockPool {
     }
 
     /// Register a full block's content hash. If other blocks already hold the same content,
-    /// all stay registered (vLLM does not deduplicate); lookups return the earliest.
-    pub fn cache_block(&mut self, id: BlockId, hash: u64) {
+    /// all stay registered (vLLM does not deduplicate); lookups return the earliest. With a
+    /// policy, the content enters it in use; content cached already is a hit of it instead
+    /// and the block stays unregistered.
+    pub fn cache_block(&mut self, id: BlockId, hash: u64, next_use: u64) {
         debug_assert!(hash != 0);
+        if let Some(ev) = self.evictor.as_mut() {
+            if self.cached.contains_key(&hash) {
+                ev.hit(hash, next_use);
+                return;
+            }
+            ev.insert(hash, next_use);
+        }
         let b = &mut self.blocks[id as usize];
         debug_assert!(!b.in_free_queue && b.hash == 0);
         b.hash = hash;
@@ -469,7 +484,15 @@ impl BlockPool {
             cached,
             free,
         };
-        let in_policy = self.evictor.as_ref().map_or(0, |e| e.len() as u32);
+        let in_policy = self.blocks.iter().filter(|b| b.in_policy).count() as u32;
+        if let Some(ev) = &self.evictor {
+            if ev.len() as u64 != hashed {
+                return Err(format!(
+                    "the policy holds {} contents but {hashed} blocks hold one",
+                    ev.len()
+                ));
+            }
+        }
         if counts != self.counts()
             || in_queue + in_policy != self.num_free
             || used + cached + free != counts.total
@@ -493,10 +516,10 @@ mod tests {
         let mut a = Vec::new();
         p.get_new_blocks(4, &mut a);
         assert_eq!(a, vec![1, 2, 3, 4]);
-        p.cache_block(1, 11);
-        p.cache_block(2, 12);
+        p.cache_block(1, 11, NEVER);
+        p.cache_block(2, 12, NEVER);
         // Free tail-first as vLLM does: 4 (unhashed), 3 (unhashed), 2, 1.
-        p.free_blocks(a.iter().rev().copied(), 0);
+        p.free_blocks(a.iter().rev().copied(), &[]);
         let c = p.audit().unwrap();
         assert_eq!((c.used, c.cached, c.free), (0, 2, 2));
         // Unhashed blocks come out first, then the hashed ones in LRU order (2 before 1).
@@ -514,15 +537,15 @@ mod tests {
         let mut p = BlockPool::new(3, true);
         let mut a = Vec::new();
         p.get_new_blocks(1, &mut a);
-        p.cache_block(a[0], 7);
-        p.free_blocks(a.iter().copied(), 0);
+        p.cache_block(a[0], 7, NEVER);
+        p.free_blocks(a.iter().copied(), &[]);
         assert_eq!(p.num_free_blocks(), 2);
-        p.touch(&[a[0]]);
+        p.touch(&[a[0]], &[]);
         assert_eq!(p.num_free_blocks(), 1);
         assert_eq!(p.ref_cnt(a[0]), 1);
-        p.touch(&[a[0]]);
+        p.touch(&[a[0]], &[]);
         assert_eq!(p.ref_cnt(a[0]), 2);
-        p.free_blocks([a[0], a[0]].into_iter(), 0);
+        p.free_blocks([a[0], a[0]].into_iter(), &[]);
         assert_eq!(p.audit().unwrap().cached, 1);
     }
 
@@ -532,10 +555,10 @@ mod tests {
         let mut a = Vec::new();
         p.get_new_blocks(2, &mut a);
         // Two requests computed the same content in blocks 1 and 2.
-        p.cache_block(1, 42);
-        p.cache_block(2, 42);
+        p.cache_block(1, 42, NEVER);
+        p.cache_block(2, 42, NEVER);
         assert_eq!(p.get_cached_block(42), Some(1), "the earliest registered");
-        p.free_blocks([1].into_iter(), 0);
+        p.free_blocks([1].into_iter(), &[]);
         p.audit().unwrap();
         // Block 1 is the only evictable block with a hash: taking 3 blocks reuses 3, 4, 1.
         let mut b = Vec::new();
@@ -543,7 +566,7 @@ mod tests {
         assert_eq!(b, vec![3, 4, 1]);
         assert_eq!(p.get_cached_block(42), Some(2), "the duplicate is left");
         p.audit().unwrap();
-        p.free_blocks([2].into_iter(), 0);
+        p.free_blocks([2].into_iter(), &[]);
         let mut c = Vec::new();
         p.get_new_blocks(1, &mut c);
         assert_eq!(p.get_cached_block(42), None);

@@ -1,59 +1,80 @@
 //! Cached-block eviction by a paging policy. When `kv_cache.eviction` names a policy of the
-//! paging lab, the block pool hands every evictable cached block (reference count 0, with
-//! a hash) to this evictor instead of appending it to vLLM's free queue, and asks it for a
-//! victim when no empty block is left. Pages of the policy are block *contents* (dense ids
-//! of block hashes), so ghost lists and frequencies refer to content, not to recycled
-//! block slots. A block is a page of the policy only while it is evictable: a hit takes it
-//! out (the engine never evicts a referenced block) and its release puts it back.
+//! paging lab, the block pool hands the policy every block content on the GPU and asks it
+//! for a victim when no empty block is left. Pages of the policy are block *contents*
+//! (dense ids of block hashes), so ghost lists and frequencies refer to content, not to
+//! recycled block slots.
+//!
+//! The serving call pattern ([`crate::paging::Eviction`]): a content a request computes
+//! enters pinned (`insert`); a prefix-cache hit, or content computed again while a copy is
+//! cached, is a request of it (`hit`); a content goes into use when a request takes its
+//! evictable block (`pin`) and out of use when its last request releases it (`unpin`, in
+//! vLLM's release order: a request's blocks tail first); the policy evicts only contents out
+//! of use. Content ids are recycled once the policy forgets a content (evicted and in no
+//! ghost list), so memory stays bounded by the cache and its ghosts.
 
 use super::learned::LearnedReuse;
 use crate::idhash::IdMap;
 use crate::paging::{Eviction, Req, NEVER};
+use crate::prefix::SegmentKey;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, LogNormal};
-use std::sync::Arc;
 
 /// Offline knowledge of the workload: when is a block content requested next?
 pub trait NextUse {
-    /// The index of the first request after request `after` whose prompt contains the block
-    /// with content `hash`, or [`NEVER`].
-    fn next_use(&self, hash: u64, after: u64) -> u64;
+    /// The index of the first request after request `after` whose prompt holds, as a full
+    /// block, the block whose last token lies at `offset` in the segment with chain hash
+    /// `chain` ([`crate::prefix::SegmentKey`]), or [`NEVER`].
+    fn next_use(&self, chain: u64, offset: u64, after: u64) -> u64;
 }
 
-/// Next uses built from a pass over the workload: for every block hash, the sorted
-/// indices of the requests whose prompts contain it.
+/// Next uses from one pass over the workload, kept per trace segment rather than per block
+/// (a segment of a few hundred tokens covers many blocks): for every segment chain, the
+/// requests whose prompts hold it, in order, with the last block offset each covers.
 #[derive(Default)]
 pub struct TraceNextUse {
-    occurrences: IdMap<Vec<u32>>,
+    by_chain: IdMap<Vec<(u32, u32)>>,
 }
 
 impl TraceNextUse {
-    /// Record that request `index` contains the blocks `hashes`.
-    pub fn add(&mut self, index: u64, hashes: &[u64]) {
-        for &h in hashes {
-            let v = self.occurrences.entry(h).or_default();
-            if v.last() != Some(&(index as u32)) {
-                v.push(index as u32);
+    /// Record request `index` with its segment keys and prompt length, for blocks of
+    /// `block_size` tokens.
+    pub fn add(&mut self, index: u64, keys: &[SegmentKey], prompt_tokens: u32, block_size: u32) {
+        let bs = block_size as u64;
+        let full_end = prompt_tokens as u64 / bs * bs; // one past the last full-block token
+        for k in keys.iter().filter(|k| !k.unique) {
+            let end = k.end.min(full_end);
+            if end <= k.start {
+                continue;
+            }
+            // The last block ending in [start, end): its last token is the largest
+            // `m * bs - 1` below `end`.
+            let last = end / bs * bs;
+            if last == 0 || last - 1 < k.start {
+                continue;
+            }
+            let offset = (last - 1 - k.start) as u32;
+            let v = self.by_chain.entry(k.chain).or_default();
+            match v.last_mut() {
+                Some(e) if e.0 == index as u32 => e.1 = e.1.max(offset),
+                _ => v.push((index as u32, offset)),
             }
         }
     }
 }
 
 impl NextUse for TraceNextUse {
-    fn next_use(&self, hash: u64, after: u64) -> u64 {
-        match self.occurrences.get(&hash) {
-            Some(v) => {
-                let i = v.partition_point(|&x| x as u64 <= after);
-                v.get(i).map_or(NEVER, |&x| x as u64)
-            }
-            None => NEVER,
-        }
+    fn next_use(&self, chain: u64, offset: u64, after: u64) -> u64 {
+        let Some(v) = self.by_chain.get(&chain) else {
+            return NEVER;
+        };
+        let i = v.partition_point(|&(r, _)| r as u64 <= after);
+        v[i..]
+            .iter()
+            .find(|&&(_, o)| o as u64 >= offset)
+            .map_or(NEVER, |&(r, _)| r as u64)
     }
 }
-
-/// Sentinel page for the block being allocated (it has no content yet).
-const NEW_BLOCK: u32 = u32::MAX - 1;
 
 /// Where a learning-augmented policy's predictions come from.
 pub enum BlockPredictions {
@@ -68,27 +89,30 @@ pub enum BlockPredictions {
     Learned(Box<LearnedReuse>),
 }
 
-/// A paging policy over the evictable cached blocks.
+/// A paging policy over the block contents on the GPU.
 pub struct PolicyEvictor {
     policy: Box<dyn Eviction>,
     name: String,
     content_id: IdMap<u32>,
     content_hash: Vec<u64>,
-    oracle: Option<Arc<dyn NextUse>>,
+    /// Latest prediction of each content (what a hit reports to a learned policy).
+    last_pred: Vec<f64>,
+    free_ids: Vec<u32>,
+    forgotten: Vec<u32>,
     predictions: BlockPredictions,
     noise: Option<(LogNormal<f64>, StdRng)>,
     clock: u64,
 }
 
 impl PolicyEvictor {
-    /// Wrap `policy`; `oracle` supplies next uses (for Belady and oracle predictions).
+    /// Wrap `policy` (which must serve: [`Eviction::serves`]).
     pub fn new(
         name: &str,
         policy: Box<dyn Eviction>,
-        oracle: Option<Arc<dyn NextUse>>,
         predictions: BlockPredictions,
         seed: u64,
     ) -> Self {
+        debug_assert!(policy.serves());
         let noise = match &predictions {
             BlockPredictions::Oracle { sigma } if *sigma > 0.0 => Some((
                 LogNormal::new(0.0, *sigma).expect("sigma >= 0"),
@@ -101,7 +125,9 @@ impl PolicyEvictor {
             name: name.to_string(),
             content_id: IdMap::default(),
             content_hash: Vec::new(),
-            oracle,
+            last_pred: Vec::new(),
+            free_ids: Vec::new(),
+            forgotten: Vec::new(),
             predictions,
             noise,
             clock: 0,
@@ -113,59 +139,127 @@ impl PolicyEvictor {
         &self.name
     }
 
+    /// True when the predictions need next uses (an oracle or Belady).
+    pub fn wants_next_uses(&self) -> bool {
+        matches!(self.predictions, BlockPredictions::Oracle { .. }) || self.name == "belady"
+    }
+
+    /// The id of a content, assigning one (a recycled id if any) the first time.
     fn id_of(&mut self, hash: u64) -> u32 {
-        let next = self.content_hash.len() as u32;
-        let id = *self.content_id.entry(hash).or_insert(next);
-        if id == next {
-            self.content_hash.push(hash);
+        if let Some(&id) = self.content_id.get(&hash) {
+            return id;
         }
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.content_hash[id as usize] = hash;
+                id
+            }
+            None => {
+                self.content_hash.push(hash);
+                self.last_pred.push(f64::INFINITY);
+                self.content_hash.len() as u32 - 1
+            }
+        };
+        self.content_id.insert(hash, id);
         id
     }
 
-    /// A block with content `hash`, last used by request `owner`, became evictable.
-    pub fn insert(&mut self, hash: u64, owner: u64) {
-        let page = self.id_of(hash);
-        let next_use = self
-            .oracle
-            .as_ref()
-            .map_or(NEVER, |o| o.next_use(hash, owner));
+    fn known(&self, hash: u64) -> u32 {
+        *self
+            .content_id
+            .get(&hash)
+            .expect("the policy knows every cached content")
+    }
+
+    /// The request a policy sees for content `page`, next used at `next_use`; `release`
+    /// asks a learned model for a fresh prediction.
+    fn req(&mut self, page: u32, next_use: u64, release: bool) -> Req {
+        let hash = self.content_hash[page as usize];
         let pred = match &mut self.predictions {
             BlockPredictions::None => f64::INFINITY,
-            BlockPredictions::Learned(m) => m.predict(hash),
+            BlockPredictions::Learned(m) if release => m.predict(hash),
+            BlockPredictions::Learned(_) => self.last_pred[page as usize],
             BlockPredictions::Oracle { .. } => match (&mut self.noise, next_use) {
                 (_, NEVER) => f64::MAX,
                 (Some((d, rng)), n) => n as f64 + d.sample(rng),
                 (None, n) => n as f64,
             },
         };
+        self.last_pred[page as usize] = pred;
         self.clock += 1;
-        let r = Req {
+        Req {
             t: self.clock,
             page,
             next_use,
             pred,
-        };
-        self.policy.insert(&r);
-    }
-
-    /// The block with content `hash` is no longer evictable (it was hit).
-    pub fn remove(&mut self, hash: u64) {
-        if let Some(&page) = self.content_id.get(&hash) {
-            self.policy.remove(page);
         }
     }
 
-    /// Choose a victim; returns its content hash.
+    /// A request computed the new content `hash` (next used at `next_use`): cached, in use.
+    pub fn insert(&mut self, hash: u64, next_use: u64) {
+        let page = self.id_of(hash);
+        let r = self.req(page, next_use, false);
+        self.policy.insert_pinned(&r);
+        self.recycle();
+    }
+
+    /// The cached content `hash` was requested again (a prefix hit, or computed again).
+    pub fn hit(&mut self, hash: u64, next_use: u64) {
+        let page = self.known(hash);
+        let r = self.req(page, next_use, false);
+        self.policy.hit(&r);
+    }
+
+    /// The cached content `hash` went into use.
+    pub fn pin(&mut self, hash: u64) {
+        let page = self.known(hash);
+        self.policy.pin(page);
+    }
+
+    /// The cached content `hash` went out of use; it is next requested at `next_use`.
+    pub fn unpin(&mut self, hash: u64, next_use: u64) {
+        let page = self.known(hash);
+        let r = self.req(page, next_use, true);
+        self.policy.unpin(&r);
+    }
+
+    /// Choose a victim among the contents out of use; returns its content hash.
     pub fn evict(&mut self) -> u64 {
         self.clock += 1;
         let r = Req {
             t: self.clock,
-            page: NEW_BLOCK,
+            page: u32::MAX - 1,
             next_use: NEVER,
             pred: f64::INFINITY,
         };
         let page = self.policy.evict(&r);
-        self.content_hash[page as usize]
+        let hash = self.content_hash[page as usize];
+        if !self.policy.has_ghosts() {
+            self.forget(page);
+        }
+        self.recycle();
+        hash
+    }
+
+    fn forget(&mut self, page: u32) {
+        let hash = self.content_hash[page as usize];
+        if self.content_id.get(&hash) == Some(&page) {
+            self.content_id.remove(&hash);
+            self.free_ids.push(page);
+        }
+    }
+
+    /// Reuse the ids of contents the policy no longer remembers.
+    fn recycle(&mut self) {
+        if !self.policy.has_ghosts() {
+            return;
+        }
+        self.policy.take_forgotten(&mut self.forgotten);
+        while let Some(page) = self.forgotten.pop() {
+            if !self.policy.contains(page) {
+                self.forget(page);
+            }
+        }
     }
 
     /// A request's prompt blocks were looked up: lets a learned predictor train.
@@ -189,14 +283,20 @@ impl PolicyEvictor {
         }
     }
 
-    /// Evictable blocks held.
+    /// Contents cached (in use or not).
     pub fn len(&self) -> usize {
         self.policy.len()
     }
 
-    /// True when nothing is evictable.
+    /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.policy.is_empty()
+    }
+
+    /// Content ids alive (cached or remembered by a ghost list): what the evictor's memory
+    /// grows with.
+    pub fn live_ids(&self) -> usize {
+        self.content_id.len()
     }
 }
 
@@ -206,5 +306,57 @@ impl std::fmt::Debug for PolicyEvictor {
             .field("name", &self.name)
             .field("len", &self.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prefix::{block_hashes, key_of_token, segment_keys};
+    use crate::workload::Segment;
+
+    #[test]
+    fn next_uses_by_segment_match_a_scan_of_every_block() {
+        // Three requests sharing a 40-token segment; the second is short.
+        let reqs: [(Vec<Segment>, u32); 4] = [
+            (
+                vec![Segment { id: 1, tokens: 40 }, Segment { id: 2, tokens: 40 }],
+                80,
+            ),
+            (vec![Segment { id: 1, tokens: 40 }], 20),
+            (
+                vec![Segment { id: 1, tokens: 40 }, Segment { id: 2, tokens: 40 }],
+                70,
+            ),
+            (
+                vec![Segment { id: 1, tokens: 40 }, Segment { id: 3, tokens: 40 }],
+                80,
+            ),
+        ];
+        let mut oracle = TraceNextUse::default();
+        let mut all: Vec<Vec<u64>> = Vec::new();
+        for (i, (segs, prompt)) in reqs.iter().enumerate() {
+            let mut keys = Vec::new();
+            segment_keys(segs, *prompt, i as u64, &mut keys);
+            oracle.add(i as u64, &keys, *prompt, 16);
+            let mut h = Vec::new();
+            block_hashes(segs, *prompt, *prompt as u64, 16, i as u64, &mut h);
+            all.push(h);
+        }
+        for (i, (segs, prompt)) in reqs.iter().enumerate() {
+            let mut keys = Vec::new();
+            segment_keys(segs, *prompt, i as u64, &mut keys);
+            for (b, &h) in all[i].iter().enumerate() {
+                let (k, off) = key_of_token(&keys, (b as u64 + 1) * 16 - 1);
+                let expect = (i + 1..reqs.len())
+                    .find(|&j| all[j].contains(&h))
+                    .map_or(NEVER, |j| j as u64);
+                assert_eq!(
+                    oracle.next_use(k.chain, off, i as u64),
+                    expect,
+                    "req {i} block {b}"
+                );
+            }
+        }
     }
 }

@@ -21,8 +21,12 @@
 
 use super::block_pool::{BlockCounts, BlockId, BlockPool};
 use super::cpu_tier::CpuTier;
+use super::evictor::NextUse;
 use super::token_policy::TokenPolicy;
 use crate::idhash::IdMap;
+use crate::paging::NEVER;
+use crate::prefix::{key_of_token, SegmentKey};
+use std::sync::Arc;
 
 /// A request's blocks and content hashes.
 #[derive(Debug, Default)]
@@ -36,6 +40,8 @@ struct RequestBlocks {
     owner: u64,
     /// Prompt tokens (the token policy's budget is a share of it).
     prompt: u32,
+    /// The identities behind the hashes (kept only for a next-use oracle).
+    keys: Vec<SegmentKey>,
 }
 
 /// A prefix-cache lookup result, valid until the next call on the manager.
@@ -70,6 +76,14 @@ pub struct KvCacheManager {
     cpu: Option<CpuTier>,
     evicted_scratch: Vec<u64>,
     token: Option<TokenPolicy>,
+    oracle: Option<Arc<dyn NextUse>>,
+    next_use_scratch: Vec<u64>,
+}
+
+impl std::fmt::Debug for dyn NextUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NextUse")
+    }
 }
 
 impl KvCacheManager {
@@ -90,6 +104,56 @@ impl KvCacheManager {
             cpu: None,
             evicted_scratch: Vec::new(),
             token: None,
+            oracle: None,
+            next_use_scratch: Vec::new(),
+        }
+    }
+
+    /// Tell the eviction policy when each block content is next requested (Belady, oracle
+    /// predictions).
+    pub fn set_oracle(&mut self, oracle: Arc<dyn NextUse>) {
+        self.oracle = Some(oracle);
+    }
+
+    /// True when requests must give their segment keys ([`KvCacheManager::set_keys`]).
+    pub fn wants_keys(&self) -> bool {
+        self.oracle.is_some()
+    }
+
+    /// Give a registered request's segment keys (`fill` appends them).
+    pub fn set_keys(&mut self, id: u64, fill: impl FnOnce(&mut Vec<SegmentKey>)) {
+        let rb = self.requests.get_mut(&id).expect("request registered");
+        rb.keys.clear();
+        fill(&mut rb.keys);
+    }
+
+    /// When block `i` of a request is next requested after it, by the oracle.
+    fn next_use(oracle: &Option<Arc<dyn NextUse>>, rb: &RequestBlocks, i: usize, bs: u32) -> u64 {
+        let Some(o) = oracle else {
+            return NEVER;
+        };
+        if rb.keys.is_empty() {
+            return NEVER;
+        }
+        let (k, offset) = key_of_token(&rb.keys, (i as u64 + 1) * bs as u64 - 1);
+        if k.unique {
+            NEVER
+        } else {
+            o.next_use(k.chain, offset, rb.owner)
+        }
+    }
+
+    /// Next uses of the request's blocks `range`, in the order given, into the scratch
+    /// buffer (left empty without an oracle).
+    fn fill_next_uses(&mut self, id: u64, indices: impl Iterator<Item = usize>) {
+        self.next_use_scratch.clear();
+        if self.oracle.is_none() {
+            return;
+        }
+        let rb = &self.requests[&id];
+        for i in indices {
+            let n = Self::next_use(&self.oracle, rb, i, self.block_size);
+            self.next_use_scratch.push(n);
         }
     }
 
@@ -232,6 +296,7 @@ impl KvCacheManager {
         rb.blocks.clear();
         rb.hashes.clear();
         rb.num_cached = 0;
+        rb.keys.clear();
         fill(&mut rb.hashes);
         rb.prompt = 0;
         self.requests.insert(id, rb);
@@ -339,7 +404,9 @@ impl KvCacheManager {
         if new_blocks + evictable_hits + reserve as u64 > free {
             return false;
         }
-        self.pool.touch(hit_blocks);
+        self.fill_next_uses(id, 0..hit.blocks);
+        let hit_blocks: &[BlockId] = &self.hit_scratch[..hit.blocks];
+        self.pool.touch(hit_blocks, &self.next_use_scratch);
         let rb = self.requests.get_mut(&id).expect("request registered");
         if !hit_blocks.is_empty() {
             // Hits are whole cached blocks at the start of a request that holds none yet.
@@ -348,10 +415,10 @@ impl KvCacheManager {
         }
         self.pool.get_new_blocks(new_blocks as u32, &mut rb.blocks);
         if (rb.blocks.len() as u64) > needed {
-            // Eviction after the prompt: the compacted request returns its surplus tail.
-            let owner = rb.owner;
+            // Eviction after the prompt: the compacted request returns its surplus tail
+            // (token policies that compact blocks hold no hashes, so no next uses).
             self.pool
-                .free_blocks(rb.blocks.drain(needed as usize..).rev(), owner);
+                .free_blocks(rb.blocks.drain(needed as usize..).rev(), &[]);
             rb.num_cached = rb.num_cached.min(rb.blocks.len());
         }
         if let Some(cpu) = &mut self.cpu {
@@ -367,12 +434,21 @@ impl KvCacheManager {
         if self.enable_caching {
             let upto = (computed + num_new_tokens as u64).min(known_tokens as u64);
             let full = ((upto / self.block_size as u64) as usize).min(rb.hashes.len());
-            for i in rb.num_cached..full {
-                self.pool.cache_block(rb.blocks[i], rb.hashes[i]);
-            }
-            rb.num_cached = rb.num_cached.max(full);
+            self.register(id, full);
         }
         true
+    }
+
+    /// Register the request's blocks up to `full` (those not yet registered) as cached.
+    fn register(&mut self, id: u64, full: usize) {
+        let bs = self.block_size;
+        let rb = self.requests.get_mut(&id).expect("request registered");
+        let full = full.min(rb.hashes.len()).min(rb.blocks.len());
+        for i in rb.num_cached..full {
+            let next = Self::next_use(&self.oracle, rb, i, bs);
+            self.pool.cache_block(rb.blocks[i], rb.hashes[i], next);
+        }
+        rb.num_cached = rb.num_cached.max(full);
     }
 
     /// Register the request's first `num_full_blocks` blocks as cached, those not yet
@@ -382,23 +458,18 @@ impl KvCacheManager {
         if !self.enable_caching {
             return;
         }
-        let rb = self.requests.get_mut(&id).expect("request registered");
-        let full = (num_full_blocks as usize)
-            .min(rb.hashes.len())
-            .min(rb.blocks.len());
-        for i in rb.num_cached..full {
-            self.pool.cache_block(rb.blocks[i], rb.hashes[i]);
-        }
-        rb.num_cached = rb.num_cached.max(full);
+        self.register(id, num_full_blocks as usize);
     }
 
     /// Return all of a request's blocks, last block first.
     pub fn free(&mut self, id: u64) {
+        let n = self.requests[&id].blocks.len();
+        self.fill_next_uses(id, (0..n).rev());
         let rb = self.requests.get_mut(&id).expect("request registered");
         let blocks = std::mem::take(&mut rb.blocks);
         rb.num_cached = 0;
-        let owner = rb.owner;
-        self.pool.free_blocks(blocks.iter().rev().copied(), owner);
+        self.pool
+            .free_blocks(blocks.iter().rev().copied(), &self.next_use_scratch);
         let rb = self.requests.get_mut(&id).expect("request registered");
         rb.blocks = blocks;
         rb.blocks.clear();

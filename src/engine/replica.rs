@@ -469,9 +469,18 @@ impl Replica {
         self.steps_started
     }
 
-    /// Choose cached-block evictions with a paging policy.
-    pub fn set_evictor(&mut self, evictor: super::evictor::PolicyEvictor) {
-        self.scheduler.kv_mut().set_evictor(evictor);
+    /// Choose cached-block evictions with a paging policy, told next uses by `oracle` if
+    /// it looks ahead.
+    pub fn set_evictor(
+        &mut self,
+        evictor: super::evictor::PolicyEvictor,
+        oracle: Option<std::sync::Arc<dyn super::evictor::NextUse>>,
+    ) {
+        let kv = self.scheduler.kv_mut();
+        kv.set_evictor(evictor);
+        if let Some(o) = oracle {
+            kv.set_oracle(o);
+        }
     }
 
     /// Total preemptions.

@@ -219,6 +219,11 @@ impl Scheduler {
         self.kv.add_request(slot as u64, r.id, |out| {
             block_hashes(&r.segments, r.input_tokens, total, bs, r.id, out)
         });
+        if self.kv.wants_keys() {
+            self.kv.set_keys(slot as u64, |out| {
+                crate::prefix::segment_keys(&r.segments, r.input_tokens, r.id, out)
+            });
+        }
         self.kv.set_prompt(slot as u64, input);
         self.kv.observe_request(slot as u64, index, arrival, input);
     }

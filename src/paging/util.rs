@@ -262,6 +262,139 @@ impl<K: PartialOrd + Copy> IndexedHeap<K> {
     }
 }
 
+/// The pages in use in a serving run (pinned: cached but not evictable).
+#[derive(Debug, Clone, Default)]
+pub struct Pins {
+    pinned: Vec<bool>,
+    count: usize,
+}
+
+impl Pins {
+    /// Is `page` pinned?
+    pub fn is_pinned(&self, page: u32) -> bool {
+        self.pinned.get(page as usize).copied().unwrap_or(false)
+    }
+
+    /// Pin `page`; returns false if it already was.
+    pub fn pin(&mut self, page: u32) -> bool {
+        if page as usize >= self.pinned.len() {
+            self.pinned.resize(page as usize + 1, false);
+        }
+        let was = std::mem::replace(&mut self.pinned[page as usize], true);
+        self.count += usize::from(!was);
+        !was
+    }
+
+    /// Unpin `page`; returns false if it was not pinned.
+    pub fn unpin(&mut self, page: u32) -> bool {
+        let was = self.is_pinned(page);
+        if was {
+            self.pinned[page as usize] = false;
+            self.count -= 1;
+        }
+        was
+    }
+
+    /// Pinned pages.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when no page is pinned.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// The heap-keyed base of the policies whose victim is the evictable page with the largest
+/// key (FIFO, LFU, Belady, follow-the-prediction): evictable pages in an indexed heap,
+/// pages in use aside until they are unpinned with a fresh key.
+#[derive(Debug, Clone)]
+pub struct KeyedCache<K> {
+    heap: IndexedHeap<K>,
+    pins: Pins,
+}
+
+impl<K: PartialOrd + Copy> Default for KeyedCache<K> {
+    fn default() -> Self {
+        KeyedCache {
+            heap: IndexedHeap::default(),
+            pins: Pins::default(),
+        }
+    }
+}
+
+impl<K: PartialOrd + Copy> KeyedCache<K> {
+    /// Cached pages, in use or not.
+    pub fn len(&self) -> usize {
+        self.heap.len() + self.pins.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Is `page` cached?
+    pub fn contains(&self, page: u32) -> bool {
+        self.heap.contains(page) || self.pins.is_pinned(page)
+    }
+
+    /// Is `page` cached and evictable?
+    pub fn is_evictable(&self, page: u32) -> bool {
+        self.heap.contains(page)
+    }
+
+    /// Cache `page` evictable with `key`, or change the key of an evictable page.
+    pub fn set(&mut self, page: u32, key: K) {
+        debug_assert!(!self.pins.is_pinned(page));
+        self.heap.set(page, key);
+    }
+
+    /// The key of an evictable page.
+    pub fn key(&self, page: u32) -> Option<K> {
+        self.heap.key(page)
+    }
+
+    /// Cache `page` in use.
+    pub fn insert_pinned(&mut self, page: u32) {
+        self.pins.pin(page);
+    }
+
+    /// Take evictable `page` out of the eviction order while it is in use.
+    pub fn pin(&mut self, page: u32) {
+        if self.heap.contains(page) {
+            self.heap.remove(page);
+            self.pins.pin(page);
+        }
+    }
+
+    /// Make `page` evictable again with `key`.
+    pub fn unpin(&mut self, page: u32, key: K) {
+        if self.pins.unpin(page) {
+            self.heap.set(page, key);
+        }
+    }
+
+    /// Remove and return the evictable page with the largest key.
+    pub fn pop(&mut self) -> Option<u32> {
+        self.heap.pop().map(|(_, p)| p)
+    }
+
+    /// Forget `page`, in use or not.
+    pub fn remove(&mut self, page: u32) {
+        self.heap.remove(page);
+        self.pins.unpin(page);
+    }
+}
+
+/// Grow `v` to hold index `page`.
+pub fn grow<T: Clone>(v: &mut Vec<T>, page: u32, fill: T) {
+    if page as usize >= v.len() {
+        v.resize(page as usize + 1, fill);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -395,6 +395,16 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
                 ),
             ));
         }
+        if !(e.build)(&crate::paging::PolicyParams::new(2, 0, 0)).serves() {
+            return Err((
+                "kv_cache.eviction".into(),
+                format!(
+                    "policy `{}` cannot act in a serving run (it does not keep contents in use by running requests out of its choices); use it with `kvsim paging`, or one of: vllm, {}",
+                    k.eviction,
+                    crate::paging::policies::serving_names().join(", ")
+                ),
+            ));
+        }
         if e.uses_predictions() && k.predictor.is_none() {
             return Err((
                 "kv_cache.predictor".into(),

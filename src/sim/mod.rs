@@ -173,7 +173,7 @@ fn build_cluster(
         let cost = make_cost(&placement, r)?;
         let mut rep = Replica::in_cluster(setup, cost, audit, r, role, placement.host_link(r));
         if let Some(ev) = evictors.build(scenario, setup) {
-            rep.set_evictor(ev);
+            rep.set_evictor(ev, evictors.oracle.clone());
         }
         if let Some((blocks, policy)) = &setup.cpu_offload {
             rep.set_cpu_tier(CpuTier::new(*blocks, policy, scenario.seed)?);
@@ -252,12 +252,12 @@ impl EvictorFactory {
             return Ok(EvictorFactory { oracle: None });
         }
         let mut next = TraceNextUse::default();
-        let mut hashes = Vec::new();
+        let mut keys = Vec::new();
         for r in workload::open(&scenario.workload, scenario.seed)? {
             let r = r?;
-            hashes.clear();
-            prompt_block_hashes(&r, setup.block_size, &mut hashes);
-            next.add(r.id, &hashes);
+            keys.clear();
+            crate::prefix::segment_keys(&r.segments, r.input_tokens, r.id, &mut keys);
+            next.add(r.id, &keys, r.input_tokens, setup.block_size);
         }
         Ok(EvictorFactory {
             oracle: Some(Arc::new(next)),
@@ -284,7 +284,6 @@ impl EvictorFactory {
         Some(PolicyEvictor::new(
             &k.eviction,
             policy,
-            self.oracle.clone(),
             predictions,
             scenario.seed,
         ))

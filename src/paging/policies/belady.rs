@@ -1,14 +1,16 @@
 //! Belady's MIN, the offline optimum for unit pages: evict the cached page whose next
 //! request is furthest in the future. Next uses come from one backward pass over the trace
-//! ([`crate::paging::Trace::next_use`]); an indexed heap keeps every step O(log k).
+//! ([`crate::paging::Trace::next_use`]), or in serving from the workload's next-use oracle;
+//! an indexed heap keeps every step O(log k). In serving, a page in use cannot be evicted;
+//! its next use is taken when it is released.
 
-use crate::paging::util::IndexedHeap;
+use crate::paging::util::KeyedCache;
 use crate::paging::{Eviction, Req};
 
 /// Belady / MIN.
 #[derive(Default)]
 pub struct Belady {
-    heap: IndexedHeap<u64>,
+    cache: KeyedCache<u64>,
 }
 
 impl Belady {
@@ -23,26 +25,42 @@ impl Eviction for Belady {
         "belady".into()
     }
     fn find(&mut self, r: &Req) -> bool {
-        if self.heap.contains(r.page) {
-            self.heap.set(r.page, r.next_use);
-            true
-        } else {
-            false
+        if !self.cache.contains(r.page) {
+            return false;
         }
+        self.hit(r);
+        true
     }
     fn insert(&mut self, r: &Req) {
-        self.heap.set(r.page, r.next_use);
+        self.cache.set(r.page, r.next_use);
     }
     fn evict(&mut self, _: &Req) -> u32 {
-        self.heap.pop().expect("evict from an empty cache").1
+        self.cache.pop().expect("evict from an empty cache")
     }
     fn remove(&mut self, page: u32) {
-        self.heap.remove(page);
+        self.cache.remove(page);
     }
     fn len(&self) -> usize {
-        self.heap.len()
+        self.cache.len()
     }
     fn contains(&self, page: u32) -> bool {
-        self.heap.contains(page)
+        self.cache.contains(page)
+    }
+    fn serves(&self) -> bool {
+        true
+    }
+    fn insert_pinned(&mut self, r: &Req) {
+        self.cache.insert_pinned(r.page);
+    }
+    fn hit(&mut self, r: &Req) {
+        if self.cache.is_evictable(r.page) {
+            self.cache.set(r.page, r.next_use);
+        }
+    }
+    fn pin(&mut self, page: u32) {
+        self.cache.pin(page);
+    }
+    fn unpin(&mut self, r: &Req) {
+        self.cache.unpin(r.page, r.next_use);
     }
 }

@@ -1,19 +1,29 @@
-//! FIFO: evict the page inserted earliest; hits change nothing.
+//! FIFO: evict the page inserted earliest; hits change nothing. In serving, a page in use
+//! keeps its place and is skipped until it is released.
 
-use crate::paging::util::DList;
+use crate::paging::util::{grow, KeyedCache};
 use crate::paging::{Eviction, Req};
 
 /// First in, first out.
+#[derive(Default)]
 pub struct Fifo {
-    list: DList,
+    /// Key: minus the insertion number (the earliest insertion on top).
+    cache: KeyedCache<i64>,
+    inserted: Vec<i64>,
+    next: i64,
 }
 
 impl Fifo {
-    /// A FIFO cache for page ids below `num_pages`.
-    pub fn new(num_pages: usize) -> Self {
-        Fifo {
-            list: DList::new(num_pages),
-        }
+    /// An empty FIFO cache.
+    pub fn new() -> Self {
+        Fifo::default()
+    }
+
+    fn stamp(&mut self, page: u32) -> i64 {
+        grow(&mut self.inserted, page, 0);
+        self.next += 1;
+        self.inserted[page as usize] = -self.next;
+        -self.next
     }
 }
 
@@ -22,23 +32,35 @@ impl Eviction for Fifo {
         "fifo".into()
     }
     fn find(&mut self, r: &Req) -> bool {
-        self.list.contains(r.page)
+        self.cache.contains(r.page)
     }
     fn insert(&mut self, r: &Req) {
-        self.list.push_head(r.page);
+        let key = self.stamp(r.page);
+        self.cache.set(r.page, key);
     }
     fn evict(&mut self, _: &Req) -> u32 {
-        self.list.pop_tail().expect("evict from an empty cache")
+        self.cache.pop().expect("evict from an empty cache")
     }
     fn remove(&mut self, page: u32) {
-        if self.list.contains(page) {
-            self.list.unlink(page);
-        }
+        self.cache.remove(page);
     }
     fn len(&self) -> usize {
-        self.list.len()
+        self.cache.len()
     }
     fn contains(&self, page: u32) -> bool {
-        self.list.contains(page)
+        self.cache.contains(page)
+    }
+    fn serves(&self) -> bool {
+        true
+    }
+    fn insert_pinned(&mut self, r: &Req) {
+        self.stamp(r.page);
+        self.cache.insert_pinned(r.page);
+    }
+    fn pin(&mut self, page: u32) {
+        self.cache.pin(page);
+    }
+    fn unpin(&mut self, r: &Req) {
+        self.cache.unpin(r.page, self.inserted[r.page as usize]);
     }
 }

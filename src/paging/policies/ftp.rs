@@ -1,15 +1,16 @@
 //! Follow-the-prediction, also called BlindOracle: evict the cached page whose predicted
 //! next request is furthest away. With exact predictions it is Belady's MIN; with wrong
 //! ones it has no worst-case guarantee (its cost grows with the prediction error and can
-//! be unbounded against OPT), which is why the robust combinations exist.
+//! be unbounded against OPT), which is why the robust combinations exist. In serving, a page
+//! in use cannot be evicted; its prediction is taken when it is released.
 
-use crate::paging::util::IndexedHeap;
+use crate::paging::util::KeyedCache;
 use crate::paging::{Eviction, Req};
 
 /// Follow the prediction.
 #[derive(Default)]
 pub struct FollowPrediction {
-    heap: IndexedHeap<f64>,
+    cache: KeyedCache<f64>,
 }
 
 impl FollowPrediction {
@@ -24,26 +25,42 @@ impl Eviction for FollowPrediction {
         "ftp".into()
     }
     fn find(&mut self, r: &Req) -> bool {
-        if self.heap.contains(r.page) {
-            self.heap.set(r.page, r.pred);
-            true
-        } else {
-            false
+        if !self.cache.contains(r.page) {
+            return false;
         }
+        self.hit(r);
+        true
     }
     fn insert(&mut self, r: &Req) {
-        self.heap.set(r.page, r.pred);
+        self.cache.set(r.page, r.pred);
     }
     fn evict(&mut self, _: &Req) -> u32 {
-        self.heap.pop().expect("evict from an empty cache").1
+        self.cache.pop().expect("evict from an empty cache")
     }
     fn remove(&mut self, page: u32) {
-        self.heap.remove(page);
+        self.cache.remove(page);
     }
     fn len(&self) -> usize {
-        self.heap.len()
+        self.cache.len()
     }
     fn contains(&self, page: u32) -> bool {
-        self.heap.contains(page)
+        self.cache.contains(page)
+    }
+    fn serves(&self) -> bool {
+        true
+    }
+    fn insert_pinned(&mut self, r: &Req) {
+        self.cache.insert_pinned(r.page);
+    }
+    fn hit(&mut self, r: &Req) {
+        if self.cache.is_evictable(r.page) {
+            self.cache.set(r.page, r.pred);
+        }
+    }
+    fn pin(&mut self, page: u32) {
+        self.cache.pin(page);
+    }
+    fn unpin(&mut self, r: &Req) {
+        self.cache.unpin(r.page, r.pred);
     }
 }

@@ -1,11 +1,14 @@
-//! LRU: evict the least recently used page.
+//! LRU: evict the least recently used page. In serving a page's last use is its release
+//! (vLLM's free queue: a request's blocks are released tail first, so a prompt's first
+//! blocks are the most recent), and a page in use cannot be evicted.
 
-use crate::paging::util::DList;
+use crate::paging::util::{DList, Pins};
 use crate::paging::{Eviction, Req};
 
 /// Least recently used.
 pub struct Lru {
     list: DList,
+    pins: Pins,
 }
 
 impl Lru {
@@ -13,6 +16,7 @@ impl Lru {
     pub fn new(num_pages: usize) -> Self {
         Lru {
             list: DList::new(num_pages),
+            pins: Pins::default(),
         }
     }
 }
@@ -39,11 +43,35 @@ impl Eviction for Lru {
         if self.list.contains(page) {
             self.list.unlink(page);
         }
+        self.pins.unpin(page);
     }
     fn len(&self) -> usize {
-        self.list.len()
+        self.list.len() + self.pins.len()
     }
     fn contains(&self, page: u32) -> bool {
-        self.list.contains(page)
+        self.list.contains(page) || self.pins.is_pinned(page)
+    }
+    fn serves(&self) -> bool {
+        true
+    }
+    fn insert_pinned(&mut self, r: &Req) {
+        self.pins.pin(r.page);
+    }
+    fn hit(&mut self, r: &Req) {
+        // A pinned page's recency is set when it is released.
+        if self.list.contains(r.page) {
+            self.list.move_to_head(r.page);
+        }
+    }
+    fn pin(&mut self, page: u32) {
+        if self.list.contains(page) {
+            self.list.unlink(page);
+            self.pins.pin(page);
+        }
+    }
+    fn unpin(&mut self, r: &Req) {
+        if self.pins.unpin(r.page) {
+            self.list.push_head(r.page);
+        }
     }
 }

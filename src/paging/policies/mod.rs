@@ -99,7 +99,7 @@ pub const REGISTRY: &[Entry] = &[
         name: "fifo",
         prediction: None,
         randomized: false,
-        build: |p| Box::new(fifo::Fifo::new(p.num_pages)),
+        build: |_| Box::new(fifo::Fifo::new()),
     },
     Entry {
         name: "clock",
@@ -129,7 +129,7 @@ pub const REGISTRY: &[Entry] = &[
         name: "sieve",
         prediction: None,
         randomized: false,
-        build: |p| Box::new(sieve::Sieve::new(p.num_pages)),
+        build: |_| Box::new(sieve::Sieve::new()),
     },
     Entry {
         name: "marker",
@@ -257,6 +257,15 @@ impl Entry {
     pub fn uses_predictions(&self) -> bool {
         self.prediction.is_some()
     }
+}
+
+/// Names of the policies that act in a serving run ([`Eviction::serves`]).
+pub fn serving_names() -> Vec<&'static str> {
+    REGISTRY
+        .iter()
+        .filter(|e| (e.build)(&PolicyParams::new(2, 0, 0)).serves())
+        .map(|e| e.name)
+        .collect()
 }
 
 /// Names of every policy.
