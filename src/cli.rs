@@ -273,9 +273,22 @@ struct PagingArgs {
     /// Block size for request traces, tokens.
     #[arg(long, default_value_t = 16)]
     block_size: u32,
+    /// Order of a request trace's block requests: `trace` (every full prompt block in
+    /// order, any cached block a hit) or `serving` (a prefix cache as vLLM drives it, one
+    /// request at a time: prefix hits only, the request's blocks in use, release last block
+    /// first; see `docs/policies.md`).
+    #[arg(long, value_enum, default_value = "trace")]
+    order: PagingOrder,
     /// Also write the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
+}
+
+/// How a request trace becomes block requests in `kvsim paging`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum PagingOrder {
+    Trace,
+    Serving,
 }
 
 /// Inputs of `kvsim paging`.
@@ -920,6 +933,9 @@ fn paging(a: PagingArgs) -> Result<()> {
             predictors.push(Predictor::parse(name, 0.0)?);
         }
     }
+    if a.order == PagingOrder::Serving {
+        return paging_serving_order(&a);
+    }
     let traces = a
         .files
         .iter()
@@ -943,17 +959,57 @@ fn paging(a: PagingArgs) -> Result<()> {
         traces.len(),
         started.elapsed().as_secs_f64()
     );
-    if let Some(path) = a.csv {
+    write_paging_csv(a.csv.as_deref(), &rows)
+}
+
+/// `kvsim paging --order serving`: request traces replayed as a vLLM prefix cache.
+fn paging_serving_order(a: &PagingArgs) -> Result<()> {
+    use crate::paging::prefix_cache::{run_prefix, PrefixRequest, PrefixTrace};
+    let kind = match a.format {
+        PagingFormat::Text | PagingFormat::Csv => return Err(Error::input(
+            "--order serving needs a request trace (--format mooncake, azure, ragpulse or native)",
+        )),
+        PagingFormat::Mooncake => SourceKind::Mooncake,
+        PagingFormat::Azure => SourceKind::Azure,
+        PagingFormat::Ragpulse => SourceKind::Ragpulse,
+        PagingFormat::Native => SourceKind::Native,
+    };
+    let started = std::time::Instant::now();
+    let mut traces = Vec::new();
+    for f in &a.files {
+        let stream = workload::open(&Workload::of(SourceSpec::trace(kind, f.clone())), 0)?;
+        let mut requests = Vec::new();
+        for r in stream {
+            let r = r?;
+            let mut hashes = Vec::new();
+            crate::prefix::prompt_block_hashes(&r, a.block_size, &mut hashes);
+            requests.push(PrefixRequest::new(hashes, r.input_tokens, a.block_size));
+        }
+        traces.push(PrefixTrace::new(requests));
+    }
+    let rows = run_prefix(&traces, &a.k, &a.policies, a.runs, a.seed)?;
+    print!("{}", crate::paging::run::to_table(&rows));
+    eprintln!(
+        "{} traces in serving order, {} full blocks, {:.2} s",
+        traces.len(),
+        traces.iter().map(|t| t.full_blocks()).sum::<u64>(),
+        started.elapsed().as_secs_f64()
+    );
+    write_paging_csv(a.csv.as_deref(), &rows)
+}
+
+fn write_paging_csv(path: Option<&Path>, rows: &[crate::paging::run::PagingRow]) -> Result<()> {
+    if let Some(path) = path {
         let part = path.with_extension("csv.partial");
         let mut w = csv::Writer::from_path(&part)
             .map_err(|e| Error::failure(format!("cannot write {}: {e}", part.display())))?;
-        for r in &rows {
+        for r in rows {
             w.serialize(r)
                 .map_err(|e| Error::failure(format!("cannot write {}: {e}", part.display())))?;
         }
         w.flush()
             .map_err(|e| Error::failure(format!("cannot write {}: {e}", part.display())))?;
-        std::fs::rename(&part, &path)
+        std::fs::rename(&part, path)
             .map_err(|e| Error::failure(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(())

@@ -328,7 +328,7 @@ fn predictive_eviction_requires_a_predictor() {
         "validate",
         "scenarios/quickstart.yaml",
         "--set",
-        "kv_cache.eviction=robust-ftp",
+        "kv_cache.eviction=ftp",
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("kv_cache.predictor"));

@@ -4,6 +4,7 @@
 
 pub mod policies;
 pub mod predictor;
+pub mod prefix_cache;
 pub mod run;
 pub mod trace;
 pub mod util;

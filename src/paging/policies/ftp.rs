@@ -10,7 +10,10 @@ use crate::paging::{Eviction, Req};
 /// Follow the prediction.
 #[derive(Default)]
 pub struct FollowPrediction {
-    cache: KeyedCache<f64>,
+    /// Key (next use, minus the time of the last use): the furthest on top; among equal
+    /// next uses the page used longest ago (in serving, the deeper block of a prompt, which
+    /// is released first).
+    cache: KeyedCache<(f64, i64)>,
 }
 
 impl FollowPrediction {
@@ -32,7 +35,7 @@ impl Eviction for FollowPrediction {
         true
     }
     fn insert(&mut self, r: &Req) {
-        self.cache.set(r.page, r.pred);
+        self.cache.set(r.page, (r.pred, -(r.t as i64)));
     }
     fn evict(&mut self, _: &Req) -> u32 {
         self.cache.pop().expect("evict from an empty cache")
@@ -54,13 +57,13 @@ impl Eviction for FollowPrediction {
     }
     fn hit(&mut self, r: &Req) {
         if self.cache.is_evictable(r.page) {
-            self.cache.set(r.page, r.pred);
+            self.cache.set(r.page, (r.pred, -(r.t as i64)));
         }
     }
     fn pin(&mut self, page: u32) {
         self.cache.pin(page);
     }
     fn unpin(&mut self, r: &Req) {
-        self.cache.unpin(r.page, r.pred);
+        self.cache.unpin(r.page, (r.pred, -(r.t as i64)));
     }
 }
