@@ -45,6 +45,8 @@ struct Block {
     in_free_queue: bool,
     /// Held by the policy evictor (evictable cached block).
     in_policy: bool,
+    /// With a policy: the page id of the content it holds.
+    page: u32,
 }
 
 /// Counts of blocks by state. `used + cached + free == total` always holds.
@@ -81,6 +83,8 @@ pub struct BlockPool {
     evictions: u64,
     scratch: Vec<BlockId>,
     evictor: Option<PolicyEvictor>,
+    /// With a policy: the block holding each cached page.
+    block_of_page: Vec<BlockId>,
     /// Contents evicted since the last `take_evicted` (kept only when asked to).
     evicted: Option<Vec<u64>>,
 }
@@ -100,6 +104,7 @@ impl BlockPool {
                     dup_prev: NIL,
                     in_free_queue: false,
                     in_policy: false,
+                    page: NIL,
                 };
                 num_blocks as usize
             ],
@@ -112,6 +117,7 @@ impl BlockPool {
             evictions: 0,
             scratch: Vec::new(),
             evictor: None,
+            block_of_page: Vec::new(),
             evicted: None,
         };
         pool.blocks[0].ref_cnt = 1; // the null block
@@ -311,10 +317,8 @@ impl BlockPool {
 
     fn take_policy_victim(&mut self) -> BlockId {
         let ev = self.evictor.as_mut().expect("policy mode");
-        let hash = ev.evict();
-        let id = self
-            .get_cached_block(hash)
-            .expect("the policy holds cached contents only");
+        let page = ev.evict();
+        let id = self.block_of_page[page as usize];
         let b = &mut self.blocks[id as usize];
         assert!(
             b.in_policy && b.ref_cnt == 0,
@@ -333,14 +337,13 @@ impl BlockPool {
         for (i, &id) in ids.iter().enumerate() {
             let b = &mut self.blocks[id as usize];
             if let Some(ev) = self.evictor.as_mut() {
-                let h = b.hash;
                 if b.in_policy {
                     b.in_policy = false;
                     self.num_free -= 1;
                     self.num_free_hashed -= 1;
-                    ev.pin(h);
+                    ev.pin(b.page);
                 }
-                ev.hit(h, next_uses.get(i).copied().unwrap_or(NEVER));
+                ev.hit(b.page, next_uses.get(i).copied().unwrap_or(NEVER));
             } else if b.ref_cnt == 0 {
                 self.unlink(id);
             }
@@ -358,12 +361,11 @@ impl BlockPool {
             b.ref_cnt -= 1;
             if b.ref_cnt == 0 {
                 if let Some(ev) = self.evictor.as_mut() {
-                    let h = b.hash;
-                    if h != 0 {
+                    if b.hash != 0 {
                         b.in_policy = true;
                         self.num_free += 1;
                         self.num_free_hashed += 1;
-                        ev.unpin(h, next_uses.get(i).copied().unwrap_or(NEVER));
+                        ev.unpin(b.page, next_uses.get(i).copied().unwrap_or(NEVER));
                     } else {
                         unhashed.push(id);
                     }
@@ -388,11 +390,16 @@ impl BlockPool {
     pub fn cache_block(&mut self, id: BlockId, hash: u64, next_use: u64) {
         debug_assert!(hash != 0);
         if let Some(ev) = self.evictor.as_mut() {
-            if self.cached.contains_key(&hash) {
-                ev.hit(hash, next_use);
+            if let Some(e) = self.cached.get(&hash) {
+                ev.hit(self.blocks[e.first as usize].page, next_use);
                 return;
             }
-            ev.insert(hash, next_use);
+            let page = ev.insert(hash, next_use);
+            if page as usize >= self.block_of_page.len() {
+                self.block_of_page.resize(page as usize + 1, NIL);
+            }
+            self.block_of_page[page as usize] = id;
+            self.blocks[id as usize].page = page;
         }
         let b = &mut self.blocks[id as usize];
         debug_assert!(!b.in_free_queue && b.hash == 0);

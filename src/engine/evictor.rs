@@ -102,6 +102,9 @@ pub struct PolicyEvictor {
     predictions: BlockPredictions,
     noise: Option<(LogNormal<f64>, StdRng)>,
     clock: u64,
+    /// The policy remembers evicted contents: ids are looked up by hash and recycled when
+    /// it forgets them.
+    ghosts: bool,
 }
 
 impl PolicyEvictor {
@@ -113,6 +116,7 @@ impl PolicyEvictor {
         seed: u64,
     ) -> Self {
         debug_assert!(policy.serves());
+        let ghosts = policy.has_ghosts();
         let noise = match &predictions {
             BlockPredictions::Oracle { sigma } if *sigma > 0.0 => Some((
                 LogNormal::new(0.0, *sigma).expect("sigma >= 0"),
@@ -131,6 +135,7 @@ impl PolicyEvictor {
             predictions,
             noise,
             clock: 0,
+            ghosts,
         }
     }
 
@@ -144,12 +149,9 @@ impl PolicyEvictor {
         matches!(self.predictions, BlockPredictions::Oracle { .. }) || self.name == "belady"
     }
 
-    /// The id of a content, assigning one (a recycled id if any) the first time.
-    fn id_of(&mut self, hash: u64) -> u32 {
-        if let Some(&id) = self.content_id.get(&hash) {
-            return id;
-        }
-        let id = match self.free_ids.pop() {
+    /// A fresh id for a content: a recycled one if any.
+    fn new_id(&mut self, hash: u64) -> u32 {
+        match self.free_ids.pop() {
             Some(id) => {
                 self.content_hash[id as usize] = hash;
                 id
@@ -159,25 +161,28 @@ impl PolicyEvictor {
                 self.last_pred.push(f64::INFINITY);
                 self.content_hash.len() as u32 - 1
             }
-        };
-        self.content_id.insert(hash, id);
-        id
+        }
     }
 
-    fn known(&self, hash: u64) -> u32 {
-        *self
-            .content_id
-            .get(&hash)
-            .expect("the policy knows every cached content")
+    /// The id of a content entering the cache: the one a ghost list remembers, else fresh.
+    fn id_of(&mut self, hash: u64) -> u32 {
+        if !self.ghosts {
+            return self.new_id(hash);
+        }
+        if let Some(&id) = self.content_id.get(&hash) {
+            return id;
+        }
+        let id = self.new_id(hash);
+        self.content_id.insert(hash, id);
+        id
     }
 
     /// The request a policy sees for content `page`, next used at `next_use`; `release`
     /// asks a learned model for a fresh prediction.
     fn req(&mut self, page: u32, next_use: u64, release: bool) -> Req {
-        let hash = self.content_hash[page as usize];
         let pred = match &mut self.predictions {
             BlockPredictions::None => f64::INFINITY,
-            BlockPredictions::Learned(m) if release => m.predict(hash),
+            BlockPredictions::Learned(m) if release => m.predict(self.content_hash[page as usize]),
             BlockPredictions::Learned(_) => self.last_pred[page as usize],
             BlockPredictions::Oracle { .. } => match (&mut self.noise, next_use) {
                 (_, NEVER) => f64::MAX,
@@ -196,35 +201,35 @@ impl PolicyEvictor {
     }
 
     /// A request computed the new content `hash` (next used at `next_use`): cached, in use.
-    pub fn insert(&mut self, hash: u64, next_use: u64) {
+    /// Returns the content's page id.
+    pub fn insert(&mut self, hash: u64, next_use: u64) -> u32 {
         let page = self.id_of(hash);
         let r = self.req(page, next_use, false);
         self.policy.insert_pinned(&r);
         self.recycle();
+        page
     }
 
-    /// The cached content `hash` was requested again (a prefix hit, or computed again).
-    pub fn hit(&mut self, hash: u64, next_use: u64) {
-        let page = self.known(hash);
+    /// The cached content `page` was requested again (a prefix hit, or computed again).
+    pub fn hit(&mut self, page: u32, next_use: u64) {
         let r = self.req(page, next_use, false);
         self.policy.hit(&r);
     }
 
-    /// The cached content `hash` went into use.
-    pub fn pin(&mut self, hash: u64) {
-        let page = self.known(hash);
+    /// The cached content `page` went into use.
+    pub fn pin(&mut self, page: u32) {
         self.policy.pin(page);
     }
 
-    /// The cached content `hash` went out of use; it is next requested at `next_use`.
-    pub fn unpin(&mut self, hash: u64, next_use: u64) {
-        let page = self.known(hash);
+    /// The cached content `page` went out of use; it is next requested at `next_use`.
+    pub fn unpin(&mut self, page: u32, next_use: u64) {
         let r = self.req(page, next_use, true);
         self.policy.unpin(&r);
     }
 
-    /// Choose a victim among the contents out of use; returns its content hash.
-    pub fn evict(&mut self) -> u64 {
+    /// Choose a victim among the contents out of use; returns its page id (valid until the
+    /// next call).
+    pub fn evict(&mut self) -> u32 {
         self.clock += 1;
         let r = Req {
             t: self.clock,
@@ -233,31 +238,24 @@ impl PolicyEvictor {
             pred: f64::INFINITY,
         };
         let page = self.policy.evict(&r);
-        let hash = self.content_hash[page as usize];
-        if !self.policy.has_ghosts() {
-            self.forget(page);
-        }
-        self.recycle();
-        hash
-    }
-
-    fn forget(&mut self, page: u32) {
-        let hash = self.content_hash[page as usize];
-        if self.content_id.get(&hash) == Some(&page) {
-            self.content_id.remove(&hash);
+        if !self.ghosts {
             self.free_ids.push(page);
         }
+        self.recycle();
+        page
     }
 
     /// Reuse the ids of contents the policy no longer remembers.
     fn recycle(&mut self) {
-        if !self.policy.has_ghosts() {
+        if !self.ghosts {
             return;
         }
         self.policy.take_forgotten(&mut self.forgotten);
         while let Some(page) = self.forgotten.pop() {
-            if !self.policy.contains(page) {
-                self.forget(page);
+            let hash = self.content_hash[page as usize];
+            if !self.policy.contains(page) && self.content_id.get(&hash) == Some(&page) {
+                self.content_id.remove(&hash);
+                self.free_ids.push(page);
             }
         }
     }
@@ -293,10 +291,10 @@ impl PolicyEvictor {
         self.policy.is_empty()
     }
 
-    /// Content ids alive (cached or remembered by a ghost list): what the evictor's memory
-    /// grows with.
+    /// Content ids in use (cached, or remembered by a ghost list): what the evictor's
+    /// memory grows with.
     pub fn live_ids(&self) -> usize {
-        self.content_id.len()
+        self.content_hash.len() - self.free_ids.len()
     }
 }
 

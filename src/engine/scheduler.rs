@@ -114,6 +114,8 @@ pub struct Scheduler {
     /// Preemptions that swapped (a subset of `total_preemptions`).
     pub swap_preemptions: u64,
     swap_used: u64,
+    /// A request finished while in the waiting queue (it must leave it).
+    finished_waiting: bool,
 }
 
 impl Scheduler {
@@ -137,6 +139,7 @@ impl Scheduler {
             total_traffic: HostTraffic::default(),
             swap_preemptions: 0,
             swap_used: 0,
+            finished_waiting: false,
         }
     }
 
@@ -502,6 +505,7 @@ impl Scheduler {
             let cache_upto = r.num_computed - r.in_flight_tokens;
             let finished = r.generated >= r.output_limit;
             if finished {
+                self.finished_waiting |= !was_running;
                 r.status = Status::Finished;
                 out.finished.push(s.slot);
             }
@@ -523,7 +527,10 @@ impl Scheduler {
                     .is_some_and(|r| r.status != Status::Finished)
             };
             self.running.retain(live);
-            self.waiting.retain(live);
+            if std::mem::take(&mut self.finished_waiting) {
+                // A preempted request's last token arrived (asynchronous scheduling).
+                self.waiting.retain(live);
+            }
         }
     }
 
