@@ -5,6 +5,11 @@
 //! H_k the victim is a uniformly random unmarked page. Guarantee: O(1 + min(sqrt(eta/OPT),
 //! log k))-competitive, where eta is the l1 error of the predicted next-arrival times; at
 //! most 4 H_k-competitive whatever the predictions.
+//!
+//! Serving: the choice is among unmarked unpinned pages (see [`Marking`]); chains and the
+//! stale test follow the page of the request `evict` receives (a page id never cached
+//! counts as clean and starts a chain). A prediction is the latest of the page's requests
+//! and unpin. O(log k) per operation (amortized: chains are cleared at a phase change).
 
 use super::marking::Marking;
 use crate::paging::{Eviction, Req};
@@ -50,9 +55,9 @@ impl Eviction for PredictiveMarker {
         self.m.insert(r.page, r.pred);
     }
     fn evict(&mut self, r: &Req) -> u32 {
-        if self.m.num_unmarked() == 0 {
-            self.m.new_phase();
-            self.chains.clear();
+        if self.m.ensure_unmarked() && !self.chains.is_empty() {
+            // A fresh map, not `clear` (which is linear in the capacity).
+            self.chains = HashMap::new();
         }
         let victim = if !self.m.is_stale(r.page) {
             // A clean page starts a chain.
@@ -81,5 +86,20 @@ impl Eviction for PredictiveMarker {
     }
     fn contains(&self, page: u32) -> bool {
         self.m.contains(page)
+    }
+    fn serves(&self) -> bool {
+        true
+    }
+    fn insert_pinned(&mut self, r: &Req) {
+        self.m.insert_pinned(r.page, r.pred);
+    }
+    fn hit(&mut self, r: &Req) {
+        self.m.hit(r.page, r.pred);
+    }
+    fn pin(&mut self, page: u32) {
+        self.m.pin(page);
+    }
+    fn unpin(&mut self, r: &Req) {
+        self.m.unpin(r.page, r.pred);
     }
 }
