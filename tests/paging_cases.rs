@@ -862,11 +862,21 @@ fn serving_policies_never_evict_pinned_or_absent_pages() {
             let mut p = make_policy(name, &PolicyParams::new(k, 4, seed)).unwrap();
             assert!(p.serves(), "{name}");
             let (mut m, mut rng) = (ServingModel::default(), StdRng::seed_from_u64(seed));
+            // Pages given back as forgotten and not cached since.
+            let mut given = std::collections::HashSet::new();
             for t in 0..1500 {
                 serving_event(p.as_mut(), &mut m, &mut rng, t);
                 assert_eq!(p.len(), m.pages.len(), "{name} seed {seed} t {t}");
                 for q in 0..42 {
                     assert_eq!(p.contains(q), m.pages.contains_key(&q), "{name} {q}");
+                }
+                given.retain(|q| !m.pages.contains_key(q));
+                let mut out = Vec::new();
+                p.take_forgotten(&mut out);
+                assert!(out.is_empty() || p.has_ghosts(), "{name}");
+                for q in out {
+                    assert!(!p.contains(q), "{name}: forgot cached {q}");
+                    assert!(given.insert(q), "{name}: {q} given twice");
                 }
             }
         }

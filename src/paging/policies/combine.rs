@@ -500,3 +500,46 @@ mod tests {
         assert!(c.contains(3) && c.contains(2) && c.contains(4) && c.len() == 3);
     }
 }
+
+#[cfg(test)]
+mod scale {
+    use super::*;
+    use crate::paging::{make_policy, PolicyParams, NEVER};
+
+    #[test]
+    fn evictions_cost_o_log_k_with_most_pages_pinned() {
+        // 100,000 pinned pages, sub-policies of 100,000 pages, and 20,000 rounds of a new
+        // page entering, leaving use and being evicted (a scan per eviction would cost 2e9
+        // steps here).
+        let (n, k) = (100_000u32, 100_000);
+        let p = PolicyParams::new(k, 0, 0);
+        let (a, b) = (
+            make_policy("ftp", &p).unwrap(),
+            make_policy("lru", &p).unwrap(),
+        );
+        let mut c = Combined::new(
+            "c".into(),
+            a,
+            b,
+            k,
+            0,
+            Scheme::Deterministic { gamma: 0.01 },
+            0,
+        );
+        let r = |t: u64, page: u32| Req {
+            t,
+            page,
+            next_use: NEVER,
+            pred: (t % 977) as f64,
+        };
+        for i in 0..n {
+            c.insert_pinned(&r(i as u64, i));
+        }
+        for i in n..n + 20_000 {
+            c.insert_pinned(&r(i as u64, i));
+            c.unpin(&r(i as u64, i));
+            assert_eq!(c.evict(&r(i as u64, u32::MAX - 1)), i);
+        }
+        assert_eq!(c.len(), n as usize);
+    }
+}

@@ -6,7 +6,8 @@
 //! Serving: the choice is among unmarked unpinned pages (see [`Marking`]); the stale test
 //! is on the page of the request `evict` receives (a page id never cached, such as the
 //! serving simulator's sentinel for a block without content yet, counts as clean). A
-//! prediction is the latest of the page's requests and unpin. O(log k) per operation.
+//! prediction is the latest of the page's requests and unpin. A page evicted or removed is
+//! forgotten (its id reusable) once its phase has ended. O(log k) per operation.
 
 use super::marking::Marking;
 use crate::paging::{Eviction, Req};
@@ -23,7 +24,7 @@ impl LMarker {
     /// An LMarker cache.
     pub fn new(num_pages: usize, seed: u64) -> Self {
         LMarker {
-            m: Marking::new(num_pages),
+            m: Marking::with_ghosts(num_pages),
             rng: StdRng::seed_from_u64(seed),
         }
     }
@@ -78,5 +79,13 @@ impl Eviction for LMarker {
     }
     fn unpin(&mut self, r: &Req) {
         self.m.unpin(r.page, r.pred);
+    }
+    fn take_forgotten(&mut self, out: &mut Vec<u32>) {
+        self.m.take_forgotten(out);
+    }
+    fn has_ghosts(&self) -> bool {
+        // The stale test (and Predictive Marker's chains) remember the pages evicted in
+        // the current phase.
+        true
     }
 }

@@ -76,3 +76,36 @@ impl Eviction for Marker {
         self.m.unpin(r.page, r.pred);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paging::NEVER;
+
+    fn req(t: u64, page: u32) -> Req {
+        Req {
+            t,
+            page,
+            next_use: NEVER,
+            pred: t as f64,
+        }
+    }
+
+    #[test]
+    fn a_phase_change_costs_o1_with_most_pages_pinned() {
+        // 200,000 pinned pages and one unpinned page at a time, marked by its insert: every
+        // eviction begins a phase (a linear phase change would cost 4e9 steps here).
+        let n = 200_000u32;
+        let mut p = Marker::new(0, 1);
+        for i in 0..n {
+            p.insert_pinned(&req(i as u64, i));
+        }
+        for i in n..n + 20_000 {
+            p.insert_pinned(&req(i as u64, i));
+            p.unpin(&req(i as u64, i));
+            assert_eq!(p.evict(&req(i as u64, u32::MAX - 1)), i);
+        }
+        assert_eq!(p.m.phase, 20_001);
+        assert_eq!(p.len(), n as usize);
+    }
+}

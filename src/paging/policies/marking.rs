@@ -18,6 +18,13 @@
 //! change with both collections non-empty (LNonMarker's phases, counted in distinct
 //! requests) merges the smaller into the larger. [`Marking::random_unmarked_where`] is
 //! linear in the unmarked pages.
+//!
+//! Forgetting (serving). Whether a missing page is stale depends on its history in the
+//! phase, so a page evicted or removed in a phase is remembered until the phase ends; from
+//! then on [`Marking::take_forgotten`] gives it back (unless it is cached again), so that
+//! its id may be reused. Only a state made by [`Marking::with_ghosts`] keeps this list,
+//! from its first [`Marking::insert_pinned`] on (a serving run: the paging lab never calls
+//! it, and nobody would take the list).
 
 use crate::paging::util::IndexedHeap;
 use rand::rngs::StdRng;
@@ -72,6 +79,13 @@ pub struct Marking {
     /// Unpinned pages: `pools[unmarked]` unmarked, the other marked.
     pools: [Pool; 2],
     unmarked: usize,
+    /// Serving: pages evicted or removed in this phase, those of earlier phases, and who is
+    /// listed in either.
+    gone: Vec<u32>,
+    forgettable: Vec<u32>,
+    listed: Vec<bool>,
+    ghosts: bool,
+    track_gone: bool,
     /// Current phase number (from 1).
     pub phase: u32,
 }
@@ -90,7 +104,21 @@ impl Marking {
             len: 0,
             pools: [Pool::default(), Pool::default()],
             unmarked: 0,
+            gone: Vec::new(),
+            forgettable: Vec::new(),
+            listed: vec![false; num_pages],
+            ghosts: false,
+            track_gone: false,
             phase: 1,
+        }
+    }
+
+    /// Empty state that remembers evicted pages until their phase ends, in serving (see
+    /// the module doc).
+    pub fn with_ghosts(num_pages: usize) -> Self {
+        Marking {
+            ghosts: true,
+            ..Marking::new(num_pages)
         }
     }
 
@@ -104,6 +132,7 @@ impl Marking {
             self.pred.resize(n, f64::INFINITY);
             self.touched.resize(n, 0);
             self.cached_at_touch.resize(n, false);
+            self.listed.resize(n, false);
         }
     }
 
@@ -206,6 +235,7 @@ impl Marking {
 
     /// Cache `page` marked and pinned, with prediction `pred`.
     pub fn insert_pinned(&mut self, page: u32, pred: f64) {
+        self.track_gone = self.ghosts;
         self.add(page, pred, true);
     }
 
@@ -238,11 +268,33 @@ impl Marking {
         self.cached[page as usize] = false;
         self.pinned[page as usize] = false;
         self.len -= 1;
+        if self.track_gone && !self.listed[page as usize] {
+            self.listed[page as usize] = true;
+            self.gone.push(page);
+        }
+    }
+
+    /// Serving: move into `out` the pages evicted or removed in earlier phases and not
+    /// cached since (each once); their ids may be reused.
+    pub fn take_forgotten(&mut self, out: &mut Vec<u32>) {
+        for page in std::mem::take(&mut self.forgettable) {
+            let p = page as usize;
+            if self.contains(page) {
+                self.listed[p] = false;
+            } else if self.touched[p] == self.phase {
+                // Cached again and gone again in this phase: remembered until it ends.
+                self.gone.push(page);
+            } else {
+                self.listed[p] = false;
+                out.push(page);
+            }
+        }
     }
 
     /// Start a new phase: every cached page becomes unmarked and stale.
     pub fn new_phase(&mut self) {
         self.phase += 1;
+        self.forgettable.append(&mut self.gone);
         let marked = 1 - self.unmarked;
         if self.pools[self.unmarked].len() >= self.pools[marked].len() {
             self.merge(marked, self.unmarked);
@@ -464,5 +516,49 @@ mod tests {
         assert!(!m.is_stale(7));
         let mut rng = StdRng::seed_from_u64(1);
         assert_eq!(m.random_unmarked(&mut rng), Some(0));
+    }
+}
+
+#[cfg(test)]
+mod forgetting {
+    use super::*;
+
+    #[test]
+    fn evicted_pages_are_forgotten_once_their_phase_ends() {
+        let mut m = Marking::with_ghosts(0);
+        for p in 0..3 {
+            m.insert_pinned(p, 0.0);
+            m.unpin(p, 0.0);
+        }
+        m.remove(0);
+        m.remove(1);
+        let mut out = Vec::new();
+        m.take_forgotten(&mut out);
+        assert!(out.is_empty(), "still in their phase");
+        m.new_phase();
+        m.insert(1, 0.0);
+        m.take_forgotten(&mut out);
+        assert_eq!(out, [0], "1 is cached again");
+        out.clear();
+        m.remove(1);
+        m.insert(0, 0.0);
+        m.remove(0);
+        m.take_forgotten(&mut out);
+        assert!(out.is_empty(), "gone again in this phase");
+        m.new_phase();
+        m.take_forgotten(&mut out);
+        out.sort();
+        assert_eq!(out, [0, 1]);
+        m.take_forgotten(&mut out);
+        assert_eq!(out, [0, 1], "each once");
+    }
+
+    #[test]
+    fn the_lab_keeps_no_list() {
+        let mut m = Marking::with_ghosts(0);
+        m.insert(0, 0.0);
+        m.remove(0);
+        m.new_phase();
+        assert!(m.forgettable.is_empty() && m.gone.is_empty());
     }
 }

@@ -9,7 +9,8 @@
 //! Serving: the choice is among unmarked unpinned pages (see [`Marking`]); chains and the
 //! stale test follow the page of the request `evict` receives (a page id never cached
 //! counts as clean and starts a chain). A prediction is the latest of the page's requests
-//! and unpin. O(log k) per operation (amortized: chains are cleared at a phase change).
+//! and unpin. A page evicted or removed is forgotten (its id reusable) once its phase has
+//! ended. O(log k) per operation (amortized: chains are cleared at a phase change).
 
 use super::marking::Marking;
 use crate::paging::{Eviction, Req};
@@ -31,7 +32,7 @@ impl PredictiveMarker {
     pub fn new(k: usize, num_pages: usize, seed: u64) -> Self {
         let hk = (1..=k).map(|i| 1.0 / i as f64).sum();
         PredictiveMarker {
-            m: Marking::new(num_pages),
+            m: Marking::with_ghosts(num_pages),
             rng: StdRng::seed_from_u64(seed),
             hk,
             chains: HashMap::new(),
@@ -101,5 +102,13 @@ impl Eviction for PredictiveMarker {
     }
     fn unpin(&mut self, r: &Req) {
         self.m.unpin(r.page, r.pred);
+    }
+    fn take_forgotten(&mut self, out: &mut Vec<u32>) {
+        self.m.take_forgotten(out);
+    }
+    fn has_ghosts(&self) -> bool {
+        // The stale test (and Predictive Marker's chains) remember the pages evicted in
+        // the current phase.
+        true
     }
 }
