@@ -657,3 +657,228 @@ fn mark_predict_mean_cost_stays_within_new_pages_plus_2hk_per_wrong_bit() {
         }
     }
 }
+
+// ---- Serving: pins, hits and evictions on demand ----
+
+fn sreq(t: u64, page: u32, pred: f64) -> kvsim::paging::Req {
+    kvsim::paging::Req {
+        t,
+        page,
+        next_use: kvsim::paging::NEVER,
+        pred,
+    }
+}
+
+#[test]
+fn marking_policies_serve_a_hand_computed_sequence() {
+    // A B C enter pinned (marked). Unpin A; evict: no unmarked unpinned page, so a phase
+    // begins (all unmarked) and A, the only unpinned page, goes. Hit B (pinned: marks it),
+    // unpin B and C: C is the only unmarked unpinned page. Pin B, D enters and leaves use:
+    // D is marked, B pinned, so a phase begins and D goes. Unpin B (unmarked since the phase
+    // change): it is choosable while E, just in, is pinned.
+    for name in ["marker", "lmarker", "predictive-marker"] {
+        for seed in 0..20 {
+            let mut p = make_policy(name, &PolicyParams::new(3, 8, seed)).unwrap();
+            assert!(p.serves(), "{name}");
+            for (t, page) in [(0, 0), (1, 1), (2, 2)] {
+                p.insert_pinned(&sreq(t, page, 10.0));
+            }
+            p.unpin(&sreq(3, 0, 10.0));
+            assert_eq!(p.evict(&sreq(4, 7, 1.0)), 0, "{name}");
+            p.hit(&sreq(5, 1, 10.0));
+            p.unpin(&sreq(6, 1, 10.0));
+            p.unpin(&sreq(7, 2, 10.0));
+            assert_eq!(p.evict(&sreq(8, 7, 1.0)), 2, "{name}");
+            p.pin(1);
+            p.insert_pinned(&sreq(9, 3, 10.0));
+            p.unpin(&sreq(10, 3, 10.0));
+            assert_eq!(p.evict(&sreq(11, 7, 1.0)), 3, "{name}");
+            p.unpin(&sreq(12, 1, 10.0));
+            p.insert_pinned(&sreq(13, 4, 10.0));
+            assert_eq!(p.evict(&sreq(14, 7, 1.0)), 1, "{name}");
+            assert_eq!(p.len(), 1);
+            assert!(p.contains(4) && !p.contains(1) && !p.contains(0));
+        }
+    }
+}
+
+#[test]
+fn combination_serves_a_hand_computed_sequence() {
+    // Both sub-policies FTP with k = 2 (so the leader does not matter). A(10) B(20) C(30)
+    // enter pinned: FTP keeps A and C. Unpin B and A: B is outside FTP's cache, so it goes
+    // (and is forgotten: nobody holds it). Hit A (50); D(40) enters pinned: FTP evicts A,
+    // which goes next although C and D are older or newer: they are pinned. Unpin C and D:
+    // both are in FTP's cache, so the earliest placed, C, goes (FTP still holds it).
+    let p = PolicyParams::new(2, 8, 0);
+    let mut c = Combined::new(
+        "c".into(),
+        make_policy("ftp", &p).unwrap(),
+        make_policy("ftp", &p).unwrap(),
+        2,
+        8,
+        Scheme::Deterministic { gamma: 0.01 },
+        0,
+    );
+    assert!(c.serves() && c.has_ghosts());
+    for (t, page, pred) in [(1, 0, 10.0), (2, 1, 20.0), (3, 2, 30.0)] {
+        c.insert_pinned(&sreq(t, page, pred));
+    }
+    c.unpin(&sreq(4, 1, 20.0));
+    c.unpin(&sreq(4, 0, 10.0));
+    assert_eq!(c.evict(&sreq(5, 7, 0.0)), 1);
+    let mut gone = Vec::new();
+    c.take_forgotten(&mut gone);
+    assert_eq!(gone, [1]);
+    c.hit(&sreq(6, 0, 50.0));
+    c.insert_pinned(&sreq(7, 3, 40.0));
+    assert_eq!(c.evict(&sreq(8, 7, 0.0)), 0);
+    c.unpin(&sreq(9, 2, 30.0));
+    c.unpin(&sreq(9, 3, 40.0));
+    assert_eq!(c.evict(&sreq(10, 7, 0.0)), 2);
+    gone.clear();
+    c.take_forgotten(&mut gone);
+    assert_eq!(gone, [0], "C is still in FTP's cache");
+    assert_eq!(c.len(), 1);
+    assert!(c.contains(3));
+}
+
+#[test]
+fn combination_places_a_page_inserted_after_a_remove_at_its_insert() {
+    // Regression (lab calls). k = 3, both followed policies FTP: A(100) B(200) C(5), remove
+    // A, D(1000): FTP evicts B (it still holds A). E(1): FTP evicts D, so B and D are both
+    // outside it, and B was placed first. The earlier frame rule put D into A's frame with
+    // A's placement time and evicted D.
+    let p = PolicyParams::new(3, 8, 0);
+    let mut c = Combined::new(
+        "c".into(),
+        make_policy("ftp", &p).unwrap(),
+        make_policy("ftp", &p).unwrap(),
+        3,
+        8,
+        Scheme::Deterministic { gamma: 0.01 },
+        0,
+    );
+    for (t, page, pred) in [(0, 0, 100.0), (1, 1, 200.0), (2, 2, 5.0)] {
+        assert!(!c.find(&sreq(t, page, pred)));
+        c.insert(&sreq(t, page, pred));
+    }
+    c.remove(0);
+    assert!(!c.find(&sreq(3, 3, 1000.0)));
+    c.insert(&sreq(3, 3, 1000.0));
+    let e = sreq(4, 4, 1.0);
+    assert!(!c.find(&e));
+    assert_eq!(c.evict(&e), 1, "B, placed before D");
+    c.insert(&e);
+    assert!(c.contains(2) && c.contains(3) && c.contains(4));
+}
+
+/// Reference model of a serving cache: page -> (pinned, marked); phases as in marking.
+#[derive(Default)]
+struct ServingModel {
+    pages: std::collections::HashMap<u32, (bool, bool)>,
+}
+
+impl ServingModel {
+    fn pick(&self, rng: &mut StdRng, keep: impl Fn(&(bool, bool)) -> bool) -> Option<u32> {
+        let mut c: Vec<u32> = (self.pages.iter())
+            .filter(|(_, v)| keep(v))
+            .map(|(&p, _)| p)
+            .collect();
+        c.sort();
+        (!c.is_empty()).then(|| c[rng.gen_range(0..c.len())])
+    }
+}
+
+/// One random serving event on `p` and the model; checks an eviction's victim.
+fn serving_event(p: &mut dyn Eviction, m: &mut ServingModel, rng: &mut StdRng, t: u64) {
+    let marking = ["marker", "lmarker", "predictive-marker"].contains(&p.name().as_str());
+    let r = |page| kvsim::paging::Req {
+        t,
+        page,
+        next_use: t + 1 + (page as u64 * 7 + t) % 13,
+        pred: (page as u64 * 31 % 17) as f64 + t as f64,
+    };
+    match rng.gen_range(0..6) {
+        0 => {
+            let page = rng.gen_range(0..40);
+            if let std::collections::hash_map::Entry::Vacant(e) = m.pages.entry(page) {
+                p.insert_pinned(&r(page));
+                e.insert((true, true));
+            }
+        }
+        1 => {
+            if let Some(q) = m.pick(rng, |_| true) {
+                p.hit(&r(q));
+                m.pages.get_mut(&q).unwrap().1 = true;
+            }
+        }
+        2 => {
+            if let Some(q) = m.pick(rng, |v| !v.0) {
+                p.pin(q);
+                m.pages.get_mut(&q).unwrap().0 = true;
+            }
+        }
+        3 => {
+            if let Some(q) = m.pick(rng, |v| v.0) {
+                p.unpin(&r(q));
+                m.pages.get_mut(&q).unwrap().0 = false;
+            }
+        }
+        4 => {
+            if let Some(q) = m.pick(rng, |_| true) {
+                p.remove(q);
+                m.pages.remove(&q);
+            }
+        }
+        _ => {
+            if m.pages.values().any(|v| !v.0) {
+                if marking && !m.pages.values().any(|v| !v.0 && !v.1) {
+                    m.pages.values_mut().for_each(|v| v.1 = false);
+                }
+                let v = p.evict(&r(u32::MAX - 1));
+                let state = m.pages.remove(&v);
+                assert!(state.is_some_and(|s| !s.0), "{}: evicted {v}", p.name());
+                if marking {
+                    assert!(!state.unwrap().1, "{}: evicted marked {v}", p.name());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn serving_policies_never_evict_pinned_or_absent_pages() {
+    let names = [
+        "marker",
+        "predictive-marker",
+        "lmarker",
+        "lnonmarker",
+        "robust-ftp",
+        "switch-ftp",
+    ];
+    for name in names {
+        for seed in 0..10 {
+            let k = 2 + seed as usize;
+            let mut p = make_policy(name, &PolicyParams::new(k, 4, seed)).unwrap();
+            assert!(p.serves(), "{name}");
+            let (mut m, mut rng) = (ServingModel::default(), StdRng::seed_from_u64(seed));
+            // Pages given back as forgotten and not cached since.
+            let mut given = std::collections::HashSet::new();
+            for t in 0..1500 {
+                serving_event(p.as_mut(), &mut m, &mut rng, t);
+                assert_eq!(p.len(), m.pages.len(), "{name} seed {seed} t {t}");
+                for q in 0..42 {
+                    assert_eq!(p.contains(q), m.pages.contains_key(&q), "{name} {q}");
+                }
+                given.retain(|q| !m.pages.contains_key(q));
+                let mut out = Vec::new();
+                p.take_forgotten(&mut out);
+                assert!(out.is_empty() || p.has_ghosts(), "{name}");
+                for q in out {
+                    assert!(!p.contains(q), "{name}: forgot cached {q}");
+                    assert!(given.insert(q), "{name}: {q} given twice");
+                }
+            }
+        }
+    }
+}

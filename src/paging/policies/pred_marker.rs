@@ -5,6 +5,12 @@
 //! H_k the victim is a uniformly random unmarked page. Guarantee: O(1 + min(sqrt(eta/OPT),
 //! log k))-competitive, where eta is the l1 error of the predicted next-arrival times; at
 //! most 4 H_k-competitive whatever the predictions.
+//!
+//! Serving: the choice is among unmarked unpinned pages (see [`Marking`]); chains and the
+//! stale test follow the page of the request `evict` receives (a page id never cached
+//! counts as clean and starts a chain). A prediction is the latest of the page's requests
+//! and unpin. A page evicted or removed is forgotten (its id reusable) once its phase has
+//! ended. O(log k) per operation (amortized: chains are cleared at a phase change).
 
 use super::marking::Marking;
 use crate::paging::{Eviction, Req};
@@ -26,7 +32,7 @@ impl PredictiveMarker {
     pub fn new(k: usize, num_pages: usize, seed: u64) -> Self {
         let hk = (1..=k).map(|i| 1.0 / i as f64).sum();
         PredictiveMarker {
-            m: Marking::new(num_pages),
+            m: Marking::with_ghosts(num_pages),
             rng: StdRng::seed_from_u64(seed),
             hk,
             chains: HashMap::new(),
@@ -50,9 +56,9 @@ impl Eviction for PredictiveMarker {
         self.m.insert(r.page, r.pred);
     }
     fn evict(&mut self, r: &Req) -> u32 {
-        if self.m.num_unmarked() == 0 {
-            self.m.new_phase();
-            self.chains.clear();
+        if self.m.ensure_unmarked() && !self.chains.is_empty() {
+            // A fresh map, not `clear` (which is linear in the capacity).
+            self.chains = HashMap::new();
         }
         let victim = if !self.m.is_stale(r.page) {
             // A clean page starts a chain.
@@ -81,5 +87,28 @@ impl Eviction for PredictiveMarker {
     }
     fn contains(&self, page: u32) -> bool {
         self.m.contains(page)
+    }
+    fn serves(&self) -> bool {
+        true
+    }
+    fn insert_pinned(&mut self, r: &Req) {
+        self.m.insert_pinned(r.page, r.pred);
+    }
+    fn hit(&mut self, r: &Req) {
+        self.m.hit(r.page, r.pred);
+    }
+    fn pin(&mut self, page: u32) {
+        self.m.pin(page);
+    }
+    fn unpin(&mut self, r: &Req) {
+        self.m.unpin(r.page, r.pred);
+    }
+    fn take_forgotten(&mut self, out: &mut Vec<u32>) {
+        self.m.take_forgotten(out);
+    }
+    fn has_ghosts(&self) -> bool {
+        // The stale test (and Predictive Marker's chains) remember the pages evicted in
+        // the current phase.
+        true
     }
 }
