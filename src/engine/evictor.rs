@@ -30,49 +30,82 @@ pub trait NextUse {
 
 /// Next uses from one pass over the workload, kept per trace segment rather than per block
 /// (a segment of a few hundred tokens covers many blocks): for every segment chain, the
-/// requests whose prompts hold it, in order, with the last block offset each covers.
+/// requests whose prompts hold it, in order, with the last block offset each covers. Built
+/// with [`TraceNextUse::add`], then frozen with [`TraceNextUse::finish`] into one flat array.
 #[derive(Default)]
 pub struct TraceNextUse {
-    by_chain: IdMap<Vec<(u32, u32)>>,
+    entries: Vec<(u64, u32, u32)>,
+    /// Chain to its range of `flat`.
+    by_chain: IdMap<(u32, u32)>,
+    flat: Vec<(u32, u32)>,
 }
 
 impl TraceNextUse {
     /// Record request `index` with its segment keys and prompt length, for blocks of
-    /// `block_size` tokens.
+    /// `block_size` tokens (requests in index order).
     pub fn add(&mut self, index: u64, keys: &[SegmentKey], prompt_tokens: u32, block_size: u32) {
         let bs = block_size as u64;
         let full_end = prompt_tokens as u64 / bs * bs; // one past the last full-block token
         for k in keys.iter().filter(|k| !k.unique) {
             let end = k.end.min(full_end);
-            if end <= k.start {
-                continue;
-            }
             // The last block ending in [start, end): its last token is the largest
             // `m * bs - 1` below `end`.
             let last = end / bs * bs;
-            if last == 0 || last - 1 < k.start {
+            if end <= k.start || last == 0 || last - 1 < k.start {
                 continue;
             }
             let offset = (last - 1 - k.start) as u32;
-            let v = self.by_chain.entry(k.chain).or_default();
-            match v.last_mut() {
-                Some(e) if e.0 == index as u32 => e.1 = e.1.max(offset),
-                _ => v.push((index as u32, offset)),
-            }
+            self.entries.push((k.chain, index as u32, offset));
         }
     }
+
+    /// Group the recorded entries by chain (each chain's requests in order).
+    pub fn finish(mut self) -> Self {
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.sort_unstable();
+        self.flat.reserve_exact(entries.len());
+        let mut i = 0;
+        while i < entries.len() {
+            let chain = entries[i].0;
+            let start = self.flat.len() as u32;
+            while i < entries.len() && entries[i].0 == chain {
+                let (_, r, o) = entries[i];
+                let len = self.flat.len() as u32;
+                match self.flat.last_mut() {
+                    Some(e) if len > start && e.0 == r => e.1 = e.1.max(o),
+                    _ => self.flat.push((r, o)),
+                }
+                i += 1;
+            }
+            self.by_chain
+                .insert(chain, (start, self.flat.len() as u32 - start));
+        }
+        self.flat.shrink_to_fit();
+        self
+    }
+
+    /// The requests holding `chain` after request `after`, with their last offsets.
+    pub fn after(&self, chain: u64, after: u64) -> &[(u32, u32)] {
+        let Some(&(start, len)) = self.by_chain.get(&chain) else {
+            return &[];
+        };
+        let v = &self.flat[start as usize..(start + len) as usize];
+        &v[v.partition_point(|&(r, _)| r as u64 <= after)..]
+    }
+}
+
+/// The first request of `candidates` (from [`TraceNextUse::after`]) holding a block that
+/// ends at `offset`.
+pub fn first_covering(candidates: &[(u32, u32)], offset: u64) -> u64 {
+    candidates
+        .iter()
+        .find(|&&(_, o)| o as u64 >= offset)
+        .map_or(NEVER, |&(r, _)| r as u64)
 }
 
 impl NextUse for TraceNextUse {
     fn next_use(&self, chain: u64, offset: u64, after: u64) -> u64 {
-        let Some(v) = self.by_chain.get(&chain) else {
-            return NEVER;
-        };
-        let i = v.partition_point(|&(r, _)| r as u64 <= after);
-        v[i..]
-            .iter()
-            .find(|&&(_, o)| o as u64 >= offset)
-            .map_or(NEVER, |&(r, _)| r as u64)
+        first_covering(self.after(chain, after), offset)
     }
 }
 
@@ -341,6 +374,7 @@ mod tests {
             block_hashes(segs, *prompt, *prompt as u64, 16, i as u64, &mut h);
             all.push(h);
         }
+        let oracle = oracle.finish();
         for (i, (segs, prompt)) in reqs.iter().enumerate() {
             let mut keys = Vec::new();
             segment_keys(segs, *prompt, i as u64, &mut keys);

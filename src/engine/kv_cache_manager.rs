@@ -21,11 +21,11 @@
 
 use super::block_pool::{BlockCounts, BlockId, BlockPool};
 use super::cpu_tier::CpuTier;
-use super::evictor::NextUse;
+use super::evictor::{first_covering, TraceNextUse};
 use super::token_policy::TokenPolicy;
 use crate::idhash::IdMap;
 use crate::paging::NEVER;
-use crate::prefix::{key_of_token, SegmentKey};
+use crate::prefix::SegmentKey;
 use std::sync::Arc;
 
 /// A request's blocks and content hashes.
@@ -76,13 +76,13 @@ pub struct KvCacheManager {
     cpu: Option<CpuTier>,
     evicted_scratch: Vec<u64>,
     token: Option<TokenPolicy>,
-    oracle: Option<Arc<dyn NextUse>>,
+    oracle: Option<Arc<TraceNextUse>>,
     next_use_scratch: Vec<u64>,
 }
 
-impl std::fmt::Debug for dyn NextUse {
+impl std::fmt::Debug for TraceNextUse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NextUse")
+        f.write_str("TraceNextUse")
     }
 }
 
@@ -111,7 +111,7 @@ impl KvCacheManager {
 
     /// Tell the eviction policy when each block content is next requested (Belady, oracle
     /// predictions).
-    pub fn set_oracle(&mut self, oracle: Arc<dyn NextUse>) {
+    pub fn set_oracle(&mut self, oracle: Arc<TraceNextUse>) {
         self.oracle = Some(oracle);
     }
 
@@ -127,33 +127,42 @@ impl KvCacheManager {
         fill(&mut rb.keys);
     }
 
-    /// When block `i` of a request is next requested after it, by the oracle.
-    fn next_use(oracle: &Option<Arc<dyn NextUse>>, rb: &RequestBlocks, i: usize, bs: u32) -> u64 {
-        let Some(o) = oracle else {
-            return NEVER;
-        };
-        if rb.keys.is_empty() {
-            return NEVER;
-        }
-        let (k, offset) = key_of_token(&rb.keys, (i as u64 + 1) * bs as u64 - 1);
-        if k.unique {
-            NEVER
-        } else {
-            o.next_use(k.chain, offset, rb.owner)
+    /// Next uses, by the oracle, of the request's blocks `indices` (in the order given)
+    /// into `out`; blocks of one segment share one lookup.
+    fn next_uses_into(
+        oracle: &TraceNextUse,
+        rb: &RequestBlocks,
+        indices: impl Iterator<Item = usize>,
+        bs: u32,
+        out: &mut Vec<u64>,
+    ) {
+        let mut memo: Option<(usize, &[(u32, u32)])> = None;
+        for i in indices {
+            let token = (i as u64 + 1) * bs as u64 - 1;
+            let k = rb.keys.partition_point(|k| k.end <= token);
+            let Some(key) = rb.keys.get(k).filter(|key| !key.unique) else {
+                out.push(NEVER);
+                continue;
+            };
+            let candidates = match memo {
+                Some((m, c)) if m == k => c,
+                _ => {
+                    let c = oracle.after(key.chain, rb.owner);
+                    memo = Some((k, c));
+                    c
+                }
+            };
+            out.push(first_covering(candidates, token - key.start));
         }
     }
 
-    /// Next uses of the request's blocks `range`, in the order given, into the scratch
+    /// Next uses of the request's blocks `indices`, in the order given, into the scratch
     /// buffer (left empty without an oracle).
     fn fill_next_uses(&mut self, id: u64, indices: impl Iterator<Item = usize>) {
         self.next_use_scratch.clear();
-        if self.oracle.is_none() {
-            return;
-        }
-        let rb = &self.requests[&id];
-        for i in indices {
-            let n = Self::next_use(&self.oracle, rb, i, self.block_size);
-            self.next_use_scratch.push(n);
+        if let Some(o) = &self.oracle {
+            let rb = &self.requests[&id];
+            Self::next_uses_into(o, rb, indices, self.block_size, &mut self.next_use_scratch);
         }
     }
 
@@ -441,11 +450,13 @@ impl KvCacheManager {
 
     /// Register the request's blocks up to `full` (those not yet registered) as cached.
     fn register(&mut self, id: u64, full: usize) {
-        let bs = self.block_size;
-        let rb = self.requests.get_mut(&id).expect("request registered");
+        let rb = &self.requests[&id];
         let full = full.min(rb.hashes.len()).min(rb.blocks.len());
-        for i in rb.num_cached..full {
-            let next = Self::next_use(&self.oracle, rb, i, bs);
+        let first = rb.num_cached;
+        self.fill_next_uses(id, first..full);
+        let rb = self.requests.get_mut(&id).expect("request registered");
+        for i in first..full {
+            let next = self.next_use_scratch.get(i - first).copied().unwrap_or(NEVER);
             self.pool.cache_block(rb.blocks[i], rb.hashes[i], next);
         }
         rb.num_cached = rb.num_cached.max(full);

@@ -474,7 +474,7 @@ impl Replica {
     pub fn set_evictor(
         &mut self,
         evictor: super::evictor::PolicyEvictor,
-        oracle: Option<std::sync::Arc<dyn super::evictor::NextUse>>,
+        oracle: Option<std::sync::Arc<super::evictor::TraceNextUse>>,
     ) {
         let kv = self.scheduler.kv_mut();
         kv.set_evictor(evictor);

@@ -205,62 +205,85 @@ impl<K: PartialOrd + Copy> IndexedHeap<K> {
             return;
         }
         let i = self.pos[id as usize] as usize;
-        let last = self.heap.len() - 1;
-        self.swap(i, last);
-        self.heap.pop();
         self.pos[id as usize] = NONE;
+        let last = self.heap.pop().expect("non-empty");
         if i < self.heap.len() {
-            self.sift_up(i);
-            self.sift_down(i);
+            // Refill the hole at `i` with the last element.
+            let old = self.heap[i];
+            if Self::above(&last, &old) {
+                self.sift_up_from(i, last);
+            } else {
+                self.sift_down_from(i, last);
+            }
         }
     }
 
-    fn swap(&mut self, a: usize, b: usize) {
-        self.heap.swap(a, b);
-        self.pos[self.heap[a].1 as usize] = a as u32;
-        self.pos[self.heap[b].1 as usize] = b as u32;
-    }
-
-    fn greater(&self, a: usize, b: usize) -> bool {
-        // Ties: the smaller page id counts as greater, so that order is deterministic.
-        let (x, y) = (&self.heap[a], &self.heap[b]);
-        match x.0.partial_cmp(&y.0) {
+    /// Does `a` belong above `b`? Larger keys first; on equal keys the smaller page id
+    /// first, so that the order is total and deterministic.
+    #[inline]
+    fn above(a: &(K, u32), b: &(K, u32)) -> bool {
+        match a.0.partial_cmp(&b.0) {
             Some(std::cmp::Ordering::Greater) => true,
             Some(std::cmp::Ordering::Less) => false,
-            _ => x.1 < y.1,
+            _ => a.1 < b.1,
         }
     }
 
-    fn sift_up(&mut self, mut i: usize) {
+    fn sift_up(&mut self, i: usize) {
+        let e = self.heap[i];
+        self.sift_up_from(i, e);
+    }
+
+    fn sift_down(&mut self, i: usize) {
+        let e = self.heap[i];
+        self.sift_down_from(i, e);
+    }
+
+    /// Place `e` at the hole `i` or above it (a 4-ary heap: fewer levels to cross).
+    fn sift_up_from(&mut self, mut i: usize, e: (K, u32)) {
         while i > 0 {
-            let parent = (i - 1) / 2;
-            if !self.greater(i, parent) {
+            let parent = (i - 1) / ARITY;
+            let p = self.heap[parent];
+            if !Self::above(&e, &p) {
                 break;
             }
-            self.swap(i, parent);
+            self.heap[i] = p;
+            self.pos[p.1 as usize] = i as u32;
             i = parent;
         }
+        self.heap[i] = e;
+        self.pos[e.1 as usize] = i as u32;
     }
 
-    fn sift_down(&mut self, mut i: usize) {
+    /// Place `e` at the hole `i` or below it.
+    fn sift_down_from(&mut self, mut i: usize, e: (K, u32)) {
         let n = self.heap.len();
         loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut best = i;
-            if l < n && self.greater(l, best) {
-                best = l;
-            }
-            if r < n && self.greater(r, best) {
-                best = r;
-            }
-            if best == i {
+            let first = ARITY * i + 1;
+            if first >= n {
                 break;
             }
-            self.swap(i, best);
+            let mut best = first;
+            for c in first + 1..(first + ARITY).min(n) {
+                if Self::above(&self.heap[c], &self.heap[best]) {
+                    best = c;
+                }
+            }
+            let b = self.heap[best];
+            if !Self::above(&b, &e) {
+                break;
+            }
+            self.heap[i] = b;
+            self.pos[b.1 as usize] = i as u32;
             i = best;
         }
+        self.heap[i] = e;
+        self.pos[e.1 as usize] = i as u32;
     }
 }
+
+/// Children per node of [`IndexedHeap`].
+const ARITY: usize = 4;
 
 /// The pages in use in a serving run (pinned: cached but not evictable).
 #[derive(Debug, Clone, Default)]
@@ -343,6 +366,11 @@ impl<K: PartialOrd + Copy> KeyedCache<K> {
     /// Is `page` cached and evictable?
     pub fn is_evictable(&self, page: u32) -> bool {
         self.heap.contains(page)
+    }
+
+    /// Is `page` cached and in use?
+    pub fn is_pinned(&self, page: u32) -> bool {
+        self.pins.is_pinned(page)
     }
 
     /// Cache `page` evictable with `key`, or change the key of an evictable page.

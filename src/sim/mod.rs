@@ -9,7 +9,7 @@ use crate::cluster::{Cluster, Placement};
 use crate::cost::{Calibrated, CostModel, Parallel, Roofline};
 use crate::engine::config::EngineSetup;
 use crate::engine::cpu_tier::CpuTier;
-use crate::engine::evictor::{BlockPredictions, NextUse, PolicyEvictor, TraceNextUse};
+use crate::engine::evictor::{BlockPredictions, PolicyEvictor, TraceNextUse};
 use crate::engine::learned::LearnedReuse;
 use crate::engine::replica::Replica;
 use crate::engine::request::EngineRequest;
@@ -237,7 +237,7 @@ pub fn build_replica_cost(
 /// that look ahead get next uses from one first pass over the workload (an offline oracle),
 /// shared by the replicas.
 struct EvictorFactory {
-    oracle: Option<Arc<dyn NextUse>>,
+    oracle: Option<Arc<TraceNextUse>>,
 }
 
 impl EvictorFactory {
@@ -260,7 +260,7 @@ impl EvictorFactory {
             next.add(r.id, &keys, r.input_tokens, setup.block_size);
         }
         Ok(EvictorFactory {
-            oracle: Some(Arc::new(next)),
+            oracle: Some(Arc::new(next.finish())),
         })
     }
 

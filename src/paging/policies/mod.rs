@@ -99,7 +99,7 @@ pub const REGISTRY: &[Entry] = &[
         name: "fifo",
         prediction: None,
         randomized: false,
-        build: |_| Box::new(fifo::Fifo::new()),
+        build: |p| Box::new(fifo::Fifo::new(p.num_pages)),
     },
     Entry {
         name: "clock",
@@ -141,13 +141,13 @@ pub const REGISTRY: &[Entry] = &[
         name: "belady",
         prediction: None,
         randomized: false,
-        build: |_| Box::new(belady::Belady::new()),
+        build: |p| Box::new(belady::Belady::new(p.num_pages)),
     },
     Entry {
         name: "ftp",
         prediction: Some(PredictionKind::NextRequest),
         randomized: false,
-        build: |_| Box::new(ftp::FollowPrediction::new()),
+        build: |p| Box::new(ftp::FollowPrediction::new(p.num_pages)),
     },
     Entry {
         name: "predictive-marker",
@@ -186,7 +186,7 @@ pub const REGISTRY: &[Entry] = &[
             combined(
                 "robust-ftp",
                 marker,
-                Box::new(ftp::FollowPrediction::new()),
+                Box::new(ftp::FollowPrediction::new(p.num_pages)),
                 p,
                 Scheme::Randomized { eps: p.eps },
             )
@@ -199,7 +199,7 @@ pub const REGISTRY: &[Entry] = &[
         build: |p| {
             combined(
                 "switch-ftp",
-                Box::new(ftp::FollowPrediction::new()),
+                Box::new(ftp::FollowPrediction::new(p.num_pages)),
                 Box::new(lru::Lru::new(p.num_pages)),
                 p,
                 Scheme::Deterministic { gamma: p.gamma },
