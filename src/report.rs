@@ -196,6 +196,9 @@ pub struct Summary {
     pub max_num_batched_tokens: u32,
     /// Scheduler limits used.
     pub max_num_seqs: u32,
+    /// Asynchronous scheduling (vLLM 0.33's default): the CPU work of a step overlaps the
+    /// GPU work of the one before.
+    pub async_scheduling: bool,
     /// The deployment.
     pub cluster: ClusterSummary,
     /// Per replica.
@@ -317,6 +320,7 @@ impl Summary {
             max_batch: rec.max_batch,
             max_num_batched_tokens: setup.scheduler.max_num_batched_tokens,
             max_num_seqs: setup.scheduler.max_num_seqs,
+            async_scheduling: setup.scheduler.async_scheduling,
             cluster: ClusterSummary::default(),
             per_replica: Vec::new(),
             cpu_hit_rate: 0.0,
@@ -470,8 +474,14 @@ impl Summary {
         line(
             "scheduler limits",
             format!(
-                "max_num_batched_tokens {}, max_num_seqs {}",
-                self.max_num_batched_tokens, self.max_num_seqs
+                "max_num_batched_tokens {}, max_num_seqs {}, {} scheduling",
+                self.max_num_batched_tokens,
+                self.max_num_seqs,
+                if self.async_scheduling {
+                    "asynchronous"
+                } else {
+                    "synchronous"
+                }
             ),
         );
         let rejected: u64 = self.requests_rejected.values().sum();

@@ -133,3 +133,162 @@ fn one_at_a_time(out: &Path) -> bool {
         rec[w].parse::<u32>().unwrap() == 0 && rec[r].parse::<u32>().unwrap() <= 1
     })
 }
+
+fn summary(args: &[&str]) -> serde_json::Value {
+    let mut a = vec![
+        "run",
+        "scenarios/quickstart.yaml",
+        "--json",
+        "--no-files",
+        "--audit",
+    ];
+    a.extend_from_slice(args);
+    serde_json::from_str(&common::run_ok(&a)).unwrap()
+}
+
+#[test]
+fn policies_act_in_a_concurrent_serving_run_and_belady_hits_most() {
+    // Quickstart's sessions and shared system prompts on 1,500 blocks: requests overlap,
+    // blocks are evicted, and every block is recounted after every step (--audit).
+    let small = "kv_cache.num_gpu_blocks=1500";
+    let hit = |policy: &str, predictor: Option<&str>| {
+        let e = format!("kv_cache.eviction={policy}");
+        let mut a = vec!["--set", small, "--set", &e];
+        let p;
+        if let Some(pred) = predictor {
+            p = format!("kv_cache.predictor={pred}");
+            a.extend(["--set", &p]);
+        }
+        let s = summary(&a);
+        assert_eq!(s["requests_completed"], 300, "{policy}");
+        assert_eq!(s["eviction"], policy);
+        s["prefix_hit_tokens"].as_u64().unwrap()
+    };
+    let vllm = hit("vllm", None);
+    assert_eq!(hit("lru", None), vllm, "lru is vLLM's free queue");
+    let classic: Vec<(&str, u64)> = ["fifo", "clock", "lfu", "arc", "s3fifo", "sieve", "marker"]
+        .iter()
+        .map(|p| (*p, hit(p, None)))
+        .collect();
+    let belady = hit("belady", None);
+    let exact = hit("ftp", Some("{kind: oracle, sigma: 0}"));
+    let noisy = hit("ftp", Some("{kind: oracle, sigma: 10}"));
+    assert_eq!(exact, belady, "ftp with exact predictions is Belady");
+    let mut all: Vec<u64> = classic.iter().map(|c| c.1).collect();
+    all.extend([vllm, noisy]);
+    assert!(
+        all.iter().all(|&h| h < belady),
+        "{classic:?} {vllm} {noisy} < {belady}"
+    );
+    let mut distinct = all.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(
+        distinct.len() >= 7,
+        "history reaches the policies: {classic:?} lru {vllm}"
+    );
+}
+
+#[test]
+fn combinations_and_marking_policies_run_in_serving() {
+    for p in [
+        "marker",
+        "lmarker",
+        "predictive-marker",
+        "robust-ftp",
+        "switch-ftp",
+        "lnonmarker",
+    ] {
+        let e = format!("kv_cache.eviction={p}");
+        let s = summary(&[
+            "--set",
+            "kv_cache.num_gpu_blocks=1500",
+            "--set",
+            &e,
+            "--set",
+            "kv_cache.predictor={kind: oracle, sigma: 5}",
+        ]);
+        assert_eq!(s["requests_completed"], 300, "{p}");
+        assert!(s["prefix_hit_rate"].as_f64().unwrap() > 0.3, "{p}");
+    }
+}
+
+#[test]
+fn policies_that_cannot_serve_are_refused_with_the_list_of_those_that_can() {
+    for (p, needle) in [
+        ("mark0", "one-bit predictions"),
+        ("mark-predict", "one-bit predictions"),
+        ("discard-lru", "one-bit predictions"),
+    ] {
+        let e = format!("kv_cache.eviction={p}");
+        let o = common::run(&["validate", "scenarios/quickstart.yaml", "--set", &e]);
+        assert_eq!(o.status.code(), Some(2), "{p}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("kv_cache.eviction") && err.contains(needle),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn paging_in_serving_order_matches_the_library_and_differs_from_the_trace_order() {
+    let dir = temp_dir("serving-order");
+    let csv = dir.join("q.csv");
+    let o = common::run(&[
+        "trace",
+        "synth",
+        "scenarios/quickstart.yaml",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let table = |order: &str| {
+        let out = dir.join(format!("{order}.csv"));
+        common::run_ok(&[
+            "paging",
+            csv.to_str().unwrap(),
+            "--format",
+            "native",
+            "-k",
+            "1500",
+            "--policies",
+            "lru,arc,belady",
+            "--order",
+            order,
+            "--csv",
+            out.to_str().unwrap(),
+        ]);
+        let mut rd = csv::Reader::from_path(&out).unwrap();
+        rd.records()
+            .map(|r| r.unwrap()[4].parse::<f64>().unwrap())
+            .collect::<Vec<f64>>()
+    };
+    let serving = table("serving");
+    let trace = table("trace");
+    assert_eq!(serving.len(), 3);
+    assert_ne!(
+        serving, trace,
+        "prefix rule, pins and release order change the misses"
+    );
+    assert!(
+        serving[2] <= serving[0] && serving[2] <= serving[1],
+        "Belady misses least here: {serving:?}"
+    );
+    // A policy that cannot serve is a usage error in serving order.
+    let o = common::run(&[
+        "paging",
+        csv.to_str().unwrap(),
+        "--format",
+        "native",
+        "-k",
+        "100",
+        "--policies",
+        "mark0",
+        "--predictor",
+        "discard",
+        "--order",
+        "serving",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -2,7 +2,7 @@
 //! a free queue that doubles as the LRU eviction order of cached blocks, and the map from
 //! block hash to cached block.
 //!
-//! Rules (vLLM v1 core, main branch of 2026, `BlockPool`):
+//! Rules (vLLM 0.33.0, `vllm/v1/core/block_pool.py`, `BlockPool` and `BlockHashToBlockMap`):
 //! - block 0 is the null block and is never handed out;
 //! - new blocks are taken from the head of the free queue; a taken block that still holds a
 //!   hash is evicted from the cache at that moment;

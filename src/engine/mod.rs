@@ -15,4 +15,4 @@ pub mod token_policy;
 
 /// The vLLM source this engine follows.
 pub const VLLM_REFERENCE: &str =
-    "vLLM v1 core, main branch of 2026 (block_pool.py, kv_cache_manager.py, sched/scheduler.py)";
+    "vLLM 0.33.0 v1 core (block_pool.py, kv_cache_manager.py, sched/scheduler.py, sched/async_scheduler.py)";
