@@ -12,9 +12,12 @@ pub struct CpuTier {
     name: String,
     policy: Box<dyn Eviction>,
     capacity: usize,
-    /// Dense content id of every hash seen (never reused, so ghost lists stay exact).
+    /// Dense content id of every hash held (or remembered by the policy's ghost lists).
     ids: IdMap<u32>,
     hashes: Vec<u64>,
+    /// Ids free for reuse: a policy without ghost lists forgets a content when it drops
+    /// it; one with ghost lists keeps every id (its ghosts must stay exact).
+    free_ids: Vec<u32>,
     clock: u64,
     /// Blocks stored (copied from GPU) so far.
     pub stored: u64,
@@ -32,6 +35,7 @@ impl CpuTier {
             capacity,
             ids: IdMap::default(),
             hashes: Vec::new(),
+            free_ids: Vec::new(),
             clock: 0,
             stored: 0,
             dropped: 0,
@@ -86,18 +90,34 @@ impl CpuTier {
 
     /// Store content evicted from the GPU, dropping a block if the tier is full.
     pub fn store(&mut self, hash: u64) {
-        let next = self.hashes.len() as u32;
-        let id = *self.ids.entry(hash).or_insert(next);
-        if id == next {
-            self.hashes.push(hash);
-        }
+        let id = match self.ids.get(&hash) {
+            Some(&id) => id,
+            None => {
+                let id = match self.free_ids.pop() {
+                    Some(id) => {
+                        self.hashes[id as usize] = hash;
+                        id
+                    }
+                    None => {
+                        self.hashes.push(hash);
+                        self.hashes.len() as u32 - 1
+                    }
+                };
+                self.ids.insert(hash, id);
+                id
+            }
+        };
         let r = self.req(id);
         if self.policy.find(&r) {
             return;
         }
         if self.policy.len() >= self.capacity {
-            self.policy.evict(&r);
+            let victim = self.policy.evict(&r);
             self.dropped += 1;
+            if !self.policy.has_ghosts() {
+                self.ids.remove(&self.hashes[victim as usize]);
+                self.free_ids.push(victim);
+            }
         }
         self.policy.insert(&r);
         self.stored += 1;
