@@ -1,102 +1,26 @@
 //! Follow-the-prediction, also called BlindOracle: evict the cached page whose predicted
 //! next request is furthest away. With exact predictions it is Belady's MIN; with wrong
 //! ones it has no worst-case guarantee (its cost grows with the prediction error and can
-//! be unbounded against OPT), which is why the robust combinations exist. Pages predicted
-//! never to return sit in a list, the others in an indexed heap. In serving, a page in use
-//! cannot be evicted; its prediction is taken when it is released.
+//! be unbounded against OPT), which is why the robust combinations exist. The data
+//! structures are [`super::furthest::Furthest`]'s; a page predicted never to return
+//! (`f64::MAX`) goes to its list.
 
-use crate::paging::util::{DList, KeyedCache};
-use crate::paging::{Eviction, Req};
+use super::furthest::{Furthest, FurthestKey};
+use crate::paging::Req;
+
+/// Keys by the predicted next use.
+pub struct Predicted;
+
+impl FurthestKey for Predicted {
+    type K = f64;
+    const NAME: &'static str = "ftp";
+    fn key(r: &Req) -> f64 {
+        r.pred
+    }
+    fn never(r: &Req) -> bool {
+        r.pred == f64::MAX
+    }
+}
 
 /// Follow the prediction.
-pub struct FollowPrediction {
-    /// Evictable pages next used at some time: key (prediction, minus the time of the last
-    /// use), the furthest on top; among equal keys the page used longest ago (in serving,
-    /// the deeper block of a prompt, which is released first).
-    cache: KeyedCache<(f64, i64)>,
-    /// Evictable pages never used again, the earliest-released at the tail: evicted first.
-    never: DList,
-}
-
-impl FollowPrediction {
-    /// An empty cache.
-    pub fn new(num_pages: usize) -> Self {
-        FollowPrediction {
-            cache: KeyedCache::default(),
-            never: DList::new(num_pages),
-        }
-    }
-
-    /// Make `page` evictable with the key of request `r`.
-    fn place(&mut self, r: &Req) {
-        if r.pred == f64::MAX {
-            self.never.push_head(r.page);
-        } else {
-            self.cache.set(r.page, (r.pred, -(r.t as i64)));
-        }
-    }
-}
-
-impl Eviction for FollowPrediction {
-    fn name(&self) -> String {
-        "ftp".into()
-    }
-    fn find(&mut self, r: &Req) -> bool {
-        if !self.contains(r.page) {
-            return false;
-        }
-        self.hit(r);
-        true
-    }
-    fn insert(&mut self, r: &Req) {
-        self.place(r);
-    }
-    fn evict(&mut self, _: &Req) -> u32 {
-        self.never
-            .pop_tail()
-            .or_else(|| self.cache.pop())
-            .expect("evict from an empty cache")
-    }
-    fn remove(&mut self, page: u32) {
-        if self.never.contains(page) {
-            self.never.unlink(page);
-        }
-        self.cache.remove(page);
-    }
-    fn len(&self) -> usize {
-        self.cache.len() + self.never.len()
-    }
-    fn contains(&self, page: u32) -> bool {
-        self.never.contains(page) || self.cache.contains(page)
-    }
-    fn serves(&self) -> bool {
-        true
-    }
-    fn insert_pinned(&mut self, r: &Req) {
-        self.cache.insert_pinned(r.page);
-    }
-    fn hit(&mut self, r: &Req) {
-        // An evictable page takes the new key; a page in use gets its key when released.
-        if self.never.contains(r.page) {
-            self.never.unlink(r.page);
-            self.place(r);
-        } else if self.cache.is_evictable(r.page) {
-            self.cache.remove(r.page);
-            self.place(r);
-        }
-    }
-    fn pin(&mut self, page: u32) {
-        if self.never.contains(page) {
-            self.never.unlink(page);
-            self.cache.insert_pinned(page);
-        } else {
-            self.cache.pin(page);
-        }
-    }
-    fn unpin(&mut self, r: &Req) {
-        if self.cache.is_pinned(r.page) {
-            self.cache.remove(r.page);
-            self.place(r);
-        }
-    }
-}
+pub type FollowPrediction = Furthest<Predicted>;

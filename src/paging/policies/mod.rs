@@ -8,6 +8,7 @@ mod combine;
 mod discard_lru;
 mod fifo;
 mod ftp;
+mod furthest;
 mod lfu;
 mod lmarker;
 mod lnonmarker;
