@@ -456,7 +456,11 @@ impl KvCacheManager {
         self.fill_next_uses(id, first..full);
         let rb = self.requests.get_mut(&id).expect("request registered");
         for i in first..full {
-            let next = self.next_use_scratch.get(i - first).copied().unwrap_or(NEVER);
+            let next = self
+                .next_use_scratch
+                .get(i - first)
+                .copied()
+                .unwrap_or(NEVER);
             self.pool.cache_block(rb.blocks[i], rb.hashes[i], next);
         }
         rb.num_cached = rb.num_cached.max(full);
