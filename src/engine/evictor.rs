@@ -19,6 +19,7 @@ use crate::prefix::SegmentKey;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, LogNormal};
+use std::collections::hash_map::Entry;
 
 /// Offline knowledge of the workload: when is a block content requested next?
 pub trait NextUse {
@@ -131,6 +132,8 @@ pub struct PolicyEvictor {
     /// Latest prediction of each content (what a hit reports to a learned policy).
     last_pred: Vec<f64>,
     free_ids: Vec<u32>,
+    /// Per id: assigned to a content (not in `free_ids`).
+    live: Vec<bool>,
     forgotten: Vec<u32>,
     predictions: BlockPredictions,
     noise: Option<(LogNormal<f64>, StdRng)>,
@@ -164,6 +167,7 @@ impl PolicyEvictor {
             content_hash: Vec::new(),
             last_pred: Vec::new(),
             free_ids: Vec::new(),
+            live: Vec::new(),
             forgotten: Vec::new(),
             predictions,
             noise,
@@ -187,10 +191,12 @@ impl PolicyEvictor {
         match self.free_ids.pop() {
             Some(id) => {
                 self.content_hash[id as usize] = hash;
+                self.live[id as usize] = true;
                 id
             }
             None => {
                 self.content_hash.push(hash);
+                self.live.push(true);
                 self.last_pred.push(f64::INFINITY);
                 self.content_hash.len() as u32 - 1
             }
@@ -202,11 +208,13 @@ impl PolicyEvictor {
         if !self.ghosts {
             return self.new_id(hash);
         }
-        if let Some(&id) = self.content_id.get(&hash) {
-            return id;
-        }
-        let id = self.new_id(hash);
-        self.content_id.insert(hash, id);
+        // One probe of the map: it is taken out while the fresh id is made.
+        let mut map = std::mem::take(&mut self.content_id);
+        let id = match map.entry(hash) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(v) => *v.insert(self.new_id(hash)),
+        };
+        self.content_id = map;
         id
     }
 
@@ -272,6 +280,7 @@ impl PolicyEvictor {
         };
         let page = self.policy.evict(&r);
         if !self.ghosts {
+            self.live[page as usize] = false;
             self.free_ids.push(page);
         }
         self.recycle();
@@ -285,10 +294,18 @@ impl PolicyEvictor {
         }
         self.policy.take_forgotten(&mut self.forgotten);
         while let Some(page) = self.forgotten.pop() {
+            // A page may be reported again before its id is reused (then it is no longer
+            // live) or while it is cached again.
+            if !self.live[page as usize] || self.policy.contains(page) {
+                continue;
+            }
             let hash = self.content_hash[page as usize];
-            if !self.policy.contains(page) && self.content_id.get(&hash) == Some(&page) {
-                self.content_id.remove(&hash);
-                self.free_ids.push(page);
+            if let Entry::Occupied(e) = self.content_id.entry(hash) {
+                if *e.get() == page {
+                    e.remove();
+                    self.live[page as usize] = false;
+                    self.free_ids.push(page);
+                }
             }
         }
     }

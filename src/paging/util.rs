@@ -416,6 +416,107 @@ impl<K: PartialOrd + Copy> KeyedCache<K> {
     }
 }
 
+/// A set of integers below a fixed bound with O(1) insert and removal and a fast search
+/// for the next member at or after a point (a bit per element and a bit per non-empty
+/// word of 64).
+#[derive(Debug, Clone, Default)]
+pub struct BitSet {
+    words: Vec<u64>,
+    summary: Vec<u64>,
+    len: usize,
+}
+
+impl BitSet {
+    /// An empty set for members below `n`.
+    pub fn new(n: usize) -> Self {
+        let words = n.div_ceil(64);
+        BitSet {
+            words: vec![0; words],
+            summary: vec![0; words.div_ceil(64)],
+            len: 0,
+        }
+    }
+
+    /// Members.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Is `i` a member?
+    pub fn contains(&self, i: u32) -> bool {
+        let i = i as usize;
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+
+    /// Add `i`; returns false if it was a member.
+    pub fn insert(&mut self, i: u32) -> bool {
+        let i = i as usize;
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        if self.words[w] & b != 0 {
+            return false;
+        }
+        self.words[w] |= b;
+        self.summary[w / 64] |= 1 << (w % 64);
+        self.len += 1;
+        true
+    }
+
+    /// Remove `i`; returns false if it was not a member.
+    pub fn remove(&mut self, i: u32) -> bool {
+        let i = i as usize;
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        if self.words.get(w).is_none_or(|&x| x & b == 0) {
+            return false;
+        }
+        self.words[w] &= !b;
+        if self.words[w] == 0 {
+            self.summary[w / 64] &= !(1 << (w % 64));
+        }
+        self.len -= 1;
+        true
+    }
+
+    /// The smallest member at or after `from`, if any.
+    pub fn next_at_or_after(&self, from: u32) -> Option<u32> {
+        let from = from as usize;
+        let w = from / 64;
+        if w >= self.words.len() {
+            return None;
+        }
+        let here = self.words[w] & (!0u64 << (from % 64));
+        if here != 0 {
+            return Some((w * 64 + here.trailing_zeros() as usize) as u32);
+        }
+        // The next non-empty word after `w`.
+        let next = w + 1;
+        let mut s = next / 64;
+        let mut mask = !0u64 << (next % 64);
+        while s < self.summary.len() {
+            let m = self.summary[s] & mask;
+            if m != 0 {
+                let w = s * 64 + m.trailing_zeros() as usize;
+                return Some((w * 64 + self.words[w].trailing_zeros() as usize) as u32);
+            }
+            s += 1;
+            mask = !0;
+        }
+        None
+    }
+
+    /// The smallest member at or after `from`, else the smallest member (wrapping around).
+    pub fn next_cyclic(&self, from: u32) -> Option<u32> {
+        self.next_at_or_after(from)
+            .or_else(|| self.next_at_or_after(0))
+    }
+}
+
 /// Grow `v` to hold index `page`.
 pub fn grow<T: Clone>(v: &mut Vec<T>, page: u32, fill: T) {
     if page as usize >= v.len() {
@@ -426,6 +527,29 @@ pub fn grow<T: Clone>(v: &mut Vec<T>, page: u32, fill: T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bitset_matches_an_ordered_set() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::BTreeSet;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for n in [1usize, 63, 64, 65, 4096, 5000, 300_000] {
+            let (mut b, mut o) = (BitSet::new(n), BTreeSet::new());
+            for _ in 0..3000 {
+                let i = rng.gen_range(0..n as u32);
+                if rng.gen::<bool>() {
+                    assert_eq!(b.insert(i), o.insert(i));
+                } else {
+                    assert_eq!(b.remove(i), o.remove(&i));
+                }
+                let f = rng.gen_range(0..n as u32);
+                let expect = o.range(f..).next().or_else(|| o.iter().next()).copied();
+                assert_eq!(b.next_cyclic(f), expect);
+                assert_eq!(b.len(), o.len());
+                assert_eq!(b.contains(i), o.contains(&i));
+            }
+        }
+    }
 
     #[test]
     fn dlist_order() {

@@ -3,9 +3,8 @@
 //! clear. A new page enters with its bit clear. In serving, the hand passes over frames
 //! whose page is in use (they are out of the ring until released).
 
-use crate::paging::util::{Pins, NONE};
+use crate::paging::util::{BitSet, Pins, NONE};
 use crate::paging::{Eviction, Req};
-use std::collections::BTreeSet;
 
 /// CLOCK with one reference bit.
 pub struct Clock {
@@ -14,7 +13,7 @@ pub struct Clock {
     frame_of: Vec<u32>,
     free: Vec<u32>,
     /// Frames holding an evictable page, in ring order.
-    ring: BTreeSet<u32>,
+    ring: BitSet,
     hand: u32,
     pins: Pins,
 }
@@ -27,7 +26,7 @@ impl Clock {
             referenced: vec![false; k],
             frame_of: vec![NONE; num_pages],
             free: (0..k as u32).rev().collect(),
-            ring: BTreeSet::new(),
+            ring: BitSet::new(k),
             hand: 0,
             pins: Pins::default(),
         }
@@ -53,11 +52,7 @@ impl Clock {
 
     /// The next evictable frame at or after `from`, wrapping around.
     fn next_frame(&self, from: u32) -> Option<u32> {
-        self.ring
-            .range(from..)
-            .next()
-            .or_else(|| self.ring.iter().next())
-            .copied()
+        self.ring.next_cyclic(from)
     }
 }
 
@@ -96,7 +91,7 @@ impl Eviction for Clock {
             self.frames[f] = NONE;
             self.frame_of[page as usize] = NONE;
             self.free.push(f as u32);
-            self.ring.remove(&(f as u32));
+            self.ring.remove(f as u32);
             self.pins.unpin(page);
         }
     }
@@ -118,7 +113,7 @@ impl Eviction for Clock {
     }
     fn pin(&mut self, page: u32) {
         if let Some(f) = self.frame(page) {
-            if self.ring.remove(&(f as u32)) {
+            if self.ring.remove(f as u32) {
                 self.pins.pin(page);
             }
         }

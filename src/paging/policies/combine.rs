@@ -87,8 +87,10 @@ impl Virtual {
     }
 }
 
-/// A cached page's place in the order of placement: (time, insert number, page).
-type Key = (u64, u64, u32);
+/// A cached page's place in the order of placement: its insert number (high 32 bits) and
+/// the page (low 32 bits). Requests come in time order, so placement time order is insert
+/// order.
+type Key = u64;
 
 const ABSENT: u8 = 0;
 const PINNED: u8 = 1;
@@ -108,7 +110,8 @@ pub struct Combined {
     rng: StdRng,
     // Own cache: per page ABSENT, PINNED or FREE (cached, unpinned), and its placement.
     state: Vec<u8>,
-    placed: Vec<(u64, u64)>,
+    placed: Vec<u64>,
+    last_t: u64,
     inserts: u64,
     len: usize,
     /// Unpinned cached pages by placement.
@@ -151,7 +154,8 @@ impl Combined {
             probs: [0.5, 0.5],
             rng,
             state: vec![ABSENT; num_pages],
-            placed: vec![(0, 0); num_pages],
+            placed: vec![0; num_pages],
+            last_t: 0,
             inserts: 0,
             len: 0,
             free: BTreeSet::new(),
@@ -171,8 +175,7 @@ impl Combined {
     }
 
     fn key(&self, page: u32) -> Key {
-        let (t, n) = self.placed[page as usize];
-        (t, n, page)
+        (self.placed[page as usize] << 32) | page as u64
     }
 
     fn held_by_a_sub(&self, page: u32) -> bool {
@@ -265,10 +268,13 @@ impl Combined {
         let p = r.page as usize;
         if p >= self.state.len() {
             self.state.resize(p + 1, ABSENT);
-            self.placed.resize(p + 1, (0, 0));
+            self.placed.resize(p + 1, 0);
         }
         debug_assert_eq!(self.state[p], ABSENT, "page {p} is cached");
-        self.placed[p] = (r.t, self.inserts);
+        debug_assert!(r.t >= self.last_t, "requests in time order");
+        self.last_t = r.t;
+        assert!(self.inserts < 1 << 32, "insert numbers fit in 32 bits");
+        self.placed[p] = self.inserts;
         self.inserts += 1;
         self.len += 1;
         self.state[p] = PINNED;
@@ -326,9 +332,10 @@ impl Eviction for Combined {
     fn evict(&mut self, _: &Req) -> u32 {
         // In the lab the followed policy holds the requested page and k-1 others, so some
         // page of ours is not among them; in serving, fall back to the earliest unpinned.
-        let &(_, _, v) = self.outside[self.current]
+        let v = self.outside[self.current]
             .first()
             .or_else(|| self.free.first())
+            .map(|&k| k as u32)
             .expect("evict with no unpinned page");
         self.drop_page(v);
         v
@@ -365,12 +372,14 @@ impl Eviction for Combined {
         }
     }
     fn take_forgotten(&mut self, out: &mut Vec<u32>) {
-        for page in std::mem::take(&mut self.forgotten) {
+        let mut list = std::mem::take(&mut self.forgotten);
+        for page in list.drain(..) {
             self.listed[page as usize] = false;
             if self.state(page) == ABSENT && !self.held_by_a_sub(page) {
                 out.push(page);
             }
         }
+        self.forgotten = list;
     }
     fn has_ghosts(&self) -> bool {
         true
@@ -402,7 +411,7 @@ mod tests {
     fn check_sets(c: &Combined) {
         for p in 0..c.state.len() as u32 {
             let free = c.state(p) == FREE;
-            let k = (c.placed[p as usize].0, c.placed[p as usize].1, p);
+            let k = c.key(p);
             assert_eq!(c.free.contains(&k), free, "page {p}");
             for s in 0..2 {
                 let out = free && !c.subs[s].policy.contains(p);

@@ -4,7 +4,7 @@
 //!
 //! Serving: pinned pages are never chosen; a phase ends when an eviction finds no unmarked
 //! unpinned page (see [`Marking`]). Every operation O(1) (heap updates of the shared
-//! marking state: O(log k)).
+//! marking state: O(log k); Marker keeps no order by prediction, so O(1)).
 
 use super::marking::Marking;
 use crate::paging::{Eviction, Req};
@@ -21,7 +21,7 @@ impl Marker {
     /// A Marker cache with its own random stream.
     pub fn new(num_pages: usize, seed: u64) -> Self {
         Marker {
-            m: Marking::new(num_pages),
+            m: Marking::without_predictions(num_pages),
             rng: StdRng::seed_from_u64(seed),
         }
     }

@@ -37,6 +37,8 @@ const NO: u32 = u32::MAX;
 struct Pool {
     list: Vec<u32>,
     heap: IndexedHeap<f64>,
+    /// Keep the heap (false for policies that never choose by prediction).
+    by_pred: bool,
 }
 
 impl Pool {
@@ -47,7 +49,9 @@ impl Pool {
     fn push(&mut self, slot: &mut [u32], page: u32, key: f64) {
         slot[page as usize] = self.list.len() as u32;
         self.list.push(page);
-        self.heap.set(page, key);
+        if self.by_pred {
+            self.heap.set(page, key);
+        }
     }
 
     fn take(&mut self, slot: &mut [u32], page: u32) {
@@ -58,7 +62,9 @@ impl Pool {
             slot[moved as usize] = pos as u32;
         }
         slot[page as usize] = NO;
-        self.heap.remove(page);
+        if self.by_pred {
+            self.heap.remove(page);
+        }
     }
 }
 
@@ -102,7 +108,10 @@ impl Marking {
             touched: vec![0; num_pages],
             cached_at_touch: vec![false; num_pages],
             len: 0,
-            pools: [Pool::default(), Pool::default()],
+            pools: [0, 1].map(|_| Pool {
+                by_pred: true,
+                ..Pool::default()
+            }),
             unmarked: 0,
             gone: Vec::new(),
             forgettable: Vec::new(),
@@ -120,6 +129,16 @@ impl Marking {
             ghosts: true,
             ..Marking::new(num_pages)
         }
+    }
+
+    /// Empty state without the order by prediction: for policies that never call
+    /// [`Marking::furthest_unmarked`] or [`Marking::key_of_unmarked`] (saves the heap updates).
+    pub fn without_predictions(num_pages: usize) -> Self {
+        let mut m = Marking::new(num_pages);
+        for pool in &mut m.pools {
+            pool.by_pred = false;
+        }
+        m
     }
 
     fn grow(&mut self, page: u32) {
@@ -277,7 +296,8 @@ impl Marking {
     /// Serving: move into `out` the pages evicted or removed in earlier phases and not
     /// cached since (each once); their ids may be reused.
     pub fn take_forgotten(&mut self, out: &mut Vec<u32>) {
-        for page in std::mem::take(&mut self.forgettable) {
+        let mut list = std::mem::take(&mut self.forgettable);
+        for page in list.drain(..) {
             let p = page as usize;
             if self.contains(page) {
                 self.listed[p] = false;
@@ -289,6 +309,7 @@ impl Marking {
                 out.push(page);
             }
         }
+        self.forgettable = list;
     }
 
     /// Start a new phase: every cached page becomes unmarked and stale.
@@ -308,7 +329,9 @@ impl Marking {
     fn merge(&mut self, from: usize, to: usize) {
         let moved = std::mem::take(&mut self.pools[from].list);
         for page in moved {
-            self.pools[from].heap.remove(page);
+            if self.pools[from].by_pred {
+                self.pools[from].heap.remove(page);
+            }
             let key = self.pred[page as usize];
             self.pools[to].push(&mut self.slot, page, key);
         }
@@ -326,11 +349,13 @@ impl Marking {
     /// The unmarked unpinned page predicted to be requested furthest in the future (ties:
     /// the lower page id).
     pub fn furthest_unmarked(&self) -> Option<u32> {
+        debug_assert!(self.pools[0].by_pred, "made without predictions");
         self.pools[self.unmarked].heap.top().map(|(_, p)| p)
     }
 
     /// The latest prediction of an unmarked unpinned page.
     pub fn key_of_unmarked(&self, page: u32) -> Option<f64> {
+        debug_assert!(self.pools[0].by_pred, "made without predictions");
         self.pools[self.unmarked].heap.key(page)
     }
 
