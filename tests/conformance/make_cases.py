@@ -5,10 +5,15 @@ hash blocks), scenario.yaml, case.json and, for online arrivals, arrivals.txt. v
 then made with the shared kit's driver (see README.md here):
 
     python3 tests/conformance/make_cases.py
-    for c in tests/conformance/cases/*; do
-        VENV/bin/python ../shared/conformance/vllm-0.33.0/driver/drive_vllm.py $c $(args $c)
-        VENV/bin/python ../shared/conformance/vllm-0.33.0/driver/drive_vllm.py $c --async --out vllm_async $(args $c)
-    done
+    D=../shared/conformance/vllm-0.33.0/driver/drive_vllm.py   # VENV: pip install vllm==0.33.0
+    C=tests/conformance/cases
+    VENV/bin/python $D $C/L1 --arrivals $C/L1/arrivals.txt
+    VENV/bin/python $D $C/L1 --arrivals $C/L1/arrivals.txt --async --out vllm_async
+    VENV/bin/python $D $C/H1
+    VENV/bin/python $D $C/H1 --async --out vllm_async
+    gzip -f $C/*/vllm*/vllm_sched.jsonl
+
+Rerunning them reproduces the committed files (vLLM 0.33.0, torch 2.14.0, CPU only).
 
 Cases:
   L1  lone requests (arrivals spaced so each runs alone) under long_prefill_token_threshold 512:
