@@ -17,18 +17,15 @@ use rand::rngs::StdRng;
 pub type LMarker = Marked<LMarkerRule>;
 
 /// LMarker's victim: by prediction for a clean page, at random for a stale one.
+#[derive(Default)]
 pub struct LMarkerRule;
-
-impl LMarker {
-    /// An LMarker cache.
-    pub fn new(num_pages: usize, seed: u64) -> Self {
-        Marked::with_rule(Marking::with_ghosts(num_pages), seed, LMarkerRule)
-    }
-}
 
 impl MarkingRule for LMarkerRule {
     const NAME: &'static str = "lmarker";
     const SERVES: bool = true;
+    fn state(num_pages: usize) -> Marking {
+        Marking::with_ghosts(num_pages)
+    }
     fn choose(&mut self, m: &Marking, rng: &mut StdRng, r: &Req) -> Option<u32> {
         if m.is_stale(r.page) {
             m.random_unmarked(rng)

@@ -43,14 +43,8 @@ use rand::rngs::StdRng;
 pub type Mark0 = Marked<Mark0Rule>;
 
 /// MARK0's discards (the victim: a uniformly random unmarked page).
+#[derive(Default)]
 pub struct Mark0Rule;
-
-impl Mark0 {
-    /// An empty cache with its own random stream.
-    pub fn new(num_pages: usize, seed: u64) -> Self {
-        Marked::with_rule(Marking::new(num_pages), seed, Mark0Rule)
-    }
-}
 
 /// "Safe to discard".
 fn discard(r: &Req) -> bool {
@@ -75,17 +69,9 @@ impl MarkingRule for Mark0Rule {
 
 #[cfg(test)]
 mod tests {
+    use super::super::marking::test_req as req;
     use super::*;
-    use crate::paging::{Cache, NEVER};
-
-    fn req(t: u64, page: u32, bit: f64) -> Req {
-        Req {
-            t,
-            page,
-            next_use: NEVER,
-            pred: bit,
-        }
-    }
+    use crate::paging::Cache;
 
     #[test]
     fn a_page_with_bit_one_leaves_right_after_its_request() {

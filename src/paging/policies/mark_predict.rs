@@ -45,14 +45,8 @@ use rand::rngs::StdRng;
 pub type MarkPredict = Marked<MarkPredictRule>;
 
 /// MARK&PREDICT's victim choice by the phase bits.
+#[derive(Default)]
 pub struct MarkPredictRule;
-
-impl MarkPredict {
-    /// An empty cache with its own random stream.
-    pub fn new(num_pages: usize, seed: u64) -> Self {
-        Marked::with_rule(Marking::new(num_pages), seed, MarkPredictRule)
-    }
-}
 
 impl MarkingRule for MarkPredictRule {
     const NAME: &'static str = "mark-predict";
@@ -63,17 +57,9 @@ impl MarkingRule for MarkPredictRule {
 
 #[cfg(test)]
 mod tests {
+    use super::super::marking::test_req as req;
     use super::*;
-    use crate::paging::{Cache, NEVER};
-
-    fn req(t: u64, page: u32, bit: f64) -> Req {
-        Req {
-            t,
-            page,
-            next_use: NEVER,
-            pred: bit,
-        }
-    }
+    use crate::paging::Cache;
 
     #[test]
     fn pages_predicted_absent_go_first_whatever_the_seed() {

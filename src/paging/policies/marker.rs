@@ -14,18 +14,15 @@ use rand::rngs::StdRng;
 pub type Marker = Marked<MarkerRule>;
 
 /// Marker's victim: a uniformly random unmarked page.
+#[derive(Default)]
 pub struct MarkerRule;
-
-impl Marker {
-    /// A Marker cache with its own random stream.
-    pub fn new(num_pages: usize, seed: u64) -> Self {
-        Marked::with_rule(Marking::without_predictions(num_pages), seed, MarkerRule)
-    }
-}
 
 impl MarkingRule for MarkerRule {
     const NAME: &'static str = "marker";
     const SERVES: bool = true;
+    fn state(num_pages: usize) -> Marking {
+        Marking::without_predictions(num_pages)
+    }
     fn choose(&mut self, m: &Marking, rng: &mut StdRng, _: &Req) -> Option<u32> {
         m.random_unmarked(rng)
     }
@@ -33,16 +30,12 @@ impl MarkingRule for MarkerRule {
 
 #[cfg(test)]
 mod tests {
+    use super::super::marking::test_req;
     use super::*;
-    use crate::paging::{Eviction, NEVER};
+    use crate::paging::Eviction;
 
     fn req(t: u64, page: u32) -> Req {
-        Req {
-            t,
-            page,
-            next_use: NEVER,
-            pred: t as f64,
-        }
+        test_req(t, page, t as f64)
     }
 
     #[test]

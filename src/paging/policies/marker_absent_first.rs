@@ -23,14 +23,8 @@ use rand::rngs::StdRng;
 pub type MarkerAbsentFirst = Marked<AbsentFirst>;
 
 /// The victim choice: the first page predicted absent, else a random unmarked page.
+#[derive(Default)]
 pub struct AbsentFirst;
-
-impl MarkerAbsentFirst {
-    /// An empty cache with its own random stream.
-    pub fn new(num_pages: usize, seed: u64) -> Self {
-        Marked::with_rule(Marking::new(num_pages), seed, AbsentFirst)
-    }
-}
 
 impl MarkingRule for AbsentFirst {
     const NAME: &'static str = "marker-absent-first";

@@ -429,6 +429,11 @@ pub trait MarkingRule {
     /// An eviction finding no unmarked unpinned page starts a new phase (false for a rule
     /// that keeps its own phases).
     const PHASE_ON_EVICT: bool = true;
+    /// The empty shared state for page ids below `num_pages` (made with predictions, without
+    /// ghosts unless the rule says otherwise).
+    fn state(num_pages: usize) -> Marking {
+        Marking::new(num_pages)
+    }
     /// The key (prediction) kept for the requested page.
     fn key(r: &Req) -> f64 {
         r.pred
@@ -463,6 +468,13 @@ impl<R> Marked<R> {
             rng: StdRng::seed_from_u64(seed),
             rule,
         }
+    }
+}
+
+impl<R: MarkingRule + Default> Marked<R> {
+    /// An empty cache following the rule, with its own random stream from `seed`.
+    pub fn new(num_pages: usize, seed: u64) -> Self {
+        Marked::with_rule(R::state(num_pages), seed, R::default())
     }
 }
 
@@ -534,6 +546,17 @@ impl<R: MarkingRule> Eviction for Marked<R> {
     }
     fn has_ghosts(&self) -> bool {
         self.m.has_ghosts()
+    }
+}
+
+/// Tests: a request at `t` for `page` with prediction `pred`, never requested again.
+#[cfg(test)]
+pub(super) fn test_req(t: u64, page: u32, pred: f64) -> Req {
+    Req {
+        t,
+        page,
+        next_use: crate::paging::NEVER,
+        pred,
     }
 }
 
