@@ -23,9 +23,7 @@ pub struct LMarkerRule;
 impl MarkingRule for LMarkerRule {
     const NAME: &'static str = "lmarker";
     const SERVES: bool = true;
-    fn state(num_pages: usize) -> Marking {
-        Marking::with_ghosts(num_pages)
-    }
+    const STATE: fn(usize) -> Marking = Marking::with_ghosts;
     fn choose(&mut self, m: &Marking, rng: &mut StdRng, r: &Req) -> Option<u32> {
         if m.is_stale(r.page) {
             m.random_unmarked(rng)

@@ -20,9 +20,7 @@ pub struct MarkerRule;
 impl MarkingRule for MarkerRule {
     const NAME: &'static str = "marker";
     const SERVES: bool = true;
-    fn state(num_pages: usize) -> Marking {
-        Marking::without_predictions(num_pages)
-    }
+    const STATE: fn(usize) -> Marking = Marking::without_predictions;
     fn choose(&mut self, m: &Marking, rng: &mut StdRng, _: &Req) -> Option<u32> {
         m.random_unmarked(rng)
     }

@@ -430,10 +430,8 @@ pub trait MarkingRule {
     /// that keeps its own phases).
     const PHASE_ON_EVICT: bool = true;
     /// The empty shared state for page ids below `num_pages` (made with predictions, without
-    /// ghosts unless the rule says otherwise).
-    fn state(num_pages: usize) -> Marking {
-        Marking::new(num_pages)
-    }
+    /// ghosts unless the rule says otherwise); used by [`Marked::new`].
+    const STATE: fn(usize) -> Marking = Marking::new;
     /// The key (prediction) kept for the requested page.
     fn key(r: &Req) -> f64 {
         r.pred
@@ -474,7 +472,7 @@ impl<R> Marked<R> {
 impl<R: MarkingRule + Default> Marked<R> {
     /// An empty cache following the rule, with its own random stream from `seed`.
     pub fn new(num_pages: usize, seed: u64) -> Self {
-        Marked::with_rule(R::state(num_pages), seed, R::default())
+        Marked::with_rule((R::STATE)(num_pages), seed, R::default())
     }
 }
 
