@@ -9,83 +9,26 @@
 //! prediction is the latest of the page's requests and unpin. A page evicted or removed is
 //! forgotten (its id reusable) once its phase has ended. O(log k) per operation.
 
-use super::marking::Marking;
-use crate::paging::{Eviction, Req};
+use super::marking::{Marked, Marking, MarkingRule};
+use crate::paging::Req;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 /// LMarker.
-pub struct LMarker {
-    m: Marking,
-    rng: StdRng,
-}
+pub type LMarker = Marked<LMarkerRule>;
 
-impl LMarker {
-    /// An LMarker cache.
-    pub fn new(num_pages: usize, seed: u64) -> Self {
-        LMarker {
-            m: Marking::with_ghosts(num_pages),
-            rng: StdRng::seed_from_u64(seed),
-        }
-    }
-}
+/// LMarker's victim: by prediction for a clean page, at random for a stale one.
+#[derive(Default)]
+pub struct LMarkerRule;
 
-impl Eviction for LMarker {
-    fn name(&self) -> String {
-        "lmarker".into()
-    }
-    fn find(&mut self, r: &Req) -> bool {
-        if self.m.contains(r.page) {
-            self.m.hit(r.page, r.pred);
-            true
+impl MarkingRule for LMarkerRule {
+    const NAME: &'static str = "lmarker";
+    const SERVES: bool = true;
+    const STATE: fn(usize) -> Marking = Marking::with_ghosts;
+    fn choose(&mut self, m: &Marking, rng: &mut StdRng, r: &Req) -> Option<u32> {
+        if m.is_stale(r.page) {
+            m.random_unmarked(rng)
         } else {
-            false
+            m.furthest_unmarked()
         }
-    }
-    fn insert(&mut self, r: &Req) {
-        self.m.insert(r.page, r.pred);
-    }
-    fn evict(&mut self, r: &Req) -> u32 {
-        self.m.ensure_unmarked();
-        let v = if self.m.is_stale(r.page) {
-            self.m.random_unmarked(&mut self.rng)
-        } else {
-            self.m.furthest_unmarked()
-        }
-        .expect("unmarked pages");
-        self.m.remove(v);
-        v
-    }
-    fn remove(&mut self, page: u32) {
-        self.m.remove(page);
-    }
-    fn len(&self) -> usize {
-        self.m.len()
-    }
-    fn contains(&self, page: u32) -> bool {
-        self.m.contains(page)
-    }
-    fn serves(&self) -> bool {
-        true
-    }
-    fn insert_pinned(&mut self, r: &Req) {
-        self.m.insert_pinned(r.page, r.pred);
-    }
-    fn hit(&mut self, r: &Req) {
-        self.m.hit(r.page, r.pred);
-    }
-    fn pin(&mut self, page: u32) {
-        self.m.pin(page);
-    }
-    fn unpin(&mut self, r: &Req) {
-        self.m.unpin(r.page, r.pred);
-    }
-    fn take_forgotten(&mut self, out: &mut Vec<u32>) {
-        self.m.take_forgotten(out);
-    }
-    fn has_ghosts(&self) -> bool {
-        // The stale test (and Predictive Marker's chains) remember the pages evicted in
-        // the current phase.
-        true
     }
 }

@@ -35,87 +35,43 @@
 //!   misses. The smoothness bound above is checked on random sequences in
 //!   `tests/paging_cases.rs` (not proved here).
 
-use super::marking::Marking;
-use crate::paging::{Eviction, Req};
+use super::marking::{Marked, Marking, MarkingRule};
+use crate::paging::Req;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 /// MARK0: randomized marking that drops a page as soon as its discard bit is 1.
-pub struct Mark0 {
-    m: Marking,
-    rng: StdRng,
-}
+pub type Mark0 = Marked<Mark0Rule>;
 
-impl Mark0 {
-    /// An empty cache with its own random stream.
-    pub fn new(num_pages: usize, seed: u64) -> Self {
-        Mark0 {
-            m: Marking::new(num_pages),
-            rng: StdRng::seed_from_u64(seed),
-        }
-    }
-}
+/// MARK0's discards (the victim: a uniformly random unmarked page).
+#[derive(Default)]
+pub struct Mark0Rule;
 
 /// "Safe to discard".
 fn discard(r: &Req) -> bool {
     r.pred >= 0.5
 }
 
-impl Eviction for Mark0 {
-    fn name(&self) -> String {
-        "mark0".into()
-    }
-    fn find(&mut self, r: &Req) -> bool {
-        if !self.m.contains(r.page) {
-            return false;
-        }
-        self.m.hit(r.page, r.pred);
-        if discard(r) {
-            self.m.remove(r.page);
-        }
-        true
-    }
-    fn insert(&mut self, r: &Req) {
+impl MarkingRule for Mark0Rule {
+    const NAME: &'static str = "mark0";
+    fn admits(r: &Req) -> bool {
         // Served, then discarded at once: a page with bit 1 is not kept.
-        if !discard(r) {
-            self.m.insert(r.page, r.pred);
+        !discard(r)
+    }
+    fn after_hit(m: &mut Marking, r: &Req) {
+        if discard(r) {
+            m.remove(r.page);
         }
     }
-    fn evict(&mut self, _: &Req) -> u32 {
-        if self.m.num_unmarked() == 0 {
-            self.m.new_phase();
-        }
-        let v = self
-            .m
-            .random_unmarked(&mut self.rng)
-            .expect("a full cache has unmarked pages after a phase change");
-        self.m.remove(v);
-        v
-    }
-    fn remove(&mut self, page: u32) {
-        self.m.remove(page);
-    }
-    fn len(&self) -> usize {
-        self.m.len()
-    }
-    fn contains(&self, page: u32) -> bool {
-        self.m.contains(page)
+    fn choose(&mut self, m: &Marking, rng: &mut StdRng, _: &Req) -> Option<u32> {
+        m.random_unmarked(rng)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::marking::test_req as req;
     use super::*;
-    use crate::paging::{Cache, NEVER};
-
-    fn req(t: u64, page: u32, bit: f64) -> Req {
-        Req {
-            t,
-            page,
-            next_use: NEVER,
-            pred: bit,
-        }
-    }
+    use crate::paging::Cache;
 
     #[test]
     fn a_page_with_bit_one_leaves_right_after_its_request() {

@@ -36,79 +36,30 @@
 //!   the tests check `E[cost] <= sum_i new(i) + 2 H_k (wrong bits)` on random sequences
 //!   (not proved here).
 
-use super::marking::Marking;
-use crate::paging::{Eviction, Req};
+use super::marking::{Marked, Marking, MarkingRule};
+use crate::paging::Req;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 /// MARK&PREDICT: marking that evicts a random unmarked page predicted absent from the
 /// phase, else a random unmarked page.
-pub struct MarkPredict {
-    m: Marking,
-    rng: StdRng,
-}
+pub type MarkPredict = Marked<MarkPredictRule>;
 
-impl MarkPredict {
-    /// An empty cache with its own random stream.
-    pub fn new(num_pages: usize, seed: u64) -> Self {
-        MarkPredict {
-            m: Marking::new(num_pages),
-            rng: StdRng::seed_from_u64(seed),
-        }
-    }
-}
+/// MARK&PREDICT's victim choice by the phase bits.
+#[derive(Default)]
+pub struct MarkPredictRule;
 
-impl Eviction for MarkPredict {
-    fn name(&self) -> String {
-        "mark-predict".into()
-    }
-    fn find(&mut self, r: &Req) -> bool {
-        if self.m.contains(r.page) {
-            self.m.hit(r.page, r.pred);
-            true
-        } else {
-            false
-        }
-    }
-    fn insert(&mut self, r: &Req) {
-        self.m.insert(r.page, r.pred);
-    }
-    fn evict(&mut self, _: &Req) -> u32 {
-        if self.m.num_unmarked() == 0 {
-            self.m.new_phase();
-        }
-        let v = self
-            .m
-            .random_unmarked_where(&mut self.rng, |bit| bit < 0.5)
-            .or_else(|| self.m.random_unmarked(&mut self.rng))
-            .expect("a full cache has unmarked pages after a phase change");
-        self.m.remove(v);
-        v
-    }
-    fn remove(&mut self, page: u32) {
-        self.m.remove(page);
-    }
-    fn len(&self) -> usize {
-        self.m.len()
-    }
-    fn contains(&self, page: u32) -> bool {
-        self.m.contains(page)
+impl MarkingRule for MarkPredictRule {
+    const NAME: &'static str = "mark-predict";
+    fn choose(&mut self, m: &Marking, rng: &mut StdRng, _: &Req) -> Option<u32> {
+        (m.random_unmarked_where(rng, |bit| bit < 0.5)).or_else(|| m.random_unmarked(rng))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::marking::test_req as req;
     use super::*;
-    use crate::paging::{Cache, NEVER};
-
-    fn req(t: u64, page: u32, bit: f64) -> Req {
-        Req {
-            t,
-            page,
-            next_use: NEVER,
-            pred: bit,
-        }
-    }
+    use crate::paging::Cache;
 
     #[test]
     fn pages_predicted_absent_go_first_whatever_the_seed() {

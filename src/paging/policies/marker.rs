@@ -6,89 +6,34 @@
 //! unpinned page (see [`Marking`]). Every operation O(1) (heap updates of the shared
 //! marking state: O(log k); Marker keeps no order by prediction, so O(1)).
 
-use super::marking::Marking;
-use crate::paging::{Eviction, Req};
+use super::marking::{Marked, Marking, MarkingRule};
+use crate::paging::Req;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 /// Randomized marking.
-pub struct Marker {
-    m: Marking,
-    rng: StdRng,
-}
+pub type Marker = Marked<MarkerRule>;
 
-impl Marker {
-    /// A Marker cache with its own random stream.
-    pub fn new(num_pages: usize, seed: u64) -> Self {
-        Marker {
-            m: Marking::without_predictions(num_pages),
-            rng: StdRng::seed_from_u64(seed),
-        }
-    }
-}
+/// Marker's victim: a uniformly random unmarked page.
+#[derive(Default)]
+pub struct MarkerRule;
 
-impl Eviction for Marker {
-    fn name(&self) -> String {
-        "marker".into()
-    }
-    fn find(&mut self, r: &Req) -> bool {
-        if self.m.contains(r.page) {
-            self.m.hit(r.page, r.pred);
-            true
-        } else {
-            false
-        }
-    }
-    fn insert(&mut self, r: &Req) {
-        self.m.insert(r.page, r.pred);
-    }
-    fn evict(&mut self, _: &Req) -> u32 {
-        self.m.ensure_unmarked();
-        let v = self
-            .m
-            .random_unmarked(&mut self.rng)
-            .expect("an unpinned page is unmarked after a phase change");
-        self.m.remove(v);
-        v
-    }
-    fn remove(&mut self, page: u32) {
-        self.m.remove(page);
-    }
-    fn len(&self) -> usize {
-        self.m.len()
-    }
-    fn contains(&self, page: u32) -> bool {
-        self.m.contains(page)
-    }
-    fn serves(&self) -> bool {
-        true
-    }
-    fn insert_pinned(&mut self, r: &Req) {
-        self.m.insert_pinned(r.page, r.pred);
-    }
-    fn hit(&mut self, r: &Req) {
-        self.m.hit(r.page, r.pred);
-    }
-    fn pin(&mut self, page: u32) {
-        self.m.pin(page);
-    }
-    fn unpin(&mut self, r: &Req) {
-        self.m.unpin(r.page, r.pred);
+impl MarkingRule for MarkerRule {
+    const NAME: &'static str = "marker";
+    const SERVES: bool = true;
+    const STATE: fn(usize) -> Marking = Marking::without_predictions;
+    fn choose(&mut self, m: &Marking, rng: &mut StdRng, _: &Req) -> Option<u32> {
+        m.random_unmarked(rng)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::marking::test_req;
     use super::*;
-    use crate::paging::NEVER;
+    use crate::paging::Eviction;
 
     fn req(t: u64, page: u32) -> Req {
-        Req {
-            t,
-            page,
-            next_use: NEVER,
-            pred: t as f64,
-        }
+        test_req(t, page, t as f64)
     }
 
     #[test]

@@ -15,72 +15,31 @@
 //! page predicted to return is evicted, so the cost is `sum_i new(i)`, the least any
 //! marking algorithm can pay, and at most `2 OPT` since `OPT >= sum_i new(i) / 2`.
 
-use super::marking::Marking;
-use crate::paging::{Eviction, Req};
+use super::marking::{Marked, Marking, MarkingRule};
+use crate::paging::Req;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 /// Marking that evicts pages predicted absent from the next phase first.
-pub struct MarkerAbsentFirst {
-    m: Marking,
-    rng: StdRng,
-}
+pub type MarkerAbsentFirst = Marked<AbsentFirst>;
 
-impl MarkerAbsentFirst {
-    /// An empty cache with its own random stream.
-    pub fn new(num_pages: usize, seed: u64) -> Self {
-        MarkerAbsentFirst {
-            m: Marking::new(num_pages),
-            rng: StdRng::seed_from_u64(seed),
-        }
-    }
-}
+/// The victim choice: the first page predicted absent, else a random unmarked page.
+#[derive(Default)]
+pub struct AbsentFirst;
 
-/// Heap key: 1 for "not requested in the next phase" (evicted first), else 0.
-fn key(r: &Req) -> f64 {
-    if r.pred >= 0.5 {
-        0.0
-    } else {
-        1.0
-    }
-}
-
-impl Eviction for MarkerAbsentFirst {
-    fn name(&self) -> String {
-        "marker-absent-first".into()
-    }
-    fn find(&mut self, r: &Req) -> bool {
-        if self.m.contains(r.page) {
-            self.m.hit(r.page, key(r));
-            true
+impl MarkingRule for AbsentFirst {
+    const NAME: &'static str = "marker-absent-first";
+    /// Heap key: 1 for "not requested in the next phase" (evicted first), else 0.
+    fn key(r: &Req) -> f64 {
+        if r.pred >= 0.5 {
+            0.0
         } else {
-            false
+            1.0
         }
     }
-    fn insert(&mut self, r: &Req) {
-        self.m.insert(r.page, key(r));
-    }
-    fn evict(&mut self, _: &Req) -> u32 {
-        if self.m.num_unmarked() == 0 {
-            self.m.new_phase();
+    fn choose(&mut self, m: &Marking, rng: &mut StdRng, _: &Req) -> Option<u32> {
+        match m.furthest_unmarked() {
+            Some(p) if m.key_of_unmarked(p) == Some(1.0) => Some(p),
+            _ => m.random_unmarked(rng),
         }
-        let v = match self.m.furthest_unmarked() {
-            Some(p) if self.m.key_of_unmarked(p) == Some(1.0) => p,
-            _ => self
-                .m
-                .random_unmarked(&mut self.rng)
-                .expect("a full cache has unmarked pages after a phase change"),
-        };
-        self.m.remove(v);
-        v
-    }
-    fn remove(&mut self, page: u32) {
-        self.m.remove(page);
-    }
-    fn len(&self) -> usize {
-        self.m.len()
-    }
-    fn contains(&self, page: u32) -> bool {
-        self.m.contains(page)
     }
 }

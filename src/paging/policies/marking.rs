@@ -25,10 +25,17 @@
 //! its id may be reused. Only a state made by [`Marking::with_ghosts`] keeps this list,
 //! from its first [`Marking::insert_pinned`] on (a serving run: the paging lab never calls
 //! it, and nobody would take the list).
+//!
+//! Policies. Every marking policy is a [`Marked`] state (this state, a random stream and
+//! the policy's own part) run by one [`Eviction`] implementation; a policy implements
+//! [`MarkingRule`] with only what differs: its name, whether it serves, the key it stores,
+//! its victim choice and the hooks where it does something extra on a request, hit or miss.
+//! Adding a marking policy touches one file and one registry line.
 
 use crate::paging::util::IndexedHeap;
+use crate::paging::{Eviction, Req};
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 const NO: u32 = u32::MAX;
 
@@ -139,6 +146,13 @@ impl Marking {
             pool.by_pred = false;
         }
         m
+    }
+
+    /// True when made by [`Marking::with_ghosts`]: evicted pages are remembered until their
+    /// phase ends (the stale test, and Predictive Marker's chains, need the pages evicted in
+    /// the current phase).
+    pub fn has_ghosts(&self) -> bool {
+        self.ghosts
     }
 
     fn grow(&mut self, page: u32) {
@@ -396,6 +410,151 @@ impl Marking {
                 m[i - u.len()]
             }
         })
+    }
+}
+
+/// What a marking policy adds to the shared [`Marking`] state; [`Marked`] runs it.
+///
+/// The shared calls: a request runs [`MarkingRule::on_request`], then on a hit marks the page
+/// with [`MarkingRule::key`] and runs [`MarkingRule::after_hit`]; a miss inserts the page
+/// (marked) if [`MarkingRule::admits`] it; an eviction starts a new phase when no unmarked
+/// unpinned page is left (unless [`MarkingRule::PHASE_ON_EVICT`] is false), then removes the
+/// page [`MarkingRule::choose`] returns. A policy that serves ([`MarkingRule::SERVES`]) gets
+/// the serving calls forwarded to the state; the others keep [`Eviction`]'s defaults.
+pub trait MarkingRule {
+    /// Name for reports.
+    const NAME: &'static str;
+    /// Implements the serving call pattern (pins and hits).
+    const SERVES: bool = false;
+    /// An eviction finding no unmarked unpinned page starts a new phase (false for a rule
+    /// that keeps its own phases).
+    const PHASE_ON_EVICT: bool = true;
+    /// The empty shared state for page ids below `num_pages` (made with predictions, without
+    /// ghosts unless the rule says otherwise); used by [`Marked::new`].
+    const STATE: fn(usize) -> Marking = Marking::new;
+    /// The key (prediction) kept for the requested page.
+    fn key(r: &Req) -> f64 {
+        r.pred
+    }
+    /// Keep the missing page `r.page` once its miss is served?
+    fn admits(_r: &Req) -> bool {
+        true
+    }
+    /// Before the lookup of every request (lab and `find` only).
+    fn on_request(&mut self, _m: &mut Marking, _r: &Req) {}
+    /// After a hit of `find` has marked its page.
+    fn after_hit(_m: &mut Marking, _r: &Req) {}
+    /// The victim for the miss `r` (the caller removes it); `None` only if nothing is
+    /// choosable.
+    fn choose(&mut self, m: &Marking, rng: &mut StdRng, r: &Req) -> Option<u32>;
+}
+
+/// A marking policy: the shared state, its random stream and its rule's own part.
+pub struct Marked<R> {
+    /// The shared marks, pins and phases.
+    pub(super) m: Marking,
+    rng: StdRng,
+    /// What the policy adds.
+    pub(super) rule: R,
+}
+
+impl<R> Marked<R> {
+    /// A policy following `rule` on the state `m`, with its own random stream from `seed`.
+    pub fn with_rule(m: Marking, seed: u64, rule: R) -> Self {
+        Marked {
+            m,
+            rng: StdRng::seed_from_u64(seed),
+            rule,
+        }
+    }
+}
+
+impl<R: MarkingRule + Default> Marked<R> {
+    /// An empty cache following the rule, with its own random stream from `seed`.
+    pub fn new(num_pages: usize, seed: u64) -> Self {
+        Marked::with_rule((R::STATE)(num_pages), seed, R::default())
+    }
+}
+
+impl<R: MarkingRule> Eviction for Marked<R> {
+    fn name(&self) -> String {
+        R::NAME.into()
+    }
+    fn find(&mut self, r: &Req) -> bool {
+        self.rule.on_request(&mut self.m, r);
+        if !self.m.contains(r.page) {
+            return false;
+        }
+        self.m.hit(r.page, R::key(r));
+        R::after_hit(&mut self.m, r);
+        true
+    }
+    fn insert(&mut self, r: &Req) {
+        if R::admits(r) {
+            self.m.insert(r.page, R::key(r));
+        }
+    }
+    fn evict(&mut self, r: &Req) -> u32 {
+        if R::PHASE_ON_EVICT {
+            self.m.ensure_unmarked();
+        }
+        let v = (self.rule.choose(&self.m, &mut self.rng, r))
+            .expect("an unpinned page is unmarked after a phase change");
+        self.m.remove(v);
+        v
+    }
+    fn remove(&mut self, page: u32) {
+        self.m.remove(page);
+    }
+    fn len(&self) -> usize {
+        self.m.len()
+    }
+    fn contains(&self, page: u32) -> bool {
+        self.m.contains(page)
+    }
+    fn serves(&self) -> bool {
+        R::SERVES
+    }
+    fn insert_pinned(&mut self, r: &Req) {
+        if R::SERVES {
+            self.m.insert_pinned(r.page, R::key(r));
+        } else {
+            // Eviction's default (`pin` does nothing here).
+            self.insert(r);
+        }
+    }
+    fn hit(&mut self, r: &Req) {
+        if R::SERVES {
+            self.m.hit(r.page, R::key(r));
+        }
+    }
+    fn pin(&mut self, page: u32) {
+        if R::SERVES {
+            self.m.pin(page);
+        }
+    }
+    fn unpin(&mut self, r: &Req) {
+        if R::SERVES {
+            self.m.unpin(r.page, R::key(r));
+        }
+    }
+    fn take_forgotten(&mut self, out: &mut Vec<u32>) {
+        // Without ghosts the state lists nothing.
+        self.m.take_forgotten(out);
+    }
+    fn has_ghosts(&self) -> bool {
+        self.m.has_ghosts()
+    }
+}
+
+/// Tests: a request at `t` for `page` with prediction `pred`, never requested again.
+#[cfg(test)]
+pub(super) fn test_req(t: u64, page: u32, pred: f64) -> Req {
+    Req {
+        t,
+        page,
+        next_use: crate::paging::NEVER,
+        pred,
     }
 }
 

@@ -12,103 +12,61 @@
 //! and unpin. A page evicted or removed is forgotten (its id reusable) once its phase has
 //! ended. O(log k) per operation (amortized: chains are cleared at a phase change).
 
-use super::marking::Marking;
-use crate::paging::{Eviction, Req};
+use super::marking::{Marked, Marking, MarkingRule};
+use crate::paging::Req;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 use std::collections::HashMap;
 
 /// Predictive Marker.
-pub struct PredictiveMarker {
-    m: Marking,
-    rng: StdRng,
+pub type PredictiveMarker = Marked<Chains>;
+
+/// Predictive Marker's eviction chains.
+pub struct Chains {
     hk: f64,
     /// Chain representative (last page evicted in the chain) to chain length.
     chains: HashMap<u32, u32>,
+    /// The phase the chains belong to (they end with it).
+    phase: u32,
 }
 
 impl PredictiveMarker {
     /// A Predictive Marker cache of `k` pages.
     pub fn new(k: usize, num_pages: usize, seed: u64) -> Self {
         let hk = (1..=k).map(|i| 1.0 / i as f64).sum();
-        PredictiveMarker {
-            m: Marking::with_ghosts(num_pages),
-            rng: StdRng::seed_from_u64(seed),
-            hk,
-            chains: HashMap::new(),
-        }
+        let m = Marking::with_ghosts(num_pages);
+        let phase = m.phase;
+        let chains = HashMap::new();
+        Marked::with_rule(m, seed, Chains { hk, chains, phase })
     }
 }
 
-impl Eviction for PredictiveMarker {
-    fn name(&self) -> String {
-        "predictive-marker".into()
-    }
-    fn find(&mut self, r: &Req) -> bool {
-        if self.m.contains(r.page) {
-            self.m.hit(r.page, r.pred);
-            true
-        } else {
-            false
+impl MarkingRule for Chains {
+    const NAME: &'static str = "predictive-marker";
+    const SERVES: bool = true;
+    fn choose(&mut self, m: &Marking, rng: &mut StdRng, r: &Req) -> Option<u32> {
+        // Phases change only at an eviction: this one began a phase.
+        if m.phase != self.phase {
+            self.phase = m.phase;
+            if !self.chains.is_empty() {
+                // A fresh map, not `clear` (which is linear in the capacity).
+                self.chains = HashMap::new();
+            }
         }
-    }
-    fn insert(&mut self, r: &Req) {
-        self.m.insert(r.page, r.pred);
-    }
-    fn evict(&mut self, r: &Req) -> u32 {
-        if self.m.ensure_unmarked() && !self.chains.is_empty() {
-            // A fresh map, not `clear` (which is linear in the capacity).
-            self.chains = HashMap::new();
-        }
-        let victim = if !self.m.is_stale(r.page) {
+        let victim = if !m.is_stale(r.page) {
             // A clean page starts a chain.
-            let v = self.m.furthest_unmarked().expect("unmarked pages");
+            let v = m.furthest_unmarked()?;
             self.chains.insert(v, 1);
             v
         } else {
             let len = self.chains.remove(&r.page).map_or(1, |l| l + 1);
             let v = if len as f64 <= self.hk {
-                self.m.furthest_unmarked()
+                m.furthest_unmarked()
             } else {
-                self.m.random_unmarked(&mut self.rng)
-            }
-            .expect("unmarked pages");
+                m.random_unmarked(rng)
+            }?;
             self.chains.insert(v, len);
             v
         };
-        self.m.remove(victim);
-        victim
-    }
-    fn remove(&mut self, page: u32) {
-        self.m.remove(page);
-    }
-    fn len(&self) -> usize {
-        self.m.len()
-    }
-    fn contains(&self, page: u32) -> bool {
-        self.m.contains(page)
-    }
-    fn serves(&self) -> bool {
-        true
-    }
-    fn insert_pinned(&mut self, r: &Req) {
-        self.m.insert_pinned(r.page, r.pred);
-    }
-    fn hit(&mut self, r: &Req) {
-        self.m.hit(r.page, r.pred);
-    }
-    fn pin(&mut self, page: u32) {
-        self.m.pin(page);
-    }
-    fn unpin(&mut self, r: &Req) {
-        self.m.unpin(r.page, r.pred);
-    }
-    fn take_forgotten(&mut self, out: &mut Vec<u32>) {
-        self.m.take_forgotten(out);
-    }
-    fn has_ghosts(&self) -> bool {
-        // The stale test (and Predictive Marker's chains) remember the pages evicted in
-        // the current phase.
-        true
+        Some(victim)
     }
 }
