@@ -18,6 +18,31 @@ fn llama_on_h100() -> Roofline {
     Roofline::new(&model, &gpu, &Efficiency::default(), 1500.0, 5.0)
 }
 
+/// The steps of one request alone with a 100-token prompt and 5 output tokens, as the cost
+/// model sees them: the prefill, then four decodes with 100 + k tokens before them.
+fn one_request_steps(cost: &Roofline) -> Vec<kvsim::cost::StepCost> {
+    let prefill = BatchShape {
+        prefills: vec![SeqWork {
+            new_tokens: 100,
+            context: 0,
+        }],
+        decodes: vec![],
+        sampled: 1,
+    };
+    let decode = |k: u32| BatchShape {
+        prefills: vec![],
+        decodes: vec![SeqWork {
+            new_tokens: 1,
+            context: 100 + k,
+        }],
+        sampled: 1,
+    };
+    std::iter::once(prefill)
+        .chain((0..4).map(decode))
+        .map(|b| cost.step_cost(&b))
+        .collect()
+}
+
 #[test]
 fn one_request_ttft_and_tpot_equal_the_cost_model_sum() {
     // Synchronous scheduling: each step's CPU work and then its GPU work.
@@ -33,31 +58,10 @@ fn one_request_ttft_and_tpot_equal_the_cost_model_sum() {
         "--json",
         "--no-files",
     ]));
-    let cost = llama_on_h100();
-    let prefill = cost
-        .step_cost(&BatchShape {
-            prefills: vec![SeqWork {
-                new_tokens: 100,
-                context: 0,
-            }],
-            decodes: vec![],
-            sampled: 1,
-        })
-        .total_ns();
-    // Four decode steps produce tokens 2..5; token k is computed with 100 + k - 1 tokens before it.
-    let decodes: Vec<u64> = (0..4)
-        .map(|k| {
-            cost.step_cost(&BatchShape {
-                prefills: vec![],
-                decodes: vec![SeqWork {
-                    new_tokens: 1,
-                    context: 100 + k,
-                }],
-                sampled: 1,
-            })
-            .total_ns()
-        })
-        .collect();
+    let steps = one_request_steps(&llama_on_h100());
+    let prefill = steps[0].total_ns();
+    // Four decode steps produce tokens 2..5.
+    let decodes: Vec<u64> = steps[1..].iter().map(|c| c.total_ns()).collect();
     let ttft_ms = s["latency"]["ttft_ms"]["mean"].as_f64().unwrap();
     let tpot_ms = s["latency"]["tpot_ms"]["mean"].as_f64().unwrap();
     let e2e_ms = s["latency"]["e2e_ms"]["mean"].as_f64().unwrap();
@@ -89,32 +93,16 @@ fn asynchronous_scheduling_hides_the_cpu_work_of_a_step_behind_the_gpu_work_of_t
         "--json",
         "--no-files",
     ]));
-    let cost = llama_on_h100();
-    let step = |prefills: Vec<SeqWork>, decodes: Vec<SeqWork>| {
-        let c = cost.step_cost(&BatchShape {
-            prefills,
-            decodes,
-            sampled: 1,
-        });
+    let split = |c: &kvsim::cost::StepCost| {
         let cpu = c.overhead_ns.ceil() as u64;
         (c.total_ns() - cpu, cpu)
     };
-    let (prefill_gpu, prefill_cpu) = step(
-        vec![SeqWork {
-            new_tokens: 100,
-            context: 0,
-        }],
-        vec![],
-    );
-    let decode_gpu: Vec<u64> = (0..4)
-        .map(|k| {
-            let (gpu, cpu) = step(
-                vec![],
-                vec![SeqWork {
-                    new_tokens: 1,
-                    context: 100 + k,
-                }],
-            );
+    let steps = one_request_steps(&llama_on_h100());
+    let (prefill_gpu, prefill_cpu) = split(&steps[0]);
+    let decode_gpu: Vec<u64> = steps[1..]
+        .iter()
+        .map(|c| {
+            let (gpu, cpu) = split(c);
             assert!(cpu < gpu, "the CPU work hides behind the GPU");
             gpu
         })
