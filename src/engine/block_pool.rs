@@ -26,6 +26,7 @@
 use super::evictor::PolicyEvictor;
 use crate::idhash::IdMap;
 use crate::paging::NEVER;
+use std::collections::hash_map::Entry;
 
 /// Index of a block in the pool.
 pub type BlockId = u32;
@@ -389,37 +390,36 @@ impl BlockPool {
     /// and the block stays unregistered.
     pub fn cache_block(&mut self, id: BlockId, hash: u64, next_use: u64) {
         debug_assert!(hash != 0);
-        if let Some(ev) = self.evictor.as_mut() {
-            if let Some(e) = self.cached.get(&hash) {
-                ev.hit(self.blocks[e.first as usize].page, next_use);
-                return;
-            }
-            let page = ev.insert(hash, next_use);
-            if page as usize >= self.block_of_page.len() {
-                self.block_of_page.resize(page as usize + 1, NIL);
-            }
-            self.block_of_page[page as usize] = id;
-            self.blocks[id as usize].page = page;
-        }
-        let b = &mut self.blocks[id as usize];
-        debug_assert!(!b.in_free_queue && b.hash == 0);
-        b.hash = hash;
-        match self.cached.get_mut(&hash) {
-            Some(e) => {
-                let last = std::mem::replace(&mut e.last, id);
+        debug_assert!(
+            !self.blocks[id as usize].in_free_queue && self.blocks[id as usize].hash == 0
+        );
+        // One probe of the map.
+        match self.cached.entry(hash) {
+            Entry::Occupied(mut e) => {
+                if let Some(ev) = self.evictor.as_mut() {
+                    ev.hit(self.blocks[e.get().first as usize].page, next_use);
+                    return;
+                }
+                let last = std::mem::replace(&mut e.get_mut().last, id);
                 self.blocks[last as usize].dup_next = id;
                 self.blocks[id as usize].dup_prev = last;
             }
-            None => {
-                self.cached.insert(
-                    hash,
-                    HashEntry {
-                        first: id,
-                        last: id,
-                    },
-                );
+            Entry::Vacant(v) => {
+                if let Some(ev) = self.evictor.as_mut() {
+                    let page = ev.insert(hash, next_use);
+                    if page as usize >= self.block_of_page.len() {
+                        self.block_of_page.resize(page as usize + 1, NIL);
+                    }
+                    self.block_of_page[page as usize] = id;
+                    self.blocks[id as usize].page = page;
+                }
+                v.insert(HashEntry {
+                    first: id,
+                    last: id,
+                });
             }
         }
+        self.blocks[id as usize].hash = hash;
     }
 
     /// Recount every block from scratch and compare with the running counters and the free

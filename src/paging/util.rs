@@ -517,6 +517,135 @@ impl BitSet {
     }
 }
 
+/// Pages in insertion order, each evictable or not (in use), with O(1) insertion and
+/// removal and a fast search for the next evictable page in insertion order. Insertion
+/// numbers are slots of a [`BitSet`] of the evictable pages; when the slots run out, the
+/// pages still present are renumbered in order (amortized O(1) per insertion).
+#[derive(Debug, Clone, Default)]
+pub struct SeqQueue {
+    evictable: BitSet,
+    /// Slot to page ([`NONE`]: the page left).
+    page_at: Vec<u32>,
+    /// Page to slot ([`NONE`]: absent).
+    slot_of: Vec<u32>,
+    next: u32,
+    live: usize,
+    /// No evictable slot lies below this one.
+    low: u32,
+}
+
+impl SeqQueue {
+    /// Pages present (evictable or not).
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when no page is present.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Evictable pages.
+    pub fn evictable_len(&self) -> usize {
+        self.evictable.len()
+    }
+
+    /// The slot of `page`, if present.
+    pub fn slot(&self, page: u32) -> Option<u32> {
+        self.slot_of
+            .get(page as usize)
+            .copied()
+            .filter(|&s| s != NONE)
+    }
+
+    /// The page at `slot`.
+    pub fn page_at(&self, slot: u32) -> u32 {
+        self.page_at[slot as usize]
+    }
+
+    /// Is `page` present?
+    pub fn contains(&self, page: u32) -> bool {
+        self.slot(page).is_some()
+    }
+
+    /// Is `page` present and evictable?
+    pub fn is_evictable(&self, page: u32) -> bool {
+        self.slot(page).is_some_and(|s| self.evictable.contains(s))
+    }
+
+    /// Append `page` (absent) as the newest, evictable or not. May renumber the slots.
+    pub fn push(&mut self, page: u32, evictable: bool) {
+        if self.next as usize >= self.page_at.len() {
+            self.renumber();
+        }
+        let s = self.next;
+        self.next += 1;
+        self.page_at[s as usize] = page;
+        grow(&mut self.slot_of, page, NONE);
+        debug_assert_eq!(self.slot_of[page as usize], NONE);
+        self.slot_of[page as usize] = s;
+        self.live += 1;
+        if evictable {
+            self.evictable.insert(s);
+        }
+    }
+
+    fn renumber(&mut self) {
+        let cap = (2 * self.live).max(1024);
+        let mut bits = BitSet::new(cap);
+        let mut at = vec![NONE; cap];
+        let mut n = 0u32;
+        for (old, &p) in self.page_at[..self.next as usize].iter().enumerate() {
+            if p == NONE {
+                continue;
+            }
+            at[n as usize] = p;
+            self.slot_of[p as usize] = n;
+            if self.evictable.contains(old as u32) {
+                bits.insert(n);
+            }
+            n += 1;
+        }
+        self.evictable = bits;
+        self.page_at = at;
+        self.next = n;
+        self.low = 0;
+    }
+
+    /// Make present `page` evictable or not; returns false if it already was so.
+    pub fn set_evictable(&mut self, page: u32, evictable: bool) -> bool {
+        let s = self.slot_of[page as usize];
+        if evictable {
+            self.low = self.low.min(s);
+            self.evictable.insert(s)
+        } else {
+            self.evictable.remove(s)
+        }
+    }
+
+    /// Take `page` out (if present).
+    pub fn remove(&mut self, page: u32) {
+        if let Some(s) = self.slot(page) {
+            self.evictable.remove(s);
+            self.page_at[s as usize] = NONE;
+            self.slot_of[page as usize] = NONE;
+            self.live -= 1;
+        }
+    }
+
+    /// The slot of the oldest evictable page.
+    pub fn first(&mut self) -> Option<u32> {
+        let s = self.evictable.next_at_or_after(self.low)?;
+        self.low = s;
+        Some(s)
+    }
+
+    /// The slot of the first evictable page at or after `slot`.
+    pub fn next_at_or_after(&self, slot: u32) -> Option<u32> {
+        self.evictable.next_at_or_after(slot)
+    }
+}
+
 /// Grow `v` to hold index `page`.
 pub fn grow<T: Clone>(v: &mut Vec<T>, page: u32, fill: T) {
     if page as usize >= v.len() {
@@ -548,6 +677,47 @@ mod tests {
                 assert_eq!(b.len(), o.len());
                 assert_eq!(b.contains(i), o.contains(&i));
             }
+        }
+    }
+
+    #[test]
+    fn seq_queue_matches_an_ordered_set() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::BTreeMap;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let (mut q, mut o) = (SeqQueue::default(), BTreeMap::new());
+        let mut seq: Vec<Option<(u64, bool)>> = vec![None; 500];
+        let mut t = 0u64;
+        for _ in 0..200_000 {
+            let p = rng.gen_range(0..500u32);
+            match (seq[p as usize], rng.gen_range(0..4)) {
+                (None, _) => {
+                    t += 1;
+                    let e = rng.gen::<bool>();
+                    q.push(p, e);
+                    seq[p as usize] = Some((t, e));
+                    if e {
+                        o.insert(t, p);
+                    }
+                }
+                (Some((s, _)), 0) => {
+                    q.remove(p);
+                    o.remove(&s);
+                    seq[p as usize] = None;
+                }
+                (Some((s, e)), _) => {
+                    assert!(q.set_evictable(p, !e));
+                    if e {
+                        o.remove(&s);
+                    } else {
+                        o.insert(s, p);
+                    }
+                    seq[p as usize] = Some((s, !e));
+                }
+            }
+            let first = q.first().map(|s| q.page_at(s));
+            assert_eq!(first, o.values().next().copied());
+            assert_eq!(q.evictable_len(), o.len());
         }
     }
 

@@ -1,49 +1,24 @@
 //! FIFO: evict the page inserted earliest; hits change nothing. In serving, a page in use
 //! keeps its place: when it reaches the end of the queue it is set aside, and once released
-//! it is evicted before every page inserted after it, in insertion order.
+//! it is evicted before every page inserted after it, in insertion order. That is: the
+//! victim is the evictable page inserted earliest ([`SeqQueue`]: insertion numbers in a bit
+//! set of the evictable pages).
 
-use crate::paging::util::{grow, DList, IndexedHeap, Pins};
+use crate::paging::util::SeqQueue;
 use crate::paging::{Eviction, Req};
 
 /// First in, first out.
 pub struct Fifo {
-    /// Pages in insertion order (in use or not), newest at the head.
-    list: DList,
-    pins: Pins,
-    /// Pages in use that reached the end of the queue (out of the list).
-    parked: Vec<bool>,
-    parked_count: usize,
-    /// Parked pages since released, keyed by minus their insertion number: all older than
-    /// every page of the list, so evicted first.
-    returned: IndexedHeap<i64>,
-    inserted: Vec<i64>,
-    next: i64,
+    /// Pages in insertion order (in use or not).
+    queue: SeqQueue,
 }
 
 impl Fifo {
     /// A FIFO cache for page ids below `num_pages`.
-    pub fn new(num_pages: usize) -> Self {
+    pub fn new(_num_pages: usize) -> Self {
         Fifo {
-            list: DList::new(num_pages),
-            pins: Pins::default(),
-            parked: Vec::new(),
-            parked_count: 0,
-            returned: IndexedHeap::default(),
-            inserted: Vec::new(),
-            next: 0,
+            queue: SeqQueue::default(),
         }
-    }
-
-    fn stamp(&mut self, page: u32) {
-        grow(&mut self.inserted, page, 0);
-        grow(&mut self.parked, page, false);
-        self.next += 1;
-        self.inserted[page as usize] = -self.next;
-        self.list.push_head(page);
-    }
-
-    fn is_parked(&self, page: u32) -> bool {
-        self.parked.get(page as usize).copied().unwrap_or(false)
     }
 }
 
@@ -55,58 +30,37 @@ impl Eviction for Fifo {
         self.contains(r.page)
     }
     fn insert(&mut self, r: &Req) {
-        self.stamp(r.page);
+        self.queue.push(r.page, true);
     }
     fn evict(&mut self, _: &Req) -> u32 {
-        if let Some((_, p)) = self.returned.pop() {
-            return p;
-        }
-        loop {
-            let t = self.list.pop_tail().expect("evict from an empty cache");
-            if !self.pins.is_pinned(t) {
-                return t;
-            }
-            self.parked[t as usize] = true;
-            self.parked_count += 1;
-        }
+        let s = self.queue.first().expect("evict from an empty cache");
+        let p = self.queue.page_at(s);
+        self.queue.remove(p);
+        p
     }
     fn remove(&mut self, page: u32) {
-        self.pins.unpin(page);
-        if self.list.contains(page) {
-            self.list.unlink(page);
-        } else if self.is_parked(page) {
-            self.parked[page as usize] = false;
-            self.parked_count -= 1;
-        } else {
-            self.returned.remove(page);
-        }
+        self.queue.remove(page);
     }
     fn len(&self) -> usize {
-        self.list.len() + self.parked_count + self.returned.len()
+        self.queue.len()
     }
     fn contains(&self, page: u32) -> bool {
-        self.list.contains(page) || self.is_parked(page) || self.returned.contains(page)
+        self.queue.contains(page)
     }
     fn serves(&self) -> bool {
         true
     }
     fn insert_pinned(&mut self, r: &Req) {
-        self.stamp(r.page);
-        self.pins.pin(r.page);
+        self.queue.push(r.page, false);
     }
     fn pin(&mut self, page: u32) {
-        if self.returned.contains(page) {
-            self.returned.remove(page);
-            self.parked[page as usize] = true;
-            self.parked_count += 1;
+        if self.queue.contains(page) {
+            self.queue.set_evictable(page, false);
         }
-        self.pins.pin(page);
     }
     fn unpin(&mut self, r: &Req) {
-        if self.pins.unpin(r.page) && self.is_parked(r.page) {
-            self.parked[r.page as usize] = false;
-            self.parked_count -= 1;
-            self.returned.set(r.page, self.inserted[r.page as usize]);
+        if self.queue.contains(r.page) {
+            self.queue.set_evictable(r.page, true);
         }
     }
 }

@@ -6,9 +6,10 @@
 //! queue directly. The main queue reinserts a page with hits left, decrementing its count.
 //!
 //! In serving, a page in use keeps its queue and place (it counts in the queue's size) but
-//! is skipped until released; hits count at once.
+//! is skipped until released; hits count at once. Each queue is a [`SeqQueue`] (entry numbers
+//! in a bit set of its evictable pages).
 
-use crate::paging::util::{grow, DList, IndexedHeap, Pins};
+use crate::paging::util::{grow, DList, SeqQueue};
 use crate::paging::{Eviction, Req};
 
 /// Hit counts saturate here.
@@ -20,16 +21,13 @@ const MAIN: u8 = 2;
 
 /// S3-FIFO.
 pub struct S3Fifo {
-    /// Evictable pages of each queue keyed by minus their entry number (oldest on top).
-    small: IndexedHeap<i64>,
-    main: IndexedHeap<i64>,
+    /// The pages of each queue in entry order, in use or not (only pages out of use are
+    /// evictable there).
+    small: SeqQueue,
+    main: SeqQueue,
     ghost: DList,
     freq: Vec<u8>,
     queue: Vec<u8>,
-    entered: Vec<i64>,
-    next: i64,
-    small_pinned: usize,
-    pins: Pins,
     small_capacity: usize,
     ghost_capacity: usize,
     threshold: u8,
@@ -42,15 +40,11 @@ impl S3Fifo {
     pub fn new(k: usize, num_pages: usize, small_ratio: f64, threshold: u8) -> Self {
         let small_capacity = ((k as f64 * small_ratio).round() as usize).clamp(1, k.max(1));
         S3Fifo {
-            small: IndexedHeap::default(),
-            main: IndexedHeap::default(),
+            small: SeqQueue::default(),
+            main: SeqQueue::default(),
             ghost: DList::new(num_pages),
             freq: vec![0; num_pages],
             queue: vec![NOWHERE; num_pages],
-            entered: vec![0; num_pages],
-            next: 0,
-            small_pinned: 0,
-            pins: Pins::default(),
             small_capacity,
             ghost_capacity: k.saturating_sub(small_capacity).max(1),
             threshold,
@@ -68,17 +62,13 @@ impl S3Fifo {
         self.ghost.push_head(page);
     }
 
-    /// Enter queue `q` at its head (the newest end).
+    /// Enter queue `q` (the page is in none) at its newest end.
     fn enter(&mut self, page: u32, q: u8, pinned: bool) {
-        self.next += 1;
-        self.entered[page as usize] = -self.next;
         self.queue[page as usize] = q;
-        if pinned {
-            self.small_pinned += usize::from(q == SMALL);
-        } else if q == SMALL {
-            self.small.set(page, -self.next);
+        if q == SMALL {
+            self.small.push(page, !pinned);
         } else {
-            self.main.set(page, -self.next);
+            self.main.push(page, !pinned);
         }
     }
 
@@ -86,7 +76,6 @@ impl S3Fifo {
     fn admit(&mut self, r: &Req, pinned: bool) {
         grow(&mut self.freq, r.page, 0);
         grow(&mut self.queue, r.page, NOWHERE);
-        grow(&mut self.entered, r.page, 0);
         self.freq[r.page as usize] = 0;
         if self.ghost.contains(r.page) {
             self.ghost.unlink(r.page);
@@ -96,8 +85,13 @@ impl S3Fifo {
         }
     }
 
-    fn small_len(&self) -> usize {
-        self.small.len() + self.small_pinned
+    /// The queue holding present `page`.
+    fn queue_of(&mut self, page: u32) -> &mut SeqQueue {
+        if self.queue[page as usize] == SMALL {
+            &mut self.small
+        } else {
+            &mut self.main
+        }
     }
 }
 
@@ -119,10 +113,12 @@ impl Eviction for S3Fifo {
     }
     fn evict(&mut self, _: &Req) -> u32 {
         loop {
-            let from_small = !self.small.is_empty()
-                && (self.small_len() >= self.small_capacity || self.main.is_empty());
+            let from_small = self.small.evictable_len() > 0
+                && (self.small.len() >= self.small_capacity || self.main.evictable_len() == 0);
             if from_small {
-                let (_, t) = self.small.pop().expect("small is not empty");
+                let s = self.small.first().expect("small has evictable pages");
+                let t = self.small.page_at(s);
+                self.small.remove(t);
                 if self.freq[t as usize] >= self.threshold {
                     self.freq[t as usize] = 0;
                     self.enter(t, MAIN, false);
@@ -132,7 +128,9 @@ impl Eviction for S3Fifo {
                     return t;
                 }
             } else {
-                let (_, t) = self.main.pop().expect("evict from an empty cache");
+                let s = self.main.first().expect("evict from an empty cache");
+                let t = self.main.page_at(s);
+                self.main.remove(t);
                 if self.freq[t as usize] > 0 {
                     self.freq[t as usize] -= 1;
                     self.enter(t, MAIN, false);
@@ -150,15 +148,11 @@ impl Eviction for S3Fifo {
         if !self.contains(page) {
             return;
         }
-        if self.pins.unpin(page) {
-            self.small_pinned -= usize::from(self.queue[page as usize] == SMALL);
-        }
-        self.small.remove(page);
-        self.main.remove(page);
+        self.queue_of(page).remove(page);
         self.queue[page as usize] = NOWHERE;
     }
     fn len(&self) -> usize {
-        self.small.len() + self.main.len() + self.pins.len()
+        self.small.len() + self.main.len()
     }
     fn contains(&self, page: u32) -> bool {
         self.queue.get(page as usize).is_some_and(|&q| q != NOWHERE)
@@ -169,36 +163,18 @@ impl Eviction for S3Fifo {
     fn insert_pinned(&mut self, r: &Req) {
         self.serving = true;
         self.admit(r, true);
-        self.pins.pin(r.page);
     }
     fn hit(&mut self, r: &Req) {
         self.find(r);
     }
     fn pin(&mut self, page: u32) {
-        let q = self.queue[page as usize];
-        let was = if q == SMALL {
-            self.small.contains(page)
-        } else {
-            self.main.contains(page)
-        };
-        if !was {
-            return;
+        if self.contains(page) {
+            self.queue_of(page).set_evictable(page, false);
         }
-        self.small.remove(page);
-        self.main.remove(page);
-        self.small_pinned += usize::from(q == SMALL);
-        self.pins.pin(page);
     }
     fn unpin(&mut self, r: &Req) {
-        if !self.pins.unpin(r.page) {
-            return;
-        }
-        let key = self.entered[r.page as usize];
-        if self.queue[r.page as usize] == SMALL {
-            self.small_pinned -= 1;
-            self.small.set(r.page, key);
-        } else {
-            self.main.set(r.page, key);
+        if self.contains(r.page) {
+            self.queue_of(r.page).set_evictable(r.page, true);
         }
     }
     fn take_forgotten(&mut self, out: &mut Vec<u32>) {

@@ -2,23 +2,21 @@
 //! moves from the oldest page towards the newest, clearing visited bits and evicting the
 //! first unvisited page; pages stay in place on hits. In serving, a page in use is out of
 //! the queue (keeping its place and its bit) until it is released.
+//!
+//! The queue is a [`SeqQueue`]: insertion numbers in a bit set of the evictable pages.
 
-use crate::paging::util::{grow, Pins};
+use crate::paging::util::{grow, SeqQueue};
 use crate::paging::{Eviction, Req};
-use std::collections::BTreeMap;
 
 /// SIEVE.
 #[derive(Default)]
 pub struct Sieve {
-    /// Evictable pages by insertion number (oldest first).
-    queue: BTreeMap<u64, u32>,
-    seq: Vec<u64>,
+    /// Pages by insertion number (oldest first); the evictable ones form the queue.
+    queue: SeqQueue,
     visited: Vec<bool>,
-    /// The insertion number the hand points at (the next page it examines is the first at
-    /// or after it); `None`: the oldest.
-    hand: Option<u64>,
-    next: u64,
-    pins: Pins,
+    /// The evictable page the hand points at (the next page it examines is the first at or
+    /// after it); `None`: the oldest.
+    hand: Option<u32>,
 }
 
 impl Sieve {
@@ -27,36 +25,27 @@ impl Sieve {
         Sieve::default()
     }
 
-    fn stamp(&mut self, page: u32) {
-        grow(&mut self.seq, page, 0);
+    fn stamp(&mut self, page: u32, evictable: bool) {
         grow(&mut self.visited, page, false);
-        self.next += 1;
-        self.seq[page as usize] = self.next;
         self.visited[page as usize] = false;
+        self.queue.push(page, evictable);
     }
 
-    /// The entry the hand examines: the first at or after it, else the oldest.
-    fn at_hand(&self) -> Option<(u64, u32)> {
-        let from = self.hand.unwrap_or(0);
+    /// The page after slot `s` in the queue (towards the newest), if any.
+    fn after(&self, s: u32) -> Option<u32> {
         self.queue
-            .range(from..)
-            .next()
-            .or_else(|| self.queue.iter().next())
-            .map(|(&s, &p)| (s, p))
-    }
-
-    /// The entry after insertion number `s` (towards the newest), if any.
-    fn after(&self, s: u64) -> Option<u64> {
-        self.queue.range(s + 1..).next().map(|(&s, _)| s)
+            .next_at_or_after(s + 1)
+            .map(|n| self.queue.page_at(n))
     }
 
     /// Take `page` out of the queue, moving the hand past it if it points at it.
     fn take_out(&mut self, page: u32) -> bool {
-        let s = self.seq[page as usize];
-        if self.queue.remove(&s).is_none() {
+        if !self.queue.is_evictable(page) {
             return false;
         }
-        if self.hand == Some(s) {
+        self.queue.set_evictable(page, false);
+        if self.hand == Some(page) {
+            let s = self.queue.slot(page).expect("present");
             self.hand = self.after(s);
         }
         true
@@ -76,60 +65,53 @@ impl Eviction for Sieve {
         }
     }
     fn insert(&mut self, r: &Req) {
-        self.stamp(r.page);
-        self.queue.insert(self.next, r.page);
+        self.stamp(r.page, true);
     }
     fn evict(&mut self, _: &Req) -> u32 {
-        let (mut s, mut o) = self.at_hand().expect("evict from an empty cache");
+        let from = self.hand.and_then(|p| self.queue.slot(p)).unwrap_or(0);
+        let mut s = self
+            .queue
+            .next_at_or_after(from)
+            .or_else(|| self.queue.first())
+            .expect("evict from an empty cache");
+        let mut o = self.queue.page_at(s);
         while self.visited[o as usize] {
             self.visited[o as usize] = false;
-            (s, o) = match self.after(s) {
-                Some(n) => (n, self.queue[&n]),
-                None => self
-                    .queue
-                    .iter()
-                    .next()
-                    .map(|(&s, &p)| (s, p))
-                    .expect("non-empty"),
+            s = match self.queue.next_at_or_after(s + 1) {
+                Some(n) => n,
+                None => self.queue.first().expect("non-empty"),
             };
+            o = self.queue.page_at(s);
         }
         self.hand = self.after(s);
-        self.queue.remove(&s);
+        self.queue.remove(o);
         o
     }
     fn remove(&mut self, page: u32) {
-        if !self.pins.unpin(page) && (page as usize) < self.seq.len() {
-            self.take_out(page);
-        }
+        self.take_out(page);
+        self.queue.remove(page);
     }
     fn len(&self) -> usize {
-        self.queue.len() + self.pins.len()
+        self.queue.len()
     }
     fn contains(&self, page: u32) -> bool {
-        self.pins.is_pinned(page)
-            || self
-                .seq
-                .get(page as usize)
-                .is_some_and(|s| self.queue.get(s) == Some(&page))
+        self.queue.contains(page)
     }
     fn serves(&self) -> bool {
         true
     }
     fn insert_pinned(&mut self, r: &Req) {
-        self.stamp(r.page);
-        self.pins.pin(r.page);
+        self.stamp(r.page, false);
     }
     fn hit(&mut self, r: &Req) {
         self.visited[r.page as usize] = true;
     }
     fn pin(&mut self, page: u32) {
-        if self.take_out(page) {
-            self.pins.pin(page);
-        }
+        self.take_out(page);
     }
     fn unpin(&mut self, r: &Req) {
-        if self.pins.unpin(r.page) {
-            self.queue.insert(self.seq[r.page as usize], r.page);
+        if self.queue.contains(r.page) {
+            self.queue.set_evictable(r.page, true);
         }
     }
 }
