@@ -42,6 +42,8 @@ struct RequestBlocks {
     prompt: u32,
     /// The identities behind the hashes (kept only for a next-use oracle).
     keys: Vec<SegmentKey>,
+    /// With an oracle: when each block's content is next requested after this request.
+    next_uses: Vec<u64>,
 }
 
 /// A prefix-cache lookup result, valid until the next call on the manager.
@@ -125,6 +127,17 @@ impl KvCacheManager {
         let rb = self.requests.get_mut(&id).expect("request registered");
         rb.keys.clear();
         fill(&mut rb.keys);
+        // Every block's next use, once: lookups, registrations and releases reuse them.
+        let mut next = std::mem::take(&mut rb.next_uses);
+        next.clear();
+        if let Some(o) = &self.oracle {
+            let rb = &self.requests[&id];
+            Self::next_uses_into(o, rb, 0..rb.hashes.len(), self.block_size, &mut next);
+        }
+        self.requests
+            .get_mut(&id)
+            .expect("request registered")
+            .next_uses = next;
     }
 
     /// Next uses, by the oracle, of the request's blocks `indices` (in the order given)
@@ -160,9 +173,10 @@ impl KvCacheManager {
     /// buffer (left empty without an oracle).
     fn fill_next_uses(&mut self, id: u64, indices: impl Iterator<Item = usize>) {
         self.next_use_scratch.clear();
-        if let Some(o) = &self.oracle {
+        if self.oracle.is_some() {
             let rb = &self.requests[&id];
-            Self::next_uses_into(o, rb, indices, self.block_size, &mut self.next_use_scratch);
+            self.next_use_scratch
+                .extend(indices.map(|i| rb.next_uses.get(i).copied().unwrap_or(NEVER)));
         }
     }
 
@@ -306,6 +320,7 @@ impl KvCacheManager {
         rb.hashes.clear();
         rb.num_cached = 0;
         rb.keys.clear();
+        rb.next_uses.clear();
         fill(&mut rb.hashes);
         rb.prompt = 0;
         self.requests.insert(id, rb);

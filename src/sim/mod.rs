@@ -47,8 +47,12 @@ pub fn run_with_cost(
     audit: bool,
     make_cost: &CostFactory,
 ) -> Result<Summary> {
-    let mut cluster = build_cluster(scenario, setup, audit, make_cost)?;
-    let mut stream = workload::open(&scenario.workload, scenario.seed)?;
+    let (mut cluster, read_ahead) = build_cluster(scenario, setup, audit, make_cost)?;
+    // The oracle's pass over the workload keeps it, so it is not read twice.
+    let mut stream: workload::RequestStream = match read_ahead {
+        Some(requests) => Box::new(requests.into_iter().map(Ok)),
+        None => workload::open(&scenario.workload, scenario.seed)?,
+    };
     let mut queue = EventQueue::default();
     let mut next_request = stream.next().transpose()?;
     if let Some(r) = &next_request {
@@ -138,13 +142,14 @@ fn summarize(scenario: &Scenario, setup: &EngineSetup, rec: &Recorder, c: &Clust
     summary
 }
 
-/// The replicas, their evictors, CPU tiers and cost models, placed on the machines.
+/// The replicas, their evictors, CPU tiers and cost models, placed on the machines; and the
+/// workload when the evictors' oracle had to read it all first.
 fn build_cluster(
     scenario: &Scenario,
     setup: &EngineSetup,
     audit: bool,
     make_cost: &CostFactory,
-) -> Result<Cluster> {
+) -> Result<(Cluster, Option<Vec<workload::Request>>)> {
     let roles = crate::cluster::roles(scenario);
     if roles.is_empty() {
         return Err(Error::input(
@@ -166,7 +171,7 @@ fn build_cluster(
         )));
     }
     let placement = Placement::new(scenario, setup, roles.len() as u32);
-    let evictors = EvictorFactory::new(scenario, setup)?;
+    let (evictors, read_ahead) = EvictorFactory::new(scenario, setup)?;
     let mut replicas = Vec::with_capacity(roles.len());
     for (i, &role) in roles.iter().enumerate() {
         let r = i as u32;
@@ -181,7 +186,7 @@ fn build_cluster(
         replicas.push(rep);
     }
     let router = make_router(&scenario.cluster.router)?;
-    Ok(Cluster::new(replicas, router, placement, setup))
+    Ok((Cluster::new(replicas, router, placement, setup), read_ahead))
 }
 
 /// The step-time model of replica 0 of a scenario's cluster (for `kvsim validate`).
@@ -241,27 +246,32 @@ struct EvictorFactory {
 }
 
 impl EvictorFactory {
-    fn new(scenario: &Scenario, setup: &EngineSetup) -> Result<EvictorFactory> {
+    /// The factory, and the workload when the oracle read it (kept for the run).
+    fn new(
+        scenario: &Scenario,
+        setup: &EngineSetup,
+    ) -> Result<(EvictorFactory, Option<Vec<workload::Request>>)> {
         let k = &scenario.kv_cache;
         if k.eviction == "vllm" {
-            return Ok(EvictorFactory { oracle: None });
+            return Ok((EvictorFactory { oracle: None }, None));
         }
         let entry = crate::paging::policies::entry(&k.eviction)?;
         let oracle_predictions = matches!(&k.predictor, Some(p) if entry.uses_predictions() && p.kind == PredictorKind::Oracle);
         if k.eviction != "belady" && !oracle_predictions {
-            return Ok(EvictorFactory { oracle: None });
+            return Ok((EvictorFactory { oracle: None }, None));
         }
         let mut next = TraceNextUse::default();
         let mut keys = Vec::new();
+        let mut requests = Vec::new();
         for r in workload::open(&scenario.workload, scenario.seed)? {
             let r = r?;
             keys.clear();
             crate::prefix::segment_keys(&r.segments, r.input_tokens, r.id, &mut keys);
             next.add(r.id, &keys, r.input_tokens, setup.block_size);
+            requests.push(r);
         }
-        Ok(EvictorFactory {
-            oracle: Some(Arc::new(next.finish())),
-        })
+        let oracle = Some(Arc::new(next.finish()));
+        Ok((EvictorFactory { oracle }, Some(requests)))
     }
 
     fn build(&self, scenario: &Scenario, setup: &EngineSetup) -> Option<PolicyEvictor> {
