@@ -652,6 +652,40 @@ mod tests {
     }
 
     #[test]
+    fn ghost_entries_keep_page_ids_and_are_not_hits() {
+        use super::super::evictor::BlockPredictions;
+        use crate::paging::PolicyParams;
+        let entry = crate::paging::policies::entry("arc").unwrap();
+        let policy = (entry.build)(&PolicyParams::new(2, 0, 1));
+        let mut p = BlockPool::new(3, true); // usable 1..=2
+        p.set_evictor(PolicyEvictor::new("arc", policy, BlockPredictions::None, 1));
+        let mut a = Vec::new();
+        p.get_new_blocks(2, &mut a);
+        p.cache_block(a[0], 11, NEVER);
+        p.cache_block(a[1], 12, NEVER);
+        let pages = [p.blocks[a[0] as usize].page, p.blocks[a[1] as usize].page];
+        p.free_blocks(a.iter().copied(), &[]);
+        p.audit().unwrap();
+        // One eviction: its content leaves a ghost entry, which is no lookup hit.
+        let mut b = Vec::new();
+        p.get_new_blocks(1, &mut b);
+        let gone = [11u64, 12]
+            .iter()
+            .position(|&h| p.get_cached_block(h).is_none());
+        let gone = gone.expect("one content was evicted");
+        assert!(p
+            .cached
+            .get(&[11u64, 12][gone])
+            .is_some_and(|e| e.is_ghost()));
+        p.audit().unwrap();
+        // Computed again, the content gets back the page id the policy remembers.
+        p.cache_block(b[0], [11u64, 12][gone], NEVER);
+        assert_eq!(p.blocks[b[0] as usize].page, pages[gone]);
+        assert_eq!(p.get_cached_block([11u64, 12][gone]), Some(b[0]));
+        p.audit().unwrap();
+    }
+
+    #[test]
     fn duplicate_blocks_stay_reachable_after_the_first_is_evicted() {
         let mut p = BlockPool::new(5, true); // usable 1..=4
         let mut a = Vec::new();
