@@ -20,6 +20,12 @@
 //! when none is left. In this mode a content is held by one block: a block computed again
 //! while a copy is cached counts as a hit of the copy and stays unregistered (freed empty).
 //!
+//! With a policy that remembers evicted contents (ghost lists, [`PolicyEvictor::has_ghosts`]),
+//! the hash map also keeps a *ghost entry* for each content evicted but still remembered:
+//! no block, only the content's page id, so that a content computed again gets back the id
+//! the policy knows it by, found by the same probe that registers it. Ghost entries are never
+//! lookup hits, and are dropped when the policy forgets the content (its id is freed).
+//!
 //! Next uses (`next_uses`, one per block given, in the same order; empty for "unknown")
 //! feed policies that look ahead (Belady, oracle predictions).
 
@@ -64,11 +70,25 @@ pub struct BlockCounts {
 }
 
 /// The blocks registered under one hash, in registration order (an intrusive list through
-/// `Block::dup_next`).
+/// `Block::dup_next`). A ghost entry (content evicted, still remembered by the policy) has
+/// `first == NIL` and the content's page id in `last`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct HashEntry {
     first: BlockId,
     last: BlockId,
+}
+
+impl HashEntry {
+    fn ghost(page: u32) -> Self {
+        HashEntry {
+            first: NIL,
+            last: page,
+        }
+    }
+
+    fn is_ghost(&self) -> bool {
+        self.first == NIL
+    }
 }
 
 /// The pool of KV blocks.
@@ -88,6 +108,10 @@ pub struct BlockPool {
     block_of_page: Vec<BlockId>,
     /// Contents evicted since the last `take_evicted` (kept only when asked to).
     evicted: Option<Vec<u64>>,
+    /// The policy has ghost lists: evicted contents leave ghost entries in `cached`.
+    ghosts: bool,
+    /// Page ids the policy freed (with their contents), whose ghost entries are dropped.
+    freed: Vec<(u32, u64)>,
 }
 
 impl BlockPool {
@@ -120,6 +144,8 @@ impl BlockPool {
             evictor: None,
             block_of_page: Vec::new(),
             evicted: None,
+            ghosts: false,
+            freed: Vec::new(),
         };
         pool.blocks[0].ref_cnt = 1; // the null block
         for id in 1..num_blocks {
@@ -218,7 +244,9 @@ impl BlockPool {
 
     /// The cached block holding content `hash`, if any: the earliest registered one left.
     pub fn get_cached_block(&self, hash: u64) -> Option<BlockId> {
-        self.cached.get(&hash).map(|e| e.first)
+        self.cached
+            .get(&hash)
+            .and_then(|e| (!e.is_ghost()).then_some(e.first))
     }
 
     /// Take block `id` (registered under `hash`) out of the hash map.
@@ -237,7 +265,15 @@ impl BlockPool {
             self.blocks[next as usize].dup_prev = prev;
         }
         if prev == NIL && next == NIL {
-            self.cached.remove(&hash);
+            if self.ghosts {
+                // The policy may remember the content: keep its page id.
+                let page = self.blocks[id as usize].page;
+                if let Some(e) = self.cached.get_mut(&hash) {
+                    *e = HashEntry::ghost(page);
+                }
+            } else {
+                self.cached.remove(&hash);
+            }
         } else if let Some(e) = self.cached.get_mut(&hash) {
             if prev == NIL {
                 e.first = next;
@@ -278,6 +314,8 @@ impl BlockPool {
                     ev.push(h);
                 }
             }
+            // After the victim's ghost entry is made: the policy may have forgotten it.
+            self.drop_freed_ghosts();
             self.blocks[id as usize].ref_cnt = 1;
             out.push(id);
         }
@@ -298,7 +336,29 @@ impl BlockPool {
 
     /// Use a policy to choose which evictable cached block to drop.
     pub fn set_evictor(&mut self, evictor: PolicyEvictor) {
+        self.ghosts = evictor.has_ghosts();
         self.evictor = Some(evictor);
+    }
+
+    /// Drop the ghost entries of the page ids the policy freed (before any reuse of them).
+    fn drop_freed_ghosts(&mut self) {
+        let Some(ev) = self.evictor.as_mut() else {
+            return;
+        };
+        if !ev.has_freed() {
+            return;
+        }
+        let mut freed = std::mem::take(&mut self.freed);
+        ev.take_freed(&mut freed);
+        for &(page, hash) in &freed {
+            if let Entry::Occupied(e) = self.cached.entry(hash) {
+                if *e.get() == HashEntry::ghost(page) {
+                    e.remove();
+                }
+            }
+        }
+        freed.clear();
+        self.freed = freed;
     }
 
     /// The eviction policy's name: `vllm` (the free queue) or the policy's.
@@ -393,33 +453,46 @@ impl BlockPool {
         debug_assert!(
             !self.blocks[id as usize].in_free_queue && self.blocks[id as usize].hash == 0
         );
-        // One probe of the map.
-        match self.cached.entry(hash) {
+        // One probe of the map: it finds a cached copy, or the page id of a remembered
+        // (ghost) content.
+        let ghost = match self.cached.entry(hash) {
             Entry::Occupied(mut e) => {
-                if let Some(ev) = self.evictor.as_mut() {
-                    ev.hit(self.blocks[e.get().first as usize].page, next_use);
+                let entry = *e.get();
+                if !entry.is_ghost() {
+                    if let Some(ev) = self.evictor.as_mut() {
+                        ev.hit(self.blocks[entry.first as usize].page, next_use);
+                        return;
+                    }
+                    e.get_mut().last = id;
+                    self.blocks[entry.last as usize].dup_next = id;
+                    self.blocks[id as usize].dup_prev = entry.last;
+                    self.blocks[id as usize].hash = hash;
                     return;
                 }
-                let last = std::mem::replace(&mut e.get_mut().last, id);
-                self.blocks[last as usize].dup_next = id;
-                self.blocks[id as usize].dup_prev = last;
+                *e.get_mut() = HashEntry {
+                    first: id,
+                    last: id,
+                };
+                Some(entry.last)
             }
             Entry::Vacant(v) => {
-                if let Some(ev) = self.evictor.as_mut() {
-                    let page = ev.insert(hash, next_use);
-                    if page as usize >= self.block_of_page.len() {
-                        self.block_of_page.resize(page as usize + 1, NIL);
-                    }
-                    self.block_of_page[page as usize] = id;
-                    self.blocks[id as usize].page = page;
-                }
                 v.insert(HashEntry {
                     first: id,
                     last: id,
                 });
+                None
             }
-        }
+        };
         self.blocks[id as usize].hash = hash;
+        if let Some(ev) = self.evictor.as_mut() {
+            let page = ev.insert(hash, next_use, ghost);
+            if page as usize >= self.block_of_page.len() {
+                self.block_of_page.resize(page as usize + 1, NIL);
+            }
+            self.block_of_page[page as usize] = id;
+            self.blocks[id as usize].page = page;
+            self.drop_freed_ghosts();
+        }
     }
 
     /// Recount every block from scratch and compare with the running counters and the free
@@ -459,7 +532,23 @@ impl BlockPool {
             }
         }
         let mut registered = 0u64;
+        let mut ghosts = 0u64;
         for (&h, e) in &self.cached {
+            if e.is_ghost() {
+                ghosts += 1;
+                let known = self.ghosts
+                    && self
+                        .evictor
+                        .as_ref()
+                        .is_some_and(|ev| ev.id_holds(e.last, h));
+                if !known {
+                    return Err(format!(
+                        "ghost entry of hash {h:x} holds page {} the policy does not know it by",
+                        e.last
+                    ));
+                }
+                continue;
+            }
             let (mut cur, mut prev) = (e.first, NIL);
             while cur != NIL {
                 let b = &self.blocks[cur as usize];
@@ -497,6 +586,12 @@ impl BlockPool {
                 return Err(format!(
                     "the policy holds {} contents but {hashed} blocks hold one",
                     ev.len()
+                ));
+            }
+            if self.ghosts && (ev.live_ids() - ev.len()) as u64 != ghosts {
+                return Err(format!(
+                    "the policy remembers {} evicted contents but the map has {ghosts} ghosts",
+                    ev.live_ids() - ev.len()
                 ));
             }
         }
@@ -554,6 +649,40 @@ mod tests {
         assert_eq!(p.ref_cnt(a[0]), 2);
         p.free_blocks([a[0], a[0]].into_iter(), &[]);
         assert_eq!(p.audit().unwrap().cached, 1);
+    }
+
+    #[test]
+    fn ghost_entries_keep_page_ids_and_are_not_hits() {
+        use super::super::evictor::BlockPredictions;
+        use crate::paging::PolicyParams;
+        let entry = crate::paging::policies::entry("arc").unwrap();
+        let policy = (entry.build)(&PolicyParams::new(2, 0, 1));
+        let mut p = BlockPool::new(3, true); // usable 1..=2
+        p.set_evictor(PolicyEvictor::new("arc", policy, BlockPredictions::None, 1));
+        let mut a = Vec::new();
+        p.get_new_blocks(2, &mut a);
+        p.cache_block(a[0], 11, NEVER);
+        p.cache_block(a[1], 12, NEVER);
+        let pages = [p.blocks[a[0] as usize].page, p.blocks[a[1] as usize].page];
+        p.free_blocks(a.iter().copied(), &[]);
+        p.audit().unwrap();
+        // One eviction: its content leaves a ghost entry, which is no lookup hit.
+        let mut b = Vec::new();
+        p.get_new_blocks(1, &mut b);
+        let gone = [11u64, 12]
+            .iter()
+            .position(|&h| p.get_cached_block(h).is_none());
+        let gone = gone.expect("one content was evicted");
+        assert!(p
+            .cached
+            .get(&[11u64, 12][gone])
+            .is_some_and(|e| e.is_ghost()));
+        p.audit().unwrap();
+        // Computed again, the content gets back the page id the policy remembers.
+        p.cache_block(b[0], [11u64, 12][gone], NEVER);
+        assert_eq!(p.blocks[b[0] as usize].page, pages[gone]);
+        assert_eq!(p.get_cached_block([11u64, 12][gone]), Some(b[0]));
+        p.audit().unwrap();
     }
 
     #[test]

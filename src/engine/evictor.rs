@@ -19,7 +19,6 @@ use crate::prefix::SegmentKey;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, LogNormal};
-use std::collections::hash_map::Entry;
 
 /// Offline knowledge of the workload: when is a block content requested next?
 pub trait NextUse {
@@ -127,7 +126,6 @@ pub enum BlockPredictions {
 pub struct PolicyEvictor {
     policy: Box<dyn Eviction>,
     name: String,
-    content_id: IdMap<u32>,
     content_hash: Vec<u64>,
     /// Latest prediction of each content (what a hit reports to a learned policy).
     last_pred: Vec<f64>,
@@ -135,11 +133,15 @@ pub struct PolicyEvictor {
     /// Per id: assigned to a content (not in `free_ids`).
     live: Vec<bool>,
     forgotten: Vec<u32>,
+    /// Ids freed by [`PolicyEvictor::recycle`] since the last [`PolicyEvictor::take_freed`],
+    /// with their contents' hashes: the block pool drops their ghost entries.
+    freed: Vec<(u32, u64)>,
     predictions: BlockPredictions,
     noise: Option<(LogNormal<f64>, StdRng)>,
     clock: u64,
-    /// The policy remembers evicted contents: ids are looked up by hash and recycled when
-    /// it forgets them.
+    /// The policy remembers evicted contents: the block pool keeps the id of each
+    /// remembered content (its ghost entry) and passes it back to [`PolicyEvictor::insert`];
+    /// ids are recycled when the policy forgets them.
     ghosts: bool,
 }
 
@@ -163,12 +165,12 @@ impl PolicyEvictor {
         PolicyEvictor {
             policy,
             name: name.to_string(),
-            content_id: IdMap::default(),
             content_hash: Vec::new(),
             last_pred: Vec::new(),
             free_ids: Vec::new(),
             live: Vec::new(),
             forgotten: Vec::new(),
+            freed: Vec::new(),
             predictions,
             noise,
             clock: 0,
@@ -203,19 +205,20 @@ impl PolicyEvictor {
         }
     }
 
-    /// The id of a content entering the cache: the one a ghost list remembers, else fresh.
-    fn id_of(&mut self, hash: u64) -> u32 {
-        if !self.ghosts {
-            return self.new_id(hash);
+    /// The id of a content entering the cache: `ghost`, the one a ghost list remembers
+    /// (kept by the block pool), else fresh.
+    fn id_of(&mut self, hash: u64, ghost: Option<u32>) -> u32 {
+        match ghost {
+            Some(id) => {
+                debug_assert!(self.ghosts, "a ghost id without ghost lists");
+                debug_assert!(
+                    self.live[id as usize] && self.content_hash[id as usize] == hash,
+                    "ghost id {id} is not the live id of its content"
+                );
+                id
+            }
+            None => self.new_id(hash),
         }
-        // One probe of the map: it is taken out while the fresh id is made.
-        let mut map = std::mem::take(&mut self.content_id);
-        let id = match map.entry(hash) {
-            Entry::Occupied(e) => *e.get(),
-            Entry::Vacant(v) => *v.insert(self.new_id(hash)),
-        };
-        self.content_id = map;
-        id
     }
 
     /// The request a policy sees for content `page`, next used at `next_use`; `release`
@@ -242,9 +245,10 @@ impl PolicyEvictor {
     }
 
     /// A request computed the new content `hash` (next used at `next_use`): cached, in use.
-    /// Returns the content's page id.
-    pub fn insert(&mut self, hash: u64, next_use: u64) -> u32 {
-        let page = self.id_of(hash);
+    /// `ghost` is the id the policy still remembers the content by (from the block pool's
+    /// ghost entry), if any. Returns the content's page id.
+    pub fn insert(&mut self, hash: u64, next_use: u64, ghost: Option<u32>) -> u32 {
+        let page = self.id_of(hash, ghost);
         let r = self.req(page, next_use, false);
         self.policy.insert_pinned(&r);
         self.recycle();
@@ -287,7 +291,8 @@ impl PolicyEvictor {
         page
     }
 
-    /// Reuse the ids of contents the policy no longer remembers.
+    /// Reuse the ids of contents the policy no longer remembers; each freed id is kept
+    /// with its content's hash for [`PolicyEvictor::take_freed`].
     fn recycle(&mut self) {
         if !self.ghosts {
             return;
@@ -299,15 +304,32 @@ impl PolicyEvictor {
             if !self.live[page as usize] || self.policy.contains(page) {
                 continue;
             }
-            let hash = self.content_hash[page as usize];
-            if let Entry::Occupied(e) = self.content_id.entry(hash) {
-                if *e.get() == page {
-                    e.remove();
-                    self.live[page as usize] = false;
-                    self.free_ids.push(page);
-                }
-            }
+            self.live[page as usize] = false;
+            self.free_ids.push(page);
+            self.freed.push((page, self.content_hash[page as usize]));
         }
+    }
+
+    /// True when ids were freed since the last [`PolicyEvictor::take_freed`].
+    pub fn has_freed(&self) -> bool {
+        !self.freed.is_empty()
+    }
+
+    /// Move the ids freed since the last call (with their contents' hashes) into `out`.
+    /// The caller must drop their ghost entries before the next `insert`, which may reuse
+    /// them.
+    pub fn take_freed(&mut self, out: &mut Vec<(u32, u64)>) {
+        out.append(&mut self.freed);
+    }
+
+    /// True when `page` is the live id of content `hash` (an audit check).
+    pub fn id_holds(&self, page: u32, hash: u64) -> bool {
+        self.live.get(page as usize) == Some(&true) && self.content_hash[page as usize] == hash
+    }
+
+    /// True when the policy remembers evicted contents (the pool keeps ghost entries).
+    pub fn has_ghosts(&self) -> bool {
+        self.ghosts
     }
 
     /// A request's prompt blocks were looked up: lets a learned predictor train.
