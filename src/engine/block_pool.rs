@@ -292,18 +292,30 @@ impl BlockPool {
     /// Take `n` blocks from the head of the free queue, evicting cached content, and append
     /// them to `out` with reference count 1. The caller checks that enough are free.
     pub fn get_new_blocks(&mut self, n: u32, out: &mut Vec<BlockId>) {
+        self.get_new_blocks_for(n, out, &[]);
+    }
+
+    /// [`BlockPool::get_new_blocks`] for blocks that will hold the contents `incoming`, in
+    /// order (shorter than `n` when some will hold content not known yet): a policy told the
+    /// content it evicts for can act on a miss of a page it remembers.
+    pub fn get_new_blocks_for(&mut self, n: u32, out: &mut Vec<BlockId>, incoming: &[u64]) {
         assert!(
             n <= self.num_free,
             "asked for {n} blocks with {} free",
             self.num_free
         );
-        for _ in 0..n {
+        for j in 0..n as usize {
             let id = if self.head != NIL || self.evictor.is_none() {
                 let id = self.head;
                 self.unlink(id);
                 id
             } else {
-                self.take_policy_victim()
+                let remembered = incoming
+                    .get(j)
+                    .and_then(|h| self.cached.get(h))
+                    .filter(|e| e.first == NIL)
+                    .map(|e| e.last);
+                self.take_policy_victim(remembered)
             };
             let b = &mut self.blocks[id as usize];
             if b.hash != 0 {
@@ -376,9 +388,9 @@ impl BlockPool {
         self.evictor.as_ref()
     }
 
-    fn take_policy_victim(&mut self) -> BlockId {
+    fn take_policy_victim(&mut self, incoming: Option<u32>) -> BlockId {
         let ev = self.evictor.as_mut().expect("policy mode");
-        let page = ev.evict();
+        let page = ev.evict(incoming);
         let id = self.block_of_page[page as usize];
         let b = &mut self.blocks[id as usize];
         assert!(

@@ -272,13 +272,14 @@ impl PolicyEvictor {
         self.policy.unpin(&r);
     }
 
-    /// Choose a victim among the contents out of use; returns its page id (valid until the
+    /// Choose a victim among the contents out of use, for a block that will hold the
+    /// remembered (ghost) page `incoming` if known; returns its page id (valid until the
     /// next call).
-    pub fn evict(&mut self) -> u32 {
+    pub fn evict(&mut self, incoming: Option<u32>) -> u32 {
         self.clock += 1;
         let r = Req {
             t: self.clock,
-            page: u32::MAX - 1,
+            page: incoming.unwrap_or(u32::MAX - 1),
             next_use: NEVER,
             pred: f64::INFINITY,
         };

@@ -437,7 +437,12 @@ impl KvCacheManager {
             rb.blocks.extend_from_slice(hit_blocks);
             rb.num_cached = rb.num_cached.max(rb.blocks.len());
         }
-        self.pool.get_new_blocks(new_blocks as u32, &mut rb.blocks);
+        // The contents the new blocks will hold (full ones), for policies that tell a miss on
+        // a page they remember (a ghost) from a new one.
+        let first_new = rb.blocks.len().min(rb.hashes.len());
+        let incoming = &rb.hashes[first_new..];
+        self.pool
+            .get_new_blocks_for(new_blocks as u32, &mut rb.blocks, incoming);
         if (rb.blocks.len() as u64) > needed {
             // Eviction after the prompt: the compacted request returns its surplus tail
             // (token policies that compact blocks hold no hashes, so no next uses).

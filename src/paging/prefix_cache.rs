@@ -7,7 +7,8 @@
 //! blocks:
 //! 1. lookup: the longest run of cached blocks from the start, at most `(prompt - 1) / bs`
 //!    blocks (vLLM leaves at least one token to compute); each is pinned and is a hit;
-//! 2. allocation of the other blocks: empty blocks first, then one eviction each;
+//! 2. allocation of the other blocks: empty blocks first, then one eviction each, told the
+//!    content the block will hold when it is a full prompt block;
 //! 3. registration of the new full blocks in order: a content already cached (further into
 //!    the prompt than the first miss) is a hit of that copy and its block stays empty;
 //!    otherwise the content enters the cache in use;
@@ -129,8 +130,11 @@ impl PrefixTrace {
             let need = rq.blocks - hit;
             let from_empty = need.min(empty);
             empty -= from_empty;
-            for _ in from_empty..need {
-                policy.evict(&req(u32::MAX - 1, NEVER));
+            for j in from_empty..need {
+                // The content the block will hold, if a full prompt block (a policy may
+                // remember it in a ghost list).
+                let incoming = pages.get(hit + j).copied().unwrap_or(u32::MAX - 1);
+                policy.evict(&req(incoming, NEVER));
             }
             registered.clear();
             registered.resize(n, true);
