@@ -312,6 +312,7 @@ impl BlockPool {
             } else {
                 let remembered = incoming
                     .get(j)
+                    .filter(|_| self.ghosts)
                     .and_then(|h| self.cached.get(h))
                     .filter(|e| e.first == NIL)
                     .map(|e| e.last);
