@@ -206,7 +206,7 @@ pub fn replay(case: &Path, asynchronous: bool) -> Result<Run> {
                 if log.first_token < 0 {
                     log.first_token = applied_step;
                 }
-                if a.finished.is_some() {
+                if a.finished {
                     log.finish = applied_step;
                 }
             }
@@ -224,26 +224,19 @@ pub fn replay(case: &Path, asynchronous: bool) -> Result<Run> {
 /// The step row and schedule of the step just scheduled.
 fn record_step(replica: &Replica, step: i64, logs: &mut [RequestLog], run: &mut Run) {
     let s = replica.scheduler();
-    let c = s.kv().counts();
-    let scheduled = &s.scheduled;
-    let decodes = scheduled.iter().filter(|x| x.decode).count() as i64;
-    let prefill_tokens: i64 = scheduled
-        .iter()
-        .filter(|x| !x.decode)
-        .map(|x| x.new_tokens as i64)
-        .sum();
+    let r = replica.last_step();
     let row = vec![
         step,
-        scheduled.len() as i64,
-        scheduled.len() as i64 - decodes,
-        prefill_tokens,
-        decodes,
-        c.used as i64,
-        c.cached as i64,
-        c.free as i64,
-        s.num_waiting() as i64,
-        s.num_running() as i64,
-        s.step_preemptions as i64,
+        r.batch_size as i64,
+        r.prefill_seqs as i64,
+        r.prefill_tokens as i64,
+        r.decode_tokens as i64,
+        r.blocks.used as i64,
+        r.blocks.cached as i64,
+        r.blocks.free as i64,
+        r.waiting as i64,
+        r.running as i64,
+        r.preemptions as i64,
         // vLLM 0.33's default (V2) model runner is sent resumed requests as new ones
         // (`scheduled_new_reqs.extend(scheduled_resumed_reqs)`), so its scheduler output
         // lists every admission as new and none as resumed.
@@ -252,7 +245,7 @@ fn record_step(replica: &Replica, step: i64, logs: &mut [RequestLog], run: &mut 
     ];
     run.steps.insert(step, row);
     let mut sched = StepSchedule::default();
-    for x in scheduled {
+    for x in &s.scheduled {
         sched.sched.insert(x.id, (x.new_tokens, x.context));
         let log = &mut logs[x.id as usize];
         if log.first_sched < 0 {

@@ -20,14 +20,6 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, LogNormal};
 
-/// Offline knowledge of the workload: when is a block content requested next?
-pub trait NextUse {
-    /// The index of the first request after request `after` whose prompt holds, as a full
-    /// block, the block whose last token lies at `offset` in the segment with chain hash
-    /// `chain` ([`crate::prefix::SegmentKey`]), or [`NEVER`].
-    fn next_use(&self, chain: u64, offset: u64, after: u64) -> u64;
-}
-
 /// Next uses from one pass over the workload, kept per trace segment rather than per block
 /// (a segment of a few hundred tokens covers many blocks): for every segment chain, the
 /// requests whose prompts hold it, in order, with the last block offset each covers. Built
@@ -103,8 +95,11 @@ pub fn first_covering(candidates: &[(u32, u32)], offset: u64) -> u64 {
         .map_or(NEVER, |&(r, _)| r as u64)
 }
 
-impl NextUse for TraceNextUse {
-    fn next_use(&self, chain: u64, offset: u64, after: u64) -> u64 {
+impl TraceNextUse {
+    /// The index of the first request after request `after` whose prompt holds, as a full
+    /// block, the block whose last token lies at `offset` in the segment with chain hash
+    /// `chain` ([`crate::prefix::SegmentKey`]), or [`NEVER`].
+    pub fn next_use(&self, chain: u64, offset: u64, after: u64) -> u64 {
         first_covering(self.after(chain, after), offset)
     }
 }
@@ -181,11 +176,6 @@ impl PolicyEvictor {
     /// The policy's name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// True when the predictions need next uses (an oracle or Belady).
-    pub fn wants_next_uses(&self) -> bool {
-        matches!(self.predictions, BlockPredictions::Oracle { .. }) || self.name == "belady"
     }
 
     /// A fresh id for a content: a recycled one if any.

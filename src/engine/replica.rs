@@ -78,6 +78,7 @@ pub struct Replica {
     steps_started: u64,
     applied: Vec<Applied>,
     applied_step: bool,
+    last_step: StepRecord,
 }
 
 /// A request that got a token when a step's output was applied.
@@ -85,21 +86,8 @@ pub struct Replica {
 pub struct Applied {
     /// The request's index in the workload.
     pub id: u64,
-    /// Set when the token was its last.
-    pub finished: Option<FinishedCounts>,
-}
-
-/// What a finished request's row reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FinishedCounts {
-    /// Prefix-cache hit tokens at first admission.
-    pub cached_tokens: i64,
-    /// Times preempted.
-    pub preemptions: u32,
-    /// Tokens computed again after preemptions.
-    pub recomputed_tokens: u64,
-    /// Output tokens generated.
-    pub generated: u32,
+    /// The token was its last.
+    pub finished: bool,
 }
 
 /// A step whose output is not yet applied.
@@ -161,6 +149,7 @@ impl Replica {
             steps_started: 0,
             applied: Vec::new(),
             applied_step: false,
+            last_step: StepRecord::default(),
         }
     }
 
@@ -387,7 +376,7 @@ impl Replica {
             .filter(|s| !s.decode)
             .map(|s| s.new_tokens as u64)
             .sum();
-        rec.on_step(&StepRecord {
+        self.last_step = StepRecord {
             replica: self.index,
             start_ns,
             duration_ns,
@@ -399,7 +388,13 @@ impl Replica {
             waiting: self.scheduler.num_waiting() as u32,
             running: self.scheduler.num_running() as u32,
             preemptions: self.scheduler.step_preemptions,
-        })
+        };
+        rec.on_step(&self.last_step)
+    }
+
+    /// The row of the last step started (what `steps.csv` got).
+    pub fn last_step(&self) -> &StepRecord {
+        &self.last_step
     }
 
     /// At `now_ns`, when [`Replica::start_step`] said: apply the output of the oldest step
@@ -424,20 +419,12 @@ impl Replica {
             rec.on_token(gap);
             self.applied.push(Applied {
                 id: r.req.id,
-                finished: None,
+                finished: r.status == super::request::Status::Finished,
             });
             self.scheduler.set_last_token(slot, now_ns);
         }
         for k in 0..self.outcome.finished.len() {
             let r = self.scheduler.take_finished(self.outcome.finished[k]);
-            if let Some(a) = self.applied.iter_mut().find(|a| a.id == r.req.id) {
-                a.finished = Some(FinishedCounts {
-                    cached_tokens: r.cached_tokens,
-                    preemptions: r.preemptions,
-                    recomputed_tokens: r.recomputed_tokens,
-                    generated: r.generated,
-                });
-            }
             if self.role == Role::Prefill && r.req.output_tokens > 1 {
                 self.handoffs.push(r);
             } else {
@@ -454,7 +441,7 @@ impl Replica {
     }
 
     /// The requests that got a token in the last [`Replica::finish_step`] (empty if it
-    /// applied no output), with the counts of those it finished.
+    /// applied no output), and which of them it finished.
     pub fn applied_tokens(&self) -> &[Applied] {
         &self.applied
     }

@@ -101,10 +101,6 @@ pub struct Scheduler {
     /// The requests admitted from the waiting queue in the current step, in admission order:
     /// workload index and whether it resumed after a preemption.
     pub step_admitted: Vec<(u64, bool)>,
-    /// Requests admitted for the first time in the current step.
-    pub step_new: u32,
-    /// Preempted requests admitted again in the current step.
-    pub step_resumed: u32,
     /// Preemptions in total.
     pub total_preemptions: u64,
     /// Host-memory traffic of the current step.
@@ -132,8 +128,6 @@ impl Scheduler {
             step_preemptions: 0,
             step_preempted: Vec::new(),
             step_admitted: Vec::new(),
-            step_new: 0,
-            step_resumed: 0,
             total_preemptions: 0,
             step_traffic: HostTraffic::default(),
             total_traffic: HostTraffic::default(),
@@ -293,8 +287,6 @@ impl Scheduler {
         self.step_preempted.clear();
         self.step_preemptions = 0;
         self.step_admitted.clear();
-        self.step_new = 0;
-        self.step_resumed = 0;
         self.step_traffic = HostTraffic::default();
         let cap = self.long_prefill_cap();
         let mut budget = self.cfg.max_num_batched_tokens;
@@ -425,11 +417,6 @@ impl Scheduler {
         self.swap_used -= swapped_in;
         self.step_traffic.swap_in_blocks += swapped_in;
         self.step_admitted.push((id, resumed));
-        if resumed {
-            self.step_resumed += 1;
-        } else {
-            self.step_new += 1;
-        }
     }
 
     fn push_scheduled(&mut self, slot: u32, new_tokens: u32, context: u32) {

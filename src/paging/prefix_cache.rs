@@ -169,8 +169,7 @@ pub fn run_prefix(
 ) -> crate::error::Result<Vec<super::run::PagingRow>> {
     use super::policies::{entry, PolicyParams};
     for p in policies {
-        let e = entry(p)?;
-        if !(e.build)(&PolicyParams::new(2, 0, 0)).serves() {
+        if !entry(p)?.serves() {
             return Err(crate::error::Error::input(format!(
                 "--order serving: policy `{p}` does not act in serving; use one of {}",
                 super::policies::serving_names().join(", ")
@@ -194,29 +193,12 @@ pub fn run_prefix(
         let opt_misses = blocks - hits_of("belady", k, 0);
         for p in policies {
             let n = if entry(p)?.randomized { runs.max(1) } else { 1 };
-            let ratios: Vec<f64> = (0..n)
+            let per_run: Vec<f64> = (0..n)
                 .map(|run| (blocks - hits_of(p, k, run)) as f64)
                 .collect();
-            let misses = ratios.iter().sum::<f64>() / n as f64;
-            let cost = |m: f64| m / opt_misses.max(1) as f64;
-            let mean = cost(misses);
-            let var = ratios
-                .iter()
-                .map(|&m| (cost(m) - mean).powi(2))
-                .sum::<f64>()
-                / n as f64;
-            rows.push(super::run::PagingRow {
-                policy: p.clone(),
-                predictor: "-".into(),
-                k,
-                requests: blocks,
-                misses,
-                miss_ratio: misses / blocks.max(1) as f64,
-                opt_misses,
-                cost_ratio: mean,
-                cost_ratio_std: var.sqrt(),
-                runs: n,
-            });
+            let row =
+                super::run::PagingRow::from_runs(p, "-".into(), k, blocks, opt_misses, &per_run);
+            rows.push(row);
         }
     }
     Ok(rows)

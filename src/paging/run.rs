@@ -53,6 +53,40 @@ pub struct PagingRow {
     pub runs: u32,
 }
 
+impl PagingRow {
+    /// The row of `policy` at size `k` from its misses in each run, against Belady's
+    /// `opt_misses` over the same `requests`.
+    pub fn from_runs(
+        policy: &str,
+        predictor: String,
+        k: usize,
+        requests: u64,
+        opt_misses: u64,
+        per_run: &[f64],
+    ) -> PagingRow {
+        let runs = per_run.len() as u32;
+        let mean = per_run.iter().sum::<f64>() / runs as f64;
+        let ratios: Vec<f64> = per_run
+            .iter()
+            .map(|m| m / opt_misses.max(1) as f64)
+            .collect();
+        let rmean = ratios.iter().sum::<f64>() / runs as f64;
+        let var = ratios.iter().map(|r| (r - rmean).powi(2)).sum::<f64>() / runs as f64;
+        PagingRow {
+            policy: policy.to_string(),
+            predictor,
+            k,
+            requests,
+            misses: mean,
+            miss_ratio: mean / requests.max(1) as f64,
+            opt_misses,
+            cost_ratio: rmean,
+            cost_ratio_std: var.sqrt(),
+            runs,
+        }
+    }
+}
+
 fn seed_for(base: u64, parts: &[u64]) -> u64 {
     parts.iter().fold(base, |acc, &p| mix(acc, p))
 }
@@ -86,23 +120,9 @@ pub fn run_paging(traces: &[Trace], job: &PagingJob) -> Result<Vec<PagingRow>> {
             })
             .sum();
         let mut push = |policy: &str, predictor: String, per_run: Vec<f64>| {
-            let runs = per_run.len() as u32;
-            let mean = per_run.iter().sum::<f64>() / runs as f64;
-            let ratios: Vec<f64> = per_run.iter().map(|m| m / opt.max(1) as f64).collect();
-            let rmean = ratios.iter().sum::<f64>() / runs as f64;
-            let var = ratios.iter().map(|r| (r - rmean).powi(2)).sum::<f64>() / runs as f64;
-            rows.push(PagingRow {
-                policy: policy.to_string(),
-                predictor,
-                k,
-                requests,
-                misses: mean,
-                miss_ratio: mean / requests.max(1) as f64,
-                opt_misses: opt,
-                cost_ratio: rmean,
-                cost_ratio_std: var.sqrt(),
-                runs,
-            });
+            rows.push(PagingRow::from_runs(
+                policy, predictor, k, requests, opt, &per_run,
+            ));
         };
         // Policies without predictions.
         for name in job

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 
 /// One engine step, as written to `steps.csv`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct StepRecord {
     /// The replica that ran it.
     pub replica: u32,

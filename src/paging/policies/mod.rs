@@ -258,13 +258,18 @@ impl Entry {
     pub fn uses_predictions(&self) -> bool {
         self.prediction.is_some()
     }
+
+    /// Whether it acts in a serving run ([`Eviction::serves`]).
+    pub fn serves(&self) -> bool {
+        (self.build)(&PolicyParams::new(2, 0, 0)).serves()
+    }
 }
 
 /// Names of the policies that act in a serving run ([`Eviction::serves`]).
 pub fn serving_names() -> Vec<&'static str> {
     REGISTRY
         .iter()
-        .filter(|e| (e.build)(&PolicyParams::new(2, 0, 0)).serves())
+        .filter(|e| e.serves())
         .map(|e| e.name)
         .collect()
 }
