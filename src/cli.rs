@@ -857,6 +857,17 @@ fn trace_synth(path: &Path, sets: &[String], out: &Path, block_tokens: u32) -> R
     }
 }
 
+/// The request-trace reader behind a paging format (`None` for page traces).
+fn request_trace_kind(format: PagingFormat) -> Option<SourceKind> {
+    match format {
+        PagingFormat::Text | PagingFormat::Csv => None,
+        PagingFormat::Mooncake => Some(SourceKind::Mooncake),
+        PagingFormat::Azure => Some(SourceKind::Azure),
+        PagingFormat::Ragpulse => Some(SourceKind::Ragpulse),
+        PagingFormat::Native => Some(SourceKind::Native),
+    }
+}
+
 /// Load one paging input as a page trace.
 fn load_paging_trace(
     path: &Path,
@@ -867,10 +878,7 @@ fn load_paging_trace(
     let kind = match format {
         PagingFormat::Text => return Trace::read_text(path),
         PagingFormat::Csv => return Trace::read_csv(path),
-        PagingFormat::Mooncake => SourceKind::Mooncake,
-        PagingFormat::Azure => SourceKind::Azure,
-        PagingFormat::Ragpulse => SourceKind::Ragpulse,
-        PagingFormat::Native => SourceKind::Native,
+        _ => request_trace_kind(format).expect("a request trace format"),
     };
     let stream = workload::open(
         &Workload::of(SourceSpec::trace(kind, path.to_path_buf())),
@@ -965,15 +973,11 @@ fn paging(a: PagingArgs) -> Result<()> {
 /// `kvsim paging --order serving`: request traces replayed as a vLLM prefix cache.
 fn paging_serving_order(a: &PagingArgs) -> Result<()> {
     use crate::paging::prefix_cache::{run_prefix, PrefixRequest, PrefixTrace};
-    let kind = match a.format {
-        PagingFormat::Text | PagingFormat::Csv => return Err(Error::input(
+    let kind = request_trace_kind(a.format).ok_or_else(|| {
+        Error::input(
             "--order serving needs a request trace (--format mooncake, azure, ragpulse or native)",
-        )),
-        PagingFormat::Mooncake => SourceKind::Mooncake,
-        PagingFormat::Azure => SourceKind::Azure,
-        PagingFormat::Ragpulse => SourceKind::Ragpulse,
-        PagingFormat::Native => SourceKind::Native,
-    };
+        )
+    })?;
     let started = std::time::Instant::now();
     let mut traces = Vec::new();
     for f in &a.files {

@@ -314,7 +314,7 @@ impl BlockPool {
                     .get(j)
                     .filter(|_| self.ghosts)
                     .and_then(|h| self.cached.get(h))
-                    .filter(|e| e.first == NIL)
+                    .filter(|e| e.is_ghost())
                     .map(|e| e.last);
                 self.take_policy_victim(remembered)
             };

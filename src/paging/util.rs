@@ -329,9 +329,9 @@ impl Pins {
     }
 }
 
-/// The heap-keyed base of the policies whose victim is the evictable page with the largest
-/// key (FIFO, LFU, Belady, follow-the-prediction): evictable pages in an indexed heap,
-/// pages in use aside until they are unpinned with a fresh key.
+/// A heap-keyed cache whose victim is the evictable page with the largest key (the reused
+/// pages of Belady and follow-the-prediction, `policies/furthest.rs`): evictable pages in an
+/// indexed heap, pages in use aside until they are set evictable again with a fresh key.
 #[derive(Debug, Clone)]
 pub struct KeyedCache<K> {
     heap: IndexedHeap<K>,
@@ -379,11 +379,6 @@ impl<K: PartialOrd + Copy> KeyedCache<K> {
         self.heap.set(page, key);
     }
 
-    /// The key of an evictable page.
-    pub fn key(&self, page: u32) -> Option<K> {
-        self.heap.key(page)
-    }
-
     /// Cache `page` in use.
     pub fn insert_pinned(&mut self, page: u32) {
         self.pins.pin(page);
@@ -394,13 +389,6 @@ impl<K: PartialOrd + Copy> KeyedCache<K> {
         if self.heap.contains(page) {
             self.heap.remove(page);
             self.pins.pin(page);
-        }
-    }
-
-    /// Make `page` evictable again with `key`.
-    pub fn unpin(&mut self, page: u32, key: K) {
-        if self.pins.unpin(page) {
-            self.heap.set(page, key);
         }
     }
 
