@@ -104,7 +104,8 @@ pub struct BlockPool {
     evictions: u64,
     scratch: Vec<BlockId>,
     evictor: Option<PolicyEvictor>,
-    /// With a policy: the block holding each cached page.
+    /// With a policy that has ghost lists: the block holding each cached page (without
+    /// them, a page id is its block id).
     block_of_page: Vec<BlockId>,
     /// Contents evicted since the last `take_evicted` (kept only when asked to).
     evicted: Option<Vec<u64>>,
@@ -328,7 +329,9 @@ impl BlockPool {
                 }
             }
             // After the victim's ghost entry is made: the policy may have forgotten it.
-            self.drop_freed_ghosts();
+            if self.ghosts {
+                self.drop_freed_ghosts();
+            }
             self.blocks[id as usize].ref_cnt = 1;
             out.push(id);
         }
@@ -392,7 +395,11 @@ impl BlockPool {
     fn take_policy_victim(&mut self, incoming: Option<u32>) -> BlockId {
         let ev = self.evictor.as_mut().expect("policy mode");
         let page = ev.evict(incoming);
-        let id = self.block_of_page[page as usize];
+        let id = if self.ghosts {
+            self.block_of_page[page as usize]
+        } else {
+            page // without ghost lists a content's page id is its block's
+        };
         let b = &mut self.blocks[id as usize];
         assert!(
             b.in_policy && b.ref_cnt == 0,
@@ -425,8 +432,13 @@ impl BlockPool {
         }
     }
 
-    /// Drop one reference from each block, in eviction-priority order (first evicted first).
-    pub fn free_blocks(&mut self, ordered: impl Iterator<Item = BlockId>, next_uses: &[u64]) {
+    /// Drop one reference from each block, in eviction-priority order (first evicted first);
+    /// `next_use(i)` is when the `i`-th block's content is next requested.
+    pub fn free_blocks(
+        &mut self,
+        ordered: impl Iterator<Item = BlockId>,
+        next_use: impl Fn(usize) -> u64,
+    ) {
         let mut unhashed = std::mem::take(&mut self.scratch);
         unhashed.clear();
         for (i, id) in ordered.enumerate() {
@@ -439,7 +451,7 @@ impl BlockPool {
                         b.in_policy = true;
                         self.num_free += 1;
                         self.num_free_hashed += 1;
-                        ev.unpin(b.page, next_uses.get(i).copied().unwrap_or(NEVER));
+                        ev.unpin(b.page, next_use(i));
                     } else {
                         unhashed.push(id);
                     }
@@ -498,13 +510,15 @@ impl BlockPool {
         };
         self.blocks[id as usize].hash = hash;
         if let Some(ev) = self.evictor.as_mut() {
-            let page = ev.insert(hash, next_use, ghost);
-            if page as usize >= self.block_of_page.len() {
-                self.block_of_page.resize(page as usize + 1, NIL);
-            }
-            self.block_of_page[page as usize] = id;
+            let page = ev.insert(hash, next_use, ghost, id);
             self.blocks[id as usize].page = page;
-            self.drop_freed_ghosts();
+            if self.ghosts {
+                if page as usize >= self.block_of_page.len() {
+                    self.block_of_page.resize(page as usize + 1, NIL);
+                }
+                self.block_of_page[page as usize] = id;
+                self.drop_freed_ghosts();
+            }
         }
     }
 
@@ -634,7 +648,7 @@ mod tests {
         p.cache_block(1, 11, NEVER);
         p.cache_block(2, 12, NEVER);
         // Free tail-first as vLLM does: 4 (unhashed), 3 (unhashed), 2, 1.
-        p.free_blocks(a.iter().rev().copied(), &[]);
+        p.free_blocks(a.iter().rev().copied(), |_| NEVER);
         let c = p.audit().unwrap();
         assert_eq!((c.used, c.cached, c.free), (0, 2, 2));
         // Unhashed blocks come out first, then the hashed ones in LRU order (2 before 1).
@@ -653,14 +667,14 @@ mod tests {
         let mut a = Vec::new();
         p.get_new_blocks(1, &mut a);
         p.cache_block(a[0], 7, NEVER);
-        p.free_blocks(a.iter().copied(), &[]);
+        p.free_blocks(a.iter().copied(), |_| NEVER);
         assert_eq!(p.num_free_blocks(), 2);
         p.touch(&[a[0]], &[]);
         assert_eq!(p.num_free_blocks(), 1);
         assert_eq!(p.ref_cnt(a[0]), 1);
         p.touch(&[a[0]], &[]);
         assert_eq!(p.ref_cnt(a[0]), 2);
-        p.free_blocks([a[0], a[0]].into_iter(), &[]);
+        p.free_blocks([a[0], a[0]].into_iter(), |_| NEVER);
         assert_eq!(p.audit().unwrap().cached, 1);
     }
 
@@ -677,7 +691,7 @@ mod tests {
         p.cache_block(a[0], 11, NEVER);
         p.cache_block(a[1], 12, NEVER);
         let pages = [p.blocks[a[0] as usize].page, p.blocks[a[1] as usize].page];
-        p.free_blocks(a.iter().copied(), &[]);
+        p.free_blocks(a.iter().copied(), |_| NEVER);
         p.audit().unwrap();
         // One eviction: its content leaves a ghost entry, which is no lookup hit.
         let mut b = Vec::new();
@@ -707,7 +721,7 @@ mod tests {
         p.cache_block(1, 42, NEVER);
         p.cache_block(2, 42, NEVER);
         assert_eq!(p.get_cached_block(42), Some(1), "the earliest registered");
-        p.free_blocks([1].into_iter(), &[]);
+        p.free_blocks([1].into_iter(), |_| NEVER);
         p.audit().unwrap();
         // Block 1 is the only evictable block with a hash: taking 3 blocks reuses 3, 4, 1.
         let mut b = Vec::new();
@@ -715,7 +729,7 @@ mod tests {
         assert_eq!(b, vec![3, 4, 1]);
         assert_eq!(p.get_cached_block(42), Some(2), "the duplicate is left");
         p.audit().unwrap();
-        p.free_blocks([2].into_iter(), &[]);
+        p.free_blocks([2].into_iter(), |_| NEVER);
         let mut c = Vec::new();
         p.get_new_blocks(1, &mut c);
         assert_eq!(p.get_cached_block(42), None);

@@ -224,7 +224,9 @@ impl PolicyEvictor {
                 (None, n) => n as f64,
             },
         };
-        self.last_pred[page as usize] = pred;
+        if matches!(self.predictions, BlockPredictions::Learned(_)) {
+            self.last_pred[page as usize] = pred;
+        }
         self.clock += 1;
         Req {
             t: self.clock,
@@ -234,15 +236,36 @@ impl PolicyEvictor {
         }
     }
 
-    /// A request computed the new content `hash` (next used at `next_use`): cached, in use.
-    /// `ghost` is the id the policy still remembers the content by (from the block pool's
-    /// ghost entry), if any. Returns the content's page id.
-    pub fn insert(&mut self, hash: u64, next_use: u64, ghost: Option<u32>) -> u32 {
-        let page = self.id_of(hash, ghost);
+    /// A request computed the new content `hash` (next used at `next_use`) in `block`:
+    /// cached, in use. `ghost` is the id the policy still remembers the content by (from the
+    /// block pool's ghost entry), if any. Returns the content's page id: without ghost
+    /// lists a content lives exactly as long as its block, so its page id is the block's.
+    pub fn insert(&mut self, hash: u64, next_use: u64, ghost: Option<u32>, block: u32) -> u32 {
+        let page = if self.ghosts {
+            self.id_of(hash, ghost)
+        } else {
+            self.block_page(hash, block)
+        };
         let r = self.req(page, next_use, false);
         self.policy.insert_pinned(&r);
-        self.recycle();
+        if self.ghosts {
+            self.recycle();
+        }
         page
+    }
+
+    /// The page id of content `hash` held by `block`, for a policy without ghost lists (the
+    /// content's hash is kept only for a learned predictor).
+    fn block_page(&mut self, hash: u64, block: u32) -> u32 {
+        let i = block as usize;
+        if let BlockPredictions::Learned(_) = self.predictions {
+            if i >= self.content_hash.len() {
+                self.content_hash.resize(i + 1, 0);
+                self.last_pred.resize(i + 1, f64::INFINITY);
+            }
+            self.content_hash[i] = hash;
+        }
+        block
     }
 
     /// The cached content `page` was requested again (a prefix hit, or computed again).
@@ -264,7 +287,7 @@ impl PolicyEvictor {
 
     /// Choose a victim among the contents out of use, for a block that will hold the
     /// remembered (ghost) page `incoming` if known; returns its page id (valid until the
-    /// next call).
+    /// next call; without ghost lists, the victim's block id).
     pub fn evict(&mut self, incoming: Option<u32>) -> u32 {
         self.clock += 1;
         let r = Req {
@@ -274,20 +297,15 @@ impl PolicyEvictor {
             pred: f64::INFINITY,
         };
         let page = self.policy.evict(&r);
-        if !self.ghosts {
-            self.live[page as usize] = false;
-            self.free_ids.push(page);
+        if self.ghosts {
+            self.recycle();
         }
-        self.recycle();
         page
     }
 
     /// Reuse the ids of contents the policy no longer remembers; each freed id is kept
     /// with its content's hash for [`PolicyEvictor::take_freed`].
     fn recycle(&mut self) {
-        if !self.ghosts {
-            return;
-        }
         self.policy.take_forgotten(&mut self.forgotten);
         while let Some(page) = self.forgotten.pop() {
             // A page may be reported again before its id is reused (then it is no longer
@@ -357,7 +375,11 @@ impl PolicyEvictor {
     /// Content ids in use (cached, or remembered by a ghost list): what the evictor's
     /// memory grows with.
     pub fn live_ids(&self) -> usize {
-        self.content_hash.len() - self.free_ids.len()
+        if self.ghosts {
+            self.content_hash.len() - self.free_ids.len()
+        } else {
+            self.policy.len()
+        }
     }
 }
 

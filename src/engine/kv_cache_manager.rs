@@ -21,7 +21,7 @@
 
 use super::block_pool::{BlockCounts, BlockId, BlockPool};
 use super::cpu_tier::CpuTier;
-use super::evictor::{first_covering, TraceNextUse};
+use super::evictor::TraceNextUse;
 use super::token_policy::TokenPolicy;
 use crate::idhash::IdMap;
 use crate::paging::NEVER;
@@ -79,7 +79,6 @@ pub struct KvCacheManager {
     evicted_scratch: Vec<u64>,
     token: Option<TokenPolicy>,
     oracle: Option<Arc<TraceNextUse>>,
-    next_use_scratch: Vec<u64>,
 }
 
 impl std::fmt::Debug for TraceNextUse {
@@ -107,7 +106,6 @@ impl KvCacheManager {
             evicted_scratch: Vec::new(),
             token: None,
             oracle: None,
-            next_use_scratch: Vec::new(),
         }
     }
 
@@ -132,7 +130,7 @@ impl KvCacheManager {
         next.clear();
         if let Some(o) = &self.oracle {
             let rb = &self.requests[&id];
-            Self::next_uses_into(o, rb, 0..rb.hashes.len(), self.block_size, &mut next);
+            Self::next_uses_into(o, rb, self.block_size, &mut next);
         }
         self.requests
             .get_mut(&id)
@@ -140,44 +138,42 @@ impl KvCacheManager {
             .next_uses = next;
     }
 
-    /// Next uses, by the oracle, of the request's blocks `indices` (in the order given)
-    /// into `out`; blocks of one segment share one lookup.
-    fn next_uses_into(
-        oracle: &TraceNextUse,
-        rb: &RequestBlocks,
-        indices: impl Iterator<Item = usize>,
-        bs: u32,
-        out: &mut Vec<u64>,
-    ) {
-        let mut memo: Option<(usize, &[(u32, u32)])> = None;
-        for i in indices {
-            let token = (i as u64 + 1) * bs as u64 - 1;
-            let k = rb.keys.partition_point(|k| k.end <= token);
+    /// Next uses, by the oracle, of every block of the request, in order, into `out`. One
+    /// pass: blocks and segment keys advance together, each segment's later holders are
+    /// looked up once, and within a segment the first holder covering a block only moves
+    /// forward (a later block needs a holder covering at least as far).
+    fn next_uses_into(oracle: &TraceNextUse, rb: &RequestBlocks, bs: u32, out: &mut Vec<u64>) {
+        let bs = bs as u64;
+        let mut k = 0;
+        let mut segment: Option<(usize, &[(u32, u32)])> = None;
+        for i in 0..rb.hashes.len() {
+            let token = (i as u64 + 1) * bs - 1;
+            while rb.keys.get(k).is_some_and(|key| key.end <= token) {
+                k += 1;
+            }
             let Some(key) = rb.keys.get(k).filter(|key| !key.unique) else {
                 out.push(NEVER);
                 continue;
             };
-            let candidates = match memo {
-                Some((m, c)) if m == k => c,
-                _ => {
-                    let c = oracle.after(key.chain, rb.owner);
-                    memo = Some((k, c));
-                    c
-                }
+            let candidates = match &mut segment {
+                Some((m, c)) if *m == k => c,
+                _ => &mut segment.insert((k, oracle.after(key.chain, rb.owner))).1,
             };
-            out.push(first_covering(candidates, token - key.start));
+            let offset = token - key.start;
+            let skip = candidates
+                .iter()
+                .position(|&(_, o)| o as u64 >= offset)
+                .unwrap_or(candidates.len());
+            *candidates = &candidates[skip..];
+            out.push(candidates.first().map_or(NEVER, |&(r, _)| r as u64));
         }
     }
 
-    /// Next uses of the request's blocks `indices`, in the order given, into the scratch
-    /// buffer (left empty without an oracle).
-    fn fill_next_uses(&mut self, id: u64, indices: impl Iterator<Item = usize>) {
-        self.next_use_scratch.clear();
-        if self.oracle.is_some() {
-            let rb = &self.requests[&id];
-            self.next_use_scratch
-                .extend(indices.map(|i| rb.next_uses.get(i).copied().unwrap_or(NEVER)));
-        }
+    /// The next uses of the request's first blocks (shorter than its blocks, or empty
+    /// without an oracle: the others are unknown).
+    fn next_uses_of(requests: &IdMap<RequestBlocks>, id: u64, blocks: usize) -> &[u64] {
+        let v = &requests[&id].next_uses;
+        &v[..blocks.min(v.len())]
     }
 
     /// Store evicted contents in a CPU tier and look prefixes up there too.
@@ -428,9 +424,9 @@ impl KvCacheManager {
         if new_blocks + evictable_hits + reserve as u64 > free {
             return false;
         }
-        self.fill_next_uses(id, 0..hit.blocks);
         let hit_blocks: &[BlockId] = &self.hit_scratch[..hit.blocks];
-        self.pool.touch(hit_blocks, &self.next_use_scratch);
+        let next_uses = Self::next_uses_of(&self.requests, id, hit.blocks);
+        self.pool.touch(hit_blocks, next_uses);
         let rb = self.requests.get_mut(&id).expect("request registered");
         if !hit_blocks.is_empty() {
             // Hits are whole cached blocks at the start of a request that holds none yet.
@@ -447,7 +443,7 @@ impl KvCacheManager {
             // Eviction after the prompt: the compacted request returns its surplus tail
             // (token policies that compact blocks hold no hashes, so no next uses).
             self.pool
-                .free_blocks(rb.blocks.drain(needed as usize..).rev(), &[]);
+                .free_blocks(rb.blocks.drain(needed as usize..).rev(), |_| NEVER);
             rb.num_cached = rb.num_cached.min(rb.blocks.len());
         }
         if let Some(cpu) = &mut self.cpu {
@@ -473,16 +469,11 @@ impl KvCacheManager {
         let rb = &self.requests[&id];
         let full = full.min(rb.hashes.len()).min(rb.blocks.len());
         let first = rb.num_cached;
-        self.fill_next_uses(id, first..full);
-        let rb = self.requests.get_mut(&id).expect("request registered");
         for i in first..full {
-            let next = self
-                .next_use_scratch
-                .get(i - first)
-                .copied()
-                .unwrap_or(NEVER);
+            let next = rb.next_uses.get(i).copied().unwrap_or(NEVER);
             self.pool.cache_block(rb.blocks[i], rb.hashes[i], next);
         }
+        let rb = self.requests.get_mut(&id).expect("request registered");
         rb.num_cached = rb.num_cached.max(full);
     }
 
@@ -498,15 +489,15 @@ impl KvCacheManager {
 
     /// Return all of a request's blocks, last block first.
     pub fn free(&mut self, id: u64) {
-        let n = self.requests[&id].blocks.len();
-        self.fill_next_uses(id, (0..n).rev());
         let rb = self.requests.get_mut(&id).expect("request registered");
-        let blocks = std::mem::take(&mut rb.blocks);
         rb.num_cached = 0;
-        self.pool
-            .free_blocks(blocks.iter().rev().copied(), &self.next_use_scratch);
+        let n = rb.blocks.len();
+        let rb = &self.requests[&id];
+        let next_uses = &rb.next_uses;
+        self.pool.free_blocks(rb.blocks.iter().rev().copied(), |i| {
+            next_uses.get(n - 1 - i).copied().unwrap_or(NEVER)
+        });
         let rb = self.requests.get_mut(&id).expect("request registered");
-        rb.blocks = blocks;
         rb.blocks.clear();
     }
 }

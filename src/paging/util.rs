@@ -5,24 +5,26 @@
 pub const NONE: u32 = u32::MAX;
 
 /// A doubly linked list whose nodes are page ids, with O(1) push, pop, unlink and
-/// membership. Head is the most recently pushed end.
+/// membership. Head is the most recently pushed end. A page's links sit side by side (one
+/// cache line per node touched), and a page outside the list has the `prev` mark
+/// [`NOT_LISTED`], so membership needs no array of its own.
 #[derive(Debug, Clone, Default)]
 pub struct DList {
-    prev: Vec<u32>,
-    next: Vec<u32>,
-    member: Vec<bool>,
+    /// Per page: [prev, next].
+    links: Vec<[u32; 2]>,
     head: u32,
     tail: u32,
     len: usize,
 }
 
+/// The `prev` link of a page that is not in the list.
+const NOT_LISTED: u32 = u32::MAX - 1;
+
 impl DList {
     /// An empty list for page ids below `n`.
     pub fn new(n: usize) -> Self {
         DList {
-            prev: vec![NONE; n],
-            next: vec![NONE; n],
-            member: vec![false; n],
+            links: vec![[NOT_LISTED, NONE]; n],
             head: NONE,
             tail: NONE,
             len: 0,
@@ -31,10 +33,8 @@ impl DList {
 
     /// Grow to hold page ids below `n`.
     pub fn reserve_ids(&mut self, n: usize) {
-        if n > self.member.len() {
-            self.prev.resize(n, NONE);
-            self.next.resize(n, NONE);
-            self.member.resize(n, false);
+        if n > self.links.len() {
+            self.links.resize(n, [NOT_LISTED, NONE]);
         }
     }
 
@@ -49,8 +49,11 @@ impl DList {
     }
 
     /// True when `id` is in the list.
+    #[inline]
     pub fn contains(&self, id: u32) -> bool {
-        (id as usize) < self.member.len() && self.member[id as usize]
+        self.links
+            .get(id as usize)
+            .is_some_and(|l| l[0] != NOT_LISTED)
     }
 
     /// The head (most recently pushed).
@@ -65,25 +68,23 @@ impl DList {
 
     /// The element after `id` towards the tail.
     pub fn next_of(&self, id: u32) -> Option<u32> {
-        let n = self.next[id as usize];
+        let n = self.links[id as usize][1];
         (n != NONE).then_some(n)
     }
 
     /// The element before `id` towards the head.
     pub fn prev_of(&self, id: u32) -> Option<u32> {
-        let p = self.prev[id as usize];
+        let p = self.links[id as usize][0];
         (p != NONE).then_some(p)
     }
 
     /// Insert at the head.
     pub fn push_head(&mut self, id: u32) {
         self.reserve_ids(id as usize + 1);
-        debug_assert!(!self.member[id as usize]);
-        self.member[id as usize] = true;
-        self.prev[id as usize] = NONE;
-        self.next[id as usize] = self.head;
+        debug_assert!(!self.contains(id));
+        self.links[id as usize] = [NONE, self.head];
         if self.head != NONE {
-            self.prev[self.head as usize] = id;
+            self.links[self.head as usize][0] = id;
         } else {
             self.tail = id;
         }
@@ -93,19 +94,19 @@ impl DList {
 
     /// Remove `id` (which must be in the list).
     pub fn unlink(&mut self, id: u32) {
-        debug_assert!(self.member[id as usize]);
-        let (p, n) = (self.prev[id as usize], self.next[id as usize]);
+        debug_assert!(self.contains(id));
+        let [p, n] = self.links[id as usize];
         if p != NONE {
-            self.next[p as usize] = n;
+            self.links[p as usize][1] = n;
         } else {
             self.head = n;
         }
         if n != NONE {
-            self.prev[n as usize] = p;
+            self.links[n as usize][0] = p;
         } else {
             self.tail = p;
         }
-        self.member[id as usize] = false;
+        self.links[id as usize] = [NOT_LISTED, NONE];
         self.len -= 1;
     }
 
@@ -329,28 +330,58 @@ impl Pins {
     }
 }
 
-/// A heap-keyed cache whose victim is the evictable page with the largest key (the reused
-/// pages of Belady and follow-the-prediction, `policies/furthest.rs`): evictable pages in an
-/// indexed heap, pages in use aside until they are set evictable again with a fresh key.
-#[derive(Debug, Clone)]
-pub struct KeyedCache<K> {
-    heap: IndexedHeap<K>,
+/// A heap-keyed cache whose victim is the evictable page with the largest key, for the
+/// reused pages of Belady and follow-the-prediction (`policies/furthest.rs`); pages in use
+/// sit aside until they are set evictable again with a fresh key. A key is a pair of
+/// integers compared in order (an order-preserving encoding of the policy's key, see
+/// [`ordered_f64`], then a tie-breaker), and the keys of the evictable pages must be
+/// distinct, so that the victim is the same whatever the heap's shape.
+///
+/// Cost. The evictable pages are in a binary heap with lazy deletion: taking a page out of
+/// the order (pin, remove, a new key) only marks it, and its stale entry is dropped when it
+/// reaches the top or when stale entries outnumber live ones (a rebuild, amortized O(1)).
+/// So `pin` and `remove` are O(1), `set` is a heap push (O(1) on average, O(log n) at
+/// worst) and `pop` an O(log n) pop per entry, without the position bookkeeping of an
+/// indexed heap.
+#[derive(Debug, Clone, Default)]
+pub struct KeyedCache {
+    heap: std::collections::BinaryHeap<KeyedEntry>,
+    /// Per page: the key of its live entry, or [`NOT_EVICTABLE`].
+    live: Vec<(u64, u64)>,
+    evictable: usize,
     pins: Pins,
 }
 
-impl<K: PartialOrd + Copy> Default for KeyedCache<K> {
-    fn default() -> Self {
-        KeyedCache {
-            heap: IndexedHeap::default(),
-            pins: Pins::default(),
-        }
+/// The `live` key of a page that is not evictable (no policy key: the tie-breaker of a real
+/// key is below `u64::MAX`).
+const NOT_EVICTABLE: (u64, u64) = (u64::MAX, u64::MAX);
+
+/// Fewest heap entries worth a rebuild of a [`KeyedCache`].
+const MIN_KEYED_REBUILD: usize = 1024;
+
+/// One entry of a [`KeyedCache`]'s heap (ordered by key, then page): live while the page's
+/// live key is `key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct KeyedEntry {
+    key: (u64, u64),
+    page: u32,
+}
+
+/// An encoding of `x` (not NaN) as an integer in the same order (`-0.0` just below `0.0`).
+#[inline]
+pub fn ordered_f64(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | 1 << 63
     }
 }
 
-impl<K: PartialOrd + Copy> KeyedCache<K> {
+impl KeyedCache {
     /// Cached pages, in use or not.
     pub fn len(&self) -> usize {
-        self.heap.len() + self.pins.len()
+        self.evictable + self.pins.len()
     }
 
     /// True when nothing is cached.
@@ -360,12 +391,15 @@ impl<K: PartialOrd + Copy> KeyedCache<K> {
 
     /// Is `page` cached?
     pub fn contains(&self, page: u32) -> bool {
-        self.heap.contains(page) || self.pins.is_pinned(page)
+        self.is_evictable(page) || self.pins.is_pinned(page)
     }
 
     /// Is `page` cached and evictable?
+    #[inline]
     pub fn is_evictable(&self, page: u32) -> bool {
-        self.heap.contains(page)
+        self.live
+            .get(page as usize)
+            .is_some_and(|&k| k != NOT_EVICTABLE)
     }
 
     /// Is `page` cached and in use?
@@ -373,10 +407,34 @@ impl<K: PartialOrd + Copy> KeyedCache<K> {
         self.pins.is_pinned(page)
     }
 
-    /// Cache `page` evictable with `key`, or change the key of an evictable page.
-    pub fn set(&mut self, page: u32, key: K) {
-        debug_assert!(!self.pins.is_pinned(page));
-        self.heap.set(page, key);
+    /// Heap entries, live or stale (what the memory grows with).
+    pub fn entries(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Take evictable `page` out of the order (its entry goes stale).
+    fn unmark(&mut self, page: u32) {
+        if self.is_evictable(page) {
+            self.live[page as usize] = NOT_EVICTABLE;
+            self.evictable -= 1;
+        }
+    }
+
+    /// Cache `page` evictable with `key` (distinct from every other evictable page's, and
+    /// with a tie-breaker below `u64::MAX`), or change the key of an evictable page.
+    pub fn set(&mut self, page: u32, key: (u64, u64)) {
+        debug_assert!(!self.pins.is_pinned(page) && key.1 != u64::MAX);
+        if page as usize >= self.live.len() {
+            self.live.resize(page as usize + 1, NOT_EVICTABLE);
+        }
+        self.unmark(page);
+        if self.heap.len() >= MIN_KEYED_REBUILD && self.heap.len() > 2 * self.evictable {
+            let live = &self.live;
+            self.heap.retain(|e| live[e.page as usize] == e.key);
+        }
+        self.live[page as usize] = key;
+        self.evictable += 1;
+        self.heap.push(KeyedEntry { key, page });
     }
 
     /// Cache `page` in use.
@@ -386,20 +444,26 @@ impl<K: PartialOrd + Copy> KeyedCache<K> {
 
     /// Take evictable `page` out of the eviction order while it is in use.
     pub fn pin(&mut self, page: u32) {
-        if self.heap.contains(page) {
-            self.heap.remove(page);
+        if self.is_evictable(page) {
+            self.unmark(page);
             self.pins.pin(page);
         }
     }
 
     /// Remove and return the evictable page with the largest key.
     pub fn pop(&mut self) -> Option<u32> {
-        self.heap.pop().map(|(_, p)| p)
+        while let Some(e) = self.heap.pop() {
+            if self.live[e.page as usize] == e.key {
+                self.unmark(e.page);
+                return Some(e.page);
+            }
+        }
+        None
     }
 
     /// Forget `page`, in use or not.
     pub fn remove(&mut self, page: u32) {
-        self.heap.remove(page);
+        self.unmark(page);
         self.pins.unpin(page);
     }
 }

@@ -10,7 +10,6 @@ use crate::paging::{Req, NEVER};
 pub struct NextUse;
 
 impl FurthestKey for NextUse {
-    type K = u64;
     const NAME: &'static str = "belady";
     fn key(r: &Req) -> u64 {
         r.next_use

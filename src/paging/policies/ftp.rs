@@ -6,16 +6,16 @@
 //! (`f64::MAX`) goes to its list.
 
 use super::furthest::{Furthest, FurthestKey};
+use crate::paging::util::ordered_f64;
 use crate::paging::Req;
 
 /// Keys by the predicted next use.
 pub struct Predicted;
 
 impl FurthestKey for Predicted {
-    type K = f64;
     const NAME: &'static str = "ftp";
-    fn key(r: &Req) -> f64 {
-        r.pred
+    fn key(r: &Req) -> u64 {
+        ordered_f64(r.pred)
     }
     fn never(r: &Req) -> bool {
         r.pred == f64::MAX

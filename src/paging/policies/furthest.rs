@@ -1,10 +1,10 @@
 //! The part Belady and follow-the-prediction share: evict the evictable page whose next
 //! request (known, or predicted) is furthest away. Pages never requested again sit in a list
 //! (most block contents of a request trace are never reused), the earliest released first;
-//! the others in an indexed heap keyed by (next request, minus the time of the last use), so
-//! that among equal keys the page used longest ago goes first (in serving, the deeper block
-//! of a prompt, which is released first). Every step is O(1) or O(log k). In serving, a page
-//! in use cannot be evicted; its key is taken when it is released.
+//! the others in a heap ([`KeyedCache`]) keyed by (next request, minus the time of the last
+//! use), so that among equal keys the page used longest ago goes first (in serving, the
+//! deeper block of a prompt, which is released first). Every step is O(1) or O(log k). In
+//! serving, a page in use cannot be evicted; its key is taken when it is released.
 
 use crate::paging::util::{DList, KeyedCache};
 use crate::paging::{Eviction, Req};
@@ -12,12 +12,10 @@ use std::marker::PhantomData;
 
 /// Which next request a [`Furthest`] policy reads.
 pub trait FurthestKey {
-    /// The key type (larger is later).
-    type K: PartialOrd + Copy;
     /// The policy's name.
     const NAME: &'static str;
-    /// The key of request `r`.
-    fn key(r: &Req) -> Self::K;
+    /// The key of request `r`, encoded as an integer (larger is later).
+    fn key(r: &Req) -> u64;
     /// True when `r` says the page is never requested again.
     fn never(r: &Req) -> bool;
 }
@@ -25,7 +23,7 @@ pub trait FurthestKey {
 /// Evict the page requested furthest in the future.
 pub struct Furthest<F: FurthestKey> {
     /// Evictable pages requested again: the furthest on top.
-    cache: KeyedCache<(F::K, i64)>,
+    cache: KeyedCache,
     /// Evictable pages never requested again, the earliest-released at the tail.
     never: DList,
     key: PhantomData<F>,
@@ -46,7 +44,8 @@ impl<F: FurthestKey> Furthest<F> {
         if F::never(r) {
             self.never.push_head(r.page);
         } else {
-            self.cache.set(r.page, (F::key(r), -(r.t as i64)));
+            // Distinct keys: one request (one `t`) places one page.
+            self.cache.set(r.page, (F::key(r), u64::MAX - 1 - r.t));
         }
     }
 }
