@@ -328,10 +328,6 @@ impl BlockPool {
                     ev.push(h);
                 }
             }
-            // After the victim's ghost entry is made: the policy may have forgotten it.
-            if self.ghosts {
-                self.drop_freed_ghosts();
-            }
             self.blocks[id as usize].ref_cnt = 1;
             out.push(id);
         }

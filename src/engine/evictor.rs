@@ -127,6 +127,8 @@ pub struct PolicyEvictor {
     free_ids: Vec<u32>,
     /// Per id: assigned to a content (not in `free_ids`).
     live: Vec<bool>,
+    /// Per id (with ghost lists): the content is cached.
+    cached: Vec<bool>,
     forgotten: Vec<u32>,
     /// Ids freed by [`PolicyEvictor::recycle`] since the last [`PolicyEvictor::take_freed`],
     /// with their contents' hashes: the block pool drops their ghost entries.
@@ -164,6 +166,7 @@ impl PolicyEvictor {
             last_pred: Vec::new(),
             free_ids: Vec::new(),
             live: Vec::new(),
+            cached: Vec::new(),
             forgotten: Vec::new(),
             freed: Vec::new(),
             predictions,
@@ -178,8 +181,12 @@ impl PolicyEvictor {
         &self.name
     }
 
-    /// A fresh id for a content: a recycled one if any.
+    /// A fresh id for a content: a recycled one if any (the ids the policy forgot are
+    /// collected, in a batch, when none is left).
     fn new_id(&mut self, hash: u64) -> u32 {
+        if self.free_ids.is_empty() {
+            self.recycle();
+        }
         match self.free_ids.pop() {
             Some(id) => {
                 self.content_hash[id as usize] = hash;
@@ -189,6 +196,7 @@ impl PolicyEvictor {
             None => {
                 self.content_hash.push(hash);
                 self.live.push(true);
+                self.cached.push(false);
                 self.last_pred.push(f64::INFINITY);
                 self.content_hash.len() as u32 - 1
             }
@@ -242,15 +250,14 @@ impl PolicyEvictor {
     /// lists a content lives exactly as long as its block, so its page id is the block's.
     pub fn insert(&mut self, hash: u64, next_use: u64, ghost: Option<u32>, block: u32) -> u32 {
         let page = if self.ghosts {
-            self.id_of(hash, ghost)
+            let page = self.id_of(hash, ghost);
+            self.cached[page as usize] = true;
+            page
         } else {
             self.block_page(hash, block)
         };
         let r = self.req(page, next_use, false);
         self.policy.insert_pinned(&r);
-        if self.ghosts {
-            self.recycle();
-        }
         page
     }
 
@@ -298,19 +305,22 @@ impl PolicyEvictor {
         };
         let page = self.policy.evict(&r);
         if self.ghosts {
-            self.recycle();
+            self.cached[page as usize] = false;
         }
         page
     }
 
-    /// Reuse the ids of contents the policy no longer remembers; each freed id is kept
-    /// with its content's hash for [`PolicyEvictor::take_freed`].
+    /// Reuse the ids of contents the policy no longer remembers (called when no free id is
+    /// left); each freed id is kept with its content's hash for
+    /// [`PolicyEvictor::take_freed`]. Until then the block pool may still give a forgotten
+    /// id back as a ghost of its content: the policy then sees an id it does not know, as
+    /// with any reused id.
     fn recycle(&mut self) {
         self.policy.take_forgotten(&mut self.forgotten);
         while let Some(page) = self.forgotten.pop() {
             // A page may be reported again before its id is reused (then it is no longer
-            // live) or while it is cached again.
-            if !self.live[page as usize] || self.policy.contains(page) {
+            // live) or while it is cached again (its ghost id given back before the batch).
+            if !self.live[page as usize] || self.cached[page as usize] {
                 continue;
             }
             self.live[page as usize] = false;
@@ -325,8 +335,8 @@ impl PolicyEvictor {
     }
 
     /// Move the ids freed since the last call (with their contents' hashes) into `out`.
-    /// The caller must drop their ghost entries before the next `insert`, which may reuse
-    /// them.
+    /// They are freed inside [`PolicyEvictor::insert`], which may reuse one at once: the
+    /// caller drops their ghost entries right after it, before any other lookup.
     pub fn take_freed(&mut self, out: &mut Vec<(u32, u64)>) {
         out.append(&mut self.freed);
     }

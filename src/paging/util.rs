@@ -126,6 +126,128 @@ impl DList {
     }
 }
 
+/// Several doubly linked lists over page ids that share one array of links, a page being
+/// in at most one of them, with a tag per page saying which (or a state outside every
+/// list, such as "pinned"): ARC's four lists and its pins in two arrays instead of eight.
+/// Heads are the most recently pushed ends; every operation is O(1).
+#[derive(Debug, Clone)]
+pub struct ListSet<const N: usize> {
+    /// Per page: [prev, next].
+    links: Vec<[u32; 2]>,
+    /// Per page: its list, a state of its own (at least the number of lists), or
+    /// [`ListSet::NOWHERE`].
+    tag: Vec<u8>,
+    ends: [[u32; 2]; N],
+    lens: [usize; N],
+}
+
+impl<const N: usize> ListSet<N> {
+    /// The tag of a page in no list and no state.
+    pub const NOWHERE: u8 = u8::MAX;
+
+    /// `N` empty lists (at most 254) for page ids below `n`.
+    pub fn new(n: usize) -> Self {
+        assert!(N < Self::NOWHERE as usize);
+        ListSet {
+            links: vec![[NONE, NONE]; n],
+            tag: vec![Self::NOWHERE; n],
+            ends: [[NONE, NONE]; N],
+            lens: [0; N],
+        }
+    }
+
+    fn reserve_ids(&mut self, n: usize) {
+        if n > self.tag.len() {
+            self.links.resize(n, [NONE, NONE]);
+            self.tag.resize(n, Self::NOWHERE);
+        }
+    }
+
+    /// The tag of `id`: its list, its state, or [`ListSet::NOWHERE`].
+    #[inline]
+    pub fn tag(&self, id: u32) -> u8 {
+        self.tag.get(id as usize).copied().unwrap_or(Self::NOWHERE)
+    }
+
+    /// Give `id`, which is in no list, a state outside the lists (a tag at least the
+    /// number of lists, or [`ListSet::NOWHERE`]).
+    pub fn set_state(&mut self, id: u32, state: u8) {
+        debug_assert!(state as usize >= N);
+        debug_assert!((self.tag(id) as usize) >= N);
+        self.reserve_ids(id as usize + 1);
+        self.tag[id as usize] = state;
+    }
+
+    /// Is `id` in list `l`?
+    #[inline]
+    pub fn contains(&self, l: u8, id: u32) -> bool {
+        self.tag(id) == l
+    }
+
+    /// Elements of list `l`.
+    pub fn len(&self, l: u8) -> usize {
+        self.lens[l as usize]
+    }
+
+    /// True when list `l` is empty.
+    pub fn is_empty(&self, l: u8) -> bool {
+        self.lens[l as usize] == 0
+    }
+
+    /// Insert `id`, which is in no list, at the head of list `l`.
+    pub fn push_head(&mut self, l: u8, id: u32) {
+        self.reserve_ids(id as usize + 1);
+        debug_assert!((self.tag[id as usize] as usize) >= N);
+        let head = self.ends[l as usize][0];
+        self.links[id as usize] = [NONE, head];
+        if head != NONE {
+            self.links[head as usize][0] = id;
+        } else {
+            self.ends[l as usize][1] = id;
+        }
+        self.ends[l as usize][0] = id;
+        self.tag[id as usize] = l;
+        self.lens[l as usize] += 1;
+    }
+
+    /// Take `id` out of its list (it must be in one); its tag becomes
+    /// [`ListSet::NOWHERE`].
+    pub fn unlink(&mut self, id: u32) {
+        let l = self.tag[id as usize] as usize;
+        debug_assert!(l < N);
+        let [p, n] = self.links[id as usize];
+        if p != NONE {
+            self.links[p as usize][1] = n;
+        } else {
+            self.ends[l][0] = n;
+        }
+        if n != NONE {
+            self.links[n as usize][0] = p;
+        } else {
+            self.ends[l][1] = p;
+        }
+        self.tag[id as usize] = Self::NOWHERE;
+        self.lens[l] -= 1;
+    }
+
+    /// Remove and return the tail of list `l`.
+    pub fn pop_tail(&mut self, l: u8) -> Option<u32> {
+        let t = self.ends[l as usize][1];
+        (t != NONE).then(|| {
+            self.unlink(t);
+            t
+        })
+    }
+
+    /// Move `id`, in list `l`, to its head.
+    pub fn move_to_head(&mut self, l: u8, id: u32) {
+        if self.ends[l as usize][0] != id {
+            self.unlink(id);
+            self.push_head(l, id);
+        }
+    }
+}
+
 /// A binary heap of page ids keyed by `K`, largest key on top, with a position index so
 /// that any page's key can be changed or the page removed in O(log n).
 #[derive(Debug, Clone)]

@@ -9,22 +9,28 @@
 //! when |T1| > p (or T2 has nothing evictable), else T2's; the directory bounds
 //! (|T1| + |B1| <= c, all four <= 2c) are kept by dropping ghosts.
 
-use crate::paging::util::{grow, DList, Pins};
+use crate::paging::util::ListSet;
 use crate::paging::{Eviction, Req};
+
+/// ARC's lists in its [`ListSet`], and the states of pages in use (serving).
+const T1: u8 = 0;
+const T2: u8 = 1;
+const B1: u8 = 2;
+const B2: u8 = 3;
+/// In use, a member of T1 (counted in its size, out of its order).
+const PINNED_T1: u8 = 4;
+/// In use, a member of T2.
+const PINNED_T2: u8 = 5;
 
 /// Adaptive replacement cache.
 pub struct Arc {
     c: usize,
     p: f64,
-    t1: DList,
-    t2: DList,
-    b1: DList,
-    b2: DList,
+    /// T1, T2, B1 and B2, with the pinned pages' states: one tag and one pair of links per
+    /// page.
+    lists: ListSet<4>,
     /// Request time for which `p` was already adapted (a ghost hit adapts once).
     adapted_at: u64,
-    pins: Pins,
-    /// Pinned members of T2 (the others pinned are in T1).
-    in_t2: Vec<bool>,
     t1_pinned: usize,
     t2_pinned: usize,
     /// Pages dropped from the directory (serving: their ids may be reused).
@@ -38,13 +44,8 @@ impl Arc {
         Arc {
             c,
             p: 0.0,
-            t1: DList::new(num_pages),
-            t2: DList::new(num_pages),
-            b1: DList::new(num_pages),
-            b2: DList::new(num_pages),
+            lists: ListSet::new(num_pages),
             adapted_at: u64::MAX,
-            pins: Pins::default(),
-            in_t2: Vec::new(),
             t1_pinned: 0,
             t2_pinned: 0,
             forgotten: Vec::new(),
@@ -53,11 +54,15 @@ impl Arc {
     }
 
     fn t1_len(&self) -> usize {
-        self.t1.len() + self.t1_pinned
+        self.lists.len(T1) + self.t1_pinned
     }
 
     fn t2_len(&self) -> usize {
-        self.t2.len() + self.t2_pinned
+        self.lists.len(T2) + self.t2_pinned
+    }
+
+    fn ghosts(&self) -> usize {
+        self.lists.len(B1) + self.lists.len(B2)
     }
 
     fn adapt(&mut self, r: &Req) {
@@ -65,20 +70,16 @@ impl Arc {
             return;
         }
         self.adapted_at = r.t;
-        let (b1, b2) = (self.b1.len() as f64, self.b2.len() as f64);
-        if self.b1.contains(r.page) {
-            self.p = (self.p + (b2 / b1).max(1.0)).min(self.c as f64);
-        } else if self.b2.contains(r.page) {
-            self.p = (self.p - (b1 / b2).max(1.0)).max(0.0);
+        let (b1, b2) = (self.lists.len(B1) as f64, self.lists.len(B2) as f64);
+        match self.lists.tag(r.page) {
+            B1 => self.p = (self.p + (b2 / b1).max(1.0)).min(self.c as f64),
+            B2 => self.p = (self.p - (b1 / b2).max(1.0)).max(0.0),
+            _ => {}
         }
     }
 
     fn drop_ghost(&mut self, from_b1: bool) {
-        let g = if from_b1 {
-            self.b1.pop_tail()
-        } else {
-            self.b2.pop_tail()
-        };
+        let g = self.lists.pop_tail(if from_b1 { B1 } else { B2 });
         if let (Some(g), true) = (g, self.serving) {
             self.forgotten.push(g);
         }
@@ -87,29 +88,27 @@ impl Arc {
     /// REPLACE(x, p): demote the LRU page of T1 or T2 to its ghost list.
     fn replace(&mut self, page: u32) -> u32 {
         let t1 = self.t1_len() as f64;
-        let from_t1 = !self.t1.is_empty()
-            && ((self.b2.contains(page) && t1 == self.p) || t1 > self.p)
-            || self.t2.is_empty();
-        if from_t1 {
-            let v = self.t1.pop_tail().expect("T1 has an evictable page");
-            self.b1.push_head(v);
-            v
-        } else {
-            let v = self.t2.pop_tail().expect("T2 has an evictable page");
-            self.b2.push_head(v);
-            v
-        }
+        let from_t1 = !self.lists.is_empty(T1)
+            && ((self.lists.contains(B2, page) && t1 == self.p) || t1 > self.p)
+            || self.lists.is_empty(T2);
+        let (from, to) = if from_t1 { (T1, B1) } else { (T2, B2) };
+        let v = self
+            .lists
+            .pop_tail(from)
+            .expect("T1 or T2 has an evictable page");
+        self.lists.push_head(to, v);
+        v
     }
 
     /// Keep |T1| + |B1| <= c and the directory within 2c (serving: ghosts added by
     /// evictions whose incoming page is not known).
     fn trim_directory(&mut self) {
-        while self.t1_len() + self.b1.len() > self.c && !self.b1.is_empty() {
+        while self.t1_len() + self.lists.len(B1) > self.c && !self.lists.is_empty(B1) {
             self.drop_ghost(true);
         }
-        while self.t1_len() + self.t2_len() + self.b1.len() + self.b2.len() > 2 * self.c {
-            let from_b1 = self.b2.is_empty();
-            if from_b1 && self.b1.is_empty() {
+        while self.t1_len() + self.t2_len() + self.ghosts() > 2 * self.c {
+            let from_b1 = self.lists.is_empty(B2);
+            if from_b1 && self.lists.is_empty(B1) {
                 break;
             }
             self.drop_ghost(from_b1);
@@ -119,22 +118,16 @@ impl Arc {
     /// Admit missing `x`: from a ghost list to T2 (true), or new to T1 (false).
     fn admit(&mut self, r: &Req) -> bool {
         let x = r.page;
-        if self.b1.contains(x) || self.b2.contains(x) {
+        if matches!(self.lists.tag(x), B1 | B2) {
             self.adapt(r);
-            if self.b1.contains(x) {
-                self.b1.unlink(x);
-            } else {
-                self.b2.unlink(x);
-            }
+            self.lists.unlink(x);
             return true;
         }
         // Keep the directory within 2c and L1 within c (matters when the cache was not full).
-        if self.t1_len() + self.b1.len() >= self.c && !self.b1.is_empty() {
+        if self.t1_len() + self.lists.len(B1) >= self.c && !self.lists.is_empty(B1) {
             self.drop_ghost(true);
         }
-        if self.t1_len() + self.t2_len() + self.b1.len() + self.b2.len() >= 2 * self.c
-            && !self.b2.is_empty()
-        {
+        if self.t1_len() + self.t2_len() + self.ghosts() >= 2 * self.c && !self.lists.is_empty(B2) {
             self.drop_ghost(false);
         }
         false
@@ -146,15 +139,17 @@ impl Eviction for Arc {
         "arc".into()
     }
     fn find(&mut self, r: &Req) -> bool {
-        if self.t1.contains(r.page) {
-            self.t1.unlink(r.page);
-            self.t2.push_head(r.page);
-            true
-        } else if self.t2.contains(r.page) {
-            self.t2.move_to_head(r.page);
-            true
-        } else {
-            false
+        match self.lists.tag(r.page) {
+            T1 => {
+                self.lists.unlink(r.page);
+                self.lists.push_head(T2, r.page);
+                true
+            }
+            T2 => {
+                self.lists.move_to_head(T2, r.page);
+                true
+            }
+            _ => false,
         }
     }
     fn evict(&mut self, r: &Req) -> u32 {
@@ -164,102 +159,104 @@ impl Eviction for Arc {
             return v;
         }
         let x = r.page;
-        if self.b1.contains(x) || self.b2.contains(x) {
+        if matches!(self.lists.tag(x), B1 | B2) {
             self.adapt(r);
             return self.replace(x);
         }
         // Case IV: x is new.
-        if self.t1.len() + self.b1.len() >= self.c {
-            if self.t1.len() < self.c {
-                self.b1.pop_tail();
+        if self.lists.len(T1) + self.lists.len(B1) >= self.c {
+            if self.lists.len(T1) < self.c {
+                self.lists.pop_tail(B1);
                 self.replace(x)
             } else {
                 // T1 fills the cache: drop its LRU page without a ghost.
-                self.t1.pop_tail().expect("T1 is full")
+                self.lists.pop_tail(T1).expect("T1 is full")
             }
         } else {
-            if self.t1.len() + self.t2.len() + self.b1.len() + self.b2.len() >= 2 * self.c {
-                self.b2.pop_tail();
+            if self.lists.len(T1) + self.lists.len(T2) + self.ghosts() >= 2 * self.c {
+                self.lists.pop_tail(B2);
             }
             self.replace(x)
         }
     }
     fn insert(&mut self, r: &Req) {
-        if self.admit(r) {
-            self.t2.push_head(r.page);
-        } else {
-            self.t1.push_head(r.page);
-        }
+        let to = if self.admit(r) { T2 } else { T1 };
+        self.lists.push_head(to, r.page);
     }
     fn remove(&mut self, page: u32) {
-        if self.pins.unpin(page) {
-            if self.in_t2[page as usize] {
-                self.t2_pinned -= 1;
-            } else {
+        match self.lists.tag(page) {
+            PINNED_T1 => {
                 self.t1_pinned -= 1;
+                self.lists.set_state(page, ListSet::<4>::NOWHERE);
             }
-        } else if self.t1.contains(page) {
-            self.t1.unlink(page);
-        } else if self.t2.contains(page) {
-            self.t2.unlink(page);
+            PINNED_T2 => {
+                self.t2_pinned -= 1;
+                self.lists.set_state(page, ListSet::<4>::NOWHERE);
+            }
+            T1 | T2 => self.lists.unlink(page),
+            _ => {}
         }
     }
     fn len(&self) -> usize {
         self.t1_len() + self.t2_len()
     }
     fn contains(&self, page: u32) -> bool {
-        self.t1.contains(page) || self.t2.contains(page) || self.pins.is_pinned(page)
+        matches!(self.lists.tag(page), T1 | T2 | PINNED_T1 | PINNED_T2)
     }
     fn serves(&self) -> bool {
         true
     }
     fn insert_pinned(&mut self, r: &Req) {
         self.serving = true;
-        let to_t2 = self.admit(r);
-        grow(&mut self.in_t2, r.page, false);
-        self.in_t2[r.page as usize] = to_t2;
-        self.pins.pin(r.page);
-        if to_t2 {
+        if self.admit(r) {
+            self.lists.set_state(r.page, PINNED_T2);
             self.t2_pinned += 1;
         } else {
+            self.lists.set_state(r.page, PINNED_T1);
             self.t1_pinned += 1;
         }
     }
     fn hit(&mut self, r: &Req) {
-        if !self.pins.is_pinned(r.page) {
-            self.find(r);
-        } else if !self.in_t2[r.page as usize] {
-            self.in_t2[r.page as usize] = true;
-            self.t1_pinned -= 1;
-            self.t2_pinned += 1;
+        match self.lists.tag(r.page) {
+            PINNED_T1 => {
+                self.lists.set_state(r.page, PINNED_T2);
+                self.t1_pinned -= 1;
+                self.t2_pinned += 1;
+            }
+            PINNED_T2 => {}
+            _ => {
+                self.find(r);
+            }
         }
     }
     fn pin(&mut self, page: u32) {
-        grow(&mut self.in_t2, page, false);
-        let in_t2 = self.t2.contains(page);
-        if in_t2 {
-            self.t2.unlink(page);
-            self.t2_pinned += 1;
-        } else if self.t1.contains(page) {
-            self.t1.unlink(page);
-            self.t1_pinned += 1;
-        } else {
-            return;
-        }
-        self.in_t2[page as usize] = in_t2;
-        self.pins.pin(page);
+        let state = match self.lists.tag(page) {
+            T1 => {
+                self.t1_pinned += 1;
+                PINNED_T1
+            }
+            T2 => {
+                self.t2_pinned += 1;
+                PINNED_T2
+            }
+            _ => return,
+        };
+        self.lists.unlink(page);
+        self.lists.set_state(page, state);
     }
     fn unpin(&mut self, r: &Req) {
-        if !self.pins.unpin(r.page) {
-            return;
-        }
-        if self.in_t2[r.page as usize] {
-            self.t2_pinned -= 1;
-            self.t2.push_head(r.page);
-        } else {
-            self.t1_pinned -= 1;
-            self.t1.push_head(r.page);
-        }
+        let to = match self.lists.tag(r.page) {
+            PINNED_T1 => {
+                self.t1_pinned -= 1;
+                T1
+            }
+            PINNED_T2 => {
+                self.t2_pinned -= 1;
+                T2
+            }
+            _ => return,
+        };
+        self.lists.push_head(to, r.page);
     }
     fn take_forgotten(&mut self, out: &mut Vec<u32>) {
         out.append(&mut self.forgotten);
