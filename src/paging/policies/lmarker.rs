@@ -7,7 +7,7 @@
 //! is on the page of the request `evict` receives (a page id never cached, such as the
 //! serving simulator's sentinel for a block without content yet, counts as clean). A
 //! prediction is the latest of the page's requests and unpin. A page evicted or removed is
-//! forgotten (its id reusable) once its phase has ended. O(log k) per operation.
+//! forgotten (its id reusable) once its phase has ended. O(log k) per operation (amortized).
 
 use super::marking::{Marked, Marking, MarkingRule};
 use crate::paging::Req;

@@ -7,17 +7,18 @@
 //! O(1 + min(log k, eta / (k OPT))).
 
 use super::marking::{Marked, Marking, MarkingRule};
+use crate::paging::util::grow;
 use crate::paging::Req;
 use rand::rngs::StdRng;
-use std::collections::HashMap;
 
 /// LNonMarker without the robustness wrapper.
 pub type LNonMarkerCore = Marked<LNonMarkerRule>;
 
 /// LNonMarker's phases (in distinct requests) and replacements.
 pub struct LNonMarkerRule {
-    /// Page evicted this phase to the page that took its place.
-    replaced_by: HashMap<u32, u32>,
+    /// Per page evicted: the phase and the page that took its place (counts only in that
+    /// phase, so a phase change forgets them all at once).
+    replaced_by: Vec<(u32, u32)>,
     k: usize,
     /// Phase in which each page was last requested.
     seen_in: Vec<u32>,
@@ -29,7 +30,7 @@ impl LNonMarkerCore {
     /// An LNonMarker core cache.
     pub fn new(k: usize, num_pages: usize, seed: u64) -> Self {
         let rule = LNonMarkerRule {
-            replaced_by: HashMap::new(),
+            replaced_by: Vec::new(),
             k,
             seen_in: vec![0; num_pages],
             distinct: 0,
@@ -50,7 +51,6 @@ impl MarkingRule for LNonMarkerRule {
             self.distinct += 1;
             if self.distinct == self.k + 1 {
                 m.new_phase();
-                self.replaced_by.clear();
                 self.distinct = 1;
             }
             self.seen_in[r.page as usize] = m.phase;
@@ -58,7 +58,8 @@ impl MarkingRule for LNonMarkerRule {
     }
     fn choose(&mut self, m: &Marking, rng: &mut StdRng, r: &Req) -> Option<u32> {
         let v = if m.is_stale(r.page) {
-            let by_clean = (self.replaced_by.get(&r.page)).is_some_and(|&q| !m.is_stale(q));
+            let by = self.replaced_by.get(r.page as usize);
+            let by_clean = by.is_some_and(|&(phase, q)| phase == m.phase && !m.is_stale(q));
             if by_clean {
                 m.random_cached(rng)
             } else {
@@ -67,7 +68,8 @@ impl MarkingRule for LNonMarkerRule {
         } else {
             m.furthest_unmarked()
         }?;
-        self.replaced_by.insert(v, r.page);
+        grow(&mut self.replaced_by, v, (0, 0));
+        self.replaced_by[v as usize] = (m.phase, r.page);
         Some(v)
     }
 }

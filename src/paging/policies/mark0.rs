@@ -53,6 +53,7 @@ fn discard(r: &Req) -> bool {
 
 impl MarkingRule for Mark0Rule {
     const NAME: &'static str = "mark0";
+    const STATE: fn(usize) -> Marking = Marking::without_predictions;
     fn admits(r: &Req) -> bool {
         // Served, then discarded at once: a page with bit 1 is not kept.
         !discard(r)

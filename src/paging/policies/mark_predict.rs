@@ -50,6 +50,7 @@ pub struct MarkPredictRule;
 
 impl MarkingRule for MarkPredictRule {
     const NAME: &'static str = "mark-predict";
+    const STATE: fn(usize) -> Marking = Marking::without_predictions;
     fn choose(&mut self, m: &Marking, rng: &mut StdRng, _: &Req) -> Option<u32> {
         (m.random_unmarked_where(rng, |bit| bit < 0.5)).or_else(|| m.random_unmarked(rng))
     }

@@ -9,15 +9,33 @@
 //! phase change like the others and, once unpinned, choosable if still unmarked.
 //!
 //! Cost. Marks are phase stamps (a page is marked when its stamp is the current phase), so
-//! a phase change unmarks everything at once; the unpinned pages live in two collections,
-//! unmarked and marked (a vector for uniform choice and a heap by prediction each), and a
-//! phase change makes the marked one the unmarked one. Whether a page was cached when the
-//! phase began is kept per page (its state at its first insert or removal of the phase).
-//! Every operation is O(1) or O(log k) (heap updates), `new_phase` O(1) when no unmarked
-//! unpinned page is left, which is the only case the marking policies call it in; a phase
-//! change with both collections non-empty (LNonMarker's phases, counted in distinct
-//! requests) merges the smaller into the larger. [`Marking::random_unmarked_where`] is
-//! linear in the unmarked pages.
+//! a phase change unmarks everything at once. The unpinned pages live in two vectors (for
+//! uniform choice), unmarked and marked; a phase change makes the marked one the unmarked
+//! one (merging the smaller into the larger when both are non-empty). Whether a page was
+//! cached when the phase began is kept per page (its state at its first insert or removal
+//! of the phase). All that is known about a page id is one record: an operation reads one
+//! cache line per page.
+//!
+//! Only unmarked pages are chosen by prediction, so only they are ordered by it (in a state
+//! made with predictions): a binary max-heap of (prediction, page) entries with lazy
+//! deletion. In serving most pages enter the unmarked pool between phase changes (unmarked
+//! by a phase change while in use, then unpinned) and are pushed; a page leaving the pool
+//! (evicted, removed, pinned, hit) leaves its entry behind, and an entry that is not an
+//! unmarked unpinned page with its latest prediction is popped when it reaches the top. So
+//! the top is the largest such page, as a scan finds it: the order (prediction, then the
+//! lower page id) is total, every unmarked unpinned page has an entry with its latest
+//! prediction, and a stale entry never passes (a duplicate of a live one does no harm).
+//! When stale entries outnumber the live ones by 32 the heap is rebuilt from the unmarked
+//! vector. The marked pool has no heap (new pages enter marked: inserts, and hits and pins
+//! of marked pages, do no heap work); at a phase change its pages join the heap, which is
+//! empty at the marking policies' phase changes (no unmarked unpinned page is left), so it
+//! is built bottom-up in O(n); when both pools are non-empty (LNonMarker's phases, counted
+//! in distinct requests) `BinaryHeap::extend` pushes the marked pages one by one or
+//! rebuilds, whichever its comparison count estimate finds cheaper. Every operation is O(1)
+//! or O(log k) amortized, and `new_phase` O(marked unpinned pages), each of which got there
+//! by an operation of the ending phase; without predictions (Marker) `new_phase` is O(1)
+//! when no unmarked unpinned page is left, the only case the marking policies call it in.
+//! [`Marking::random_unmarked_where`] is linear in the unmarked pages.
 //!
 //! Forgetting (serving). Whether a missing page is stale depends on its history in the
 //! phase, so a page evicted or removed in a phase is remembered until the phase ends; from
@@ -32,71 +50,90 @@
 //! its victim choice and the hooks where it does something extra on a request, hit or miss.
 //! Adding a marking policy touches one file and one registry line.
 
-use crate::paging::util::IndexedHeap;
 use crate::paging::{Eviction, Req};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::BinaryHeap;
 
 const NO: u32 = u32::MAX;
 
-/// A set of unpinned cached pages: a vector for uniform choice and a heap by prediction.
-#[derive(Default)]
-struct Pool {
-    list: Vec<u32>,
-    heap: IndexedHeap<f64>,
-    /// Keep the heap (false for policies that never choose by prediction).
-    by_pred: bool,
+/// Everything known about one page id.
+#[derive(Clone, Copy)]
+struct Page {
+    /// The latest prediction.
+    pred: f64,
+    /// Slot in its pool's vector (unpinned cached pages), else `NO`.
+    slot: u32,
+    /// The phase of its latest mark.
+    mark_phase: u32,
+    /// The phase of its first insert or removal in that phase, and whether it was cached
+    /// just before it.
+    touched: u32,
+    cached_at_touch: bool,
+    cached: bool,
+    pinned: bool,
+    /// Listed in `gone` or `forgettable`.
+    listed: bool,
 }
 
-impl Pool {
-    fn len(&self) -> usize {
-        self.list.len()
+const FRESH: Page = Page {
+    pred: f64::INFINITY,
+    slot: NO,
+    mark_phase: 0,
+    touched: 0,
+    cached_at_touch: false,
+    cached: false,
+    pinned: false,
+    listed: false,
+};
+
+/// An entry of the heap of unmarked pages: ordered by prediction (as [`order_key`], high
+/// 64 bits), then by the lower page id (its complement, low 32 bits).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry(u128);
+
+impl Entry {
+    fn new(page: u32, pred: f64) -> Self {
+        Entry((order_key(pred) as u128) << 64 | (!page) as u128)
     }
 
-    fn push(&mut self, slot: &mut [u32], page: u32, key: f64) {
-        slot[page as usize] = self.list.len() as u32;
-        self.list.push(page);
-        if self.by_pred {
-            self.heap.set(page, key);
-        }
+    fn key(&self) -> u64 {
+        (self.0 >> 64) as u64
     }
 
-    fn take(&mut self, slot: &mut [u32], page: u32) {
-        let pos = slot[page as usize] as usize;
-        debug_assert_eq!(self.list[pos], page);
-        self.list.swap_remove(pos);
-        if let Some(&moved) = self.list.get(pos) {
-            slot[moved as usize] = pos as u32;
-        }
-        slot[page as usize] = NO;
-        if self.by_pred {
-            self.heap.remove(page);
-        }
+    fn page(&self) -> u32 {
+        !(self.0 as u32)
+    }
+}
+
+/// A prediction as an integer in the same order (`-0.0` equals `0.0`, as `f64` compares
+/// them; a NaN, which has no place in that order, sorts beyond the infinity of its sign).
+fn order_key(pred: f64) -> u64 {
+    let bits = if pred == 0.0 { 0 } else { pred.to_bits() };
+    if bits >> 63 == 0 {
+        bits | 1 << 63
+    } else {
+        !bits
     }
 }
 
 /// Marks, pins, phases and predictions of a marking algorithm's cache.
 pub struct Marking {
-    /// Per page: slot in its pool's list (unpinned cached pages), else `NO`.
-    slot: Vec<u32>,
-    cached: Vec<bool>,
-    pinned: Vec<bool>,
-    /// Per page: the phase of its latest mark.
-    mark_phase: Vec<u32>,
-    pred: Vec<f64>,
-    /// Per page: the phase of its first insert or removal in that phase, and whether it was
-    /// cached just before it.
-    touched: Vec<u32>,
-    cached_at_touch: Vec<bool>,
+    /// Per page id.
+    pages: Vec<Page>,
     len: usize,
     /// Unpinned pages: `pools[unmarked]` unmarked, the other marked.
-    pools: [Pool; 2],
+    pools: [Vec<u32>; 2],
     unmarked: usize,
-    /// Serving: pages evicted or removed in this phase, those of earlier phases, and who is
-    /// listed in either.
+    /// Keep the heap (false for policies that never choose by prediction).
+    by_pred: bool,
+    /// The unmarked pages by prediction, with lazy deletion (see the module doc): the top,
+    /// if any, is an unmarked unpinned page with its latest prediction.
+    heap: BinaryHeap<Entry>,
+    /// Serving: pages evicted or removed in this phase, and those of earlier phases (who
+    /// is listed in either: `Page::listed`).
     gone: Vec<u32>,
     forgettable: Vec<u32>,
-    listed: Vec<bool>,
     ghosts: bool,
     track_gone: bool,
     /// Current phase number (from 1).
@@ -107,22 +144,14 @@ impl Marking {
     /// Empty state for page ids below `num_pages` (arrays grow beyond).
     pub fn new(num_pages: usize) -> Self {
         Marking {
-            slot: vec![NO; num_pages],
-            cached: vec![false; num_pages],
-            pinned: vec![false; num_pages],
-            mark_phase: vec![0; num_pages],
-            pred: vec![f64::INFINITY; num_pages],
-            touched: vec![0; num_pages],
-            cached_at_touch: vec![false; num_pages],
+            pages: vec![FRESH; num_pages],
             len: 0,
-            pools: [0, 1].map(|_| Pool {
-                by_pred: true,
-                ..Pool::default()
-            }),
+            pools: [Vec::new(), Vec::new()],
             unmarked: 0,
+            by_pred: true,
+            heap: BinaryHeap::new(),
             gone: Vec::new(),
             forgettable: Vec::new(),
-            listed: vec![false; num_pages],
             ghosts: false,
             track_gone: false,
             phase: 1,
@@ -139,13 +168,12 @@ impl Marking {
     }
 
     /// Empty state without the order by prediction: for policies that never call
-    /// [`Marking::furthest_unmarked`] or [`Marking::key_of_unmarked`] (saves the heap updates).
+    /// [`Marking::furthest_unmarked`] or [`Marking::key_of_unmarked`] (saves the heap work).
     pub fn without_predictions(num_pages: usize) -> Self {
-        let mut m = Marking::new(num_pages);
-        for pool in &mut m.pools {
-            pool.by_pred = false;
+        Marking {
+            by_pred: false,
+            ..Marking::new(num_pages)
         }
-        m
     }
 
     /// True when made by [`Marking::with_ghosts`]: evicted pages are remembered until their
@@ -157,15 +185,8 @@ impl Marking {
 
     fn grow(&mut self, page: u32) {
         let n = page as usize + 1;
-        if n > self.cached.len() {
-            self.slot.resize(n, NO);
-            self.cached.resize(n, false);
-            self.pinned.resize(n, false);
-            self.mark_phase.resize(n, 0);
-            self.pred.resize(n, f64::INFINITY);
-            self.touched.resize(n, 0);
-            self.cached_at_touch.resize(n, false);
-            self.listed.resize(n, false);
+        if n > self.pages.len() {
+            self.pages.resize(n, FRESH);
         }
     }
 
@@ -176,25 +197,28 @@ impl Marking {
 
     /// Is `page` cached?
     pub fn contains(&self, page: u32) -> bool {
-        self.cached.get(page as usize) == Some(&true)
+        self.pages.get(page as usize).is_some_and(|s| s.cached)
     }
 
     /// Is `page` cached and pinned?
     pub fn is_pinned(&self, page: u32) -> bool {
-        self.pinned.get(page as usize) == Some(&true)
+        self.pages.get(page as usize).is_some_and(|s| s.pinned)
     }
 
     /// Was `page` cached when the current phase began?
     pub fn is_stale(&self, page: u32) -> bool {
-        match self.touched.get(page as usize) {
-            Some(&t) if t == self.phase => self.cached_at_touch[page as usize],
-            _ => self.contains(page),
+        match self.pages.get(page as usize) {
+            Some(s) if s.touched == self.phase => s.cached_at_touch,
+            Some(s) => s.cached,
+            None => false,
         }
     }
 
     /// Is cached `page` marked in the current phase?
     pub fn is_marked(&self, page: u32) -> bool {
-        self.mark_phase.get(page as usize) == Some(&self.phase)
+        self.pages
+            .get(page as usize)
+            .is_some_and(|s| s.mark_phase == self.phase)
     }
 
     /// Unmarked unpinned cached pages (the choosable ones).
@@ -202,12 +226,18 @@ impl Marking {
         self.pools[self.unmarked].len()
     }
 
+    /// Is `page` unmarked, unpinned and cached (in the unmarked pool)?
+    fn is_unmarked_free(&self, page: u32) -> bool {
+        (self.pages.get(page as usize)).is_some_and(|s| s.slot != NO && s.mark_phase != self.phase)
+    }
+
     /// Record `page`'s cached state before its first insert or removal of the phase.
     fn touch(&mut self, page: u32) {
-        let p = page as usize;
-        if self.touched[p] != self.phase {
-            self.touched[p] = self.phase;
-            self.cached_at_touch[p] = self.cached[p];
+        let phase = self.phase;
+        let s = &mut self.pages[page as usize];
+        if s.touched != phase {
+            s.touched = phase;
+            s.cached_at_touch = s.cached;
         }
     }
 
@@ -220,27 +250,85 @@ impl Marking {
         }
     }
 
+    /// Take unpinned cached `page` out of its pool.
     fn take_free(&mut self, page: u32) {
         let i = self.pool_of(page);
-        self.pools[i].take(&mut self.slot, page);
+        let list = &mut self.pools[i];
+        let pos = std::mem::replace(&mut self.pages[page as usize].slot, NO) as usize;
+        debug_assert_eq!(list[pos], page);
+        list.swap_remove(pos);
+        if let Some(&moved) = list.get(pos) {
+            self.pages[moved as usize].slot = pos as u32;
+        }
+        if self.by_pred && i == self.unmarked {
+            self.clean_top();
+            self.bound_heap();
+        }
     }
 
+    /// Put unpinned cached `page` into its pool.
     fn put_free(&mut self, page: u32) {
         let i = self.pool_of(page);
-        let key = self.pred[page as usize];
-        self.pools[i].push(&mut self.slot, page, key);
+        let list = &mut self.pools[i];
+        let s = &mut self.pages[page as usize];
+        s.slot = list.len() as u32;
+        list.push(page);
+        if self.by_pred && i == self.unmarked {
+            let e = Entry::new(page, s.pred);
+            self.heap.push(e);
+            self.bound_heap();
+        }
+    }
+
+    /// Is heap entry `e` the unmarked unpinned page it names, with its latest prediction?
+    fn is_live(&self, e: &Entry) -> bool {
+        let s = &self.pages[e.page() as usize];
+        s.slot != NO && s.mark_phase != self.phase && order_key(s.pred) == e.key()
+    }
+
+    /// Pop stale entries off the top of the heap.
+    fn clean_top(&mut self) {
+        while let Some(top) = self.heap.peek() {
+            if self.is_live(top) {
+                break;
+            }
+            self.heap.pop();
+        }
+    }
+
+    /// Rebuild the heap from the unmarked pool once stale entries outnumber the live ones by
+    /// 32 (checked after every push and take: amortized O(1), since every stale entry was
+    /// left by a take since the last rebuild, and they outnumber the entries a rebuild
+    /// makes).
+    #[inline]
+    fn bound_heap(&mut self) {
+        if self.heap.len() > 2 * self.pools[self.unmarked].len() + 32 {
+            self.rebuild_heap();
+        }
+    }
+
+    /// The heap of the unmarked pool's entries only, built bottom-up.
+    #[cold]
+    fn rebuild_heap(&mut self) {
+        let mut v = std::mem::take(&mut self.heap).into_vec();
+        v.clear();
+        let pages = &self.pages;
+        let list = &self.pools[self.unmarked];
+        v.extend(list.iter().map(|&p| Entry::new(p, pages[p as usize].pred)));
+        self.heap = BinaryHeap::from(v);
     }
 
     /// A request for cached `page` (pinned or not) with prediction `pred`: record it and
     /// mark the page.
     pub fn hit(&mut self, page: u32, pred: f64) {
         debug_assert!(self.contains(page));
-        let free = !self.pinned[page as usize];
+        let free = !self.pages[page as usize].pinned;
         if free {
             self.take_free(page);
         }
-        self.pred[page as usize] = pred;
-        self.mark_phase[page as usize] = self.phase;
+        let s = &mut self.pages[page as usize];
+        s.pred = pred;
+        s.mark_phase = self.phase;
         if free {
             self.put_free(page);
         }
@@ -250,11 +338,11 @@ impl Marking {
         self.grow(page);
         debug_assert!(!self.contains(page));
         self.touch(page);
-        let p = page as usize;
-        self.cached[p] = true;
-        self.pinned[p] = pinned;
-        self.pred[p] = pred;
-        self.mark_phase[p] = self.phase;
+        let s = &mut self.pages[page as usize];
+        s.cached = true;
+        s.pinned = pinned;
+        s.pred = pred;
+        s.mark_phase = self.phase;
         self.len += 1;
         if !pinned {
             self.put_free(page);
@@ -274,17 +362,18 @@ impl Marking {
 
     /// Pin cached `page`: it can't be chosen until [`Marking::unpin`].
     pub fn pin(&mut self, page: u32) {
-        if self.contains(page) && !self.pinned[page as usize] {
+        if self.contains(page) && !self.pages[page as usize].pinned {
             self.take_free(page);
-            self.pinned[page as usize] = true;
+            self.pages[page as usize].pinned = true;
         }
     }
 
     /// Unpin cached `page`, with its latest prediction `pred` (its mark is unchanged).
     pub fn unpin(&mut self, page: u32, pred: f64) {
         if self.is_pinned(page) {
-            self.pinned[page as usize] = false;
-            self.pred[page as usize] = pred;
+            let s = &mut self.pages[page as usize];
+            s.pinned = false;
+            s.pred = pred;
             self.put_free(page);
         }
     }
@@ -294,36 +383,44 @@ impl Marking {
         if !self.contains(page) {
             return;
         }
-        if !self.pinned[page as usize] {
+        if !self.pages[page as usize].pinned {
             self.take_free(page);
         }
         self.touch(page);
-        self.cached[page as usize] = false;
-        self.pinned[page as usize] = false;
+        let s = &mut self.pages[page as usize];
+        s.cached = false;
+        s.pinned = false;
         self.len -= 1;
-        if self.track_gone && !self.listed[page as usize] {
-            self.listed[page as usize] = true;
+        if self.track_gone && !s.listed {
+            s.listed = true;
             self.gone.push(page);
         }
     }
 
     /// Serving: move into `out` the pages evicted or removed in earlier phases and not
     /// cached since (each once); their ids may be reused.
+    #[inline]
     pub fn take_forgotten(&mut self, out: &mut Vec<u32>) {
-        let mut list = std::mem::take(&mut self.forgettable);
-        for page in list.drain(..) {
-            let p = page as usize;
-            if self.contains(page) {
-                self.listed[p] = false;
-            } else if self.touched[p] == self.phase {
+        if !self.forgettable.is_empty() {
+            self.forget(out);
+        }
+    }
+
+    /// [`Marking::take_forgotten`] with pages to look at.
+    fn forget(&mut self, out: &mut Vec<u32>) {
+        for &page in &self.forgettable {
+            let s = &mut self.pages[page as usize];
+            if s.cached {
+                s.listed = false;
+            } else if s.touched == self.phase {
                 // Cached again and gone again in this phase: remembered until it ends.
                 self.gone.push(page);
             } else {
-                self.listed[p] = false;
+                s.listed = false;
                 out.push(page);
             }
         }
-        self.forgettable = list;
+        self.forgettable.clear();
     }
 
     /// Start a new phase: every cached page becomes unmarked and stale.
@@ -331,23 +428,30 @@ impl Marking {
         self.phase += 1;
         self.forgettable.append(&mut self.gone);
         let marked = 1 - self.unmarked;
+        if self.by_pred {
+            // The marked pages join the heap (the unmarked pages have their entries).
+            let pages = &self.pages;
+            let list = &self.pools[marked];
+            (self.heap).extend(list.iter().map(|&p| Entry::new(p, pages[p as usize].pred)));
+        }
         if self.pools[self.unmarked].len() >= self.pools[marked].len() {
-            self.merge(marked, self.unmarked);
+            self.merge(marked);
         } else {
-            self.merge(self.unmarked, marked);
+            self.merge(self.unmarked);
             self.unmarked = marked;
+        }
+        if self.by_pred {
+            self.bound_heap();
         }
     }
 
-    /// Move every page of pool `from` into pool `to`.
-    fn merge(&mut self, from: usize, to: usize) {
-        let moved = std::mem::take(&mut self.pools[from].list);
-        for page in moved {
-            if self.pools[from].by_pred {
-                self.pools[from].heap.remove(page);
-            }
-            let key = self.pred[page as usize];
-            self.pools[to].push(&mut self.slot, page, key);
+    /// Move every page of pool `from` to the end of the other pool, in order.
+    fn merge(&mut self, from: usize) {
+        let [a, b] = &mut self.pools;
+        let (from, to) = if from == 0 { (a, b) } else { (b, a) };
+        for page in from.drain(..) {
+            self.pages[page as usize].slot = to.len() as u32;
+            to.push(page);
         }
     }
 
@@ -363,19 +467,19 @@ impl Marking {
     /// The unmarked unpinned page predicted to be requested furthest in the future (ties:
     /// the lower page id).
     pub fn furthest_unmarked(&self) -> Option<u32> {
-        debug_assert!(self.pools[0].by_pred, "made without predictions");
-        self.pools[self.unmarked].heap.top().map(|(_, p)| p)
+        debug_assert!(self.by_pred, "made without predictions");
+        self.heap.peek().map(Entry::page)
     }
 
     /// The latest prediction of an unmarked unpinned page.
     pub fn key_of_unmarked(&self, page: u32) -> Option<f64> {
-        debug_assert!(self.pools[0].by_pred, "made without predictions");
-        self.pools[self.unmarked].heap.key(page)
+        debug_assert!(self.by_pred, "made without predictions");
+        (self.is_unmarked_free(page)).then(|| self.pages[page as usize].pred)
     }
 
     /// A uniformly random unmarked unpinned page.
     pub fn random_unmarked(&self, rng: &mut StdRng) -> Option<u32> {
-        let l = &self.pools[self.unmarked].list;
+        let l = &self.pools[self.unmarked];
         (!l.is_empty()).then(|| l[rng.gen_range(0..l.len())])
     }
 
@@ -386,8 +490,8 @@ impl Marking {
         rng: &mut StdRng,
         keep: impl Fn(f64) -> bool,
     ) -> Option<u32> {
-        let l = &self.pools[self.unmarked].list;
-        let ok = |p: &&u32| keep(self.pred[**p as usize]);
+        let l = &self.pools[self.unmarked];
+        let ok = |p: &&u32| keep(self.pages[**p as usize].pred);
         let n = l.iter().filter(ok).count();
         (n > 0).then(|| {
             let i = rng.gen_range(0..n);
@@ -397,10 +501,7 @@ impl Marking {
 
     /// A uniformly random unpinned cached page, marked or not.
     pub fn random_cached(&self, rng: &mut StdRng) -> Option<u32> {
-        let (u, m) = (
-            &self.pools[self.unmarked].list,
-            &self.pools[1 - self.unmarked].list,
-        );
+        let (u, m) = (&self.pools[self.unmarked], &self.pools[1 - self.unmarked]);
         let n = u.len() + m.len();
         (n > 0).then(|| {
             let i = rng.gen_range(0..n);
@@ -604,22 +705,47 @@ mod tests {
         assert_eq!(m.len(), n.pages.len());
         assert_eq!(m.num_unmarked(), n.choosable().len());
         assert_eq!(m.furthest_unmarked(), n.furthest());
-        let mut u = m.pools[m.unmarked].list.clone();
+        let mut u = m.pools[m.unmarked].clone();
         u.sort();
         assert_eq!(u, n.choosable());
+        assert!(
+            m.heap.len() <= 2 * m.num_unmarked() + 32,
+            "stale entries are bounded"
+        );
         for p in 0..ids {
             assert_eq!(m.contains(p), n.pages.contains_key(&p), "page {p}");
             assert_eq!(m.is_pinned(p), n.pages.get(&p).is_some_and(|v| v.0));
             assert_eq!(m.is_stale(p), n.stale.contains(&p), "stale {p}");
+            let key = (n.pages.get(&p)).and_then(|v| (!v.0 && !v.1).then_some(v.2));
+            assert_eq!(
+                m.key_of_unmarked(p).map(f64::to_bits),
+                key.map(f64::to_bits)
+            );
         }
     }
+
+    /// Predictions with ties, both zeros, negatives and infinities.
+    const PREDS: [f64; 12] = [
+        0.0,
+        -0.0,
+        1.0,
+        2.0,
+        3.0,
+        5.0,
+        7.0,
+        -1.5,
+        f64::MAX,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        1e-300,
+    ];
 
     /// One random operation on both.
     fn step(m: &mut Marking, n: &mut Naive, rng: &mut StdRng, ids: u32) {
         let p = rng.gen_range(0..ids);
-        let pred = rng.gen_range(0..8) as f64;
+        let pred = PREDS[rng.gen_range(0..PREDS.len())];
         let cached = n.pages.contains_key(&p);
-        match rng.gen_range(0..7) {
+        match rng.gen_range(0..9) {
             0 | 1 if !cached => {
                 let pinned = rng.gen::<bool>();
                 if pinned {
@@ -654,9 +780,21 @@ mod tests {
                 m.new_phase();
                 n.new_phase();
             }
-            _ => {
+            6 => {
                 if m.ensure_unmarked() {
                     n.new_phase();
+                }
+            }
+            _ => {
+                // An eviction by prediction (the serving path's main operation).
+                if m.ensure_unmarked() {
+                    n.new_phase();
+                }
+                let v = m.furthest_unmarked();
+                assert_eq!(v, n.furthest());
+                if let Some(v) = v {
+                    m.remove(v);
+                    n.pages.remove(&v);
                 }
             }
         }
@@ -673,6 +811,87 @@ mod tests {
                 check(&m, &n, ids + 2);
             }
         }
+    }
+
+    #[test]
+    fn serving_operations_evict_as_a_scan_with_many_pages() {
+        // Mostly pinned pages unpinned after phase changes (serving's pattern: they enter
+        // the unmarked pool between phase changes), evictions by prediction, and enough
+        // pages for a deep heap and its rebuilds.
+        for seed in 0..6 {
+            let mut rng = StdRng::seed_from_u64(100 + seed);
+            let ids = rng.gen_range(150..400);
+            let (mut m, mut n) = (Marking::with_ghosts(0), Naive::default());
+            for _ in 0..4000 {
+                let p = rng.gen_range(0..ids);
+                let pred = if rng.gen_range(0..3) == 0 {
+                    PREDS[rng.gen_range(0..PREDS.len())]
+                } else {
+                    rng.gen_range(0..1000) as f64
+                };
+                match (n.pages.get(&p).copied(), rng.gen_range(0..6)) {
+                    (None, _) => {
+                        m.insert_pinned(p, pred);
+                        n.pages.insert(p, (true, true, pred));
+                    }
+                    (Some((true, ..)), 0..=2) => {
+                        m.unpin(p, pred);
+                        let v = n.pages.get_mut(&p).unwrap();
+                        (v.0, v.2) = (false, pred);
+                    }
+                    (Some((false, ..)), 0) => {
+                        m.pin(p);
+                        m.hit(p, pred);
+                        n.pages.insert(p, (true, true, pred));
+                    }
+                    (Some(_), 1) if n.pages.len() * 2 > ids as usize => {
+                        if m.ensure_unmarked() {
+                            n.new_phase();
+                        }
+                        let v = m.furthest_unmarked();
+                        assert_eq!(v, n.furthest());
+                        if let Some(v) = v {
+                            m.remove(v);
+                            n.pages.remove(&v);
+                        }
+                    }
+                    _ => step(&mut m, &mut n, &mut rng, ids),
+                }
+                check(&m, &n, ids + 2);
+            }
+        }
+    }
+
+    #[test]
+    fn phase_changes_with_most_pages_pinned_cost_the_unpinned_pages_only() {
+        // 200,000 pinned pages and one unpinned page at a time, marked by its insert: every
+        // eviction begins a phase, which must not look at the pinned pages.
+        let n = 200_000u32;
+        let mut m = Marking::with_ghosts(0);
+        for p in 0..n {
+            m.insert_pinned(p, 0.0);
+        }
+        for p in n..n + 20_000 {
+            m.insert_pinned(p, 0.0);
+            m.unpin(p, 1.0);
+            assert!(m.ensure_unmarked());
+            assert_eq!(m.furthest_unmarked(), Some(p));
+            m.remove(p);
+        }
+        assert_eq!(m.phase, 20_001);
+        // Unpinned now, all unmarked: evicted by prediction, furthest first (ties: lower id).
+        for p in 0..n {
+            m.unpin(p, (p % 1000) as f64);
+        }
+        let mut last = (f64::INFINITY, 0);
+        for _ in 0..n {
+            let v = m.furthest_unmarked().unwrap();
+            let key = (v % 1000) as f64;
+            assert!(key < last.0 || (key == last.0 && v > last.1));
+            last = (key, v);
+            m.remove(v);
+        }
+        assert_eq!(m.furthest_unmarked(), None);
     }
 
     #[test]

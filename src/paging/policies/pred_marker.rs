@@ -10,12 +10,13 @@
 //! stale test follow the page of the request `evict` receives (a page id never cached
 //! counts as clean and starts a chain). A prediction is the latest of the page's requests
 //! and unpin. A page evicted or removed is forgotten (its id reusable) once its phase has
-//! ended. O(log k) per operation (amortized: chains are cleared at a phase change).
+//! ended. O(log k) per operation (amortized; chains are per-page stamps of their phase, so
+//! a phase change ends them all at once).
 
 use super::marking::{Marked, Marking, MarkingRule};
+use crate::paging::util::grow;
 use crate::paging::Req;
 use rand::rngs::StdRng;
-use std::collections::HashMap;
 
 /// Predictive Marker.
 pub type PredictiveMarker = Marked<Chains>;
@@ -23,10 +24,10 @@ pub type PredictiveMarker = Marked<Chains>;
 /// Predictive Marker's eviction chains.
 pub struct Chains {
     hk: f64,
-    /// Chain representative (last page evicted in the chain) to chain length.
-    chains: HashMap<u32, u32>,
-    /// The phase the chains belong to (they end with it).
-    phase: u32,
+    /// Per page: the phase and length of the chain it represents (the last page evicted
+    /// in the chain); a chain counts only in its phase (chains end with it), and length 0
+    /// is none.
+    chain: Vec<(u32, u32)>,
 }
 
 impl PredictiveMarker {
@@ -34,9 +35,8 @@ impl PredictiveMarker {
     pub fn new(k: usize, num_pages: usize, seed: u64) -> Self {
         let hk = (1..=k).map(|i| 1.0 / i as f64).sum();
         let m = Marking::with_ghosts(num_pages);
-        let phase = m.phase;
-        let chains = HashMap::new();
-        Marked::with_rule(m, seed, Chains { hk, chains, phase })
+        let chain = vec![(0, 0); num_pages];
+        Marked::with_rule(m, seed, Chains { hk, chain })
     }
 }
 
@@ -44,29 +44,24 @@ impl MarkingRule for Chains {
     const NAME: &'static str = "predictive-marker";
     const SERVES: bool = true;
     fn choose(&mut self, m: &Marking, rng: &mut StdRng, r: &Req) -> Option<u32> {
-        // Phases change only at an eviction: this one began a phase.
-        if m.phase != self.phase {
-            self.phase = m.phase;
-            if !self.chains.is_empty() {
-                // A fresh map, not `clear` (which is linear in the capacity).
-                self.chains = HashMap::new();
-            }
-        }
-        let victim = if !m.is_stale(r.page) {
+        let (victim, len) = if !m.is_stale(r.page) {
             // A clean page starts a chain.
-            let v = m.furthest_unmarked()?;
-            self.chains.insert(v, 1);
-            v
+            (m.furthest_unmarked()?, 1)
         } else {
-            let len = self.chains.remove(&r.page).map_or(1, |l| l + 1);
+            // The chain `r.page` represents (if any, in this phase) goes on from it.
+            let len = match self.chain.get_mut(r.page as usize) {
+                Some(c) if c.0 == m.phase => std::mem::take(&mut c.1),
+                _ => 0,
+            } + 1;
             let v = if len as f64 <= self.hk {
                 m.furthest_unmarked()
             } else {
                 m.random_unmarked(rng)
             }?;
-            self.chains.insert(v, len);
-            v
+            (v, len)
         };
+        grow(&mut self.chain, victim, (0, 0));
+        self.chain[victim as usize] = (m.phase, len);
         Some(victim)
     }
 }
