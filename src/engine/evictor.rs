@@ -117,18 +117,35 @@ pub enum BlockPredictions {
     Learned(Box<LearnedReuse>),
 }
 
+/// What the evictor knows of one content id.
+#[derive(Debug, Clone, Copy)]
+struct IdState {
+    /// The content's hash.
+    hash: u64,
+    /// Latest prediction (what a hit reports to a learned policy).
+    last_pred: f64,
+    /// Assigned to a content (not in `free_ids`).
+    live: bool,
+    /// With ghost lists: the content is cached.
+    cached: bool,
+}
+
+impl IdState {
+    const FREE: IdState = IdState {
+        hash: 0,
+        last_pred: f64::INFINITY,
+        live: false,
+        cached: false,
+    };
+}
+
 /// A paging policy over the block contents on the GPU.
 pub struct PolicyEvictor {
     policy: Box<dyn Eviction>,
     name: String,
-    content_hash: Vec<u64>,
-    /// Latest prediction of each content (what a hit reports to a learned policy).
-    last_pred: Vec<f64>,
+    /// Per content id: what the evictor knows of it (one record, one cache line).
+    ids: Vec<IdState>,
     free_ids: Vec<u32>,
-    /// Per id: assigned to a content (not in `free_ids`).
-    live: Vec<bool>,
-    /// Per id (with ghost lists): the content is cached.
-    cached: Vec<bool>,
     forgotten: Vec<u32>,
     /// Ids freed by [`PolicyEvictor::recycle`] since the last [`PolicyEvictor::take_freed`],
     /// with their contents' hashes: the block pool drops their ghost entries.
@@ -162,11 +179,8 @@ impl PolicyEvictor {
         PolicyEvictor {
             policy,
             name: name.to_string(),
-            content_hash: Vec::new(),
-            last_pred: Vec::new(),
+            ids: Vec::new(),
             free_ids: Vec::new(),
-            live: Vec::new(),
-            cached: Vec::new(),
             forgotten: Vec::new(),
             freed: Vec::new(),
             predictions,
@@ -189,16 +203,18 @@ impl PolicyEvictor {
         }
         match self.free_ids.pop() {
             Some(id) => {
-                self.content_hash[id as usize] = hash;
-                self.live[id as usize] = true;
+                let st = &mut self.ids[id as usize];
+                st.hash = hash;
+                st.live = true;
                 id
             }
             None => {
-                self.content_hash.push(hash);
-                self.live.push(true);
-                self.cached.push(false);
-                self.last_pred.push(f64::INFINITY);
-                self.content_hash.len() as u32 - 1
+                self.ids.push(IdState {
+                    hash,
+                    live: true,
+                    ..IdState::FREE
+                });
+                self.ids.len() as u32 - 1
             }
         }
     }
@@ -210,7 +226,7 @@ impl PolicyEvictor {
             Some(id) => {
                 debug_assert!(self.ghosts, "a ghost id without ghost lists");
                 debug_assert!(
-                    self.live[id as usize] && self.content_hash[id as usize] == hash,
+                    self.id_holds(id, hash),
                     "ghost id {id} is not the live id of its content"
                 );
                 id
@@ -224,8 +240,8 @@ impl PolicyEvictor {
     fn req(&mut self, page: u32, next_use: u64, release: bool) -> Req {
         let pred = match &mut self.predictions {
             BlockPredictions::None => f64::INFINITY,
-            BlockPredictions::Learned(m) if release => m.predict(self.content_hash[page as usize]),
-            BlockPredictions::Learned(_) => self.last_pred[page as usize],
+            BlockPredictions::Learned(m) if release => m.predict(self.ids[page as usize].hash),
+            BlockPredictions::Learned(_) => self.ids[page as usize].last_pred,
             BlockPredictions::Oracle { .. } => match (&mut self.noise, next_use) {
                 (_, NEVER) => f64::MAX,
                 (Some((d, rng)), n) => n as f64 + d.sample(rng),
@@ -233,7 +249,7 @@ impl PolicyEvictor {
             },
         };
         if matches!(self.predictions, BlockPredictions::Learned(_)) {
-            self.last_pred[page as usize] = pred;
+            self.ids[page as usize].last_pred = pred;
         }
         self.clock += 1;
         Req {
@@ -251,7 +267,7 @@ impl PolicyEvictor {
     pub fn insert(&mut self, hash: u64, next_use: u64, ghost: Option<u32>, block: u32) -> u32 {
         let page = if self.ghosts {
             let page = self.id_of(hash, ghost);
-            self.cached[page as usize] = true;
+            self.ids[page as usize].cached = true;
             page
         } else {
             self.block_page(hash, block)
@@ -266,11 +282,10 @@ impl PolicyEvictor {
     fn block_page(&mut self, hash: u64, block: u32) -> u32 {
         let i = block as usize;
         if let BlockPredictions::Learned(_) = self.predictions {
-            if i >= self.content_hash.len() {
-                self.content_hash.resize(i + 1, 0);
-                self.last_pred.resize(i + 1, f64::INFINITY);
+            if i >= self.ids.len() {
+                self.ids.resize(i + 1, IdState::FREE);
             }
-            self.content_hash[i] = hash;
+            self.ids[i].hash = hash;
         }
         block
     }
@@ -305,7 +320,7 @@ impl PolicyEvictor {
         };
         let page = self.policy.evict(&r);
         if self.ghosts {
-            self.cached[page as usize] = false;
+            self.ids[page as usize].cached = false;
         }
         page
     }
@@ -320,12 +335,13 @@ impl PolicyEvictor {
         while let Some(page) = self.forgotten.pop() {
             // A page may be reported again before its id is reused (then it is no longer
             // live) or while it is cached again (its ghost id given back before the batch).
-            if !self.live[page as usize] || self.cached[page as usize] {
+            let st = &mut self.ids[page as usize];
+            if !st.live || st.cached {
                 continue;
             }
-            self.live[page as usize] = false;
+            st.live = false;
             self.free_ids.push(page);
-            self.freed.push((page, self.content_hash[page as usize]));
+            self.freed.push((page, st.hash));
         }
     }
 
@@ -343,7 +359,9 @@ impl PolicyEvictor {
 
     /// True when `page` is the live id of content `hash` (an audit check).
     pub fn id_holds(&self, page: u32, hash: u64) -> bool {
-        self.live.get(page as usize) == Some(&true) && self.content_hash[page as usize] == hash
+        self.ids
+            .get(page as usize)
+            .is_some_and(|st| st.live && st.hash == hash)
     }
 
     /// True when the policy remembers evicted contents (the pool keeps ghost entries).
@@ -386,7 +404,7 @@ impl PolicyEvictor {
     /// memory grows with.
     pub fn live_ids(&self) -> usize {
         if self.ghosts {
-            self.content_hash.len() - self.free_ids.len()
+            self.ids.len() - self.free_ids.len()
         } else {
             self.policy.len()
         }

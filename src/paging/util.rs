@@ -621,6 +621,15 @@ impl BitSet {
         self.len == 0
     }
 
+    /// Make room for members below `n`.
+    pub fn grow(&mut self, n: usize) {
+        let words = n.div_ceil(64);
+        if words > self.words.len() {
+            self.words.resize(words, 0);
+            self.summary.resize(words.div_ceil(64), 0);
+        }
+    }
+
     /// Is `i` a member?
     pub fn contains(&self, i: u32) -> bool {
         let i = i as usize;

@@ -50,6 +50,7 @@
 //! its victim choice and the hooks where it does something extra on a request, hit or miss.
 //! Adding a marking policy touches one file and one registry line.
 
+use crate::paging::util::BitSet;
 use crate::paging::{Eviction, Req};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -130,6 +131,10 @@ pub struct Marking {
     /// The unmarked pages by prediction, with lazy deletion (see the module doc): the top,
     /// if any, is an unmarked unpinned page with its latest prediction.
     heap: BinaryHeap<Entry>,
+    /// The unmarked unpinned pages predicted never to be requested again (`f64::MAX`, most
+    /// block contents of a serving run), outside the heap: among them the lower page id
+    /// goes first, as in the heap's order, and a set of page ids finds it in O(1).
+    never: BitSet,
     /// Serving: pages evicted or removed in this phase, and those of earlier phases (who
     /// is listed in either: `Page::listed`).
     gone: Vec<u32>,
@@ -150,6 +155,7 @@ impl Marking {
             unmarked: 0,
             by_pred: true,
             heap: BinaryHeap::new(),
+            never: BitSet::default(),
             gone: Vec::new(),
             forgettable: Vec::new(),
             ghosts: false,
@@ -260,7 +266,7 @@ impl Marking {
         if let Some(&moved) = list.get(pos) {
             self.pages[moved as usize].slot = pos as u32;
         }
-        if self.by_pred && i == self.unmarked {
+        if self.by_pred && i == self.unmarked && !self.never.remove(page) {
             self.clean_top();
             self.bound_heap();
         }
@@ -274,8 +280,19 @@ impl Marking {
         s.slot = list.len() as u32;
         list.push(page);
         if self.by_pred && i == self.unmarked {
-            let e = Entry::new(page, s.pred);
-            self.heap.push(e);
+            self.order(page);
+        }
+    }
+
+    /// Order the unmarked unpinned `page` by its prediction: in the heap, or in the set of
+    /// pages predicted never to return.
+    fn order(&mut self, page: u32) {
+        let pred = self.pages[page as usize].pred;
+        if pred == f64::MAX {
+            self.never.grow(page as usize + 1);
+            self.never.insert(page);
+        } else {
+            self.heap.push(Entry::new(page, pred));
             self.bound_heap();
         }
     }
@@ -302,7 +319,8 @@ impl Marking {
     /// makes).
     #[inline]
     fn bound_heap(&mut self) {
-        if self.heap.len() > 2 * self.pools[self.unmarked].len() + 32 {
+        let live = self.pools[self.unmarked].len() - self.never.len();
+        if self.heap.len() > 2 * live + 32 {
             self.rebuild_heap();
         }
     }
@@ -314,7 +332,12 @@ impl Marking {
         v.clear();
         let pages = &self.pages;
         let list = &self.pools[self.unmarked];
-        v.extend(list.iter().map(|&p| Entry::new(p, pages[p as usize].pred)));
+        let preds = list.iter().map(|&p| (p, pages[p as usize].pred));
+        v.extend(
+            preds
+                .filter(|&(_, x)| x != f64::MAX)
+                .map(|(p, x)| Entry::new(p, x)),
+        );
         self.heap = BinaryHeap::from(v);
     }
 
@@ -429,10 +452,21 @@ impl Marking {
         self.forgettable.append(&mut self.gone);
         let marked = 1 - self.unmarked;
         if self.by_pred {
-            // The marked pages join the heap (the unmarked pages have their entries).
+            // The marked pages join the heap or the never set (the unmarked pages are
+            // ordered already).
             let pages = &self.pages;
             let list = &self.pools[marked];
-            (self.heap).extend(list.iter().map(|&p| Entry::new(p, pages[p as usize].pred)));
+            let preds = list.iter().map(|&p| (p, pages[p as usize].pred));
+            let (never, heap) = (&mut self.never, &mut self.heap);
+            heap.extend(preds.filter_map(|(p, x)| {
+                if x == f64::MAX {
+                    never.grow(p as usize + 1);
+                    never.insert(p);
+                    None
+                } else {
+                    Some(Entry::new(p, x))
+                }
+            }));
         }
         if self.pools[self.unmarked].len() >= self.pools[marked].len() {
             self.merge(marked);
@@ -468,7 +502,12 @@ impl Marking {
     /// the lower page id).
     pub fn furthest_unmarked(&self) -> Option<u32> {
         debug_assert!(self.by_pred, "made without predictions");
-        self.heap.peek().map(Entry::page)
+        let top = self.heap.peek();
+        match top {
+            Some(e) if e.key() > order_key(f64::MAX) => top.map(Entry::page),
+            _ if !self.never.is_empty() => self.never.next_at_or_after(0),
+            _ => top.map(Entry::page),
+        }
     }
 
     /// The latest prediction of an unmarked unpinned page.
