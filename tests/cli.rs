@@ -395,3 +395,22 @@ fn paging_runs_one_bit_predictors_and_rejects_a_policy_without_its_predictor() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[cfg(unix)]
+#[test]
+fn a_closed_output_pipe_ends_the_run_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    // The reader is gone before the run prints: the print must not panic.
+    let mut child = kvsim()
+        .args(["run", "scenarios/quickstart.yaml", "--no-files", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    assert_eq!(out.status.signal(), Some(13), "killed by SIGPIPE: {stderr}");
+}

@@ -572,4 +572,59 @@ mod chunk_tests {
         m.add_request(2, 2, |v| v.extend((0..846u64).map(|i| i * 2 + 1)));
         assert_eq!(m.get_computed_blocks(2, 13544).blocks, 846);
     }
+
+    #[test]
+    fn next_uses_in_one_pass_match_the_oracle_block_by_block() {
+        use crate::prefix::{block_hashes, key_of_token, segment_keys};
+        use crate::workload::Segment;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let bs = 16u32;
+        // Requests over a few shared segments of uneven lengths, prompts cut anywhere.
+        let reqs: Vec<(Vec<Segment>, u32)> = (0..60)
+            .map(|_| {
+                let n = rng.gen_range(1..6);
+                let segs: Vec<Segment> = (0..n)
+                    .map(|_| {
+                        let id = rng.gen_range(1..6u64);
+                        Segment {
+                            id,
+                            tokens: 17 * id as u32 + 5,
+                        }
+                    })
+                    .collect();
+                let total: u32 = segs.iter().map(|s| s.tokens).sum();
+                (segs, rng.gen_range(1..=total + 40))
+            })
+            .collect();
+        let mut oracle = TraceNextUse::default();
+        let mut keys = Vec::new();
+        for (i, (segs, prompt)) in reqs.iter().enumerate() {
+            keys.clear();
+            segment_keys(segs, *prompt, i as u64, &mut keys);
+            oracle.add(i as u64, &keys, *prompt, bs);
+        }
+        let oracle = Arc::new(oracle.finish());
+        let mut m = KvCacheManager::new(64, bs, true, true);
+        m.set_oracle(oracle.clone());
+        for (i, (segs, prompt)) in reqs.iter().enumerate() {
+            let id = i as u64;
+            m.add_request(id, id, |v| {
+                block_hashes(segs, *prompt, *prompt as u64, bs, id, v)
+            });
+            m.set_keys(id, |v| segment_keys(segs, *prompt, id, v));
+            let rb = &m.requests[&id];
+            assert_eq!(rb.next_uses.len(), rb.hashes.len());
+            for (b, &got) in rb.next_uses.iter().enumerate() {
+                let (k, off) = key_of_token(&rb.keys, (b as u64 + 1) * bs as u64 - 1);
+                let want = if k.unique {
+                    NEVER
+                } else {
+                    oracle.next_use(k.chain, off, id)
+                };
+                assert_eq!(got, want, "request {i} block {b}");
+            }
+            m.remove_request(id);
+        }
+    }
 }

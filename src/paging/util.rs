@@ -1,5 +1,5 @@
-//! Data structures shared by the policies: an intrusive doubly linked list over page ids
-//! and an indexed binary heap with O(log n) update and removal.
+//! Data structures shared by the policies: intrusive doubly linked lists over page ids, a
+//! lazily cleaned heap of keyed pages, pins, bit sets and sequence queues.
 
 /// Marker for "no page".
 pub const NONE: u32 = u32::MAX;
@@ -247,166 +247,6 @@ impl<const N: usize> ListSet<N> {
         }
     }
 }
-
-/// A binary heap of page ids keyed by `K`, largest key on top, with a position index so
-/// that any page's key can be changed or the page removed in O(log n).
-#[derive(Debug, Clone)]
-pub struct IndexedHeap<K> {
-    heap: Vec<(K, u32)>,
-    pos: Vec<u32>,
-}
-
-impl<K: PartialOrd + Copy> Default for IndexedHeap<K> {
-    fn default() -> Self {
-        IndexedHeap {
-            heap: Vec::new(),
-            pos: Vec::new(),
-        }
-    }
-}
-
-impl<K: PartialOrd + Copy> IndexedHeap<K> {
-    /// Elements in the heap.
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
-
-    /// True when `id` is in the heap.
-    pub fn contains(&self, id: u32) -> bool {
-        self.pos.get(id as usize).is_some_and(|&p| p != NONE)
-    }
-
-    /// The key of `id`, if present.
-    pub fn key(&self, id: u32) -> Option<K> {
-        self.contains(id)
-            .then(|| self.heap[self.pos[id as usize] as usize].0)
-    }
-
-    /// The largest element.
-    pub fn top(&self) -> Option<(K, u32)> {
-        self.heap.first().copied()
-    }
-
-    /// Insert `id` with `key`, or change its key.
-    pub fn set(&mut self, id: u32, key: K) {
-        if id as usize >= self.pos.len() {
-            self.pos.resize(id as usize + 1, NONE);
-        }
-        let p = self.pos[id as usize];
-        if p == NONE {
-            self.heap.push((key, id));
-            let i = self.heap.len() - 1;
-            self.pos[id as usize] = i as u32;
-            self.sift_up(i);
-        } else {
-            let i = p as usize;
-            let old = self.heap[i].0;
-            self.heap[i].0 = key;
-            if key > old {
-                self.sift_up(i);
-            } else {
-                self.sift_down(i);
-            }
-        }
-    }
-
-    /// Remove and return the largest element.
-    pub fn pop(&mut self) -> Option<(K, u32)> {
-        let top = self.top()?;
-        self.remove(top.1);
-        Some(top)
-    }
-
-    /// Remove `id` if present.
-    pub fn remove(&mut self, id: u32) {
-        if !self.contains(id) {
-            return;
-        }
-        let i = self.pos[id as usize] as usize;
-        self.pos[id as usize] = NONE;
-        let last = self.heap.pop().expect("non-empty");
-        if i < self.heap.len() {
-            // Refill the hole at `i` with the last element.
-            let old = self.heap[i];
-            if Self::above(&last, &old) {
-                self.sift_up_from(i, last);
-            } else {
-                self.sift_down_from(i, last);
-            }
-        }
-    }
-
-    /// Does `a` belong above `b`? Larger keys first; on equal keys the smaller page id
-    /// first, so that the order is total and deterministic.
-    #[inline]
-    fn above(a: &(K, u32), b: &(K, u32)) -> bool {
-        match a.0.partial_cmp(&b.0) {
-            Some(std::cmp::Ordering::Greater) => true,
-            Some(std::cmp::Ordering::Less) => false,
-            _ => a.1 < b.1,
-        }
-    }
-
-    fn sift_up(&mut self, i: usize) {
-        let e = self.heap[i];
-        self.sift_up_from(i, e);
-    }
-
-    fn sift_down(&mut self, i: usize) {
-        let e = self.heap[i];
-        self.sift_down_from(i, e);
-    }
-
-    /// Place `e` at the hole `i` or above it (a 4-ary heap: fewer levels to cross).
-    fn sift_up_from(&mut self, mut i: usize, e: (K, u32)) {
-        while i > 0 {
-            let parent = (i - 1) / ARITY;
-            let p = self.heap[parent];
-            if !Self::above(&e, &p) {
-                break;
-            }
-            self.heap[i] = p;
-            self.pos[p.1 as usize] = i as u32;
-            i = parent;
-        }
-        self.heap[i] = e;
-        self.pos[e.1 as usize] = i as u32;
-    }
-
-    /// Place `e` at the hole `i` or below it.
-    fn sift_down_from(&mut self, mut i: usize, e: (K, u32)) {
-        let n = self.heap.len();
-        loop {
-            let first = ARITY * i + 1;
-            if first >= n {
-                break;
-            }
-            let mut best = first;
-            for c in first + 1..(first + ARITY).min(n) {
-                if Self::above(&self.heap[c], &self.heap[best]) {
-                    best = c;
-                }
-            }
-            let b = self.heap[best];
-            if !Self::above(&b, &e) {
-                break;
-            }
-            self.heap[i] = b;
-            self.pos[b.1 as usize] = i as u32;
-            i = best;
-        }
-        self.heap[i] = e;
-        self.pos[e.1 as usize] = i as u32;
-    }
-}
-
-/// Children per node of [`IndexedHeap`].
-const ARITY: usize = 4;
 
 /// The pages in use in a serving run (pinned: cached but not evictable).
 #[derive(Debug, Clone, Default)]
@@ -919,18 +759,143 @@ mod tests {
     }
 
     #[test]
-    fn indexed_heap_update_and_remove() {
-        let mut h = IndexedHeap::default();
-        for (id, k) in [(0u32, 5u64), (1, 9), (2, 1), (3, 7)] {
-            h.set(id, k);
+    fn list_set_matches_vectors_per_list() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut ls = ListSet::<3>::new(10);
+        // Model: each list as a vector, head first; states beside.
+        let mut model: [Vec<u32>; 3] = Default::default();
+        let mut state = [ListSet::<3>::NOWHERE; 200];
+        for _ in 0..50_000 {
+            let id = rng.gen_range(0..200u32);
+            let l = rng.gen_range(0..3u8);
+            match (ls.tag(id), rng.gen_range(0..4)) {
+                (t, 0 | 1) if t >= 3 => {
+                    ls.push_head(l, id);
+                    model[l as usize].insert(0, id);
+                    state[id as usize] = l;
+                }
+                (t, 0) if t < 3 => {
+                    ls.move_to_head(t, id);
+                    let m = &mut model[t as usize];
+                    m.retain(|&x| x != id);
+                    m.insert(0, id);
+                }
+                (t, 1) if t < 3 => {
+                    ls.unlink(id);
+                    model[t as usize].retain(|&x| x != id);
+                    state[id as usize] = 7;
+                    ls.set_state(id, 7);
+                }
+                (_, 2) => {
+                    let got = ls.pop_tail(l);
+                    let want = model[l as usize].pop();
+                    assert_eq!(got, want);
+                    if let Some(x) = got {
+                        state[x as usize] = ListSet::<3>::NOWHERE;
+                    }
+                }
+                _ => {}
+            }
+            for (l, m) in model.iter().enumerate() {
+                assert_eq!(ls.len(l as u8), m.len());
+            }
+            assert_eq!(ls.tag(id), state[id as usize], "page {id}");
         }
-        assert_eq!(h.top(), Some((9, 1)));
-        h.set(1, 0);
-        assert_eq!(h.top(), Some((7, 3)));
-        h.remove(3);
-        assert_eq!(h.pop(), Some((5, 0)));
-        assert_eq!(h.pop(), Some((1, 2)));
-        assert_eq!(h.pop(), Some((0, 1)));
-        assert!(h.is_empty());
+        // The lists read back in order through their tails.
+        for (l, m) in model.iter_mut().enumerate() {
+            while let Some(want) = m.pop() {
+                assert_eq!(ls.pop_tail(l as u8), Some(want));
+            }
+            assert!(ls.is_empty(l as u8));
+        }
+    }
+
+    #[test]
+    fn keyed_cache_pops_the_largest_key_and_stays_bounded() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut c = KeyedCache::default();
+        // Model: per page, None (absent), Some(None) (pinned) or Some(Some(key)).
+        let mut model: Vec<Option<Option<(u64, u64)>>> = vec![None; 300];
+        let mut t = 0u64;
+        for _ in 0..100_000 {
+            let p = rng.gen_range(0..300u32);
+            t += 1;
+            let key = (rng.gen_range(0..20u64), u64::MAX - 1 - t);
+            match (model[p as usize], rng.gen_range(0..5)) {
+                (None, 0) => {
+                    c.insert_pinned(p);
+                    model[p as usize] = Some(None);
+                }
+                (None | Some(Some(_)), 1 | 2) => {
+                    c.set(p, key);
+                    model[p as usize] = Some(Some(key));
+                }
+                (Some(Some(_)), 0) => {
+                    c.pin(p);
+                    model[p as usize] = Some(None);
+                }
+                (Some(None), 1) => {
+                    c.remove(p);
+                    c.set(p, key);
+                    model[p as usize] = Some(Some(key));
+                }
+                (Some(_), 3) => {
+                    c.remove(p);
+                    model[p as usize] = None;
+                }
+                (_, 4) => {
+                    let want = (0..300u32)
+                        .filter_map(|q| model[q as usize].flatten().map(|k| (k, q)))
+                        .max()
+                        .map(|(_, q)| q);
+                    assert_eq!(c.pop(), want);
+                    if let Some(q) = want {
+                        model[q as usize] = None;
+                    }
+                }
+                _ => {}
+            }
+            let evictable = model.iter().filter(|m| matches!(m, Some(Some(_)))).count();
+            let cached = model.iter().filter(|m| m.is_some()).count();
+            assert_eq!(c.len(), cached);
+            assert_eq!(
+                c.is_evictable(p),
+                matches!(model[p as usize], Some(Some(_)))
+            );
+            assert!(c.entries() <= (2 * evictable + 1).max(MIN_KEYED_REBUILD));
+        }
+    }
+
+    #[test]
+    fn ordered_f64_keeps_the_order() {
+        let xs = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-300,
+            1.0,
+            12031.5,
+            f64::MAX,
+            f64::INFINITY,
+        ];
+        for w in xs.windows(2) {
+            assert!(ordered_f64(w[0]) < ordered_f64(w[1]), "{} < {}", w[0], w[1]);
+        }
+    }
+
+    #[test]
+    fn bitset_grows_keeping_members() {
+        let mut b = BitSet::default();
+        b.grow(10);
+        b.insert(3);
+        b.grow(100_000);
+        b.insert(99_999);
+        assert!(b.contains(3) && b.contains(99_999) && b.len() == 2);
+        assert_eq!(b.next_at_or_after(4), Some(99_999));
+        assert_eq!(b.next_at_or_after(0), Some(3));
     }
 }
