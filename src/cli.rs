@@ -87,6 +87,27 @@ enum Command {
         #[arg(required = true)]
         cases: Vec<PathBuf>,
     },
+    /// Compare the cost model with real-GPU measurements made by others (see
+    /// `docs/validation.md`).
+    Fidelity {
+        #[command(subcommand)]
+        command: FidelityCommand,
+    },
+}
+
+/// What `kvsim fidelity` compares.
+#[derive(Subcommand, Debug)]
+enum FidelityCommand {
+    /// Every GEMM and attention time in Vidur's H100/A100 profiles against the default
+    /// roofline of that GPU: errors by GPU and operation.
+    Kernels {
+        /// Vidur's profiling folder (the one holding `compute/`), e.g.
+        /// `../shared/fidelity/vidur`.
+        vidur: PathBuf,
+        /// Also write every point (GPU, source, op, measured and predicted ns) as CSV.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
 }
 
 /// Arguments of `kvsim attention-eval`.
@@ -419,7 +440,30 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::AttentionEval(a) => attention_eval(a),
         Command::Compare(a) => compare(a),
         Command::Conformance { cases } => conformance(&cases),
+        Command::Fidelity {
+            command: FidelityCommand::Kernels { vidur, csv },
+        } => fidelity_kernels(&vidur, csv.as_deref()),
     }
+}
+
+/// `kvsim fidelity kernels`: the error table, and optionally every point as CSV.
+fn fidelity_kernels(vidur: &Path, csv: Option<&Path>) -> Result<()> {
+    let points = crate::fidelity::vidur_kernel_points(vidur)?;
+    if let Some(path) = csv {
+        let mut text = String::from("gpu,source,op,measured_ns,predicted_ns\n");
+        for p in &points {
+            text.push_str(&format!(
+                "{},{},{},{:.1},{:.1}\n",
+                p.gpu, p.source, p.op, p.measured_ns, p.predicted_ns
+            ));
+        }
+        crate::sweep::write_atomic(path, text.as_bytes())?;
+    }
+    print!(
+        "{}",
+        crate::fidelity::markdown(&crate::fidelity::summarize(&points))
+    );
+    Ok(())
 }
 
 /// Case directories named on the command line: each one, or each subfolder of a folder that

@@ -91,6 +91,14 @@ pub fn preset_names() -> Vec<&'static str> {
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 impl Gpu {
+    /// The preset `name`, unchanged.
+    pub fn preset(name: &str) -> Result<Gpu> {
+        Gpu::from_spec(&HardwareSpec {
+            gpu: name.to_string(),
+            ..HardwareSpec::default()
+        })
+    }
+
     /// Build the GPU from the scenario's `hardware` section (preset plus overrides).
     pub fn from_spec(spec: &HardwareSpec) -> Result<Gpu> {
         let p = PRESETS

@@ -15,6 +15,7 @@ pub mod conformance;
 pub mod cost;
 pub mod engine;
 pub mod error;
+pub mod fidelity;
 pub mod hardware;
 pub mod idhash;
 pub mod metrics;
