@@ -50,6 +50,30 @@ struct Preset {
 /// Shapes from each model's published `config.json`.
 const PRESETS: &[Preset] = &[
     Preset {
+        name: "llama-2-7b",
+        layers: 32,
+        hidden: 4096,
+        heads: 32,
+        kv_heads: 32,
+        head_dim: 128,
+        intermediate: 11008,
+        vocab: 32000,
+        max_position: 4096,
+        tie: false,
+    },
+    Preset {
+        name: "llama-2-70b",
+        layers: 80,
+        hidden: 8192,
+        heads: 64,
+        kv_heads: 8,
+        head_dim: 128,
+        intermediate: 28672,
+        vocab: 32000,
+        max_position: 4096,
+        tie: false,
+    },
+    Preset {
         name: "llama-3.1-8b",
         layers: 32,
         hidden: 4096,

@@ -414,3 +414,40 @@ fn a_closed_output_pipe_ends_the_run_quietly() {
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
     assert_eq!(out.status.signal(), Some(13), "killed by SIGPIPE: {stderr}");
 }
+
+const SHARED_PREFIX: &str = "name: sp\nseed: 1\nworkload:\n  source:\n    kind: shared_prefix\n    shared_prefix: {num_groups: 2, num_prompts_per_group: 3, system_prompt_len: 100, question_len: 200, output_len: 8}\n    stages:\n      - {rate: 2, duration_s: 10}\n      - {rate: 4, duration_s: 5}\nmodel: {preset: llama-2-7b}\n";
+
+#[test]
+fn shared_prefix_stages_and_prompts_as_inference_perf_sends_them() {
+    let dir = temp_dir("shared-prefix");
+    let sc = dir.join("s.yaml");
+    std::fs::write(&sc, SHARED_PREFIX).unwrap();
+    let out = dir.join("out");
+    run_ok(&["run", sc.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let csv = std::fs::read_to_string(out.join("requests.csv")).unwrap();
+    let mut rows = csv.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (input, output) = (col("input_tokens"), col("output_tokens"));
+    let rows: Vec<Vec<&str>> = rows.map(|l| l.split(',').collect()).collect();
+    // 2 x 10 + 4 x 5 requests; prompts of 1 + 104 + 208 tokens; 8 output tokens each.
+    assert_eq!(rows.len(), 40);
+    assert!(rows.iter().all(|r| r[input] == "313" && r[output] == "8"));
+    // A stage field out of range names its index.
+    let bad = SHARED_PREFIX.replace("{rate: 4, duration_s: 5}", "{rate: 0, duration_s: 5}");
+    expect_input_error(
+        "shared-prefix-rate",
+        &bad,
+        &[],
+        &[],
+        &["workload.source.stages[1].rate", "positive"],
+    );
+    let bad = SHARED_PREFIX.replace("kind: shared_prefix", "kind: synthetic");
+    expect_input_error(
+        "shared-prefix-kind",
+        &bad,
+        &[],
+        &[],
+        &["workload.source.shared_prefix", "does not apply"],
+    );
+}

@@ -1,6 +1,7 @@
 //! The `workload.source` section as written in YAML (plain structs, so that every error
 //! keeps its line and column), and its resolution into a typed [`Source`].
 
+use crate::workload::shared_prefix::{SharedPrefixSpec, Stage};
 use crate::workload::synth::{Arrival, Lengths, SynthSpec};
 use crate::workload::Source;
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// `mooncake`, `azure`, `ragpulse`, `native` or `synthetic`.
+    /// `mooncake`, `azure`, `ragpulse`, `native`, `synthetic` or `shared_prefix`.
     pub kind: SourceKind,
     /// Trace file, relative to the scenario file (trace kinds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,6 +37,49 @@ pub struct SourceSpec {
     /// Multi-turn sessions (synthetic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionSpec>,
+    /// The prompts of inference-perf's `shared_prefix` data (shared_prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_prefix: Option<SharedPrefixData>,
+    /// Constant-rate load stages, in order (shared_prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageSpec>>,
+    /// Seconds from a stage's last arrival to the next stage (shared_prefix; default 2: the
+    /// tool's 1 s interval and 1 s start offset, the previous stage's drain not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_gap_s: Option<f64>,
+}
+
+/// inference-perf's `data.shared_prefix` section, with the two token counts the server sees.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SharedPrefixData {
+    /// System prompts (inference-perf `num_groups`).
+    pub num_groups: u32,
+    /// Questions per system prompt (`num_prompts_per_group`).
+    pub num_prompts_per_group: u32,
+    /// Random token ids per system prompt (`system_prompt_len`).
+    pub system_prompt_len: u32,
+    /// Random token ids per question (`question_len`).
+    pub question_len: u32,
+    /// Output tokens, sent as `max_tokens` with `ignore_eos` (`output_len`).
+    pub output_len: u32,
+    /// Tokens the server counts per random token id sent (decoded random ids re-tokenize
+    /// into more tokens; default 1.04, measured with the Llama-2 tokenizer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retokenize_factor: Option<f64>,
+    /// Tokens the server's tokenizer adds in front (default 1: BOS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_tokens: Option<u32>,
+}
+
+/// One constant-rate load stage (inference-perf `load.stages`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// Requests per second.
+    pub rate: f64,
+    /// Seconds.
+    pub duration_s: f64,
 }
 
 /// Kinds of request source.
@@ -52,6 +96,8 @@ pub enum SourceKind {
     Native,
     /// Generated from the seed.
     Synthetic,
+    /// inference-perf's `shared_prefix` workload, generated from the seed.
+    SharedPrefix,
 }
 
 /// An arrival process.
@@ -174,6 +220,9 @@ impl SourceSpec {
             output: None,
             system_prompts: None,
             sessions: None,
+            shared_prefix: None,
+            stages: None,
+            stage_gap_s: None,
         }
     }
 
@@ -189,6 +238,17 @@ impl SourceSpec {
             ("sessions", self.sessions.is_some()),
         ];
         let kind = format!("{:?}", self.kind).to_lowercase();
+        let prefix_fields = [
+            ("shared_prefix", self.shared_prefix.is_some()),
+            ("stages", self.stages.is_some()),
+            ("stage_gap_s", self.stage_gap_s.is_some()),
+        ];
+        if self.kind == SourceKind::SharedPrefix {
+            return self.resolve_shared_prefix(&synth_fields);
+        }
+        if let Some((f, _)) = prefix_fields.iter().find(|(_, set)| *set) {
+            return err(f, format!("does not apply to kind {kind}"));
+        }
         if self.kind != SourceKind::Synthetic {
             if let Some((f, _)) = synth_fields.iter().find(|(_, set)| *set) {
                 return err(f, format!("does not apply to kind {kind}"));
@@ -208,7 +268,9 @@ impl SourceSpec {
                 SourceKind::Azure => Source::Azure { path },
                 SourceKind::Ragpulse => Source::Ragpulse { path },
                 SourceKind::Native => Source::Native { path },
-                SourceKind::Synthetic => unreachable!("handled below"),
+                SourceKind::Synthetic | SourceKind::SharedPrefix => {
+                    unreachable!("handled apart")
+                }
             });
         }
         forbid("path", &self.path, &kind)?;
@@ -268,6 +330,78 @@ impl SourceSpec {
             output,
             system_prompts,
             sessions,
+        }))
+    }
+}
+
+impl SourceSpec {
+    /// Check a `shared_prefix` source.
+    fn resolve_shared_prefix(&self, synth_fields: &[(&str, bool)]) -> Result<Source, FieldError> {
+        let kind = "shared_prefix";
+        if let Some((f, _)) = synth_fields.iter().find(|(_, set)| *set) {
+            return err(f, format!("does not apply to kind {kind}"));
+        }
+        forbid("path", &self.path, kind)?;
+        forbid("block_tokens", &self.block_tokens, kind)?;
+        let d = required("shared_prefix", &self.shared_prefix, kind)?;
+        for (f, v) in [
+            ("num_groups", d.num_groups),
+            ("num_prompts_per_group", d.num_prompts_per_group),
+            ("system_prompt_len", d.system_prompt_len),
+            ("question_len", d.question_len),
+            ("output_len", d.output_len),
+        ] {
+            if v == 0 {
+                return err(&format!("shared_prefix.{f}"), "must be at least 1");
+            }
+        }
+        let factor = d.retokenize_factor.unwrap_or(1.04);
+        if !(factor.is_finite() && factor > 0.0) {
+            return err(
+                "shared_prefix.retokenize_factor",
+                format!("must be a positive number (got {factor})"),
+            );
+        }
+        let stages = required("stages", &self.stages, kind)?;
+        if stages.is_empty() {
+            return err("stages", "needs at least one stage");
+        }
+        let mut out = Vec::with_capacity(stages.len());
+        for (i, st) in stages.iter().enumerate() {
+            if !(st.rate.is_finite() && st.rate > 0.0) {
+                return err(
+                    &format!("stages[{i}].rate"),
+                    format!("must be a positive number (got {})", st.rate),
+                );
+            }
+            if !(st.duration_s.is_finite() && st.duration_s > 0.0) {
+                return err(
+                    &format!("stages[{i}].duration_s"),
+                    format!("must be a positive number (got {})", st.duration_s),
+                );
+            }
+            out.push(Stage {
+                rate: st.rate,
+                duration_s: st.duration_s,
+            });
+        }
+        let stage_gap_s = self.stage_gap_s.unwrap_or(2.0);
+        if !(stage_gap_s.is_finite() && stage_gap_s >= 0.0) {
+            return err(
+                "stage_gap_s",
+                format!("must be zero or positive (got {stage_gap_s})"),
+            );
+        }
+        Ok(Source::SharedPrefix(SharedPrefixSpec {
+            num_groups: d.num_groups,
+            num_prompts_per_group: d.num_prompts_per_group,
+            system_prompt_len: d.system_prompt_len,
+            question_len: d.question_len,
+            output_len: d.output_len,
+            retokenize_factor: factor,
+            bos_tokens: d.bos_tokens.unwrap_or(1),
+            stages: out,
+            stage_gap_s,
         }))
     }
 }

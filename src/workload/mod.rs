@@ -5,6 +5,7 @@ pub mod azure;
 pub mod mooncake;
 pub mod native;
 pub mod ragpulse;
+pub mod shared_prefix;
 pub mod stats;
 pub mod synth;
 
@@ -105,6 +106,8 @@ pub enum Source {
     },
     /// Generated.
     Synthetic(synth::SynthSpec),
+    /// inference-perf's `shared_prefix` workload, generated.
+    SharedPrefix(shared_prefix::SharedPrefixSpec),
 }
 
 /// Open a source as a stream of raw requests.
@@ -120,6 +123,9 @@ pub fn open_raw(
         Source::Ragpulse { path } => Box::new(ragpulse::RagpulseReader::open(path)?),
         Source::Native { path } => Box::new(native::NativeReader::open(path)?),
         Source::Synthetic(spec) => Box::new(synth::SynthGenerator::new(spec, seed).map(Ok)),
+        Source::SharedPrefix(spec) => {
+            Box::new(shared_prefix::SharedPrefixGenerator::new(spec, seed).map(Ok))
+        }
     })
 }
 
