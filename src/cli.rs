@@ -108,6 +108,12 @@ enum FidelityCommand {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// Replay every inference-perf experiment (real vLLM serving runs) and compare each
+    /// stage's TTFT, end-to-end latency and time per output token.
+    Serving {
+        /// The folder of experiments, e.g. `../shared/fidelity/inference-perf-h100`.
+        experiments: PathBuf,
+    },
 }
 
 /// Arguments of `kvsim attention-eval`.
@@ -443,6 +449,13 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Fidelity {
             command: FidelityCommand::Kernels { vidur, csv },
         } => fidelity_kernels(&vidur, csv.as_deref()),
+        Command::Fidelity {
+            command: FidelityCommand::Serving { experiments },
+        } => {
+            let rows = crate::fidelity::serving_metrics(&experiments)?;
+            print!("{}", crate::fidelity::serving_markdown(&rows));
+            Ok(())
+        }
     }
 }
 

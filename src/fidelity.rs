@@ -370,6 +370,273 @@ pub fn markdown(rows: &[ErrorRow]) -> String {
     s
 }
 
+/// What a run's `exp-config.yaml` says about the server.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct ExpConfig {
+    model: String,
+    tensor_parallelism: u32,
+    max_model_len: u32,
+    max_num_batched_tokens: u32,
+    max_num_seqs: u32,
+}
+
+/// The parts of inference-perf's effective `results/config.yaml` that shape the load.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct ToolConfig {
+    data: ToolData,
+    load: ToolLoad,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct ToolData {
+    shared_prefix: ToolSharedPrefix,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct ToolSharedPrefix {
+    num_groups: u32,
+    num_prompts_per_group: u32,
+    system_prompt_len: u32,
+    question_len: u32,
+    output_len: u32,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct ToolLoad {
+    #[serde(default = "one_second")]
+    interval: f64,
+    stages: Vec<ToolStage>,
+}
+
+fn one_second() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct ToolStage {
+    rate: f64,
+    duration: f64,
+}
+
+/// A measured or predicted statistic of one stage, seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageMetric {
+    /// The experiment folder's name.
+    pub experiment: String,
+    /// Stage index.
+    pub stage: usize,
+    /// `ttft mean`, `ttft p90`, `e2e mean`, `e2e p90`, `tpot mean`.
+    pub metric: &'static str,
+    /// Measured by inference-perf, seconds.
+    pub measured_s: f64,
+    /// Predicted by kvsim, seconds.
+    pub predicted_s: f64,
+}
+
+impl StageMetric {
+    /// `(predicted - measured) / measured`.
+    pub fn error(&self) -> f64 {
+        (self.predicted_s - self.measured_s) / self.measured_s
+    }
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))
+}
+
+/// The kvsim model preset of a Hugging Face model name.
+fn preset_of(model: &str) -> Result<&'static str> {
+    match model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_lowercase()
+        .as_str()
+    {
+        "llama-2-7b-hf" => Ok("llama-2-7b"),
+        "llama-2-70b-hf" => Ok("llama-2-70b"),
+        other => Err(Error::input(format!("no kvsim model preset for `{other}`"))),
+    }
+}
+
+/// The scenario that replays one inference-perf experiment folder.
+pub fn experiment_scenario(dir: &Path) -> Result<crate::scenario::Scenario> {
+    let exp: ExpConfig = crate::scenario::parse_yaml(
+        &read_text(&dir.join("exp-config.yaml"))?,
+        &dir.join("exp-config.yaml").display().to_string(),
+    )?;
+    let cfg_path = dir.join("results/config.yaml");
+    let tool: ToolConfig =
+        crate::scenario::parse_yaml(&read_text(&cfg_path)?, &cfg_path.display().to_string())?;
+    let sp = &tool.data.shared_prefix;
+    let stages: String = tool
+        .load
+        .stages
+        .iter()
+        .map(|s| format!("      - {{rate: {}, duration_s: {}}}\n", s.rate, s.duration))
+        .collect();
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("experiment");
+    let text = format!(
+        "name: {name}\nseed: 1\nworkload:\n  source:\n    kind: shared_prefix\n    shared_prefix:\n      \
+         num_groups: {}\n      num_prompts_per_group: {}\n      system_prompt_len: {}\n      \
+         question_len: {}\n      output_len: {}\n    stages:\n{stages}    stage_gap_s: {}\n\
+         model:\n  preset: {}\n  dtype: fp16\nhardware:\n  gpu: h100-sxm\nengine:\n  kind: vllm\n  \
+         max_num_batched_tokens: {}\n  max_num_seqs: {}\n  max_model_len: {}\n  \
+         tensor_parallel_size: {}\n",
+        sp.num_groups,
+        sp.num_prompts_per_group,
+        sp.system_prompt_len,
+        sp.question_len,
+        sp.output_len,
+        tool.load.interval + 1.0,
+        preset_of(&exp.model)?,
+        exp.max_num_batched_tokens,
+        exp.max_num_seqs,
+        exp.max_model_len,
+        exp.tensor_parallelism,
+    );
+    crate::scenario::parse_scenario(&text, name, dir, &[])
+}
+
+/// inference-perf's measured statistics of stage `i` (`results/stage_<i>_lifecycle_metrics.json`).
+fn measured_stage(dir: &Path, i: usize) -> Result<[(&'static str, f64); 5]> {
+    let path = dir.join(format!("results/stage_{i}_lifecycle_metrics.json"));
+    let v: serde_json::Value = serde_json::from_str(&read_text(&path)?)
+        .map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
+    let get = |metric: &str, stat: &str| -> Result<f64> {
+        v["successes"]["latency"][metric][stat]
+            .as_f64()
+            .ok_or_else(|| {
+                Error::input(format!(
+                    "{}: no successes.latency.{metric}.{stat}",
+                    path.display()
+                ))
+            })
+    };
+    Ok([
+        ("ttft mean", get("time_to_first_token", "mean")?),
+        ("ttft p90", get("time_to_first_token", "p90")?),
+        ("e2e mean", get("request_latency", "mean")?),
+        ("e2e p90", get("request_latency", "p90")?),
+        ("tpot mean", get("time_per_output_token", "mean")?),
+    ])
+}
+
+/// Replay every inference-perf experiment under `dir` (folders with `exp-config.yaml`) and
+/// compare each stage's TTFT, end-to-end latency and time per output token with what was
+/// measured. Time per output token is inference-perf's: the time from the first to the last
+/// stream event over the events after the first. In these runs the stream carries two
+/// events per token: in every stage the measured `(e2e mean - TTFT mean) / TPOT mean` is
+/// 495-497 for `n` = 247-248 output tokens, i.e. `2n + 1`, and the median gap between events
+/// is about 30 us. So kvsim's is `(e2e - ttft) / (2n + 1)` here.
+pub fn serving_metrics(dir: &Path) -> Result<Vec<StageMetric>> {
+    let mut out = Vec::new();
+    for exp in sorted_dirs(dir)? {
+        if !exp.join("exp-config.yaml").is_file() {
+            continue;
+        }
+        let scenario = experiment_scenario(&exp)?;
+        let setup = crate::engine::config::EngineSetup::from_scenario(&scenario)?;
+        let mut rec = crate::sim::recorder::Recorder::new(None, None, scenario.slo.clone())?;
+        crate::sim::run(&scenario, &setup, &mut rec, false)?;
+        let name = exp
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        let crate::workload::Source::SharedPrefix(spec) = scenario
+            .workload
+            .source
+            .resolve()
+            .map_err(|(f, m)| Error::input(format!("{f}: {m}")))?
+        else {
+            unreachable!("experiment scenarios are shared_prefix");
+        };
+        let mut start = 0.0;
+        for (i, st) in spec.stages.iter().enumerate() {
+            let end = start + st.duration_s;
+            let (lo, hi) = ((start * 1e9) as u64, (end * 1e9).round() as u64 + 1);
+            let sel: Vec<_> = rec
+                .latencies
+                .iter()
+                .filter(|l| l.arrival_ns >= lo && l.arrival_ns <= hi)
+                .collect();
+            if sel.is_empty() {
+                return Err(Error::failure(format!(
+                    "{name}: stage {i} completed no request"
+                )));
+            }
+            let secs = |f: &dyn Fn(&crate::sim::recorder::RequestLatency) -> f64| -> Vec<f64> {
+                let mut v: Vec<f64> = sel.iter().map(|l| f(l)).collect();
+                v.sort_by(f64::total_cmp);
+                v
+            };
+            let ttft = secs(&|l| l.ttft_ms / 1e3);
+            let e2e = secs(&|l| l.e2e_ms / 1e3);
+            let tpot =
+                secs(&|l| (l.e2e_ms - l.ttft_ms) / 1e3 / (2.0 * l.output_tokens as f64 + 1.0));
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let predicted = [
+                mean(&ttft),
+                quantile(&ttft, 0.9),
+                mean(&e2e),
+                quantile(&e2e, 0.9),
+                mean(&tpot),
+            ];
+            for ((metric, measured_s), predicted_s) in
+                measured_stage(&exp, i)?.into_iter().zip(predicted)
+            {
+                out.push(StageMetric {
+                    experiment: name.clone(),
+                    stage: i,
+                    metric,
+                    measured_s,
+                    predicted_s,
+                });
+            }
+            start = end + spec.stage_gap_s;
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::input(format!(
+            "{}: no experiment folders (with exp-config.yaml)",
+            dir.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// The serving comparison as a markdown table, with the median absolute error last.
+pub fn serving_markdown(rows: &[StageMetric]) -> String {
+    let mut s = String::from(
+        "| experiment | stage | metric | measured | kvsim | error |\n|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.4} s | {:.4} s | {:+.1} % |\n",
+            r.experiment,
+            r.stage,
+            r.metric,
+            r.measured_s,
+            r.predicted_s,
+            r.error() * 100.0
+        ));
+    }
+    let mut abs: Vec<f64> = rows.iter().map(|r| r.error().abs()).collect();
+    abs.sort_by(f64::total_cmp);
+    s.push_str(&format!(
+        "\nmedian absolute error {:.1} %, p90 {:.1} %, over {} statistics\n",
+        quantile(&abs, 0.5) * 100.0,
+        quantile(&abs, 0.9) * 100.0,
+        abs.len()
+    ));
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

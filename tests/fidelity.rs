@@ -50,3 +50,24 @@ fn a_folder_without_profiles_is_an_input_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no Vidur profiles"), "{err}");
 }
+
+#[test]
+fn every_inference_perf_experiment_is_replayed_stage_by_stage() {
+    let Some(traces) = shared_traces("inference-perf serving") else {
+        return;
+    };
+    let dir = traces.join("../fidelity/inference-perf-h100");
+    let table = run_ok(&["fidelity", "serving", dir.to_str().unwrap()]);
+    // Three experiments, two stages each, five statistics per stage.
+    let rows = table.lines().filter(|l| l.starts_with("| 2026")).count();
+    assert_eq!(rows, 30, "{table}");
+    let last = table.lines().last().unwrap();
+    let num = |after: &str| -> f64 {
+        let rest = &last[last.find(after).unwrap() + after.len()..];
+        rest.split(" %").next().unwrap().trim().parse().unwrap()
+    };
+    // Today's errors (docs/validation.md); lower them as the model improves, never raise.
+    let (median, p90) = (num("median absolute error"), num("p90"));
+    assert!(median <= 22.0, "median {median} %\n{table}");
+    assert!(p90 <= 65.0, "p90 {p90} %\n{table}");
+}

@@ -42,6 +42,10 @@ pub struct StepRecord {
 /// Latencies of one completed request, milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLatency {
+    /// Arrival, nanoseconds from the start of the replay.
+    pub arrival_ns: u64,
+    /// Output tokens generated.
+    pub output_tokens: u32,
     /// Time to first token.
     pub ttft_ms: f64,
     /// Mean time per output token after the first (None with one output token).
@@ -278,6 +282,8 @@ impl Recorder {
             .first_token_ns
             .expect("finished requests have a first token");
         let lat = RequestLatency {
+            arrival_ns: q.arrival_ns,
+            output_tokens: r.generated,
             ttft_ms: (first - q.arrival_ns) as f64 / 1e6,
             tpot_ms: (r.generated > 1)
                 .then(|| (now_ns - first) as f64 / 1e6 / (r.generated - 1) as f64),
