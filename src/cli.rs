@@ -108,6 +108,18 @@ enum FidelityCommand {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// Convert Vidur's GEMM measurements into kvsim calibration profiles (one per GPU,
+    /// model and TP degree), the ops Vidur does not time filled in by the roofline.
+    Import {
+        /// Vidur's profiling folder (the one holding `compute/`).
+        vidur: PathBuf,
+        /// Output folder, e.g. `calibration/public`.
+        #[arg(long)]
+        out: PathBuf,
+        /// The date recorded as the import date (default: today, UTC).
+        #[arg(long)]
+        date: Option<String>,
+    },
     /// Replay every inference-perf experiment (real vLLM serving runs) and compare each
     /// stage's TTFT, end-to-end latency and time per output token.
     Serving {
@@ -449,6 +461,17 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Fidelity {
             command: FidelityCommand::Kernels { vidur, csv },
         } => fidelity_kernels(&vidur, csv.as_deref()),
+        Command::Fidelity {
+            command: FidelityCommand::Import { vidur, out, date },
+        } => {
+            let date = date.unwrap_or_else(|| crate::calibrate::utc_now()[..10].to_string());
+            let written = crate::calibrate::vidur::import(&vidur, &out, &date)?;
+            for b in &written {
+                println!("{}", b.display());
+            }
+            eprintln!("wrote {} profiles to {}", written.len(), out.display());
+            Ok(())
+        }
         Command::Fidelity {
             command: FidelityCommand::Serving { experiments },
         } => {

@@ -165,6 +165,14 @@ fn dtype_bytes(dtype: &str) -> Option<u32> {
 }
 
 impl Model {
+    /// The preset `name`, unchanged.
+    pub fn preset(name: &str) -> Result<Model> {
+        Model::from_spec(&ModelSpec {
+            preset: Some(name.to_string()),
+            ..ModelSpec::default()
+        })
+    }
+
     /// Build a model from a scenario's `model` section: a preset with optional overrides, or
     /// a complete explicit shape.
     pub fn from_spec(spec: &ModelSpec) -> Result<Model> {

@@ -71,3 +71,50 @@ fn every_inference_perf_experiment_is_replayed_stage_by_stage() {
     assert!(median <= 22.0, "median {median} %\n{table}");
     assert!(p90 <= 65.0, "p90 {p90} %\n{table}");
 }
+
+#[test]
+fn the_public_profiles_are_reproduced_by_the_importer_and_load() {
+    let Some(_) = shared_traces("vidur import") else {
+        return;
+    };
+    let out = temp_dir("vidur-import");
+    run_ok(&[
+        "fidelity",
+        "import",
+        "../shared/fidelity/vidur",
+        "--out",
+        out.to_str().unwrap(),
+        "--date",
+        "2026-12-01",
+    ]);
+    let committed = root().join("calibration/public");
+    let mut n = 0;
+    for e in std::fs::read_dir(&out).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap();
+        let want = std::fs::read(committed.join(name)).unwrap_or_default();
+        assert!(
+            std::fs::read(&p).unwrap() == want,
+            "{name:?} differs from calibration/public"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 100, "50 profiles of two files each");
+    // A public profile drives a run and the report says where it comes from.
+    let dir = temp_dir("public-profile");
+    let sc = dir.join("s.yaml");
+    let profile = committed.join("h100-llama-2-70b-hf-tp4");
+    std::fs::write(
+        &sc,
+        format!(
+            "name: p\nseed: 1\nworkload:\n  source:\n    kind: synthetic\n    requests: 30\n    arrival: {{kind: poisson, rate: 2}}\n    input: {{kind: constant, value: 500}}\n    output: {{kind: constant, value: 20}}\nmodel: {{preset: llama-2-70b}}\nhardware:\n  gpu: h100-sxm\n  calibration: {}\nengine:\n  tensor_parallel_size: 4\n",
+            profile.display()
+        ),
+    )
+    .unwrap();
+    let report = run_ok(&["run", sc.to_str().unwrap(), "--no-files"]);
+    assert!(
+        report.contains("calibrated (public: vidur 7d47513, llama-2-70b at TP 4"),
+        "{report}"
+    );
+}

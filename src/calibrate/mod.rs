@@ -5,6 +5,7 @@
 
 pub mod gpu;
 pub mod plan;
+pub mod vidur;
 
 use crate::cost::profile::{points_to_csv, with_ext, Op, Point, ProfileMeta};
 use crate::cost::{BatchShape, Calibrated, CostModel, Roofline, StepCost};
@@ -230,6 +231,7 @@ fn measure(
         command: job.command.clone(),
         quick: job.quick,
         correctness,
+        provenance: None,
     };
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)

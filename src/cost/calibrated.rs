@@ -145,10 +145,21 @@ impl Calibrated {
             prefill,
             decode,
             skew,
-            label: format!(
-                "calibrated (profile {}: {} measured on {} on {})",
-                origin, profile.meta.model, profile.meta.gpu_name, profile.meta.date
-            ),
+            label: match &profile.meta.provenance {
+                Some(p) => format!(
+                    "calibrated (public: {} {}, {} at TP {} on {}; filled by the roofline: {})",
+                    p.source.split_whitespace().next().unwrap_or("source"),
+                    p.commit,
+                    profile.meta.model,
+                    profile.meta.tp,
+                    profile.meta.gpu_name,
+                    p.filled.join(", ")
+                ),
+                None => format!(
+                    "calibrated (profile {}: {} measured on {} on {})",
+                    origin, profile.meta.model, profile.meta.gpu_name, profile.meta.date
+                ),
+            },
             outside: Mutex::new(BTreeMap::new()),
         })
     }

@@ -214,6 +214,27 @@ pub struct ProfileMeta {
     /// Kernel correctness checks against CPU references: `op: max relative error`.
     #[serde(default)]
     pub correctness: Vec<String>,
+    /// Where an imported public profile comes from (absent for `kvsim calibrate` runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// The origin of a profile converted from measurements published by others.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The data it was converted from.
+    pub source: String,
+    /// The source repository's commit.
+    pub commit: String,
+    /// The data's licence and where its notice is kept.
+    pub licence: String,
+    /// When it was converted (UTC date).
+    pub imported: String,
+    /// Ops not in the source, filled in by kvsim's roofline.
+    pub filled: Vec<String>,
+    /// How the source measured, and what the columns hold.
+    pub note: String,
 }
 
 /// A profile: metadata and points.
