@@ -42,6 +42,7 @@ fn meta() -> ProfileMeta {
         command: "synthesised by tests/calibration.rs".into(),
         quick: true,
         correctness: vec![],
+        provenance: None,
     }
 }
 
