@@ -47,6 +47,9 @@ struct Preset {
     tie: bool,
 }
 
+/// The model of a scenario that names none.
+pub const DEFAULT_PRESET: &str = "llama-3.1-8b";
+
 /// Shapes from each model's published `config.json`.
 const PRESETS: &[Preset] = &[
     Preset {
@@ -188,7 +191,7 @@ impl Model {
                         ))
                     })?,
             ),
-            None if spec.layers.is_none() => PRESETS.first(),
+            None if spec.layers.is_none() => PRESETS.iter().find(|p| p.name == DEFAULT_PRESET),
             None => None,
         };
         let need = |field: &str, v: Option<u32>, p: Option<u32>| -> Result<u32> {
@@ -352,6 +355,14 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_scenario_without_a_model_gets_the_documented_default() {
+        let m = Model::from_spec(&ModelSpec::default()).unwrap();
+        assert_eq!(m.name, DEFAULT_PRESET);
+        assert_eq!((m.layers, m.kv_heads, m.vocab), (32, 8, 128256));
+    }
+
     use super::*;
 
     fn preset(name: &str) -> Model {
