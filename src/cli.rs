@@ -125,6 +125,10 @@ enum FidelityCommand {
     Serving {
         /// The folder of experiments, e.g. `../shared/fidelity/inference-perf-h100`.
         experiments: PathBuf,
+        /// Override a field of every replayed scenario: dotted.key=value (repeatable), e.g.
+        /// `hardware.efficiency.attention_memory=0.8` or `engine.step_overhead_us=500`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
 }
 
@@ -473,9 +477,9 @@ fn dispatch(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Fidelity {
-            command: FidelityCommand::Serving { experiments },
+            command: FidelityCommand::Serving { experiments, sets },
         } => {
-            let rows = crate::fidelity::serving_metrics(&experiments)?;
+            let rows = crate::fidelity::serving_metrics(&experiments, &sets)?;
             print!("{}", crate::fidelity::serving_markdown(&rows));
             Ok(())
         }

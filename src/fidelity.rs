@@ -461,7 +461,7 @@ fn preset_of(model: &str) -> Result<&'static str> {
 }
 
 /// The scenario that replays one inference-perf experiment folder.
-pub fn experiment_scenario(dir: &Path) -> Result<crate::scenario::Scenario> {
+pub fn experiment_scenario(dir: &Path, sets: &[String]) -> Result<crate::scenario::Scenario> {
     let exp: ExpConfig = crate::scenario::parse_yaml(
         &read_text(&dir.join("exp-config.yaml"))?,
         &dir.join("exp-config.yaml").display().to_string(),
@@ -499,7 +499,7 @@ pub fn experiment_scenario(dir: &Path) -> Result<crate::scenario::Scenario> {
         exp.max_model_len,
         exp.tensor_parallelism,
     );
-    crate::scenario::parse_scenario(&text, name, dir, &[])
+    crate::scenario::parse_scenario(&text, name, dir, sets)
 }
 
 /// inference-perf's measured statistics of stage `i` (`results/stage_<i>_lifecycle_metrics.json`).
@@ -526,20 +526,21 @@ fn measured_stage(dir: &Path, i: usize) -> Result<[(&'static str, f64); 5]> {
     ])
 }
 
-/// Replay every inference-perf experiment under `dir` (folders with `exp-config.yaml`) and
+/// Replay every inference-perf experiment under `dir` (folders with `exp-config.yaml`), with
+/// the scenario overrides `sets` (`key=value`, as `kvsim run --set`), and
 /// compare each stage's TTFT, end-to-end latency and time per output token with what was
 /// measured. Time per output token is inference-perf's: the time from the first to the last
 /// stream event over the events after the first. In these runs the stream carries two
 /// events per token: in every stage the measured `(e2e mean - TTFT mean) / TPOT mean` is
 /// 495-497 for `n` = 247-248 output tokens, i.e. `2n + 1`, and the median gap between events
 /// is about 30 us. So kvsim's is `(e2e - ttft) / (2n + 1)` here.
-pub fn serving_metrics(dir: &Path) -> Result<Vec<StageMetric>> {
+pub fn serving_metrics(dir: &Path, sets: &[String]) -> Result<Vec<StageMetric>> {
     let mut out = Vec::new();
     for exp in sorted_dirs(dir)? {
         if !exp.join("exp-config.yaml").is_file() {
             continue;
         }
-        let scenario = experiment_scenario(&exp)?;
+        let scenario = experiment_scenario(&exp, sets)?;
         let setup = crate::engine::config::EngineSetup::from_scenario(&scenario)?;
         let mut rec = crate::sim::recorder::Recorder::new(None, None, scenario.slo.clone())?;
         crate::sim::run(&scenario, &setup, &mut rec, false)?;

@@ -118,3 +118,24 @@ fn the_public_profiles_are_reproduced_by_the_importer_and_load() {
         "{report}"
     );
 }
+
+#[test]
+fn serving_overrides_reach_every_replayed_scenario() {
+    let Some(traces) = shared_traces("inference-perf overrides") else {
+        return;
+    };
+    let dir = traces.join("../fidelity/inference-perf-h100");
+    let d = dir.to_str().unwrap();
+    let base = run_ok(&["fidelity", "serving", d]);
+    let faster = run_ok(&[
+        "fidelity",
+        "serving",
+        d,
+        "--set",
+        "hardware.efficiency.attention_memory=0.95",
+    ]);
+    assert_ne!(base, faster, "the override changed nothing");
+    let o = run(&["fidelity", "serving", d, "--set", "engine.bogus=1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown field `bogus`"));
+}
