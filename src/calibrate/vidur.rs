@@ -6,9 +6,13 @@
 //! - the four GEMMs of a layer (QKV, O, gate+up, down) at every token count Vidur timed,
 //!   with their shapes split over the TP ranks as Megatron does (median, and Vidur's min and
 //!   max as the p10 and p90 columns);
-//! - the LM head, decode attention and prefill attention are not in these files: they are
-//!   filled in by kvsim's default roofline for that GPU and shape, on a grid that the
-//!   calibrated model can interpolate, and the profile's `provenance.filled` says so.
+//! - decode attention, where a Vidur attention file measured the same per-GPU shape (the
+//!   A100 file of Llama-2-70B at TP 2: 32 query and 4 KV heads of 128, so also Llama-3-70B
+//!   at TP 2), over its full grid of batch 1-128 x context 32-4032;
+//! - the LM head, prefill attention (the measured prefill rows cover only chunk + prefix up
+//!   to 4096, not the rectangular grid the calibrated model interpolates) and decode
+//!   attention of every other shape are not measured: they are filled in by kvsim's default
+//!   roofline for that GPU and shape, and the profile's `provenance.filled` says so.
 //!
 //! The profile's YAML records the source, the commit, the licence and the date.
 
@@ -168,8 +172,106 @@ fn point(op: Op, median_us: f64, lo: f64, hi: f64, reps: u32) -> Point {
     }
 }
 
-/// The points of one (GPU, model, TP): measured GEMMs, then the filled-in ops.
-fn profile_points(rows: &[&Row], gpu: &Gpu, vocab: u32) -> Vec<Point> {
+/// Measured decode attention of one per-GPU shape: (query heads, KV heads, head size) and
+/// the points (keys attended per sequence, as the calibrated model looks them up).
+struct MeasuredDecode {
+    shape: (u32, u32, u32),
+    file: String,
+    points: Vec<Point>,
+}
+
+/// The decode rows of Vidur's attention files in `gpu_dir` (`attention*.csv`), by shape.
+fn measured_decode(gpu_dir: &Path) -> Result<Vec<MeasuredDecode>> {
+    let mut out = Vec::new();
+    let rd = std::fs::read_dir(gpu_dir)
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", gpu_dir.display())))?;
+    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    for f in files {
+        let name = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        if !(f.is_file() && name.starts_with("attention") && name.ends_with(".csv")) {
+            continue;
+        }
+        let mut r = csv::Reader::from_path(&f)
+            .map_err(|e| Error::input(format!("{}: {e}", f.display())))?;
+        let header = r
+            .headers()
+            .map_err(|e| Error::input(format!("{}: {e}", f.display())))?
+            .clone();
+        let col = |n: &str| {
+            header
+                .iter()
+                .position(|h| h == n)
+                .ok_or_else(|| Error::input(format!("{}: no column `{n}`", f.display())))
+        };
+        let c = [
+            col("n_embd")?,
+            col("n_q_head")?,
+            col("n_kv_head")?,
+            col("num_tensor_parallel_workers")?,
+            col("batch_size")?,
+            col("kv_cache_size")?,
+            col("is_prefill")?,
+            col("time_stats.attn_decode.median")?,
+            col("time_stats.attn_decode.min")?,
+            col("time_stats.attn_decode.max")?,
+        ];
+        let mut shape = None;
+        let mut points = Vec::new();
+        for (i, rec) in r.records().enumerate() {
+            let rec =
+                rec.map_err(|e| Error::input(format!("{} row {}: {e}", f.display(), i + 2)))?;
+            let num = |j: usize| -> Result<f64> {
+                rec[c[j]].parse::<f64>().map_err(|_| {
+                    Error::input(format!(
+                        "{} row {}: `{}` is `{}`, not a number",
+                        f.display(),
+                        i + 2,
+                        &header[c[j]],
+                        &rec[c[j]]
+                    ))
+                })
+            };
+            if &rec[c[6]] != "False" {
+                continue;
+            }
+            let (h, q, kv, tp) = (num(0)?, num(1)?, num(2)?, num(3)?);
+            shape = Some(((q / tp) as u32, (kv / tp) as u32, (h / q) as u32));
+            let (med, lo, hi) = (num(7)? * 1e3, num(8)? * 1e3, num(9)? * 1e3);
+            if med <= 0.0 {
+                continue;
+            }
+            let keys = num(5)? as u64 + 1;
+            points.push(Point {
+                batch: num(4)? as u64,
+                context: keys,
+                context_max: keys,
+                ..point(Op::DecodeAttention, med, lo.min(med), hi.max(med), 0)
+            });
+        }
+        if let Some(shape) = shape {
+            out.push(MeasuredDecode {
+                shape,
+                file: name,
+                points,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The points of one (GPU, model, TP): measured GEMMs (and decode attention when
+/// `decode` is given), then the filled-in ops.
+fn profile_points(
+    rows: &[&Row],
+    gpu: &Gpu,
+    vocab: u32,
+    decode: Option<&MeasuredDecode>,
+) -> Vec<Point> {
     let r0 = rows[0];
     let tp = r0.tp as u64;
     let hd = (r0.hidden / r0.heads) as u64;
@@ -216,7 +318,13 @@ fn profile_points(rows: &[&Row], gpu: &Gpu, vocab: u32) -> Vec<Point> {
             ..point(Op::GemmLmHead, t, t, t, 0)
         });
     }
-    for batch in [1u64, 2, 4, 8, 16, 32, 64, 128, 256, 512] {
+    if let Some(d) = decode {
+        pts.extend(d.points.iter().cloned());
+    }
+    for batch in [1u64, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+        .into_iter()
+        .filter(|_| decode.is_none())
+    {
         for context in [16u64, 64, 256, 1024, 4096, 16384] {
             let seqs = vec![
                 SeqWork {
@@ -296,6 +404,12 @@ pub fn import(vidur: &Path, out: &Path, date: &str) -> Result<Vec<PathBuf>> {
     }
     std::fs::create_dir_all(out)
         .map_err(|e| Error::failure(format!("cannot create {}: {e}", out.display())))?;
+    let mut decodes: BTreeMap<String, Vec<MeasuredDecode>> = BTreeMap::new();
+    for (gname, _, _) in &found {
+        if !decodes.contains_key(gname) {
+            decodes.insert(gname.clone(), measured_decode(&compute.join(gname))?);
+        }
+    }
     for (gname, mname, csv_path) in found {
         let gpu = Gpu::preset(gpu_preset(&gname).expect("filtered"))?;
         let rows = read_rows(&csv_path)?;
@@ -309,7 +423,23 @@ pub fn import(vidur: &Path, out: &Path, date: &str) -> Result<Vec<PathBuf>> {
                 Some(p) => crate::model::Model::preset(p)?.vocab,
                 None => rows[0].vocab,
             };
-            let points = profile_points(&rows, &gpu, vocab);
+            let r0 = rows[0];
+            let shape = (
+                r0.heads / tp,
+                (r0.kv_heads / tp).max(1),
+                r0.hidden / r0.heads,
+            );
+            let decode = decodes[&gname].iter().find(|d| d.shape == shape);
+            let points = profile_points(&rows, &gpu, vocab, decode);
+            let mut filled = vec!["gemm_lm_head".to_string()];
+            if decode.is_none() {
+                filled.push("decode_attention".into());
+            }
+            filled.push("prefill_attention".into());
+            let mut source = format!("vidur data/profiling/compute/{gname}/.../{mname}/mlp.csv");
+            if let Some(d) = decode {
+                source.push_str(&format!(" and {gname}/{} (decode attention)", d.file));
+            }
             let base = out.join(format!("{gname}-{}-tp{tp}", mname.to_lowercase()));
             let meta = ProfileMeta {
                 model: preset.map_or_else(|| mname.to_lowercase(), String::from),
@@ -330,15 +460,11 @@ pub fn import(vidur: &Path, out: &Path, date: &str) -> Result<Vec<PathBuf>> {
                 quick: false,
                 correctness: Vec::new(),
                 provenance: Some(Provenance {
-                    source: format!("vidur data/profiling/compute/{gname}/.../{mname}/mlp.csv"),
+                    source,
                     commit: VIDUR_COMMIT.into(),
                     licence: "MIT (calibration/public/LICENSE-vidur)".into(),
                     imported: date.into(),
-                    filled: vec![
-                        "gemm_lm_head".into(),
-                        "decode_attention".into(),
-                        "prefill_attention".into(),
-                    ],
+                    filled,
                     note: "GEMMs measured with PyTorch/CUDA events (p10/p90 columns hold Vidur's min/max); the filled ops are kvsim's default roofline for this GPU and shape".into(),
                 }),
             };
