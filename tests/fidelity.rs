@@ -101,10 +101,12 @@ fn the_public_profiles_are_reproduced_by_the_importer_and_load() {
     }
     assert_eq!(n, 100, "50 profiles of two files each");
     // Vidur's A100 attention file measured the per-GPU shape of the 70B models at TP 2:
-    // their decode attention is measured, not filled.
+    // their attention is measured, not filled.
     let meta = std::fs::read_to_string(committed.join("a100-llama-2-70b-hf-tp2.yaml")).unwrap();
     assert!(
-        meta.contains("(decode attention)") && !meta.contains("- decode_attention"),
+        meta.contains("(decode attention;")
+            && !meta.contains("- decode_attention")
+            && !meta.contains("- prefill_attention"),
         "{meta}"
     );
     let meta = std::fs::read_to_string(committed.join("h100-llama-2-70b-hf-tp4.yaml")).unwrap();

@@ -6,13 +6,15 @@
 //! - the four GEMMs of a layer (QKV, O, gate+up, down) at every token count Vidur timed,
 //!   with their shapes split over the TP ranks as Megatron does (median, and Vidur's min and
 //!   max as the p10 and p90 columns);
-//! - decode attention, where a Vidur attention file measured the same per-GPU shape (the
-//!   A100 file of Llama-2-70B at TP 2: 32 query and 4 KV heads of 128, so also Llama-3-70B
-//!   at TP 2), over its full grid of batch 1-128 x context 32-4032;
-//! - the LM head, prefill attention (the measured prefill rows cover only chunk + prefix up
-//!   to 4096, not the rectangular grid the calibrated model interpolates) and decode
-//!   attention of every other shape are not measured: they are filled in by kvsim's default
-//!   roofline for that GPU and shape, and the profile's `provenance.filled` says so.
+//! - attention, where a Vidur attention file measured the same per-GPU shape (the A100 file
+//!   of Llama-2-70B at TP 2: 32 query and 4 KV heads of 128, so also Llama-3-70B and
+//!   CodeLlama-34B at TP 2): decode over its full grid of batch 1-128 x context 32-4032, and
+//!   prefill where chunk + prefix <= 4096, the other cells of the rectangular grid the
+//!   calibrated model interpolates being the same chunk's longest measured prefix scaled by
+//!   the roofline ([`measured_prefill_grid`]);
+//! - the LM head, and the attention of every other shape, are not measured: they are filled
+//!   in by kvsim's default roofline for that GPU and shape, and the profile's
+//!   `provenance.filled` says so.
 //!
 //! The profile's YAML records the source, the commit, the licence and the date.
 
@@ -178,6 +180,8 @@ struct MeasuredDecode {
     shape: (u32, u32, u32),
     file: String,
     points: Vec<Point>,
+    /// Prefill rows: (chunk, cached prefix, median, min, max), microseconds.
+    prefill: Vec<(u64, u64, f64, f64, f64)>,
 }
 
 /// The decode rows of Vidur's attention files in `gpu_dir` (`attention*.csv`), by shape.
@@ -219,7 +223,12 @@ fn measured_decode(gpu_dir: &Path) -> Result<Vec<MeasuredDecode>> {
             col("time_stats.attn_decode.median")?,
             col("time_stats.attn_decode.min")?,
             col("time_stats.attn_decode.max")?,
+            col("prefill_chunk_size")?,
+            col("time_stats.attn_prefill.median")?,
+            col("time_stats.attn_prefill.min")?,
+            col("time_stats.attn_prefill.max")?,
         ];
+        let mut prefill = Vec::new();
         let mut shape = None;
         let mut points = Vec::new();
         for (i, rec) in r.records().enumerate() {
@@ -236,11 +245,23 @@ fn measured_decode(gpu_dir: &Path) -> Result<Vec<MeasuredDecode>> {
                     ))
                 })
             };
-            if &rec[c[6]] != "False" {
-                continue;
-            }
             let (h, q, kv, tp) = (num(0)?, num(1)?, num(2)?, num(3)?);
             shape = Some(((q / tp) as u32, (kv / tp) as u32, (h / q) as u32));
+            if &rec[c[6]] != "False" {
+                if num(4)? == 1.0 {
+                    let (med, lo, hi) = (num(11)? * 1e3, num(12)? * 1e3, num(13)? * 1e3);
+                    if med > 0.0 {
+                        prefill.push((
+                            num(10)? as u64,
+                            num(5)? as u64,
+                            med,
+                            lo.min(med),
+                            hi.max(med),
+                        ));
+                    }
+                }
+                continue;
+            }
             let (med, lo, hi) = (num(7)? * 1e3, num(8)? * 1e3, num(9)? * 1e3);
             if med <= 0.0 {
                 continue;
@@ -258,6 +279,7 @@ fn measured_decode(gpu_dir: &Path) -> Result<Vec<MeasuredDecode>> {
                 shape,
                 file: name,
                 points,
+                prefill,
             });
         }
     }
@@ -342,6 +364,10 @@ fn profile_points(
             });
         }
     }
+    if let Some(d) = decode.filter(|d| !d.prefill.is_empty()) {
+        pts.extend(measured_prefill_grid(&d.prefill, &roof));
+        return pts;
+    }
     for chunk in [1u64, 16, 64, 256, 1024, 4096, 16384] {
         for prefix in [0u64, 256, 1024, 4096, 16384] {
             let t = us(roof.prefill_layer_ns(&[SeqWork {
@@ -351,6 +377,54 @@ fn profile_points(
             pts.push(Point {
                 chunk,
                 prefix,
+                ..point(Op::PrefillAttention, t, t, t, 0)
+            });
+        }
+    }
+    pts
+}
+
+/// The measured prefill rows on a rectangular (chunk, prefix) grid: every measured row,
+/// and for each cell Vidur did not time (chunk + prefix over the file's 4096) the same
+/// chunk's measured cell of the largest prefix below it, scaled by the roofline's ratio
+/// between the two cells.
+fn measured_prefill_grid(rows: &[(u64, u64, f64, f64, f64)], roof: &Roofline) -> Vec<Point> {
+    let mut chunks: Vec<u64> = rows.iter().map(|r| r.0).collect();
+    let mut prefixes: Vec<u64> = rows.iter().map(|r| r.1).collect();
+    for v in [&mut chunks, &mut prefixes] {
+        v.sort_unstable();
+        v.dedup();
+    }
+    let mut by_cell: BTreeMap<(u64, u64), (f64, f64, f64)> = BTreeMap::new();
+    for &(c, p, m, lo, hi) in rows {
+        by_cell.entry((c, p)).or_insert((m, lo, hi));
+    }
+    let roof_us = |c: u64, p: u64| {
+        roof.prefill_layer_ns(&[SeqWork {
+            new_tokens: c as u32,
+            context: p as u32,
+        }]) / 1e3
+    };
+    let mut pts: Vec<Point> = rows
+        .iter()
+        .map(|&(chunk, prefix, m, lo, hi)| Point {
+            chunk,
+            prefix,
+            ..point(Op::PrefillAttention, m, lo, hi, 0)
+        })
+        .collect();
+    for &c in &chunks {
+        for &p in &prefixes {
+            if by_cell.contains_key(&(c, p)) {
+                continue;
+            }
+            let Some((&(_, q), &(m, _, _))) = by_cell.range((c, 0)..(c, p)).next_back() else {
+                continue;
+            };
+            let t = m * roof_us(c, p) / roof_us(c, q);
+            pts.push(Point {
+                chunk: c,
+                prefix: p,
                 ..point(Op::PrefillAttention, t, t, t, 0)
             });
         }
@@ -432,13 +506,13 @@ pub fn import(vidur: &Path, out: &Path, date: &str) -> Result<Vec<PathBuf>> {
             let decode = decodes[&gname].iter().find(|d| d.shape == shape);
             let points = profile_points(&rows, &gpu, vocab, decode);
             let mut filled = vec!["gemm_lm_head".to_string()];
-            if decode.is_none() {
-                filled.push("decode_attention".into());
-            }
-            filled.push("prefill_attention".into());
             let mut source = format!("vidur data/profiling/compute/{gname}/.../{mname}/mlp.csv");
-            if let Some(d) = decode {
-                source.push_str(&format!(" and {gname}/{} (decode attention)", d.file));
+            match decode {
+                Some(d) => source.push_str(&format!(
+                    " and {gname}/{} (decode attention; prefill attention where chunk + prefix <= 4096, beyond it the same chunk's longest measured prefix scaled by the roofline)",
+                    d.file
+                )),
+                None => filled.extend(["decode_attention".into(), "prefill_attention".into()]),
             }
             let base = out.join(format!("{gname}-{}-tp{tp}", mname.to_lowercase()));
             let meta = ProfileMeta {
