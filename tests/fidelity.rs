@@ -150,3 +150,17 @@ fn serving_overrides_reach_every_replayed_scenario() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown field `bogus`"));
 }
+
+#[test]
+fn the_bundled_inference_perf_scenario_runs_as_it_is() {
+    let json = run_ok(&[
+        "run",
+        "scenarios/inference-perf-llama-2-7b-general.yaml",
+        "--no-files",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["requests_arrived"], 16_800);
+    assert_eq!(v["requests_completed"], 16_800);
+    assert_eq!(v["output_tokens"], 16_800 * 248);
+}
