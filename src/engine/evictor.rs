@@ -122,8 +122,6 @@ pub enum BlockPredictions {
 struct IdState {
     /// The content's hash.
     hash: u64,
-    /// Latest prediction (what a hit reports to a learned policy).
-    last_pred: f64,
     /// Assigned to a content (not in `free_ids`).
     live: bool,
     /// With ghost lists: the content is cached.
@@ -133,7 +131,6 @@ struct IdState {
 impl IdState {
     const FREE: IdState = IdState {
         hash: 0,
-        last_pred: f64::INFINITY,
         live: false,
         cached: false,
     };
@@ -145,6 +142,9 @@ pub struct PolicyEvictor {
     name: String,
     /// Per content id: what the evictor knows of it (one record, one cache line).
     ids: Vec<IdState>,
+    /// Per content id, with a learned predictor: its latest prediction (what a hit
+    /// reports to the policy).
+    last_pred: Vec<f64>,
     free_ids: Vec<u32>,
     forgotten: Vec<u32>,
     /// Ids freed by [`PolicyEvictor::recycle`] since the last [`PolicyEvictor::take_freed`],
@@ -180,6 +180,7 @@ impl PolicyEvictor {
             policy,
             name: name.to_string(),
             ids: Vec::new(),
+            last_pred: Vec::new(),
             free_ids: Vec::new(),
             forgotten: Vec::new(),
             freed: Vec::new(),
@@ -241,7 +242,11 @@ impl PolicyEvictor {
         let pred = match &mut self.predictions {
             BlockPredictions::None => f64::INFINITY,
             BlockPredictions::Learned(m) if release => m.predict(self.ids[page as usize].hash),
-            BlockPredictions::Learned(_) => self.ids[page as usize].last_pred,
+            BlockPredictions::Learned(_) => self
+                .last_pred
+                .get(page as usize)
+                .copied()
+                .unwrap_or(f64::INFINITY),
             BlockPredictions::Oracle { .. } => match (&mut self.noise, next_use) {
                 (_, NEVER) => f64::MAX,
                 (Some((d, rng)), n) => n as f64 + d.sample(rng),
@@ -249,7 +254,11 @@ impl PolicyEvictor {
             },
         };
         if matches!(self.predictions, BlockPredictions::Learned(_)) {
-            self.ids[page as usize].last_pred = pred;
+            let i = page as usize;
+            if i >= self.last_pred.len() {
+                self.last_pred.resize(i + 1, f64::INFINITY);
+            }
+            self.last_pred[i] = pred;
         }
         self.clock += 1;
         Req {
