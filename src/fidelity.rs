@@ -12,13 +12,12 @@
 //! relative error against the measured median. Element-wise operations (norms, RoPE,
 //! activation, adds) are not compared: the cost model has no term for them yet.
 
+use crate::calibrate::vidur_files::{self, VidurFile};
 use crate::cost::{Roofline, SeqWork};
 use crate::error::{Error, Result};
 use crate::hardware::Gpu;
-use crate::model::Model;
 use crate::scenario::Efficiency;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One measured kernel time and the model's prediction of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,130 +42,36 @@ impl KernelPoint {
     }
 }
 
-/// The kvsim GPU preset for a Vidur GPU folder.
+/// The kvsim GPU for a Vidur GPU folder.
 fn gpu_of(folder: &str) -> Result<Gpu> {
-    let preset = match folder {
-        "h100" => "h100-sxm",
-        "a100" => "a100-80gb",
-        other => return Err(Error::input(format!("unknown Vidur GPU folder `{other}`"))),
-    };
+    let preset = vidur_files::gpu_preset(folder)
+        .ok_or_else(|| Error::input(format!("unknown Vidur GPU folder `{folder}`")))?;
     Gpu::preset(preset)
 }
 
-/// One CSV file's rows as maps from column to text.
-struct Table {
-    path: PathBuf,
-    rows: Vec<HashMap<String, String>>,
-}
-
-impl Table {
-    fn read(path: &Path) -> Result<Table> {
-        let mut r = csv::Reader::from_path(path)
-            .map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
-        let header = r
-            .headers()
-            .map_err(|e| Error::input(format!("{}: {e}", path.display())))?
-            .clone();
-        let mut rows = Vec::new();
-        for (i, rec) in r.records().enumerate() {
-            let rec =
-                rec.map_err(|e| Error::input(format!("{} row {}: {e}", path.display(), i + 2)))?;
-            rows.push(
-                header
-                    .iter()
-                    .zip(rec.iter())
-                    .map(|(h, v)| (h.to_string(), v.to_string()))
-                    .collect(),
-            );
-        }
-        Ok(Table {
-            path: path.to_path_buf(),
-            rows,
-        })
-    }
-
-    /// Column `col` of row `i` as a number; `None` when empty.
-    fn num(&self, i: usize, col: &str) -> Result<Option<f64>> {
-        let v = self.rows[i]
-            .get(col)
-            .ok_or_else(|| Error::input(format!("{}: no column `{col}`", self.path.display())))?;
-        if v.is_empty() {
-            return Ok(None);
-        }
-        v.parse().map(Some).map_err(|_| {
-            Error::input(format!(
-                "{} row {}: `{col}` is `{v}`, not a number",
-                self.path.display(),
-                i + 2
-            ))
-        })
-    }
-
-    /// Like [`Table::num`] but required.
-    fn need(&self, i: usize, col: &str) -> Result<f64> {
-        self.num(i, col)?.ok_or_else(|| {
-            Error::input(format!(
-                "{} row {}: `{col}` is empty",
-                self.path.display(),
-                i + 2
-            ))
-        })
-    }
-}
-
-/// A one-layer fp16 model of this shape (per GPU: heads already divided by the TP degree).
-fn layer_model(hidden: u32, heads: u32, kv_heads: u32, head_dim: u32, inter: u32) -> Model {
-    Model {
-        name: "vidur-shape".into(),
-        layers: 1,
-        hidden,
-        heads,
-        kv_heads,
-        head_dim,
-        intermediate: inter,
-        vocab: 32_000,
-        dtype_bytes: 2,
-        dtype: "fp16".into(),
-        max_position: 1 << 20,
-        tie_embeddings: false,
-    }
-}
+/// Its name in the table of each GEMM of [`vidur_files::GEMMS`].
+const GEMM_LABELS: [&str; 4] = ["qkv", "o", "up", "down"];
 
 /// The GEMM points of one `mlp.csv`.
-fn mlp_points(t: &Table, gpu_dir: &str, source: &str, out: &mut Vec<KernelPoint>) -> Result<()> {
+fn mlp_points(path: &Path, gpu_dir: &str, source: &str, out: &mut Vec<KernelPoint>) -> Result<()> {
     let gpu = gpu_of(gpu_dir)?;
     let eff = Efficiency::default();
-    for i in 0..t.rows.len() {
-        let heads = t.need(i, "n_head")?;
-        let kv = t.need(i, "n_kv_head")?;
-        let h = t.need(i, "n_embd")?;
-        let inter = t.need(i, "n_expanded_embd")?;
-        let tp = t.need(i, "num_tensor_parallel_workers")?;
-        let tokens = t.need(i, "num_tokens")?;
-        let gated = t.rows[i].get("use_gated_mlp").map(String::as_str) != Some("False");
-        let hd = h / heads;
-        let m = layer_model(h as u32, heads as u32, kv as u32, hd as u32, inter as u32);
-        let r = Roofline::new(&m, &gpu, &eff, 0.0, 0.0);
-        let up = if gated { 2.0 } else { 1.0 } * inter / tp;
-        let shapes = [
-            ("qkv", "attn_pre_proj", h, (heads + 2.0 * kv) * hd / tp),
-            ("o", "attn_post_proj", heads * hd / tp, h),
-            ("up", "mlp_up_proj", h, up),
-            ("down", "mlp_down_proj", inter / tp, h),
-        ];
-        for (op, col, k, n) in shapes {
-            let Some(ms) = t.num(i, &format!("time_stats.{col}.median"))? else {
+    for row in vidur_files::read_mlp(path)? {
+        let r = Roofline::new(&row.shard(32_000), &gpu, &eff, 0.0, 0.0);
+        for ((op, (k, n)), stat) in GEMM_LABELS
+            .into_iter()
+            .zip(row.gemm_shapes())
+            .zip(row.gemms)
+        {
+            let Some(ms) = stat.median.filter(|&ms| ms > 0.0) else {
                 continue;
             };
-            if ms <= 0.0 {
-                continue;
-            }
             out.push(KernelPoint {
                 gpu: gpu_dir.to_string(),
                 source: source.to_string(),
                 op,
                 measured_ns: ms * 1e6,
-                predicted_ns: r.gemm_ns(tokens, k.round() as u64, n.round() as u64),
+                predicted_ns: r.gemm_ns(row.tokens as f64, k, n),
             });
         }
     }
@@ -175,7 +80,7 @@ fn mlp_points(t: &Table, gpu_dir: &str, source: &str, out: &mut Vec<KernelPoint>
 
 /// The attention points of one attention CSV.
 fn attention_points(
-    t: &Table,
+    path: &Path,
     gpu_dir: &str,
     source: &str,
     out: &mut Vec<KernelPoint>,
@@ -183,43 +88,23 @@ fn attention_points(
     let gpu = gpu_of(gpu_dir)?;
     let eff = Efficiency::default();
     let mut seqs = Vec::new();
-    for i in 0..t.rows.len() {
-        let h = t.need(i, "n_embd")?;
-        let heads = t.need(i, "n_q_head")?;
-        let kv = t.need(i, "n_kv_head")?;
-        let tp = t.need(i, "num_tensor_parallel_workers")?;
-        let batch = t.need(i, "batch_size")? as usize;
-        let chunk = t.need(i, "prefill_chunk_size")? as u32;
-        let context = t.need(i, "kv_cache_size")? as u32;
-        let prefill = t.rows[i].get("is_prefill").map(String::as_str) == Some("True");
-        let hd = (h / heads) as u32;
-        let m = layer_model(h as u32, (heads / tp) as u32, (kv / tp) as u32, hd, 1);
-        let r = Roofline::new(&m, &gpu, &eff, 0.0, 0.0);
-        seqs.clear();
-        let (op, col) = if prefill {
-            seqs.resize(
-                batch,
-                SeqWork {
-                    new_tokens: chunk,
-                    context,
-                },
-            );
-            ("prefill_attention", "time_stats.attn_prefill.median")
+    for row in vidur_files::read_attention(path)? {
+        let r = Roofline::new(&row.shard(), &gpu, &eff, 0.0, 0.0);
+        let (op, stat, new_tokens) = if row.prefill {
+            ("prefill_attention", row.prefill_time, row.chunk as u32)
         } else {
-            seqs.resize(
-                batch,
-                SeqWork {
-                    new_tokens: 1,
-                    context,
-                },
-            );
-            ("decode_attention", "time_stats.attn_decode.median")
+            ("decode_attention", row.decode, 1)
         };
-        let Some(ms) = t.num(i, col)? else { continue };
-        if ms <= 0.0 {
+        let Some(ms) = stat.median.filter(|&ms| ms > 0.0) else {
             continue;
-        }
-        let predicted_ns = if prefill {
+        };
+        seqs.clear();
+        let work = SeqWork {
+            new_tokens,
+            context: row.context as u32,
+        };
+        seqs.resize(row.batch as usize, work);
+        let predicted_ns = if row.prefill {
             r.prefill_layer_ns(&seqs)
         } else {
             r.decode_layer_ns(&seqs)
@@ -235,55 +120,22 @@ fn attention_points(
     Ok(())
 }
 
-fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir)
-        .map_err(|e| Error::input(format!("cannot read {}: {e}", dir.display())))?;
-    let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    v.sort();
-    Ok(v)
-}
-
 /// Every GEMM and attention point of Vidur's profiles under `vidur` (the folder holding
 /// `compute/`), each with the default roofline's prediction, in file order.
 pub fn vidur_kernel_points(vidur: &Path) -> Result<Vec<KernelPoint>> {
-    let compute = vidur.join("compute");
     let mut out = Vec::new();
-    for gpu_path in sorted_dirs(&compute)? {
-        let Some(gpu) = gpu_path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(String::from)
-        else {
-            continue;
-        };
-        if !gpu_path.is_dir() {
-            continue;
-        }
-        for entry in sorted_dirs(&gpu_path)? {
-            let name = entry
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("")
-                .to_string();
-            if entry.is_file() && name.starts_with("attention") && name.ends_with(".csv") {
-                attention_points(&Table::read(&entry)?, &gpu, &name, &mut out)?;
-            } else if entry.is_dir() {
-                for model in sorted_dirs(&entry)? {
-                    let mlp = model.join("mlp.csv");
-                    if mlp.is_file() {
-                        let m = model.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                        let source = format!("{name}/{m}");
-                        mlp_points(&Table::read(&mlp)?, &gpu, &source, &mut out)?;
-                    }
-                }
+    for f in vidur_files::files(vidur)? {
+        match f {
+            VidurFile::Attention { gpu, name, path } => {
+                attention_points(&path, &gpu, &name, &mut out)?
             }
+            VidurFile::Mlp {
+                gpu,
+                org,
+                model,
+                path,
+            } => mlp_points(&path, &gpu, &format!("{org}/{model}"), &mut out)?,
         }
-    }
-    if out.is_empty() {
-        return Err(Error::input(format!(
-            "{}: no Vidur profiles (compute/<gpu>/<org>/<model>/mlp.csv) found",
-            vidur.display()
-        )));
     }
     Ok(out)
 }
@@ -447,17 +299,8 @@ fn read_text(path: &Path) -> Result<String> {
 
 /// The kvsim model preset of a Hugging Face model name.
 fn preset_of(model: &str) -> Result<&'static str> {
-    match model
-        .rsplit('/')
-        .next()
-        .unwrap_or(model)
-        .to_lowercase()
-        .as_str()
-    {
-        "llama-2-7b-hf" => Ok("llama-2-7b"),
-        "llama-2-70b-hf" => Ok("llama-2-70b"),
-        other => Err(Error::input(format!("no kvsim model preset for `{other}`"))),
-    }
+    crate::model::hf_preset(model)
+        .ok_or_else(|| Error::input(format!("no kvsim model preset for `{model}`")))
 }
 
 /// The scenario that replays one inference-perf experiment folder.
@@ -536,7 +379,7 @@ fn measured_stage(dir: &Path, i: usize) -> Result<[(&'static str, f64); 5]> {
 /// is about 30 us. So kvsim's is `(e2e - ttft) / (2n + 1)` here.
 pub fn serving_metrics(dir: &Path, sets: &[String]) -> Result<Vec<StageMetric>> {
     let mut out = Vec::new();
-    for exp in sorted_dirs(dir)? {
+    for exp in vidur_files::sorted_entries(dir)? {
         if !exp.join("exp-config.yaml").is_file() {
             continue;
         }
@@ -658,10 +501,14 @@ mod tests {
         std::fs::create_dir_all(&model).unwrap();
         std::fs::write(
             model.join("mlp.csv"),
-            "time_stats.attn_pre_proj.median,time_stats.attn_post_proj.median,\
-             time_stats.mlp_up_proj.median,time_stats.mlp_down_proj.median,n_head,n_kv_head,\
-             n_embd,n_expanded_embd,vocab_size,use_gated_mlp,num_tokens,\
-             num_tensor_parallel_workers\n0.05,,,,32,32,4096,11008,32768,True,512,2\n",
+            "time_stats.attn_pre_proj.median,time_stats.attn_pre_proj.min,\
+             time_stats.attn_pre_proj.max,time_stats.attn_post_proj.median,\
+             time_stats.attn_post_proj.min,time_stats.attn_post_proj.max,\
+             time_stats.mlp_up_proj.median,time_stats.mlp_up_proj.min,time_stats.mlp_up_proj.max,\
+             time_stats.mlp_down_proj.median,time_stats.mlp_down_proj.min,\
+             time_stats.mlp_down_proj.max,n_head,n_kv_head,n_embd,n_expanded_embd,vocab_size,\
+             use_gated_mlp,num_tokens,num_tensor_parallel_workers\n\
+             0.05,0.04,0.06,,,,,,,,,,32,32,4096,11008,32768,True,512,2\n",
         )
         .unwrap();
         let pts = vidur_kernel_points(&dir.join("")).unwrap();

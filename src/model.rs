@@ -47,6 +47,21 @@ struct Preset {
     tie: bool,
 }
 
+/// The kvsim preset of a Hugging Face model name (`org/name` or `name`, any case), if any.
+pub fn hf_preset(name: &str) -> Option<&'static str> {
+    match name
+        .rsplit('/')
+        .next()
+        .unwrap_or(name)
+        .to_lowercase()
+        .as_str()
+    {
+        "llama-2-7b-hf" => Some("llama-2-7b"),
+        "llama-2-70b-hf" => Some("llama-2-70b"),
+        _ => None,
+    }
+}
+
 /// The model of a scenario that names none.
 pub const DEFAULT_PRESET: &str = "llama-3.1-8b";
 

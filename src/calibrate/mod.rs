@@ -6,6 +6,7 @@
 pub mod gpu;
 pub mod plan;
 pub mod vidur;
+pub mod vidur_files;
 
 use crate::cost::profile::{points_to_csv, with_ext, Op, Point, ProfileMeta};
 use crate::cost::{BatchShape, Calibrated, CostModel, Roofline, StepCost};
