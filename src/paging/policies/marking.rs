@@ -780,6 +780,20 @@ mod tests {
     ];
 
     /// One random operation on both.
+    /// Evict the unmarked page predicted furthest (a new phase first if none is left), and
+    /// check it is the naive model's choice.
+    fn evict_furthest(m: &mut Marking, n: &mut Naive) {
+        if m.ensure_unmarked() {
+            n.new_phase();
+        }
+        let v = m.furthest_unmarked();
+        assert_eq!(v, n.furthest());
+        if let Some(v) = v {
+            m.remove(v);
+            n.pages.remove(&v);
+        }
+    }
+
     fn step(m: &mut Marking, n: &mut Naive, rng: &mut StdRng, ids: u32) {
         let p = rng.gen_range(0..ids);
         let pred = PREDS[rng.gen_range(0..PREDS.len())];
@@ -824,18 +838,8 @@ mod tests {
                     n.new_phase();
                 }
             }
-            _ => {
-                // An eviction by prediction (the serving path's main operation).
-                if m.ensure_unmarked() {
-                    n.new_phase();
-                }
-                let v = m.furthest_unmarked();
-                assert_eq!(v, n.furthest());
-                if let Some(v) = v {
-                    m.remove(v);
-                    n.pages.remove(&v);
-                }
-            }
+            // An eviction by prediction (the serving path's main operation).
+            _ => evict_furthest(m, n),
         }
     }
 
@@ -884,15 +888,7 @@ mod tests {
                         n.pages.insert(p, (true, true, pred));
                     }
                     (Some(_), 1) if n.pages.len() * 2 > ids as usize => {
-                        if m.ensure_unmarked() {
-                            n.new_phase();
-                        }
-                        let v = m.furthest_unmarked();
-                        assert_eq!(v, n.furthest());
-                        if let Some(v) = v {
-                            m.remove(v);
-                            n.pages.remove(&v);
-                        }
+                        evict_furthest(&mut m, &mut n)
                     }
                     _ => step(&mut m, &mut n, &mut rng, ids),
                 }
