@@ -273,10 +273,17 @@ impl SourceSpec {
                 }
             });
         }
-        forbid("path", &self.path, &kind)?;
-        forbid("block_tokens", &self.block_tokens, &kind)?;
-        let requests = required("requests", &self.requests, &kind)?;
-        let a = required("arrival", &self.arrival, &kind)?;
+        self.resolve_synthetic(&kind)
+    }
+}
+
+impl SourceSpec {
+    /// Check a `synthetic` source.
+    fn resolve_synthetic(&self, kind: &str) -> Result<Source, FieldError> {
+        forbid("path", &self.path, kind)?;
+        forbid("block_tokens", &self.block_tokens, kind)?;
+        let requests = required("requests", &self.requests, kind)?;
+        let a = required("arrival", &self.arrival, kind)?;
         if !(a.rate.is_finite() && a.rate > 0.0) {
             return err(
                 "arrival.rate",
@@ -303,8 +310,8 @@ impl SourceSpec {
                 Arrival::Gamma { rate: a.rate, cv }
             }
         };
-        let input = required("input", &self.input, &kind)?.resolve("input")?;
-        let output = required("output", &self.output, &kind)?.resolve("output")?;
+        let input = required("input", &self.input, kind)?.resolve("input")?;
+        let output = required("output", &self.output, kind)?.resolve("output")?;
         let system_prompts = match &self.system_prompts {
             Some(p) if p.count == 0 => return err("system_prompts.count", "must be at least 1"),
             Some(p) if p.tokens == 0 => return err("system_prompts.tokens", "must be at least 1"),
@@ -332,9 +339,7 @@ impl SourceSpec {
             sessions,
         }))
     }
-}
 
-impl SourceSpec {
     /// Check a `shared_prefix` source.
     fn resolve_shared_prefix(&self, synth_fields: &[(&str, bool)]) -> Result<Source, FieldError> {
         let kind = "shared_prefix";
