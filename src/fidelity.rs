@@ -515,12 +515,14 @@ mod tests {
         assert_eq!(pts.len(), 1);
         let gpu = Gpu::preset("h100-sxm").unwrap();
         let eff = Efficiency::default();
-        // FLOPs 2 * 512 * 4096 * 6144 at 0.7 of peak against the weight and activations.
+        // FLOPs 2 * 512 * 4096 * 6144 against the weight and activations, combined with
+        // the overlap exponent, plus the launch floor.
         let flops = 2.0 * 512.0 * 4096.0 * 6144.0;
         let bytes = 2.0 * (4096.0 * 6144.0 + 512.0 * (4096.0 + 6144.0));
-        let want = (flops / (gpu.bf16_flops * eff.gemm_compute))
-            .max(bytes / (gpu.hbm_bytes_per_s * eff.gemm_memory))
-            * 1e9;
+        let c = flops / (gpu.bf16_flops * eff.gemm_compute);
+        let m = bytes / (gpu.hbm_bytes_per_s * eff.gemm_memory);
+        let q = eff.gemm_overlap;
+        let want = eff.gemm_floor_us * 1e3 + (c.powf(q) + m.powf(q)).powf(1.0 / q) * 1e9;
         assert!((pts[0].predicted_ns - want).abs() < 1e-6 * want);
         assert_eq!(pts[0].measured_ns, 50_000.0);
         assert_eq!((pts[0].op, pts[0].source.as_str()), ("qkv", "org/m"));

@@ -21,6 +21,9 @@ pub struct Gpu {
     pub nvlink_bytes_per_s: f64,
     /// Price per GPU-hour, US dollars.
     pub price_per_hour: f64,
+    /// Fraction of HBM bandwidth the engine's attention kernels reach on this GPU: the
+    /// default of `hardware.efficiency.attention_memory` (`docs/cost-model.md`).
+    pub attention_memory: f64,
 }
 
 struct Preset {
@@ -31,10 +34,14 @@ struct Preset {
     host_link_gbps: f64,
     nvlink_gbps: f64,
     price: f64,
+    attention_memory: f64,
 }
 
 /// Datasheet figures; memory is what `nvidia-smi` reports. Prices are typical on-demand
 /// cloud rates in 2025 and only a starting point: set `hardware.price_per_hour`.
+/// `attention_memory`: Ampere and Ada 0.78, fitted to Vidur's A100 FlashAttention-2 decode
+/// timings; Hopper and Blackwell 0.9, the H100 serving runs' decode steps (FlashAttention 3,
+/// which vLLM uses there); see `docs/cost-model.md`.
 const PRESETS: &[Preset] = &[
     Preset {
         name: "a100-80gb",
@@ -44,6 +51,7 @@ const PRESETS: &[Preset] = &[
         host_link_gbps: 25.0,
         nvlink_gbps: 300.0,
         price: 1.80,
+        attention_memory: 0.78,
     },
     Preset {
         name: "h100-sxm",
@@ -53,6 +61,7 @@ const PRESETS: &[Preset] = &[
         host_link_gbps: 55.0,
         nvlink_gbps: 450.0,
         price: 2.50,
+        attention_memory: 0.9,
     },
     Preset {
         name: "h200",
@@ -62,6 +71,7 @@ const PRESETS: &[Preset] = &[
         host_link_gbps: 55.0,
         nvlink_gbps: 450.0,
         price: 3.50,
+        attention_memory: 0.9,
     },
     Preset {
         name: "l40s",
@@ -71,6 +81,7 @@ const PRESETS: &[Preset] = &[
         host_link_gbps: 25.0,
         nvlink_gbps: 0.0,
         price: 1.00,
+        attention_memory: 0.78,
     },
     Preset {
         name: "b200",
@@ -80,6 +91,7 @@ const PRESETS: &[Preset] = &[
         host_link_gbps: 110.0,
         nvlink_gbps: 900.0,
         price: 5.00,
+        attention_memory: 0.9,
     },
 ];
 
@@ -122,6 +134,7 @@ impl Gpu {
             host_link_bytes_per_s: spec.host_link_gbps.unwrap_or(p.host_link_gbps) * 1e9,
             nvlink_bytes_per_s: spec.nvlink_gbps.unwrap_or(p.nvlink_gbps) * 1e9,
             price_per_hour: spec.price_per_hour.unwrap_or(p.price),
+            attention_memory: p.attention_memory,
         })
     }
 

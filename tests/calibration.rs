@@ -18,9 +18,15 @@ fn llama() -> Model {
     .unwrap()
 }
 
+/// The plain roofline (no floors, no element-wise kernels), so that a synthetic profile
+/// is an exact multiple of what the scenario's model predicts.
+fn plain() -> kvsim::scenario::Efficiency {
+    kvsim::scenario::Efficiency::plain_roofline((0.7, 0.8), (0.5, 0.7))
+}
+
 fn roofline(m: &Model) -> Roofline {
     let gpu = kvsim::hardware::Gpu::from_spec(&Default::default()).unwrap();
-    Roofline::new(m, &gpu, &Default::default(), 0.0, 0.0)
+    Roofline::new(m, &gpu, &plain(), 0.0, 0.0)
 }
 
 fn meta() -> ProfileMeta {
@@ -204,6 +210,8 @@ fn a_scenario_with_a_profile_runs_on_it_and_says_so() {
     let base = synth_profile(&dir, 3.0, 1.2);
     let run = |extra: &[&str]| {
         let mut args = vec!["run", "scenarios/quickstart.yaml", "--json", "--no-files"];
+        let plain = format!("hardware.efficiency={PLAIN_EFFICIENCY}");
+        args.extend_from_slice(&["--set", &plain]);
         args.extend_from_slice(extra);
         json(&run_ok(&args))
     };

@@ -10,9 +10,9 @@ use std::path::Path;
 
 /// A small model whose sizes are easy to compute by hand, on a 10 GiB H100.
 fn small(extra: &[&str]) -> (kvsim::scenario::Scenario, EngineSetup) {
-    let text = "name: small\nworkload:\n  source: {kind: native, path: none.csv}\nmodel: {layers: 4, hidden: 1024, heads: 8, kv_heads: 4, head_dim: 128, intermediate: 4096, vocab: 32000, dtype: bf16, max_position: 4096, tie_embeddings: false}\nhardware: {gpu: h100-sxm, memory_gib: 10}\nengine: {step_overhead_us: 0, per_request_overhead_us: 0}\nkv_cache: {gpu_memory_utilization: 0.9, activation_gib: 1.0, non_torch_gib: 0.5}\n";
+    let text = format!("name: small\nworkload:\n  source: {{kind: native, path: none.csv}}\nmodel: {{layers: 4, hidden: 1024, heads: 8, kv_heads: 4, head_dim: 128, intermediate: 4096, vocab: 32000, dtype: bf16, max_position: 4096, tie_embeddings: false}}\nhardware: {{gpu: h100-sxm, memory_gib: 10, efficiency: {PLAIN_EFFICIENCY}}}\nengine: {{step_overhead_us: 0, per_request_overhead_us: 0}}\nkv_cache: {{gpu_memory_utilization: 0.9, activation_gib: 1.0, non_torch_gib: 0.5}}\n");
     let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    let s = parse_scenario(text, "small", Path::new("."), &sets).unwrap();
+    let s = parse_scenario(&text, "small", Path::new("."), &sets).unwrap();
     let setup = EngineSetup::from_scenario(&s).unwrap();
     (s, setup)
 }
@@ -47,7 +47,7 @@ fn tensor_parallelism_splits_weights_and_kv_as_computed_by_hand() {
     assert_eq!(four.memory.num_gpu_blocks, 243_799);
 }
 
-/// Roofline time of one kernel, ns, on an H100 with the default efficiencies.
+/// Roofline time of one kernel, ns, on an H100 with the plain roofline's efficiencies.
 fn kernel(flops: f64, bytes: f64, compute_eff: f64, memory_eff: f64) -> f64 {
     (flops / (989e12 * compute_eff)).max(bytes / (3350e9 * memory_eff)) * 1e9
 }

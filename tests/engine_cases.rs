@@ -45,12 +45,13 @@ fn one_request_steps(cost: &Roofline) -> Vec<kvsim::cost::StepCost> {
 
 #[test]
 fn one_request_ttft_and_tpot_equal_the_cost_model_sum() {
-    // Synchronous scheduling: each step's CPU work and then its GPU work.
+    // Synchronous scheduling: each step's CPU work and then its GPU work, after the API
+    // server's 2.5 ms on the way in.
     let dir = temp_dir("one-request");
     let sc = native_scenario(
         &dir,
         "arrival_s,input_tokens,output_tokens\n0,100,5\n",
-        "engine: {async_scheduling: false}\n",
+        "engine: {async_scheduling: false, server_latency_us: 2500}\n",
     );
     let s = json(&run_ok(&[
         "run",
@@ -59,7 +60,7 @@ fn one_request_ttft_and_tpot_equal_the_cost_model_sum() {
         "--no-files",
     ]));
     let steps = one_request_steps(&llama_on_h100());
-    let prefill = steps[0].total_ns();
+    let prefill = 2_500_000 + steps[0].total_ns();
     // Four decode steps produce tokens 2..5.
     let decodes: Vec<u64> = steps[1..].iter().map(|c| c.total_ns()).collect();
     let ttft_ms = s["latency"]["ttft_ms"]["mean"].as_f64().unwrap();
@@ -86,7 +87,11 @@ fn asynchronous_scheduling_hides_the_cpu_work_of_a_step_behind_the_gpu_work_of_t
     // work (1.5 ms + 5 us) is shorter than the step before it; a token is out when the step
     // that made it ends.
     let dir = temp_dir("one-request-async");
-    let sc = native_scenario(&dir, "arrival_s,input_tokens,output_tokens\n0,100,5\n", "");
+    let sc = native_scenario(
+        &dir,
+        "arrival_s,input_tokens,output_tokens\n0,100,5\n",
+        "engine: {server_latency_us: 0}\n",
+    );
     let s = json(&run_ok(&[
         "run",
         sc.to_str().unwrap(),

@@ -255,6 +255,8 @@ impl CostModel for Calibrated {
             let (c, k, n) = &self.lm_head;
             cost.lm_head_ns = self.gemm_ns(Op::GemmLmHead, c, *k, *n, batch.sampled as f64);
         }
+        // Profiles measure GEMMs and attention only; the element-wise kernels are modelled.
+        cost.elementwise_ns = self.roof.elementwise_ns(tokens, batch.sampled as f64);
         cost
     }
 

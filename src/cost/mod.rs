@@ -66,6 +66,8 @@ pub struct StepCost {
     pub decode_attention_ns: f64,
     /// LM head.
     pub lm_head_ns: f64,
+    /// Element-wise kernels: norms, RoPE, activation, KV-cache write, embedding, sampler.
+    pub elementwise_ns: f64,
     /// CPU overhead.
     pub overhead_ns: f64,
     /// Collective and point-to-point communication: tensor-parallel all-reduces and the
@@ -84,6 +86,7 @@ impl StepCost {
             + self.prefill_attention_ns
             + self.decode_attention_ns
             + self.lm_head_ns
+            + self.elementwise_ns
             + self.overhead_ns
             + self.communication_ns
             + self.pipeline_bubble_ns

@@ -94,8 +94,13 @@ impl CostModel for Parallel {
             let c = self.inner.step_cost(part);
             let tokens = part.total_tokens();
             let comm = self.tp_communication_ns(tokens);
-            let stage = c.linear_ns + c.prefill_attention_ns + c.decode_attention_ns + comm;
+            let stage = c.linear_ns
+                + c.prefill_attention_ns
+                + c.decode_attention_ns
+                + c.elementwise_ns
+                + comm;
             cost.linear_ns += c.linear_ns;
+            cost.elementwise_ns += c.elementwise_ns;
             cost.prefill_attention_ns += c.prefill_attention_ns;
             cost.decode_attention_ns += c.decode_attention_ns;
             cost.communication_ns += comm;

@@ -1,12 +1,15 @@
-//! The roofline cost model: every kernel takes `max(compute time, memory time)` at
-//! configurable fractions of the GPU's peak. Formulas in `docs/cost-model.md`.
+//! The default cost model: every kernel takes its compute time and its memory time at
+//! configurable fractions of the GPU's peak, combined as a soft roofline, plus a fixed
+//! floor per launch; prefill attention is counted in FlashAttention's tiles, and the
+//! element-wise kernels between the GEMMs are memory traffic. Formulas in
+//! `docs/cost-model.md`.
 
 use super::{BatchShape, CostModel, SeqWork, StepCost};
 use crate::hardware::Gpu;
 use crate::model::Model;
 use crate::scenario::Efficiency;
 
-/// Roofline step-time model for one GPU (no parallelism yet).
+/// The default step-time model for one GPU (parallelism is added by [`super::Parallel`]).
 #[derive(Debug, Clone)]
 pub struct Roofline {
     model: Model,
@@ -14,6 +17,8 @@ pub struct Roofline {
     eff: Efficiency,
     step_overhead_ns: f64,
     per_request_overhead_ns: f64,
+    /// Fraction of HBM bandwidth attention reaches: the scenario's, else the GPU's.
+    attention_memory: f64,
     /// Weight matrices of one layer, in elements: QKV, O, gate+up, down (with output widths).
     gemms: [(u64, u64); 4],
 }
@@ -35,6 +40,7 @@ impl Roofline {
             model: model.clone(),
             gpu: gpu.clone(),
             eff: eff.clone(),
+            attention_memory: eff.attention_memory.unwrap_or(gpu.attention_memory),
             step_overhead_ns: step_overhead_us * 1e3,
             per_request_overhead_ns: per_request_overhead_us * 1e3,
             // (input width, output width) of each GEMM.
@@ -49,13 +55,51 @@ impl Roofline {
     }
 
     /// One GEMM of `tokens` rows against a `k x n` weight: FLOPs `2 t k n`, bytes for the
-    /// weight plus the input and output activations.
+    /// weight plus the input and output activations; compute and memory time combined with
+    /// the overlap exponent, plus the launch floor.
     pub fn gemm_ns(&self, tokens: f64, k: u64, n: u64) -> f64 {
         let b = self.model.dtype_bytes as f64;
         let (k, n) = (k as f64, n as f64);
-        let flops = 2.0 * tokens * k * n;
-        let bytes = (k * n + tokens * (k + n)) * b;
-        self.kernel_ns(flops, bytes, self.eff.gemm_compute, self.eff.gemm_memory)
+        let compute = 2.0 * tokens * k * n / (self.gpu.bf16_flops * self.eff.gemm_compute);
+        let memory =
+            (k * n + tokens * (k + n)) * b / (self.gpu.hbm_bytes_per_s * self.eff.gemm_memory);
+        self.eff.gemm_floor_us * 1e3 + soft_max(compute, memory, self.eff.gemm_overlap) * 1e9
+    }
+
+    /// One element-wise kernel moving `bytes` through HBM.
+    fn elementwise_kernel_ns(&self, bytes: f64) -> f64 {
+        self.eff.elementwise_floor_us * 1e3
+            + bytes / (self.gpu.hbm_bytes_per_s * self.eff.elementwise_memory) * 1e9
+    }
+
+    /// The element-wise kernels of a step with `tokens` tokens of which `sampled` sample,
+    /// as vLLM runs them: per layer a fused residual-add + RMSNorm before attention and
+    /// before the MLP (read input and residual, write both), RoPE on the queries and keys
+    /// (read and write), the gated activation (read gate and up, write the product) and
+    /// the KV-cache write (read the new keys and values, write them into their blocks);
+    /// per step the embedding lookup, the final norm and the sampler over the sampled
+    /// rows' logits (bf16 read, fp32 written and read by the softmax, probabilities written).
+    pub fn elementwise_ns(&self, tokens: f64, sampled: f64) -> f64 {
+        if !self.eff.elementwise_kernels || tokens == 0.0 {
+            return 0.0;
+        }
+        let m = &self.model;
+        let b = m.dtype_bytes as f64;
+        let h = m.hidden as f64;
+        let qk = ((m.heads + m.kv_heads) * m.head_dim) as f64;
+        let kv = m.kv_bytes_per_token_layer() as f64;
+        let norm = self.elementwise_kernel_ns(4.0 * tokens * h * b);
+        let rope = self.elementwise_kernel_ns(2.0 * tokens * qk * b);
+        let act = self.elementwise_kernel_ns(3.0 * tokens * m.intermediate as f64 * b);
+        let kv_write = self.elementwise_kernel_ns(2.0 * tokens * kv);
+        let per_layer = 2.0 * norm + rope + act + kv_write;
+        let per_step = 2.0 * self.elementwise_kernel_ns(2.0 * tokens * h * b)
+            + if sampled > 0.0 {
+                self.elementwise_kernel_ns(sampled * m.vocab as f64 * (b + 12.0))
+            } else {
+                0.0
+            };
+        m.layers as f64 * per_layer + per_step
     }
 
     /// The (input width, output width) of the QKV, O, gate+up and down weights.
@@ -80,21 +124,35 @@ impl Roofline {
             flops,
             bytes,
             self.eff.attention_compute,
-            self.eff.attention_memory,
+            self.attention_memory,
         )
     }
 
-    /// One layer of prefill attention over these chunks, as one kernel.
+    /// One layer of prefill attention over these chunks, as one kernel: the chunk
+    /// against its cached keys in full tiles, the chunk against itself in causal tiles
+    /// (`n (n + 1) / 2` square tiles of `r` rows, `n = ceil(c / r)`), each at its own
+    /// efficiency; the memory time is the keys, values, queries and outputs read once.
     pub fn prefill_layer_ns(&self, prefills: &[SeqWork]) -> f64 {
         let (kv_tok, q_tok, qk_pv) = self.attention_per_token();
-        let (mut flops, mut bytes) = (0.0, 0.0);
+        let r = self.eff.attention_tile as f64;
+        let (mut full, mut causal, mut bytes) = (0.0, 0.0, 0.0);
         for s in prefills {
             let (c, p) = (s.new_tokens as f64, s.context as f64);
-            // Causal: query i attends to p + i + 1 keys; the sum over the chunk is c(p + (c+1)/2).
-            flops += qk_pv * c * (p + (c + 1.0) / 2.0);
+            full += qk_pv * c * p;
+            if r <= 1.0 {
+                // Exact causal count: query i attends to i + 1 keys of the chunk.
+                causal += qk_pv * c * (c + 1.0) / 2.0;
+            } else {
+                let n = (c / r).ceil();
+                causal += qk_pv * r * r * n * (n + 1.0) / 2.0;
+            }
             bytes += (p + c) * kv_tok + 2.0 * c * q_tok;
         }
-        self.attention_kernel_ns(flops, bytes)
+        let peak = self.gpu.bf16_flops;
+        let compute = full / (peak * self.eff.attention_compute)
+            + causal / (peak * self.eff.attention_causal_compute);
+        let memory = bytes / (self.gpu.hbm_bytes_per_s * self.attention_memory);
+        self.eff.prefill_attention_floor_us * 1e3 + compute.max(memory) * 1e9
     }
 
     /// One layer of decode attention over these sequences, as one kernel.
@@ -106,7 +164,7 @@ impl Roofline {
             flops += qk_pv * ctx;
             bytes += ctx * kv_tok + 2.0 * q_tok;
         }
-        self.attention_kernel_ns(flops, bytes)
+        self.eff.decode_attention_floor_us * 1e3 + self.attention_kernel_ns(flops, bytes)
     }
 
     /// CPU overhead of a step with `seqs` sequences.
@@ -143,6 +201,7 @@ impl CostModel for Roofline {
         if batch.sampled > 0 {
             cost.lm_head_ns = self.gemm_ns(batch.sampled as f64, m.hidden as u64, m.vocab as u64);
         }
+        cost.elementwise_ns = self.elementwise_ns(tokens, batch.sampled as f64);
         cost
     }
 
@@ -154,7 +213,114 @@ impl CostModel for Roofline {
             self.eff.gemm_compute,
             self.eff.gemm_memory,
             self.eff.attention_compute,
-            self.eff.attention_memory
+            self.attention_memory
         )
+    }
+}
+
+/// `(a^q + b^q)^(1/q)` for non-negative `a`, `b`: `max(a, b)` as `q` grows, `a + b` at 1.
+fn soft_max(a: f64, b: f64, q: f64) -> f64 {
+    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
+    if hi == 0.0 || q.is_infinite() {
+        return hi;
+    }
+    hi * (1.0 + (lo / hi).powf(q)).powf(1.0 / q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn llama_on_h100(eff: &Efficiency) -> Roofline {
+        let model = Model::preset("llama-2-7b").unwrap();
+        Roofline::new(&model, &Gpu::preset("h100-sxm").unwrap(), eff, 0.0, 0.0)
+    }
+
+    #[test]
+    fn soft_max_is_the_sum_at_one_and_the_max_at_infinity() {
+        assert_eq!(soft_max(3.0, 4.0, 1.0), 7.0);
+        assert_eq!(soft_max(3.0, 4.0, f64::INFINITY), 4.0);
+        assert!((soft_max(3.0, 4.0, 2.0) - 5.0).abs() < 1e-12);
+        assert_eq!(soft_max(0.0, 0.0, 2.0), 0.0);
+    }
+
+    #[test]
+    fn causal_tiles_count_whole_squares_and_the_prefix_in_full() {
+        // Llama-2-7B: 32 query heads of 128, so 4 x 4096 FLOPs per query-key pair. A chunk
+        // of 200 tokens in tiles of 128 rows is n = 2 tiles: 3 squares of 128 x 128; its
+        // 1,000-token prefix is 200 x 1000 pairs in full tiles.
+        let eff = Efficiency {
+            prefill_attention_floor_us: 7.0,
+            ..Efficiency::default()
+        };
+        let r = llama_on_h100(&eff);
+        let pairs_causal = 3.0 * 128.0 * 128.0;
+        let pairs_full = 200.0 * 1000.0;
+        let flop = 4.0 * 4096.0;
+        let want = 7000.0
+            + (flop * pairs_full / (989e12 * eff.attention_compute)
+                + flop * pairs_causal / (989e12 * eff.attention_causal_compute))
+                * 1e9;
+        let got = r.prefill_layer_ns(&[SeqWork {
+            new_tokens: 200,
+            context: 1000,
+        }]);
+        assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}");
+    }
+
+    #[test]
+    fn elementwise_kernels_are_bytes_at_their_bandwidth_plus_a_floor_each() {
+        // Per layer, for T tokens of Llama-2-7B in fp16 (h 4096, q+k 8192 wide, I 11008,
+        // KV 16 KiB per token): two fused add+norms (4 T h b), RoPE (2 T 8192 b), the
+        // activation (3 T I b), the KV write (2 T 16384); per step embedding and final norm
+        // (2 T h b each) and the sampler (S V (2 + 12)).
+        let eff = Efficiency {
+            elementwise_memory: 0.5,
+            elementwise_floor_us: 2.0,
+            ..Efficiency::default()
+        };
+        let r = llama_on_h100(&eff);
+        let (t, b) = (10.0, 2.0);
+        let k = |bytes: f64| 2000.0 + bytes / (3350e9 * 0.5) * 1e9;
+        let layer = 2.0 * k(4.0 * t * 4096.0 * b)
+            + k(2.0 * t * 8192.0 * b)
+            + k(3.0 * t * 11008.0 * b)
+            + k(2.0 * t * 16384.0);
+        let want = 32.0 * layer + 2.0 * k(2.0 * t * 4096.0 * b) + k(4.0 * 32000.0 * 14.0);
+        let got = r.elementwise_ns(t, 4.0);
+        assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}");
+        let off = Efficiency {
+            elementwise_kernels: false,
+            ..eff
+        };
+        assert_eq!(llama_on_h100(&off).elementwise_ns(t, 4.0), 0.0);
+    }
+
+    #[test]
+    fn attention_memory_defaults_to_the_gpus_and_the_scenario_overrides_it() {
+        let model = Model::preset("llama-2-7b").unwrap();
+        let decode = [SeqWork {
+            new_tokens: 1,
+            context: 9999,
+        }];
+        let plain = |gpu: &str, eff: &Efficiency| {
+            Roofline::new(&model, &Gpu::preset(gpu).unwrap(), eff, 0.0, 0.0)
+                .decode_layer_ns(&decode)
+        };
+        let floorless = Efficiency {
+            decode_attention_floor_us: 0.0,
+            ..Efficiency::default()
+        };
+        // 10,000 tokens x 16 KiB (+ the query in and out) at 0.9 of 3.35 TB/s, 0.78 of 2.039.
+        let bytes = 10_000.0 * 16384.0 + 2.0 * 4096.0 * 2.0;
+        let h100 = plain("h100-sxm", &floorless);
+        assert!((h100 - bytes / (3350e9 * 0.9) * 1e9).abs() < 1e-3);
+        let a100 = plain("a100-80gb", &floorless);
+        assert!((a100 - bytes / (2039e9 * 0.78) * 1e9).abs() < 1e-3);
+        let set = Efficiency {
+            attention_memory: Some(0.5),
+            ..floorless
+        };
+        assert!((plain("h100-sxm", &set) - bytes / (3350e9 * 0.5) * 1e9).abs() < 1e-3);
     }
 }

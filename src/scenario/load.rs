@@ -251,7 +251,46 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
     fraction("hardware.efficiency.gemm_compute", e.gemm_compute)?;
     fraction("hardware.efficiency.gemm_memory", e.gemm_memory)?;
     fraction("hardware.efficiency.attention_compute", e.attention_compute)?;
-    fraction("hardware.efficiency.attention_memory", e.attention_memory)?;
+    if let Some(v) = e.attention_memory {
+        fraction("hardware.efficiency.attention_memory", v)?;
+    }
+    fraction(
+        "hardware.efficiency.attention_causal_compute",
+        e.attention_causal_compute,
+    )?;
+    fraction(
+        "hardware.efficiency.elementwise_memory",
+        e.elementwise_memory,
+    )?;
+    if e.gemm_overlap.is_nan() || e.gemm_overlap < 1.0 {
+        return Err((
+            "hardware.efficiency.gemm_overlap".into(),
+            format!("must be at least 1, got {}", e.gemm_overlap),
+        ));
+    }
+    if e.attention_tile == 0 {
+        return Err((
+            "hardware.efficiency.attention_tile".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    for (f, v) in [
+        ("hardware.efficiency.gemm_floor_us", e.gemm_floor_us),
+        (
+            "hardware.efficiency.prefill_attention_floor_us",
+            e.prefill_attention_floor_us,
+        ),
+        (
+            "hardware.efficiency.decode_attention_floor_us",
+            e.decode_attention_floor_us,
+        ),
+        (
+            "hardware.efficiency.elementwise_floor_us",
+            e.elementwise_floor_us,
+        ),
+    ] {
+        non_negative(f, v)?;
+    }
     for (f, v) in [
         ("hardware.memory_gib", s.hardware.memory_gib),
         ("hardware.hbm_gbps", s.hardware.hbm_gbps),
@@ -266,6 +305,7 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
         non_negative("hardware.price_per_hour", p)?;
     }
     let g = &s.engine;
+    non_negative("engine.server_latency_us", g.server_latency_us)?;
     if g.kind != "vllm" {
         return Err((
             "engine.kind".into(),

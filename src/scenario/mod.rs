@@ -187,7 +187,9 @@ impl Default for HardwareSpec {
     }
 }
 
-/// Fractions of peak that each kind of kernel achieves in the roofline model.
+/// Efficiencies, floors and overlap of the default cost model (`docs/cost-model.md`). The
+/// defaults were fitted once, jointly, to Vidur's public H100 and A100 kernel measurements
+/// (`kvsim fidelity kernels`); none depends on a workload.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Efficiency {
@@ -197,25 +199,78 @@ pub struct Efficiency {
     /// Fraction of HBM bandwidth reached by the linear layers.
     #[serde(default = "eff_gemm_memory")]
     pub gemm_memory: f64,
-    /// Fraction of peak FLOP/s reached by prefill attention.
+    /// How a GEMM's compute time `c` and memory time `m` combine: `(c^q + m^q)^(1/q)`.
+    /// Large values give the plain roofline `max(c, m)`; 1 means no overlap at all.
+    #[serde(default = "eff_gemm_overlap")]
+    pub gemm_overlap: f64,
+    /// Fixed GPU time of one GEMM launch, microseconds (a 1-token GEMM is never faster).
+    #[serde(default = "eff_gemm_floor_us")]
+    pub gemm_floor_us: f64,
+    /// Fraction of peak FLOP/s reached by prefill attention's full tiles (the chunk
+    /// against the keys before it).
     #[serde(default = "eff_attn_compute")]
     pub attention_compute: f64,
-    /// Fraction of HBM bandwidth reached by attention (decode attention is memory bound).
-    #[serde(default = "eff_attn_memory")]
-    pub attention_memory: f64,
+    /// Fraction of peak FLOP/s reached by prefill attention's causal tiles (the chunk
+    /// against itself, computed in square tiles of `attention_tile` rows).
+    #[serde(default = "eff_attn_causal_compute")]
+    pub attention_causal_compute: f64,
+    /// Rows of the query tile FlashAttention computes the causal part in.
+    #[serde(default = "eff_attn_tile")]
+    pub attention_tile: u32,
+    /// Fraction of HBM bandwidth reached by attention (decode attention is memory bound);
+    /// unset: the GPU preset's (0.78 on A100 and L40S, 0.9 on H100, H200 and B200).
+    #[serde(default)]
+    pub attention_memory: Option<f64>,
+    /// Fixed GPU time of one layer's prefill attention kernel, microseconds.
+    #[serde(default = "eff_prefill_attn_floor_us")]
+    pub prefill_attention_floor_us: f64,
+    /// Fixed GPU time of one layer's decode attention kernel, microseconds.
+    #[serde(default = "eff_decode_attn_floor_us")]
+    pub decode_attention_floor_us: f64,
+    /// Fraction of HBM bandwidth reached by element-wise kernels (norms, RoPE, activation,
+    /// KV-cache write, sampler).
+    #[serde(default = "eff_elementwise_memory")]
+    pub elementwise_memory: f64,
+    /// Fixed GPU time of one element-wise kernel, microseconds.
+    #[serde(default = "eff_elementwise_floor_us")]
+    pub elementwise_floor_us: f64,
+    /// Whether the element-wise kernels are charged at all.
+    #[serde(default = "yes")]
+    pub elementwise_kernels: bool,
 }
 
 fn eff_gemm_compute() -> f64 {
-    0.7
+    0.72
 }
 fn eff_gemm_memory() -> f64 {
-    0.8
+    0.89
+}
+fn eff_gemm_overlap() -> f64 {
+    2.0
+}
+fn eff_gemm_floor_us() -> f64 {
+    5.4
 }
 fn eff_attn_compute() -> f64 {
+    0.45
+}
+fn eff_attn_causal_compute() -> f64 {
+    0.19
+}
+fn eff_attn_tile() -> u32 {
+    128
+}
+fn eff_prefill_attn_floor_us() -> f64 {
+    21.0
+}
+fn eff_decode_attn_floor_us() -> f64 {
+    16.0
+}
+fn eff_elementwise_memory() -> f64 {
     0.5
 }
-fn eff_attn_memory() -> f64 {
-    0.7
+fn eff_elementwise_floor_us() -> f64 {
+    2.0
 }
 
 impl Default for Efficiency {
@@ -223,8 +278,40 @@ impl Default for Efficiency {
         Efficiency {
             gemm_compute: eff_gemm_compute(),
             gemm_memory: eff_gemm_memory(),
+            gemm_overlap: eff_gemm_overlap(),
+            gemm_floor_us: eff_gemm_floor_us(),
             attention_compute: eff_attn_compute(),
-            attention_memory: eff_attn_memory(),
+            attention_causal_compute: eff_attn_causal_compute(),
+            attention_tile: eff_attn_tile(),
+            attention_memory: None,
+            prefill_attention_floor_us: eff_prefill_attn_floor_us(),
+            decode_attention_floor_us: eff_decode_attn_floor_us(),
+            elementwise_memory: eff_elementwise_memory(),
+            elementwise_floor_us: eff_elementwise_floor_us(),
+            elementwise_kernels: true,
+        }
+    }
+}
+
+impl Efficiency {
+    /// The plain roofline of kvsim's first round: `max(compute, memory)` per kernel at
+    /// the given efficiencies, no floors, no element-wise kernels, causal tiles as
+    /// efficient as full ones. Hand-computed tests use it.
+    pub fn plain_roofline(gemm: (f64, f64), attention: (f64, f64)) -> Self {
+        Efficiency {
+            gemm_compute: gemm.0,
+            gemm_memory: gemm.1,
+            gemm_overlap: f64::INFINITY,
+            gemm_floor_us: 0.0,
+            attention_compute: attention.0,
+            attention_causal_compute: attention.0,
+            attention_tile: 1,
+            attention_memory: Some(attention.1),
+            prefill_attention_floor_us: 0.0,
+            decode_attention_floor_us: 0.0,
+            elementwise_memory: 1.0,
+            elementwise_floor_us: 0.0,
+            elementwise_kernels: false,
         }
     }
 }
@@ -273,6 +360,12 @@ pub struct EngineSpec {
     /// Extra CPU time per scheduled request in a step, microseconds.
     #[serde(default = "default_per_seq_overhead")]
     pub per_request_overhead_us: f64,
+    /// Time the API server adds to every request, microseconds: HTTP handling,
+    /// tokenisation and the hand-off to the engine core on the way in, detokenisation and
+    /// streaming on the way out. A request reaches the scheduler this long after it was
+    /// sent; its TTFT and end-to-end latency include it. 0 for the engine alone.
+    #[serde(default = "default_server_latency")]
+    pub server_latency_us: f64,
     /// GPUs each layer is split over (vLLM `tensor_parallel_size`).
     #[serde(default = "one_u32")]
     pub tensor_parallel_size: u32,
@@ -318,6 +411,10 @@ fn default_engine_kind() -> String {
 fn yes() -> bool {
     true
 }
+fn default_server_latency() -> f64 {
+    6000.0
+}
+
 fn default_step_overhead() -> f64 {
     1500.0
 }
@@ -339,6 +436,7 @@ impl Default for EngineSpec {
             full_prompt_admission: true,
             watermark: 0.0,
             step_overhead_us: default_step_overhead(),
+            server_latency_us: default_server_latency(),
             per_request_overhead_us: default_per_seq_overhead(),
             tensor_parallel_size: 1,
             pipeline_parallel_size: 1,

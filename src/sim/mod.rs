@@ -54,9 +54,12 @@ pub fn run_with_cost(
         None => workload::open(&scenario.workload, scenario.seed)?,
     };
     let mut queue = EventQueue::default();
+    // Requests reach the scheduler after the API server's latency; their metrics count
+    // from the moment they were sent.
+    let server_ns = (scenario.engine.server_latency_us * 1e3).round() as u64;
     let mut next_request = stream.next().transpose()?;
     if let Some(r) = &next_request {
-        queue.push(r.arrival_ns, EventKind::Arrival);
+        queue.push(r.arrival_ns + server_ns, EventKind::Arrival);
     }
     let n = cluster.replicas.len();
     let mut start_pending = vec![false; n];
@@ -88,7 +91,7 @@ pub fn run_with_cost(
                 wake(&mut queue, &mut start_pending, &cluster, target, now);
                 next_request = stream.next().transpose()?;
                 if let Some(r) = &next_request {
-                    queue.push(r.arrival_ns.max(now), EventKind::Arrival);
+                    queue.push((r.arrival_ns + server_ns).max(now), EventKind::Arrival);
                 }
             }
             EventKind::StepDone { replica } => {

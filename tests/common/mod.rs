@@ -88,3 +88,13 @@ pub fn native_scenario(dir: &Path, trace: &str, extra: &str) -> PathBuf {
     std::fs::write(&p, yaml).unwrap();
     p
 }
+
+/// `hardware.efficiency` for the plain roofline of kvsim's first round (GEMMs 0.7 / 0.8,
+/// attention 0.5 / 0.7, no floors, no element-wise kernels): tests that compute step
+/// times by hand use it.
+#[allow(dead_code)]
+pub const PLAIN_EFFICIENCY: &str = "{gemm_compute: 0.7, gemm_memory: 0.8, \
+    gemm_overlap: .inf, gemm_floor_us: 0, attention_compute: 0.5, \
+    attention_causal_compute: 0.5, attention_tile: 1, attention_memory: 0.7, \
+    prefill_attention_floor_us: 0, decode_attention_floor_us: 0, \
+    elementwise_memory: 1, elementwise_floor_us: 0, elementwise_kernels: false}";
