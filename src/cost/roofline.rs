@@ -48,10 +48,14 @@ impl Roofline {
         }
     }
 
-    fn kernel_ns(&self, flops: f64, bytes: f64, compute_eff: f64, memory_eff: f64) -> f64 {
-        let compute = flops / (self.gpu.bf16_flops * compute_eff);
-        let memory = bytes / (self.gpu.hbm_bytes_per_s * memory_eff);
-        compute.max(memory) * 1e9
+    /// Seconds to compute `flops` at `eff` of peak FLOP/s.
+    fn compute_s(&self, flops: f64, eff: f64) -> f64 {
+        flops / (self.gpu.bf16_flops * eff)
+    }
+
+    /// Seconds to move `bytes` through HBM at `eff` of its bandwidth.
+    fn memory_s(&self, bytes: f64, eff: f64) -> f64 {
+        bytes / (self.gpu.hbm_bytes_per_s * eff)
     }
 
     /// One GEMM of `tokens` rows against a `k x n` weight: FLOPs `2 t k n`, bytes for the
@@ -60,16 +64,15 @@ impl Roofline {
     pub fn gemm_ns(&self, tokens: f64, k: u64, n: u64) -> f64 {
         let b = self.model.dtype_bytes as f64;
         let (k, n) = (k as f64, n as f64);
-        let compute = 2.0 * tokens * k * n / (self.gpu.bf16_flops * self.eff.gemm_compute);
-        let memory =
-            (k * n + tokens * (k + n)) * b / (self.gpu.hbm_bytes_per_s * self.eff.gemm_memory);
+        let compute = self.compute_s(2.0 * tokens * k * n, self.eff.gemm_compute);
+        let memory = self.memory_s((k * n + tokens * (k + n)) * b, self.eff.gemm_memory);
         self.eff.gemm_floor_us * 1e3 + soft_max(compute, memory, self.eff.gemm_overlap) * 1e9
     }
 
     /// One element-wise kernel moving `bytes` through HBM.
     fn elementwise_kernel_ns(&self, bytes: f64) -> f64 {
         self.eff.elementwise_floor_us * 1e3
-            + bytes / (self.gpu.hbm_bytes_per_s * self.eff.elementwise_memory) * 1e9
+            + self.memory_s(bytes, self.eff.elementwise_memory) * 1e9
     }
 
     /// The element-wise kernels of a step with `tokens` tokens of which `sampled` sample,
@@ -119,15 +122,6 @@ impl Roofline {
         )
     }
 
-    fn attention_kernel_ns(&self, flops: f64, bytes: f64) -> f64 {
-        self.kernel_ns(
-            flops,
-            bytes,
-            self.eff.attention_compute,
-            self.attention_memory,
-        )
-    }
-
     /// One layer of prefill attention over these chunks, as one kernel: the chunk
     /// against its cached keys in full tiles, the chunk against itself in causal tiles
     /// (`n (n + 1) / 2` square tiles of `r` rows, `n = ceil(c / r)`), each at its own
@@ -139,19 +133,14 @@ impl Roofline {
         for s in prefills {
             let (c, p) = (s.new_tokens as f64, s.context as f64);
             full += qk_pv * c * p;
-            if r <= 1.0 {
-                // Exact causal count: query i attends to i + 1 keys of the chunk.
-                causal += qk_pv * c * (c + 1.0) / 2.0;
-            } else {
-                let n = (c / r).ceil();
-                causal += qk_pv * r * r * n * (n + 1.0) / 2.0;
-            }
+            // With tiles of one row this is the exact count: query i sees i + 1 keys.
+            let n = (c / r).ceil();
+            causal += qk_pv * r * r * n * (n + 1.0) / 2.0;
             bytes += (p + c) * kv_tok + 2.0 * c * q_tok;
         }
-        let peak = self.gpu.bf16_flops;
-        let compute = full / (peak * self.eff.attention_compute)
-            + causal / (peak * self.eff.attention_causal_compute);
-        let memory = bytes / (self.gpu.hbm_bytes_per_s * self.attention_memory);
+        let compute = self.compute_s(full, self.eff.attention_compute)
+            + self.compute_s(causal, self.eff.attention_causal_compute);
+        let memory = self.memory_s(bytes, self.attention_memory);
         self.eff.prefill_attention_floor_us * 1e3 + compute.max(memory) * 1e9
     }
 
@@ -164,7 +153,9 @@ impl Roofline {
             flops += qk_pv * ctx;
             bytes += ctx * kv_tok + 2.0 * q_tok;
         }
-        self.eff.decode_attention_floor_us * 1e3 + self.attention_kernel_ns(flops, bytes)
+        let compute = self.compute_s(flops, self.eff.attention_compute);
+        let memory = self.memory_s(bytes, self.attention_memory);
+        self.eff.decode_attention_floor_us * 1e3 + compute.max(memory) * 1e9
     }
 
     /// CPU overhead of a step with `seqs` sequences.

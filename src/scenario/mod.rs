@@ -188,8 +188,9 @@ impl Default for HardwareSpec {
 }
 
 /// Efficiencies, floors and overlap of the default cost model (`docs/cost-model.md`). The
-/// defaults were fitted once, jointly, to Vidur's public H100 and A100 kernel measurements
-/// (`kvsim fidelity kernels`); none depends on a workload.
+/// defaults were fitted to Vidur's public H100 and A100 kernel measurements (`kvsim
+/// fidelity kernels`) and checked against the H100 serving runs (`kvsim fidelity
+/// serving`), which chose the GEMM overlap; none depends on a workload.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Efficiency {
