@@ -253,10 +253,13 @@ impl CostModel for Calibrated {
         }
         if batch.sampled > 0 {
             let (c, k, n) = &self.lm_head;
-            cost.lm_head_ns = self.gemm_ns(Op::GemmLmHead, c, *k, *n, batch.sampled as f64);
+            let sampled = batch.sampled as f64;
+            // Profiles measure GEMMs and attention only; the sampler and the element-wise
+            // kernels are modelled.
+            cost.lm_head_ns =
+                self.gemm_ns(Op::GemmLmHead, c, *k, *n, sampled) + self.roof.sampler_ns(sampled);
         }
-        // Profiles measure GEMMs and attention only; the element-wise kernels are modelled.
-        cost.elementwise_ns = self.roof.elementwise_ns(tokens, batch.sampled as f64);
+        cost.elementwise_ns = self.roof.elementwise_ns(tokens);
         cost
     }
 

@@ -64,9 +64,9 @@ pub struct StepCost {
     pub prefill_attention_ns: f64,
     /// Decode attention over all layers.
     pub decode_attention_ns: f64,
-    /// LM head.
+    /// LM head and sampler (once per step, whatever the parallelism).
     pub lm_head_ns: f64,
-    /// Element-wise kernels: norms, RoPE, activation, KV-cache write, embedding, sampler.
+    /// Element-wise kernels: norms, RoPE, activation, KV-cache write, embedding, final norm.
     pub elementwise_ns: f64,
     /// CPU overhead.
     pub overhead_ns: f64,

@@ -75,14 +75,13 @@ impl Roofline {
             + self.memory_s(bytes, self.eff.elementwise_memory) * 1e9
     }
 
-    /// The element-wise kernels of a step with `tokens` tokens of which `sampled` sample,
-    /// as vLLM runs them: per layer a fused residual-add + RMSNorm before attention and
+    /// The element-wise kernels of a step with `tokens` tokens, as vLLM runs them: per layer a fused residual-add + RMSNorm before attention and
     /// before the MLP (read input and residual, write both), RoPE on the queries and keys
     /// (read and write), the gated activation (read gate and up, write the product) and
     /// the KV-cache write (read the new keys and values, write them into their blocks);
-    /// per step the embedding lookup, the final norm and the sampler over the sampled
-    /// rows' logits (bf16 read, fp32 written and read by the softmax, probabilities written).
-    pub fn elementwise_ns(&self, tokens: f64, sampled: f64) -> f64 {
+    /// per step the embedding lookup and the final norm. The sampler is the LM head's
+    /// ([`Roofline::sampler_ns`]).
+    pub fn elementwise_ns(&self, tokens: f64) -> f64 {
         if !self.eff.elementwise_kernels || tokens == 0.0 {
             return 0.0;
         }
@@ -96,13 +95,19 @@ impl Roofline {
         let act = self.elementwise_kernel_ns(3.0 * tokens * m.intermediate as f64 * b);
         let kv_write = self.elementwise_kernel_ns(2.0 * tokens * kv);
         let per_layer = 2.0 * norm + rope + act + kv_write;
-        let per_step = 2.0 * self.elementwise_kernel_ns(2.0 * tokens * h * b)
-            + if sampled > 0.0 {
-                self.elementwise_kernel_ns(sampled * m.vocab as f64 * (b + 12.0))
-            } else {
-                0.0
-            };
+        let per_step = 2.0 * self.elementwise_kernel_ns(2.0 * tokens * h * b);
         m.layers as f64 * per_layer + per_step
+    }
+
+    /// The sampler over the logits of `sampled` rows, one element-wise kernel paid once per
+    /// step with the LM head: bf16 logits read, fp32 written and read by the softmax,
+    /// probabilities written.
+    pub fn sampler_ns(&self, sampled: f64) -> f64 {
+        if !self.eff.elementwise_kernels || sampled == 0.0 {
+            return 0.0;
+        }
+        let m = &self.model;
+        self.elementwise_kernel_ns(sampled * m.vocab as f64 * (m.dtype_bytes as f64 + 12.0))
     }
 
     /// The (input width, output width) of the QKV, O, gate+up and down weights.
@@ -190,9 +195,11 @@ impl CostModel for Roofline {
             cost.decode_attention_ns = layers * self.decode_layer_ns(&batch.decodes);
         }
         if batch.sampled > 0 {
-            cost.lm_head_ns = self.gemm_ns(batch.sampled as f64, m.hidden as u64, m.vocab as u64);
+            let sampled = batch.sampled as f64;
+            cost.lm_head_ns =
+                self.gemm_ns(sampled, m.hidden as u64, m.vocab as u64) + self.sampler_ns(sampled);
         }
-        cost.elementwise_ns = self.elementwise_ns(tokens, batch.sampled as f64);
+        cost.elementwise_ns = self.elementwise_ns(tokens);
         cost
     }
 
@@ -264,7 +271,7 @@ mod tests {
         // Per layer, for T tokens of Llama-2-7B in fp16 (h 4096, q+k 8192 wide, I 11008,
         // KV 16 KiB per token): two fused add+norms (4 T h b), RoPE (2 T 8192 b), the
         // activation (3 T I b), the KV write (2 T 16384); per step embedding and final norm
-        // (2 T h b each) and the sampler (S V (2 + 12)).
+        // (2 T h b each); the sampler, with the LM head, S V (2 + 12).
         let eff = Efficiency {
             elementwise_memory: 0.5,
             elementwise_floor_us: 2.0,
@@ -277,14 +284,17 @@ mod tests {
             + k(2.0 * t * 8192.0 * b)
             + k(3.0 * t * 11008.0 * b)
             + k(2.0 * t * 16384.0);
-        let want = 32.0 * layer + 2.0 * k(2.0 * t * 4096.0 * b) + k(4.0 * 32000.0 * 14.0);
-        let got = r.elementwise_ns(t, 4.0);
+        let want = 32.0 * layer + 2.0 * k(2.0 * t * 4096.0 * b);
+        let got = r.elementwise_ns(t);
         assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}");
+        let sampler = k(4.0 * 32000.0 * 14.0);
+        assert!((r.sampler_ns(4.0) - sampler).abs() < 1e-6 * sampler);
         let off = Efficiency {
             elementwise_kernels: false,
             ..eff
         };
-        assert_eq!(llama_on_h100(&off).elementwise_ns(t, 4.0), 0.0);
+        assert_eq!(llama_on_h100(&off).elementwise_ns(t), 0.0);
+        assert_eq!(llama_on_h100(&off).sampler_ns(4.0), 0.0);
     }
 
     #[test]
