@@ -281,6 +281,15 @@ impl Csv {
             .ok_or_else(|| Error::input(format!("{}: no column `{name}`", self.path.display())))
     }
 
+    /// The indices of the columns `names`, in order (the first missing one is the error).
+    fn cols<const N: usize>(&self, names: [&str; N]) -> Result<[usize; N]> {
+        let mut out = [0; N];
+        for (o, n) in out.iter_mut().zip(names) {
+            *o = self.col(n)?;
+        }
+        Ok(out)
+    }
+
     fn bad(&self, i: usize, j: usize, what: &str) -> Error {
         Error::input(format!(
             "{} row {}: `{}` is `{}`, not {what}",
@@ -336,11 +345,8 @@ pub fn read_mlp(path: &Path) -> Result<Vec<MlpRow>> {
         "use_gated_mlp",
         "num_tokens",
         "num_tensor_parallel_workers",
-    ]
-    .map(|n| t.col(n));
-    let [heads, kv, hidden, inter, vocab, gated, tokens, tp] = c;
-    let (heads, kv, hidden, inter, vocab, gated, tokens, tp) =
-        (heads?, kv?, hidden?, inter?, vocab?, gated?, tokens?, tp?);
+    ];
+    let [heads, kv, hidden, inter, vocab, gated, tokens, tp] = t.cols(c)?;
     let mut stats = [[0; 3]; 4];
     for (s, (_, name)) in stats.iter_mut().zip(GEMMS) {
         *s = t.stat_cols(name)?;
@@ -378,12 +384,8 @@ pub fn read_attention(path: &Path) -> Result<Vec<AttentionRow>> {
         "prefill_chunk_size",
         "kv_cache_size",
         "is_prefill",
-    ]
-    .map(|n| t.col(n));
-    let [hidden, heads, kv, tp, batch, chunk, context, prefill] = c;
-    let (hidden, heads, kv, tp, batch, chunk, context, prefill) = (
-        hidden?, heads?, kv?, tp?, batch?, chunk?, context?, prefill?,
-    );
+    ];
+    let [hidden, heads, kv, tp, batch, chunk, context, prefill] = t.cols(c)?;
     let (decode, prefill_time) = (t.stat_cols("attn_decode")?, t.stat_cols("attn_prefill")?);
     let mut rows = Vec::with_capacity(t.records.len());
     for i in 0..t.records.len() {
