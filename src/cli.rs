@@ -87,12 +87,81 @@ enum Command {
         #[arg(required = true)]
         cases: Vec<PathBuf>,
     },
+    /// Fit the cost model's coefficients to measurements by least squares: kernel times
+    /// (`kernels`) or real serving runs kvsim replays (`serving`); prints the residuals and
+    /// writes the fitted `hardware`/`engine` block (see `docs/fit.md`).
+    Fit {
+        #[command(subcommand)]
+        command: FitCommand,
+    },
     /// Compare the cost model with real-GPU measurements made by others (see
     /// `docs/validation.md`).
     Fidelity {
         #[command(subcommand)]
         command: FidelityCommand,
     },
+}
+
+/// What `kvsim fit` fits to.
+#[derive(Subcommand, Debug)]
+enum FitCommand {
+    /// Kernel times: a calibration profile's measured points (`--profile`, `--gpu`), or
+    /// one GPU's GEMM and attention points in Vidur's folder (`--vidur`, `--gpu h100|a100`).
+    /// Default: every kernel coefficient the measurements determine.
+    Kernels {
+        /// Calibration profile, path without extension (NAME.csv and NAME.yaml).
+        #[arg(long, conflicts_with = "vidur", required_unless_present = "vidur")]
+        profile: Option<PathBuf>,
+        /// Vidur's profiling folder (the one holding `compute/`).
+        #[arg(long)]
+        vidur: Option<PathBuf>,
+        /// GPU preset of the profile (`h100-sxm`), or Vidur's GPU folder (`h100`, `a100`).
+        #[arg(long)]
+        gpu: String,
+        /// Model preset of the profile (default: the profile's model name).
+        #[arg(long)]
+        model: Option<String>,
+        #[command(flatten)]
+        common: FitArgs,
+    },
+    /// Real serving runs, replayed request for request: inference-perf experiment folders
+    /// (`--inference-perf`, a folder or a folder of them) and scenarios replaying a
+    /// `vllm bench serve --save-detailed` result (`--vllm-bench`). Default:
+    /// `engine.server_latency_us,hardware.efficiency.attention_memory`.
+    Serving {
+        /// inference-perf experiment folder, or a folder of them (repeatable).
+        #[arg(long = "inference-perf", value_name = "DIR")]
+        inference_perf: Vec<PathBuf>,
+        /// Scenario whose workload source is a `vllm_bench` result file (repeatable).
+        #[arg(long = "vllm-bench", value_name = "SCENARIO")]
+        vllm_bench: Vec<PathBuf>,
+        #[command(flatten)]
+        common: FitArgs,
+    },
+}
+
+/// Options of both `kvsim fit` commands.
+#[derive(clap::Args, Debug)]
+struct FitArgs {
+    /// Coefficients to fit, comma-separated: dotted scenario keys or their last part
+    /// (`gemm_compute`, `engine.server_latency_us`).
+    #[arg(long, value_delimiter = ',')]
+    fit: Vec<String>,
+    /// Start value of a coefficient (kernels), or an override of every replayed scenario
+    /// (serving): key=value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Write the fitted block (YAML for a scenario's sections) here, atomically; default:
+    /// print it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The largest relative standard error a fitted coefficient may keep.
+    #[arg(long, default_value_t = 0.25)]
+    max_uncertainty: f64,
+    /// Central-difference step in ln of a coefficient (default: 1e-4 for kernels, 0.03
+    /// for serving, whose replays change in discrete steps).
+    #[arg(long)]
+    step: Option<f64>,
 }
 
 /// What `kvsim fidelity` compares.
@@ -462,6 +531,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::AttentionEval(a) => attention_eval(a),
         Command::Compare(a) => compare(a),
         Command::Conformance { cases } => conformance(&cases),
+        Command::Fit { command } => fit(command),
         Command::Fidelity {
             command: FidelityCommand::Kernels { vidur, csv },
         } => fidelity_kernels(&vidur, csv.as_deref()),
@@ -484,6 +554,73 @@ fn dispatch(cmd: Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The job of a `kvsim fit` command.
+fn fit_job(a: FitArgs, default_step: f64) -> Result<crate::fit::command::FitJob> {
+    let step = a.step.unwrap_or(default_step);
+    if !(step > 0.0 && step < 1.0) {
+        return Err(Error::input(format!("--step {step}: must be in (0, 1)")));
+    }
+    if a.max_uncertainty.is_nan() || a.max_uncertainty <= 0.0 {
+        return Err(Error::input("--max-uncertainty must be positive"));
+    }
+    Ok(crate::fit::command::FitJob {
+        fit: a.fit,
+        sets: a.sets,
+        out: a.out,
+        settings: crate::fit::Settings {
+            step,
+            max_uncertainty: a.max_uncertainty,
+        },
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    })
+}
+
+/// `kvsim fit`.
+fn fit(command: FitCommand) -> Result<()> {
+    use crate::fit::command::{fit_kernels, fit_serving, KernelSource};
+    let report = match command {
+        FitCommand::Kernels {
+            profile,
+            vidur,
+            gpu,
+            model,
+            common,
+        } => {
+            let src = match (profile, vidur) {
+                (Some(base), None) => KernelSource::Profile { base, gpu, model },
+                (None, Some(dir)) => KernelSource::Vidur { dir, gpu },
+                _ => return Err(Error::input("name --profile or --vidur")),
+            };
+            fit_kernels(&src, &fit_job(common, 1e-4)?)?
+        }
+        FitCommand::Serving {
+            inference_perf,
+            vllm_bench,
+            common,
+        } => {
+            let mut runs = Vec::new();
+            for d in &inference_perf {
+                for e in crate::fidelity::experiment_dirs(d)? {
+                    runs.push(crate::fit::serving::Run::InferencePerf(e));
+                }
+            }
+            runs.extend(
+                vllm_bench
+                    .into_iter()
+                    .map(crate::fit::serving::Run::VllmBench),
+            );
+            if runs.is_empty() {
+                return Err(Error::input(
+                    "name a run: --inference-perf DIR or --vllm-bench SCENARIO",
+                ));
+            }
+            fit_serving(runs, &fit_job(common, 0.03)?)?
+        }
+    };
+    print!("{report}");
+    Ok(())
 }
 
 /// `kvsim fidelity kernels`: the error table, and optionally every point as CSV.

@@ -52,12 +52,72 @@ fn gpu_of(folder: &str) -> Result<Gpu> {
 /// Its name in the table of each GEMM of [`vidur_files::GEMMS`].
 const GEMM_LABELS: [&str; 4] = ["qkv", "o", "up", "down"];
 
-/// The GEMM points of one `mlp.csv`.
-fn mlp_points(path: &Path, gpu_dir: &str, source: &str, out: &mut Vec<KernelPoint>) -> Result<()> {
+/// What a measured kernel computed, in the terms the cost model predicts it from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kernel {
+    /// A GEMM of `tokens` rows against a `k x n` weight.
+    Gemm {
+        /// Rows.
+        tokens: f64,
+        /// Inner dimension.
+        k: u64,
+        /// Output width.
+        n: u64,
+    },
+    /// One layer of prefill attention over these chunks.
+    Prefill(Vec<SeqWork>),
+    /// One layer of decode attention over these sequences.
+    Decode(Vec<SeqWork>),
+}
+
+/// One measured kernel with the shapes that predict it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelCase {
+    /// The GPU's label (Vidur's folder, `h100` or `a100`, or a profile's preset).
+    pub gpu_label: String,
+    /// The GPU it ran on.
+    pub gpu: Gpu,
+    /// The model shard (one tensor-parallel rank) it belongs to.
+    pub model: crate::model::Model,
+    /// The measured model (`org/model`), the attention file's name, or the profile.
+    pub source: String,
+    /// The operation: `qkv`, `o`, `up`, `down`, `lm_head`, `decode_attention`,
+    /// `prefill_attention`.
+    pub op: &'static str,
+    /// What it computed.
+    pub kernel: Kernel,
+    /// Measured median, nanoseconds.
+    pub measured_ns: f64,
+}
+
+impl KernelCase {
+    /// The cost model's time for it with these efficiencies, nanoseconds.
+    pub fn predict_ns(&self, eff: &Efficiency) -> f64 {
+        let r = Roofline::new(&self.model, &self.gpu, eff, 0.0, 0.0);
+        match &self.kernel {
+            Kernel::Gemm { tokens, k, n } => r.gemm_ns(*tokens, *k, *n),
+            Kernel::Prefill(seqs) => r.prefill_layer_ns(seqs),
+            Kernel::Decode(seqs) => r.decode_layer_ns(seqs),
+        }
+    }
+
+    /// The case as a point predicted with these efficiencies.
+    pub fn point(&self, eff: &Efficiency) -> KernelPoint {
+        KernelPoint {
+            gpu: self.gpu_label.clone(),
+            source: self.source.clone(),
+            op: self.op,
+            measured_ns: self.measured_ns,
+            predicted_ns: self.predict_ns(eff),
+        }
+    }
+}
+
+/// The GEMM cases of one `mlp.csv`.
+fn mlp_cases(path: &Path, gpu_dir: &str, source: &str, out: &mut Vec<KernelCase>) -> Result<()> {
     let gpu = gpu_of(gpu_dir)?;
-    let eff = Efficiency::default();
     for row in vidur_files::read_mlp(path)? {
-        let r = Roofline::new(&row.shard(32_000), &gpu, &eff, 0.0, 0.0);
+        let model = row.shard(32_000);
         for ((op, (k, n)), stat) in GEMM_LABELS
             .into_iter()
             .zip(row.gemm_shapes())
@@ -66,30 +126,33 @@ fn mlp_points(path: &Path, gpu_dir: &str, source: &str, out: &mut Vec<KernelPoin
             let Some(ms) = stat.median.filter(|&ms| ms > 0.0) else {
                 continue;
             };
-            out.push(KernelPoint {
-                gpu: gpu_dir.to_string(),
+            out.push(KernelCase {
+                gpu_label: gpu_dir.to_string(),
+                gpu: gpu.clone(),
+                model: model.clone(),
                 source: source.to_string(),
                 op,
+                kernel: Kernel::Gemm {
+                    tokens: row.tokens as f64,
+                    k,
+                    n,
+                },
                 measured_ns: ms * 1e6,
-                predicted_ns: r.gemm_ns(row.tokens as f64, k, n),
             });
         }
     }
     Ok(())
 }
 
-/// The attention points of one attention CSV.
-fn attention_points(
+/// The attention cases of one attention CSV.
+fn attention_cases(
     path: &Path,
     gpu_dir: &str,
     source: &str,
-    out: &mut Vec<KernelPoint>,
+    out: &mut Vec<KernelCase>,
 ) -> Result<()> {
     let gpu = gpu_of(gpu_dir)?;
-    let eff = Efficiency::default();
-    let mut seqs = Vec::new();
     for row in vidur_files::read_attention(path)? {
-        let r = Roofline::new(&row.shard(), &gpu, &eff, 0.0, 0.0);
         let (op, stat, new_tokens) = if row.prefill {
             ("prefill_attention", row.prefill_time, row.chunk as u32)
         } else {
@@ -98,46 +161,56 @@ fn attention_points(
         let Some(ms) = stat.median.filter(|&ms| ms > 0.0) else {
             continue;
         };
-        seqs.clear();
         let work = SeqWork {
             new_tokens,
             context: row.context as u32,
         };
-        seqs.resize(row.batch as usize, work);
-        let predicted_ns = if row.prefill {
-            r.prefill_layer_ns(&seqs)
-        } else {
-            r.decode_layer_ns(&seqs)
-        };
-        out.push(KernelPoint {
-            gpu: gpu_dir.to_string(),
+        let seqs = vec![work; row.batch as usize];
+        out.push(KernelCase {
+            gpu_label: gpu_dir.to_string(),
+            gpu: gpu.clone(),
+            model: row.shard(),
             source: source.to_string(),
             op,
+            kernel: if row.prefill {
+                Kernel::Prefill(seqs)
+            } else {
+                Kernel::Decode(seqs)
+            },
             measured_ns: ms * 1e6,
-            predicted_ns,
         });
     }
     Ok(())
 }
 
-/// Every GEMM and attention point of Vidur's profiles under `vidur` (the folder holding
-/// `compute/`), each with the default roofline's prediction, in file order.
-pub fn vidur_kernel_points(vidur: &Path) -> Result<Vec<KernelPoint>> {
+/// Every GEMM and attention case of Vidur's profiles under `vidur` (the folder holding
+/// `compute/`), in file order.
+pub fn vidur_kernel_cases(vidur: &Path) -> Result<Vec<KernelCase>> {
     let mut out = Vec::new();
     for f in vidur_files::files(vidur)? {
         match f {
             VidurFile::Attention { gpu, name, path } => {
-                attention_points(&path, &gpu, &name, &mut out)?
+                attention_cases(&path, &gpu, &name, &mut out)?
             }
             VidurFile::Mlp {
                 gpu,
                 org,
                 model,
                 path,
-            } => mlp_points(&path, &gpu, &format!("{org}/{model}"), &mut out)?,
+            } => mlp_cases(&path, &gpu, &format!("{org}/{model}"), &mut out)?,
         }
     }
     Ok(out)
+}
+
+/// Every GEMM and attention point of Vidur's profiles under `vidur` (the folder holding
+/// `compute/`), each with the default roofline's prediction, in file order.
+pub fn vidur_kernel_points(vidur: &Path) -> Result<Vec<KernelPoint>> {
+    let eff = Efficiency::default();
+    Ok(vidur_kernel_cases(vidur)?
+        .iter()
+        .map(|c| c.point(&eff))
+        .collect())
 }
 
 /// Error statistics of a group of points.
@@ -361,95 +434,140 @@ fn measured_stage(dir: &Path, i: usize) -> Result<[(&'static str, f64); 5]> {
             })
     };
     Ok([
-        ("ttft mean", get("time_to_first_token", "mean")?),
-        ("ttft p90", get("time_to_first_token", "p90")?),
-        ("e2e mean", get("request_latency", "mean")?),
-        ("e2e p90", get("request_latency", "p90")?),
-        ("tpot mean", get("time_per_output_token", "mean")?),
+        (STAT_NAMES[0], get("time_to_first_token", "mean")?),
+        (STAT_NAMES[1], get("time_to_first_token", "p90")?),
+        (STAT_NAMES[2], get("request_latency", "mean")?),
+        (STAT_NAMES[3], get("request_latency", "p90")?),
+        (STAT_NAMES[4], get("time_per_output_token", "mean")?),
     ])
 }
 
-/// Replay every inference-perf experiment under `dir` (folders with `exp-config.yaml`), with
-/// the scenario overrides `sets` (`key=value`, as `kvsim run --set`), and
-/// compare each stage's TTFT, end-to-end latency and time per output token with what was
-/// measured. Time per output token is inference-perf's: the time from the first to the last
-/// stream event over the events after the first. In these runs the stream carries two
-/// events per token: in every stage the measured `(e2e mean - TTFT mean) / TPOT mean` is
-/// 495-497 for `n` = 247-248 output tokens, i.e. `2n + 1`, and the median gap between events
-/// is about 30 us. So kvsim's is `(e2e - ttft) / (2n + 1)` here.
-pub fn serving_metrics(dir: &Path, sets: &[String]) -> Result<Vec<StageMetric>> {
-    let mut out = Vec::new();
-    for exp in vidur_files::sorted_entries(dir)? {
-        if !exp.join("exp-config.yaml").is_file() {
-            continue;
-        }
-        let scenario = experiment_scenario(&exp, sets)?;
-        let setup = crate::engine::config::EngineSetup::from_scenario(&scenario)?;
-        let mut rec = crate::sim::recorder::Recorder::new(None, None, scenario.slo.clone())?;
-        crate::sim::run(&scenario, &setup, &mut rec, false)?;
-        let name = exp
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_string();
-        let crate::workload::Source::SharedPrefix(spec) = scenario
-            .workload
-            .source
-            .resolve()
-            .map_err(|(f, m)| Error::input(format!("{f}: {m}")))?
-        else {
-            unreachable!("experiment scenarios are shared_prefix");
-        };
-        let mut start = 0.0;
-        for (i, st) in spec.stages.iter().enumerate() {
-            let end = start + st.duration_s;
-            let (lo, hi) = ((start * 1e9) as u64, (end * 1e9).round() as u64 + 1);
-            let sel: Vec<_> = rec
-                .latencies
-                .iter()
-                .filter(|l| l.arrival_ns >= lo && l.arrival_ns <= hi)
-                .collect();
-            if sel.is_empty() {
-                return Err(Error::failure(format!(
-                    "{name}: stage {i} completed no request"
-                )));
-            }
-            let secs = |f: &dyn Fn(&crate::sim::recorder::RequestLatency) -> f64| -> Vec<f64> {
-                let mut v: Vec<f64> = sel.iter().map(|l| f(l)).collect();
-                v.sort_by(f64::total_cmp);
-                v
-            };
-            let ttft = secs(&|l| l.ttft_ms / 1e3);
-            let e2e = secs(&|l| l.e2e_ms / 1e3);
-            let tpot =
-                secs(&|l| (l.e2e_ms - l.ttft_ms) / 1e3 / (2.0 * l.output_tokens as f64 + 1.0));
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-            let predicted = [
-                mean(&ttft),
-                quantile(&ttft, 0.9),
-                mean(&e2e),
-                quantile(&e2e, 0.9),
-                mean(&tpot),
-            ];
-            for ((metric, measured_s), predicted_s) in
-                measured_stage(&exp, i)?.into_iter().zip(predicted)
-            {
-                out.push(StageMetric {
-                    experiment: name.clone(),
-                    stage: i,
-                    metric,
-                    measured_s,
-                    predicted_s,
-                });
-            }
-            start = end + spec.stage_gap_s;
-        }
+/// The experiment folders named by `dir`: itself if it holds `exp-config.yaml`, else its
+/// subfolders that do, sorted.
+pub fn experiment_dirs(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    if dir.join("exp-config.yaml").is_file() {
+        return Ok(vec![dir.to_path_buf()]);
     }
-    if out.is_empty() {
+    let found: Vec<_> = vidur_files::sorted_entries(dir)?
+        .into_iter()
+        .filter(|e| e.join("exp-config.yaml").is_file())
+        .collect();
+    if found.is_empty() {
         return Err(Error::input(format!(
             "{}: no experiment folders (with exp-config.yaml)",
             dir.display()
         )));
+    }
+    Ok(found)
+}
+
+/// Replay a scenario and return every completed request's latencies.
+pub fn replay(
+    scenario: &crate::scenario::Scenario,
+) -> Result<Vec<crate::sim::recorder::RequestLatency>> {
+    let setup = crate::engine::config::EngineSetup::from_scenario(scenario)?;
+    let mut rec = crate::sim::recorder::Recorder::new(None, None, scenario.slo.clone())?;
+    crate::sim::run(scenario, &setup, &mut rec, false)?;
+    Ok(rec.latencies)
+}
+
+/// Mean of values.
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// TTFT mean and p90, e2e mean and p90 and the mean of `tpot`, of these requests, seconds;
+/// `tpot` gives a request's time per output token from its TTFT, e2e (seconds) and output
+/// tokens.
+pub fn latency_stats(
+    sel: &[&crate::sim::recorder::RequestLatency],
+    tpot: impl Fn(f64, f64, u32) -> Option<f64>,
+) -> [f64; 5] {
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let ttft = sorted(sel.iter().map(|l| l.ttft_ms / 1e3).collect());
+    let e2e = sorted(sel.iter().map(|l| l.e2e_ms / 1e3).collect());
+    let per_token: Vec<f64> = sel
+        .iter()
+        .filter_map(|l| tpot(l.ttft_ms / 1e3, l.e2e_ms / 1e3, l.output_tokens))
+        .collect();
+    [
+        mean(&ttft),
+        quantile(&ttft, 0.9),
+        mean(&e2e),
+        quantile(&e2e, 0.9),
+        mean(&per_token),
+    ]
+}
+
+/// The names of [`latency_stats`]' statistics, in order.
+pub const STAT_NAMES: [&str; 5] = ["ttft mean", "ttft p90", "e2e mean", "e2e p90", "tpot mean"];
+
+/// Replay one inference-perf experiment folder (with `exp-config.yaml`), with the scenario
+/// overrides `sets` (`key=value`, as `kvsim run --set`), and compare each stage's TTFT,
+/// end-to-end latency and time per output token with what was measured. Time per output
+/// token is inference-perf's: the time from the first to the last stream event over the
+/// events after the first. In these runs the stream carries two events per token: in every
+/// stage the measured `(e2e mean - TTFT mean) / TPOT mean` is 495-497 for `n` = 247-248
+/// output tokens, i.e. `2n + 1`, and the median gap between events is about 30 us. So
+/// kvsim's is `(e2e - ttft) / (2n + 1)` here.
+pub fn experiment_metrics(exp: &Path, sets: &[String]) -> Result<Vec<StageMetric>> {
+    let scenario = experiment_scenario(exp, sets)?;
+    let latencies = replay(&scenario)?;
+    let name = exp
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
+    let crate::workload::Source::SharedPrefix(spec) = scenario
+        .workload
+        .source
+        .resolve()
+        .map_err(|(f, m)| Error::input(format!("{f}: {m}")))?
+    else {
+        unreachable!("experiment scenarios are shared_prefix");
+    };
+    let mut out = Vec::new();
+    let mut start = 0.0;
+    for (i, st) in spec.stages.iter().enumerate() {
+        let end = start + st.duration_s;
+        let (lo, hi) = ((start * 1e9) as u64, (end * 1e9).round() as u64 + 1);
+        let sel: Vec<_> = latencies
+            .iter()
+            .filter(|l| l.arrival_ns >= lo && l.arrival_ns <= hi)
+            .collect();
+        if sel.is_empty() {
+            return Err(Error::failure(format!(
+                "{name}: stage {i} completed no request"
+            )));
+        }
+        let predicted = latency_stats(&sel, |ttft, e2e, n| {
+            Some((e2e - ttft) / (2.0 * n as f64 + 1.0))
+        });
+        for ((metric, measured_s), predicted_s) in
+            measured_stage(exp, i)?.into_iter().zip(predicted)
+        {
+            out.push(StageMetric {
+                experiment: name.clone(),
+                stage: i,
+                metric,
+                measured_s,
+                predicted_s,
+            });
+        }
+        start = end + spec.stage_gap_s;
+    }
+    Ok(out)
+}
+
+/// Replay every inference-perf experiment named by `dir` ([`experiment_dirs`]) and compare
+/// it with the measurements ([`experiment_metrics`]).
+pub fn serving_metrics(dir: &Path, sets: &[String]) -> Result<Vec<StageMetric>> {
+    let mut out = Vec::new();
+    for exp in experiment_dirs(dir)? {
+        out.extend(experiment_metrics(&exp, sets)?);
     }
     Ok(out)
 }

@@ -16,6 +16,7 @@ pub mod cost;
 pub mod engine;
 pub mod error;
 pub mod fidelity;
+pub mod fit;
 pub mod hardware;
 pub mod idhash;
 pub mod metrics;

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// `mooncake`, `azure`, `ragpulse`, `native`, `synthetic` or `shared_prefix`.
+    /// `mooncake`, `azure`, `ragpulse`, `native`, `vllm_bench`, `synthetic` or
+    /// `shared_prefix`.
     pub kind: SourceKind,
     /// Trace file, relative to the scenario file (trace kinds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,10 +95,27 @@ pub enum SourceKind {
     Ragpulse,
     /// Native kvsim CSV.
     Native,
+    /// `vllm bench serve --save-result --save-detailed` JSON.
+    VllmBench,
     /// Generated from the seed.
     Synthetic,
     /// inference-perf's `shared_prefix` workload, generated from the seed.
     SharedPrefix,
+}
+
+impl SourceKind {
+    /// The kind as written in YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Mooncake => "mooncake",
+            SourceKind::Azure => "azure",
+            SourceKind::Ragpulse => "ragpulse",
+            SourceKind::Native => "native",
+            SourceKind::VllmBench => "vllm_bench",
+            SourceKind::Synthetic => "synthetic",
+            SourceKind::SharedPrefix => "shared_prefix",
+        }
+    }
 }
 
 /// An arrival process.
@@ -237,7 +255,7 @@ impl SourceSpec {
             ("system_prompts", self.system_prompts.is_some()),
             ("sessions", self.sessions.is_some()),
         ];
-        let kind = format!("{:?}", self.kind).to_lowercase();
+        let kind = self.kind.name().to_string();
         let prefix_fields = [
             ("shared_prefix", self.shared_prefix.is_some()),
             ("stages", self.stages.is_some()),
@@ -268,6 +286,7 @@ impl SourceSpec {
                 SourceKind::Azure => Source::Azure { path },
                 SourceKind::Ragpulse => Source::Ragpulse { path },
                 SourceKind::Native => Source::Native { path },
+                SourceKind::VllmBench => Source::VllmBench { path },
                 SourceKind::Synthetic | SourceKind::SharedPrefix => {
                     unreachable!("handled apart")
                 }

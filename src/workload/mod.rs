@@ -8,6 +8,7 @@ pub mod ragpulse;
 pub mod shared_prefix;
 pub mod stats;
 pub mod synth;
+pub mod vllm_bench;
 
 use crate::error::{Error, Result};
 use crate::scenario::Workload;
@@ -104,6 +105,11 @@ pub enum Source {
         /// Trace file.
         path: PathBuf,
     },
+    /// `vllm bench serve --save-result --save-detailed` JSON.
+    VllmBench {
+        /// Result file.
+        path: PathBuf,
+    },
     /// Generated.
     Synthetic(synth::SynthSpec),
     /// inference-perf's `shared_prefix` workload, generated.
@@ -122,6 +128,7 @@ pub fn open_raw(
         Source::Azure { path } => Box::new(azure::AzureReader::open(path)?),
         Source::Ragpulse { path } => Box::new(ragpulse::RagpulseReader::open(path)?),
         Source::Native { path } => Box::new(native::NativeReader::open(path)?),
+        Source::VllmBench { path } => Box::new(vllm_bench::raw_requests(path)?),
         Source::Synthetic(spec) => Box::new(synth::SynthGenerator::new(spec, seed).map(Ok)),
         Source::SharedPrefix(spec) => {
             Box::new(shared_prefix::SharedPrefixGenerator::new(spec, seed).map(Ok))

@@ -1,0 +1,218 @@
+//! Kernel measurements for `kvsim fit kernels`: the measured points of a kvsim calibration
+//! profile (ops its provenance marks as filled in by the roofline are left out, and copies,
+//! which no coefficient prices), or every GEMM and attention point of one GPU in Vidur's
+//! profiling folder. Each point is predicted by the default cost model's kernel time
+//! ([`KernelCase::predict_ns`]) with the coefficients being fitted.
+
+use super::{Key, Measurements};
+use crate::cost::profile::{read_profile, Op};
+use crate::cost::SeqWork;
+use crate::error::{Error, Result};
+use crate::fidelity::{Kernel, KernelCase};
+use crate::hardware::Gpu;
+use crate::model::Model;
+use crate::scenario::Efficiency;
+use std::path::Path;
+
+/// The `hardware.efficiency` coefficients kernel times depend on (the element-wise ones
+/// have no kernel in the data).
+pub const KERNEL_KEYS: [&str; 9] = [
+    "gemm_compute",
+    "gemm_memory",
+    "gemm_overlap",
+    "gemm_floor_us",
+    "attention_compute",
+    "attention_causal_compute",
+    "attention_memory",
+    "prefill_attention_floor_us",
+    "decode_attention_floor_us",
+];
+
+/// Set the efficiency field `name` (the last part of its key).
+pub fn set_efficiency(eff: &mut Efficiency, name: &str, v: f64) -> Result<()> {
+    match name {
+        "gemm_compute" => eff.gemm_compute = v,
+        "gemm_memory" => eff.gemm_memory = v,
+        "gemm_overlap" => eff.gemm_overlap = v,
+        "gemm_floor_us" => eff.gemm_floor_us = v,
+        "attention_compute" => eff.attention_compute = v,
+        "attention_causal_compute" => eff.attention_causal_compute = v,
+        "attention_memory" => eff.attention_memory = Some(v),
+        "prefill_attention_floor_us" => eff.prefill_attention_floor_us = v,
+        "decode_attention_floor_us" => eff.decode_attention_floor_us = v,
+        "elementwise_memory" => eff.elementwise_memory = v,
+        "elementwise_floor_us" => eff.elementwise_floor_us = v,
+        _ => {
+            return Err(Error::input(format!(
+                "`hardware.efficiency.{name}` is not a fitted coefficient"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// The value of the efficiency field `name` on `gpu` (its attention bandwidth default
+/// resolved).
+pub fn efficiency_value(eff: &Efficiency, gpu: &Gpu, name: &str) -> Result<f64> {
+    Ok(match name {
+        "gemm_compute" => eff.gemm_compute,
+        "gemm_memory" => eff.gemm_memory,
+        "gemm_overlap" => eff.gemm_overlap,
+        "gemm_floor_us" => eff.gemm_floor_us,
+        "attention_compute" => eff.attention_compute,
+        "attention_causal_compute" => eff.attention_causal_compute,
+        "attention_memory" => eff.attention_memory.unwrap_or(gpu.attention_memory),
+        "prefill_attention_floor_us" => eff.prefill_attention_floor_us,
+        "decode_attention_floor_us" => eff.decode_attention_floor_us,
+        "elementwise_memory" => eff.elementwise_memory,
+        "elementwise_floor_us" => eff.elementwise_floor_us,
+        _ => {
+            return Err(Error::input(format!(
+                "`hardware.efficiency.{name}` is not a fitted coefficient"
+            )))
+        }
+    })
+}
+
+/// The last part of a `hardware.efficiency` key, or an error for another section.
+pub fn efficiency_name(k: &Key) -> Result<&'static str> {
+    k.key.strip_prefix("hardware.efficiency.").ok_or_else(|| {
+        Error::input(format!(
+            "--fit {}: kernel times do not depend on it (fit it with `kvsim fit serving`)",
+            k.key
+        ))
+    })
+}
+
+/// Kernel measurements of one GPU and the efficiencies the unfitted coefficients keep.
+pub struct KernelData {
+    /// The measured kernels.
+    pub cases: Vec<KernelCase>,
+    /// Efficiencies the fitted values are put into.
+    pub base: Efficiency,
+    /// The fitted coefficients' field names, in order.
+    pub names: Vec<&'static str>,
+}
+
+impl KernelData {
+    /// The efficiencies with these values of the fitted coefficients.
+    pub fn efficiency(&self, values: &[f64]) -> Result<Efficiency> {
+        let mut eff = self.base.clone();
+        for (n, &v) in self.names.iter().zip(values) {
+            set_efficiency(&mut eff, n, v)?;
+        }
+        Ok(eff)
+    }
+}
+
+impl Measurements for KernelData {
+    fn residuals(&self, values: &[f64]) -> Result<Vec<f64>> {
+        let eff = self.efficiency(values)?;
+        Ok(self
+            .cases
+            .iter()
+            .map(|c| (c.predict_ns(&eff) / c.measured_ns).ln())
+            .collect())
+    }
+}
+
+/// Every GEMM and attention case of GPU folder `gpu` (`h100`, `a100`) in Vidur's profiling
+/// folder.
+pub fn vidur_cases(vidur: &Path, gpu: &str) -> Result<Vec<KernelCase>> {
+    let cases: Vec<KernelCase> = crate::fidelity::vidur_kernel_cases(vidur)?
+        .into_iter()
+        .filter(|c| c.gpu_label == gpu)
+        .collect();
+    if cases.is_empty() {
+        return Err(Error::input(format!(
+            "{}: no measurement of GPU `{gpu}` (Vidur's GPU folders: h100, a100)",
+            vidur.display()
+        )));
+    }
+    Ok(cases)
+}
+
+/// The measured points of a calibration profile, as cases of `gpu` and the profile's model
+/// (`model`, or the profile's own model name as a preset), at the profile's TP degree.
+pub fn profile_cases(
+    base: &Path,
+    gpu_name: &str,
+    gpu: &Gpu,
+    model: Option<&str>,
+) -> Result<Vec<KernelCase>> {
+    let p = read_profile(base)?;
+    let name = model.unwrap_or(&p.meta.model);
+    let full = Model::preset(name).map_err(|e| {
+        Error::input(format!(
+            "{}: model `{name}`: {e} (name the model preset with --model)",
+            base.display()
+        ))
+    })?;
+    let shard = full.shard(p.meta.tp.max(1), 1)?;
+    let filled: Vec<String> = p
+        .meta
+        .provenance
+        .as_ref()
+        .map(|pr| pr.filled.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for pt in p
+        .points
+        .iter()
+        .filter(|pt| !filled.iter().any(|f| f == pt.op.name()))
+    {
+        let kernel = match pt.op {
+            op if op.is_gemm() => Kernel::Gemm {
+                tokens: pt.m as f64,
+                k: pt.k,
+                n: pt.n,
+            },
+            Op::DecodeAttention => Kernel::Decode(vec![
+                SeqWork {
+                    new_tokens: 1,
+                    context: pt.context as u32,
+                };
+                pt.batch as usize
+            ]),
+            Op::PrefillAttention => Kernel::Prefill(vec![SeqWork {
+                new_tokens: pt.chunk as u32,
+                context: pt.prefix as u32,
+            }]),
+            _ => continue,
+        };
+        if pt.median_us.is_nan() || pt.median_us <= 0.0 {
+            continue;
+        }
+        out.push(KernelCase {
+            gpu_label: gpu_name.to_string(),
+            gpu: gpu.clone(),
+            model: shard.clone(),
+            source: base.display().to_string(),
+            op: op_label(pt.op),
+            kernel,
+            measured_ns: pt.median_us * 1e3,
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::input(format!(
+            "{}: no measured GEMM or attention point (ops filled in by the roofline are not \
+             measurements)",
+            base.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// The label of a profile op in the residual table (as Vidur's are labelled).
+fn op_label(op: Op) -> &'static str {
+    match op {
+        Op::GemmQkv => "qkv",
+        Op::GemmO => "o",
+        Op::GemmGateUp => "up",
+        Op::GemmDown => "down",
+        Op::GemmLmHead => "lm_head",
+        Op::DecodeAttention => "decode_attention",
+        Op::PrefillAttention => "prefill_attention",
+        Op::CopyD2D | Op::CopyH2D | Op::CopyD2H => "copy",
+    }
+}

@@ -1,0 +1,203 @@
+//! The result file of `vllm bench serve --save-result --save-detailed` (vLLM 0.33.0,
+//! `vllm/benchmarks/serve.py`): one JSON object whose arrays hold one entry per request, in
+//! the order the requests were sent: `start_times` (the client's `perf_counter` at sending,
+//! seconds), `input_lens` and `output_lens` (tokens), `ttfts` and `latencies` (seconds) and
+//! `errors` (empty for a success). As a trace it replays the successful requests at their
+//! sending times with their lengths; their prompts share no content (the file has none).
+//! The file is one object, so it is read whole: its arrays are the trace.
+
+use super::RawRequest;
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// One request of the result file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRequest {
+    /// Seconds from the first request sent.
+    pub start_s: f64,
+    /// Prompt tokens.
+    pub input_tokens: u32,
+    /// Output tokens received.
+    pub output_tokens: u32,
+    /// Measured time to first token, seconds.
+    pub ttft_s: f64,
+    /// Measured end-to-end latency, seconds.
+    pub latency_s: f64,
+}
+
+/// The successful requests of a result file, in sending order, and how many failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchResult {
+    /// Successful requests.
+    pub requests: Vec<BenchRequest>,
+    /// Requests with a non-empty `errors` entry (left out).
+    pub failed: usize,
+}
+
+/// One array of numbers of the result object.
+fn numbers(v: &serde_json::Value, key: &str, path: &Path) -> Result<Vec<f64>> {
+    let arr = v.get(key).and_then(|a| a.as_array()).ok_or_else(|| {
+        Error::input(format!(
+            "{}: no `{key}` array (save the result with `vllm bench serve --save-result \
+             --save-detailed`)",
+            path.display()
+        ))
+    })?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, x)| {
+            x.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .ok_or_else(|| {
+                    Error::input(format!(
+                        "{}: {key}[{i}] is not a non-negative number (got {x})",
+                        path.display()
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// A token count of request `i`.
+fn tokens(x: f64, key: &str, i: usize, path: &Path) -> Result<u32> {
+    if x.fract() != 0.0 || x > u32::MAX as f64 {
+        return Err(Error::input(format!(
+            "{}: {key}[{i}] is not a token count (got {x})",
+            path.display()
+        )));
+    }
+    Ok(x as u32)
+}
+
+/// Read a result file.
+pub fn read(path: &Path) -> Result<BenchResult> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::input(format!("{}: not JSON: {e}", path.display())))?;
+    let start = numbers(&v, "start_times", path)?;
+    let n = start.len();
+    let mut cols = Vec::new();
+    for key in ["input_lens", "output_lens", "ttfts", "latencies"] {
+        let c = numbers(&v, key, path)?;
+        if c.len() != n {
+            return Err(Error::input(format!(
+                "{}: `{key}` has {} entries, `start_times` {n}",
+                path.display(),
+                c.len()
+            )));
+        }
+        cols.push(c);
+    }
+    let errors: Vec<bool> = match v.get("errors").and_then(|e| e.as_array()) {
+        Some(e) if e.len() == n => e
+            .iter()
+            .map(|x| x.as_str().is_some_and(|s| !s.is_empty()))
+            .collect(),
+        Some(e) => {
+            return Err(Error::input(format!(
+                "{}: `errors` has {} entries, `start_times` {n}",
+                path.display(),
+                e.len()
+            )))
+        }
+        None => vec![false; n],
+    };
+    let t0 = start.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut requests = Vec::with_capacity(n);
+    for i in (0..n).filter(|&i| !errors[i]) {
+        requests.push(BenchRequest {
+            start_s: start[i] - t0,
+            input_tokens: tokens(cols[0][i], "input_lens", i, path)?,
+            output_tokens: tokens(cols[1][i], "output_lens", i, path)?,
+            ttft_s: cols[2][i],
+            latency_s: cols[3][i],
+        });
+    }
+    if requests.is_empty() {
+        return Err(Error::input(format!(
+            "{}: no successful request",
+            path.display()
+        )));
+    }
+    requests.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    Ok(BenchResult {
+        failed: n - requests.len(),
+        requests,
+    })
+}
+
+/// The successful requests of a result file as raw requests, in sending order.
+pub fn raw_requests(path: &Path) -> Result<impl Iterator<Item = Result<RawRequest>>> {
+    let result = read(path)?;
+    Ok(result.requests.into_iter().map(|r| {
+        Ok(RawRequest {
+            arrival_ns: (r.start_s * super::NS_PER_S).round() as u64,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            session: None,
+            segments: Vec::new(),
+        })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> std::path::PathBuf {
+        let p =
+            std::env::temp_dir().join(format!("kvsim-bench-{}-{name}.json", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_successes_in_sending_order_from_the_first_send() {
+        let p = write(
+            "ok",
+            r#"{"start_times": [10.5, 10.0, 11.0], "input_lens": [100, 200, 300],
+                "output_lens": [5, 6, 0], "ttfts": [0.1, 0.2, 0.0],
+                "latencies": [0.5, 0.6, 0.0], "errors": ["", "", "timeout"]}"#,
+        );
+        let r = read(&p).unwrap();
+        assert_eq!(r.failed, 1);
+        assert_eq!(r.requests.len(), 2);
+        assert_eq!(r.requests[0].input_tokens, 200);
+        assert_eq!(r.requests[1].start_s, 0.5);
+        let raw: Vec<RawRequest> = raw_requests(&p).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(raw[1].arrival_ns, 500_000_000);
+        assert_eq!(raw[1].output_tokens, 5);
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn names_the_missing_or_bad_field() {
+        let p = write("no-detail", r#"{"completed": 3, "mean_ttft_ms": 20.0}"#);
+        let e = read(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("no `start_times` array") && e.contains("--save-detailed"),
+            "{e}"
+        );
+        let p2 = write(
+            "bad",
+            r#"{"start_times": [0, 1], "input_lens": [1, 2.5], "output_lens": [1, 1],
+                "ttfts": [0, 0], "latencies": [0, 0]}"#,
+        );
+        let e = read(&p2).unwrap_err().to_string();
+        assert!(e.contains("input_lens[1] is not a token count"), "{e}");
+        let p3 = write(
+            "short",
+            r#"{"start_times": [0, 1], "input_lens": [1], "output_lens": [1, 1],
+                "ttfts": [0, 0], "latencies": [0, 0]}"#,
+        );
+        let e = read(&p3).unwrap_err().to_string();
+        assert!(
+            e.contains("`input_lens` has 1 entries, `start_times` 2"),
+            "{e}"
+        );
+        for p in [p, p2, p3] {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+}
