@@ -136,6 +136,19 @@ pub struct Fit {
     pub evaluations: usize,
 }
 
+/// The residuals at `values`, refused when one is not finite (a prediction of zero).
+fn residuals_at(m: &dyn Measurements, keys: &[Key], values: &[f64]) -> Result<Vec<f64>> {
+    let r = m.residuals(values)?;
+    if let Some(i) = r.iter().position(|x| !x.is_finite()) {
+        let at: Vec<String> = set_args(keys, values);
+        return Err(Error::failure(format!(
+            "measurement {i}: the prediction is zero or not finite at {}",
+            at.join(", ")
+        )));
+    }
+    Ok(r)
+}
+
 impl Key {
     /// The unbounded search variable of value `v`: the logit within a finite range,
     /// `ln(v - min)` above a floor.
@@ -186,7 +199,7 @@ fn jacobian_x(m: &dyn Measurements, keys: &[Key], x: &[f64], step: f64) -> Resul
         .collect();
     let rows: Vec<Vec<f64>> = shifted
         .par_iter()
-        .map(|v: &Vec<f64>| m.residuals(v))
+        .map(|v: &Vec<f64>| residuals_at(m, keys, v))
         .collect::<Result<_>>()?;
     let n = rows[0].len();
     Ok(DMatrix::from_fn(n, x.len(), |i, j| {
@@ -338,7 +351,7 @@ impl LeastSquaresProblem<f64, Dyn, Dyn> for Problem<'_> {
 
     fn residuals(&self) -> Option<DVector<f64>> {
         self.evaluations.set(self.evaluations.get() + 1);
-        let r = self.keep(self.m.residuals(&self.values()))?;
+        let r = self.keep(residuals_at(self.m, self.keys, &self.values()))?;
         Some(DVector::from_vec(r))
     }
 
@@ -354,7 +367,7 @@ impl LeastSquaresProblem<f64, Dyn, Dyn> for Problem<'_> {
 /// cannot determine, loose ones and values driven to the edge of their range.
 pub fn fit(m: &dyn Measurements, keys: &[Key], start: &[f64], s: Settings) -> Result<Fit> {
     check_start(keys, start)?;
-    let before = m.residuals(start)?;
+    let before = residuals_at(m, keys, start)?;
     if before.len() <= keys.len() {
         return Err(Error::failure(format!(
             "{} measurements cannot determine {} coefficients",
@@ -388,7 +401,7 @@ pub fn fit(m: &dyn Measurements, keys: &[Key], start: &[f64], s: Settings) -> Re
     }
     let values = problem.values();
     check_edges(keys, &values)?;
-    let after = m.residuals(&values)?;
+    let after = residuals_at(m, keys, &values)?;
     let sens = sensitivities(&jacobian(m, keys, &values, s.step)?);
     refuse_undetermined(keys, &sens)?;
     let n = after.len() as f64;
