@@ -192,8 +192,13 @@ enum FidelityCommand {
     /// Replay every inference-perf experiment (real vLLM serving runs) and compare each
     /// stage's TTFT, end-to-end latency and time per output token.
     Serving {
-        /// The folder of experiments, e.g. `../shared/fidelity/inference-perf-h100`.
-        experiments: PathBuf,
+        /// The folder of experiments, e.g. `../shared/fidelity/inference-perf-h100`, or one
+        /// experiment folder.
+        experiments: Option<PathBuf>,
+        /// Also a scenario whose workload source is a `vllm_bench` result file, compared
+        /// with that file's TTFTs and latencies (repeatable).
+        #[arg(long = "vllm-bench", value_name = "SCENARIO")]
+        vllm_bench: Vec<PathBuf>,
         /// Override a field of every replayed scenario: dotted.key=value (repeatable), e.g.
         /// `hardware.efficiency.attention_memory=0.8` or `engine.step_overhead_us=500`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -547,9 +552,25 @@ fn dispatch(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Fidelity {
-            command: FidelityCommand::Serving { experiments, sets },
+            command:
+                FidelityCommand::Serving {
+                    experiments,
+                    vllm_bench,
+                    sets,
+                },
         } => {
-            let rows = crate::fidelity::serving_metrics(&experiments, &sets)?;
+            if experiments.is_none() && vllm_bench.is_empty() {
+                return Err(Error::input(
+                    "name an experiment folder or a --vllm-bench scenario",
+                ));
+            }
+            let mut rows = match &experiments {
+                Some(dir) => crate::fidelity::serving_metrics(dir, &sets)?,
+                None => Vec::new(),
+            };
+            for scenario in vllm_bench {
+                rows.extend(crate::fit::serving::Run::VllmBench(scenario).metrics(&sets)?);
+            }
             print!("{}", crate::fidelity::serving_markdown(&rows));
             Ok(())
         }

@@ -355,6 +355,22 @@ fn a_vllm_bench_result_is_replayed_and_its_coefficients_recovered() {
         "hardware.efficiency.attention_memory=0.7".to_string(),
     ];
     std::fs::write(&result, bench_json(&scenario, &made, &reqs)).unwrap();
+    // Replayed with the coefficients it was made with, it matches its result exactly.
+    let table = run_ok(&[
+        "fidelity",
+        "serving",
+        "--vllm-bench",
+        scenario.to_str().unwrap(),
+        "--set",
+        &made[0],
+        "--set",
+        &made[1],
+    ]);
+    assert_eq!(
+        table.matches("| +0.0 % |").count() + table.matches("| -0.0 % |").count(),
+        5,
+        "{table}"
+    );
     let report = run_ok(&["fit", "serving", "--vllm-bench", scenario.to_str().unwrap()]);
     let fitted = block_values(&report);
     let get = |n: &str| {
