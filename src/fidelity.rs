@@ -229,7 +229,7 @@ pub struct ErrorRow {
 }
 
 /// The `q`-quantile (nearest rank) of sorted values.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
 }
@@ -476,23 +476,20 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
-/// TTFT mean and p90, e2e mean and p90 and the mean of `tpot`, of these requests, seconds;
-/// `tpot` gives a request's time per output token from its TTFT, e2e (seconds) and output
-/// tokens.
+/// TTFT mean and p90, e2e mean and p90 and the mean of `tpot`, seconds, of requests given
+/// as (TTFT, e2e, output tokens), seconds; `tpot` gives a request's time per output token
+/// from those three (`None`: the request has none).
 pub fn latency_stats(
-    sel: &[&crate::sim::recorder::RequestLatency],
+    requests: impl Iterator<Item = (f64, f64, u32)> + Clone,
     tpot: impl Fn(f64, f64, u32) -> Option<f64>,
 ) -> [f64; 5] {
     let sorted = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v
     };
-    let ttft = sorted(sel.iter().map(|l| l.ttft_ms / 1e3).collect());
-    let e2e = sorted(sel.iter().map(|l| l.e2e_ms / 1e3).collect());
-    let per_token: Vec<f64> = sel
-        .iter()
-        .filter_map(|l| tpot(l.ttft_ms / 1e3, l.e2e_ms / 1e3, l.output_tokens))
-        .collect();
+    let ttft = sorted(requests.clone().map(|r| r.0).collect());
+    let e2e = sorted(requests.clone().map(|r| r.1).collect());
+    let per_token: Vec<f64> = requests.filter_map(|(t, e, n)| tpot(t, e, n)).collect();
     [
         mean(&ttft),
         quantile(&ttft, 0.9),
@@ -500,6 +497,11 @@ pub fn latency_stats(
         quantile(&e2e, 0.9),
         mean(&per_token),
     ]
+}
+
+/// (TTFT, e2e, output tokens) of a replayed request, seconds, as [`latency_stats`] takes it.
+pub fn seconds(l: &crate::sim::recorder::RequestLatency) -> (f64, f64, u32) {
+    (l.ttft_ms / 1e3, l.e2e_ms / 1e3, l.output_tokens)
 }
 
 /// The names of [`latency_stats`]' statistics, in order.
@@ -543,7 +545,7 @@ pub fn experiment_metrics(exp: &Path, sets: &[String]) -> Result<Vec<StageMetric
                 "{name}: stage {i} completed no request"
             )));
         }
-        let predicted = latency_stats(&sel, |ttft, e2e, n| {
+        let predicted = latency_stats(sel.iter().map(|l| seconds(l)), |ttft, e2e, n| {
             Some((e2e - ttft) / (2.0 * n as f64 + 1.0))
         });
         for ((metric, measured_s), predicted_s) in

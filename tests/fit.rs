@@ -306,30 +306,37 @@ fn a_fit_to_the_real_llama_2_7b_runs_reproduces_them_from_a_wrong_start() {
     assert!(errors[9] <= 0.05, "median {}", errors[9]);
 }
 
-/// A `vllm bench serve --save-detailed` result for these requests, its TTFTs and latencies
-/// those of `scenario` replayed with `sets`.
-fn bench_json(scenario: &Path, sets: &[String], reqs: &[(f64, u32, u32)]) -> String {
-    let s = kvsim::scenario::load_scenario(scenario, sets).unwrap();
-    let lat = kvsim::fidelity::replay(&s).unwrap();
-    assert_eq!(lat.len(), reqs.len());
-    let by_arrival = |t: f64| {
-        lat.iter()
-            .find(|l| l.arrival_ns == (t * 1e9).round() as u64)
-            .unwrap()
-    };
-    let list =
-        |f: &dyn Fn(&(f64, u32, u32)) -> String| reqs.iter().map(f).collect::<Vec<_>>().join(", ");
+/// A `vllm bench serve --save-detailed` result for these (send time, prompt, output)
+/// requests, with TTFT and latency `times(i)` for request `i`, seconds.
+fn bench_json(reqs: &[(f64, u32, u32)], times: impl Fn(usize) -> (f64, f64)) -> String {
+    let list = |f: &dyn Fn(usize) -> String| (0..reqs.len()).map(f).collect::<Vec<_>>().join(", ");
     format!(
         "{{\"backend\": \"vllm\", \"note\": \"synthetic: made by kvsim's tests\", \
          \"start_times\": [{}], \"input_lens\": [{}], \"output_lens\": [{}], \"ttfts\": [{}], \
          \"latencies\": [{}], \"errors\": [{}]}}",
-        list(&|r| format!("{}", 1000.0 + r.0)),
-        list(&|r| r.1.to_string()),
-        list(&|r| r.2.to_string()),
-        list(&|r| format!("{}", by_arrival(r.0).ttft_ms / 1e3)),
-        list(&|r| format!("{}", by_arrival(r.0).e2e_ms / 1e3)),
+        list(&|i| format!("{}", 1000.0 + reqs[i].0)),
+        list(&|i| reqs[i].1.to_string()),
+        list(&|i| reqs[i].2.to_string()),
+        list(&|i| format!("{}", times(i).0)),
+        list(&|i| format!("{}", times(i).1)),
         list(&|_| "\"\"".into()),
     )
+}
+
+/// The (TTFT, latency) of every request of `reqs` in `scenario` replayed with `sets`.
+fn replayed_times(scenario: &Path, sets: &[String], reqs: &[(f64, u32, u32)]) -> Vec<(f64, f64)> {
+    let s = kvsim::scenario::load_scenario(scenario, sets).unwrap();
+    let lat = kvsim::fidelity::replay(&s).unwrap();
+    assert_eq!(lat.len(), reqs.len());
+    reqs.iter()
+        .map(|r| {
+            let l = lat
+                .iter()
+                .find(|l| l.arrival_ns == (r.0 * 1e9).round() as u64)
+                .unwrap();
+            (l.ttft_ms / 1e3, l.e2e_ms / 1e3)
+        })
+        .collect()
 }
 
 #[test]
@@ -349,12 +356,13 @@ fn a_vllm_bench_result_is_replayed_and_its_coefficients_recovered() {
         .collect();
     // A placeholder result first (the scenario must load), then the measured one: made
     // with a server latency of 4 ms and attention at 0.7 of the bandwidth.
-    std::fs::write(&result, bench_json_placeholder(&reqs)).unwrap();
+    std::fs::write(&result, bench_json(&reqs, |_| (0.0, 0.0))).unwrap();
     let made = [
         "engine.server_latency_us=4000".to_string(),
         "hardware.efficiency.attention_memory=0.7".to_string(),
     ];
-    std::fs::write(&result, bench_json(&scenario, &made, &reqs)).unwrap();
+    let times = replayed_times(&scenario, &made, &reqs);
+    std::fs::write(&result, bench_json(&reqs, |i| times[i])).unwrap();
     // Replayed with the coefficients it was made with, it matches its result exactly.
     let table = run_ok(&[
         "fidelity",
@@ -388,19 +396,4 @@ fn a_vllm_bench_result_is_replayed_and_its_coefficients_recovered() {
         (get("server_latency_us") - 4000.0).abs() <= 400.0,
         "{report}"
     );
-}
-
-/// A result file with the right requests and zero latencies.
-fn bench_json_placeholder(reqs: &[(f64, u32, u32)]) -> String {
-    let list =
-        |f: &dyn Fn(&(f64, u32, u32)) -> String| reqs.iter().map(f).collect::<Vec<_>>().join(", ");
-    format!(
-        "{{\"start_times\": [{}], \"input_lens\": [{}], \"output_lens\": [{}], \"ttfts\": [{}], \
-         \"latencies\": [{}]}}",
-        list(&|r| format!("{}", 1000.0 + r.0)),
-        list(&|r| r.1.to_string()),
-        list(&|r| r.2.to_string()),
-        list(&|_| "0".into()),
-        list(&|_| "0".into()),
-    )
 }

@@ -5,7 +5,7 @@ use super::kernels::{self, KernelData, KERNEL_KEYS};
 use super::serving::{Run, ServingData};
 use super::{error_quantiles, Fit, Key, Settings};
 use crate::error::{Error, Result};
-use crate::fidelity::{summarize, KernelPoint};
+use crate::fidelity::{summarize, KernelPoint, StageMetric};
 use crate::hardware::Gpu;
 use crate::scenario::Efficiency;
 use std::path::PathBuf;
@@ -92,7 +92,7 @@ fn kernel_cases(
 pub fn fit_kernels(src: &KernelSource, job: &FitJob) -> Result<String> {
     let (cases, base, gpu) = kernel_cases(src, &job.sets)?;
     let explicit = !job.fit.is_empty();
-    let mut keys = if explicit {
+    let keys: Vec<Key> = if explicit {
         keys_of(&job.fit)?
     } else {
         KERNEL_KEYS
@@ -100,40 +100,45 @@ pub fn fit_kernels(src: &KernelSource, job: &FitJob) -> Result<String> {
             .map(|n| super::key(n))
             .collect::<Result<_>>()?
     };
-    let names: Vec<&'static str> = keys
+    let mut start: Vec<f64> = keys
         .iter()
-        .map(kernels::efficiency_name)
+        .map(|k| kernels::efficiency_value(&base, &gpu, kernels::efficiency_name(k)?))
         .collect::<Result<_>>()?;
-    let start: Vec<f64> = names
-        .iter()
-        .map(|n| kernels::efficiency_value(&base, &gpu, n))
-        .collect::<Result<_>>()?;
-    let mut data = KernelData { cases, base, names };
+    let mut data = KernelData { cases, base, keys };
     let mut report = String::new();
-    let mut start = start;
     if !explicit {
-        let (yes, no) = super::split_determined(&data, &keys, &start, job.settings.step)?;
+        let (yes, no) = super::split_determined(&data, &data.keys, &start, job.settings.step)?;
         if yes.is_empty() {
             return Err(Error::failure(
                 "the measurements determine none of the kernel coefficients",
             ));
         }
         if !no.is_empty() {
-            let left: Vec<&str> = no.iter().map(|(i, _)| keys[*i].key).collect();
+            let left: Vec<&str> = no.iter().map(|&i| data.keys[i].key).collect();
             report.push_str(&format!(
                 "not fitted (no measurement here determines them; they keep their values): {}\n",
                 left.join(", ")
             ));
         }
-        keys = yes.iter().map(|&i| keys[i]).collect();
-        data.names = yes.iter().map(|&i| data.names[i]).collect();
+        data.keys = yes.iter().map(|&i| data.keys[i]).collect();
         start = yes.iter().map(|&i| start[i]).collect();
     }
-    let fit = super::fit(&data, &keys, &start, job.settings)?;
-    let eff_before = data.efficiency(&fit.start)?;
-    let eff_after = data.efficiency(&fit.values)?;
-    let before: Vec<KernelPoint> = data.cases.iter().map(|c| c.point(&eff_before)).collect();
-    let after: Vec<KernelPoint> = data.cases.iter().map(|c| c.point(&eff_after)).collect();
+    let fit = super::fit(&data, &data.keys, &start, job.settings)?;
+    // The points' predictions are the fit's residuals applied to the measurements.
+    let points = |residuals: &[f64]| -> Vec<KernelPoint> {
+        data.cases
+            .iter()
+            .zip(residuals)
+            .map(|(c, r)| KernelPoint {
+                gpu: c.gpu_label.clone(),
+                source: c.source.clone(),
+                op: c.op,
+                measured_ns: c.measured_ns,
+                predicted_ns: c.measured_ns * r.exp(),
+            })
+            .collect()
+    };
+    let (before, after) = (points(&fit.before), points(&fit.after));
     let what = format!(
         "{} kernel measurements ({})",
         data.cases.len(),
@@ -168,8 +173,16 @@ pub fn fit_serving(runs: Vec<Run>, job: &FitJob) -> Result<String> {
     };
     let start = data.start()?;
     let fit = super::fit(&data, &data.keys, &start, job.settings)?;
+    // One replay for the labels; the fitted predictions are the fit's residuals applied.
     let before = data.metrics(&fit.start)?;
-    let after = data.metrics(&fit.values)?;
+    let after: Vec<StageMetric> = before
+        .iter()
+        .zip(&fit.after)
+        .map(|(b, r)| StageMetric {
+            predicted_s: b.measured_s * r.exp(),
+            ..b.clone()
+        })
+        .collect();
     let what = format!(
         "{} statistics of {} real runs",
         before.len(),

@@ -90,16 +90,16 @@ pub struct KernelData {
     pub cases: Vec<KernelCase>,
     /// Efficiencies the fitted values are put into.
     pub base: Efficiency,
-    /// The fitted coefficients' field names, in order.
-    pub names: Vec<&'static str>,
+    /// The fitted coefficients (`hardware.efficiency` keys), in order.
+    pub keys: Vec<Key>,
 }
 
 impl KernelData {
     /// The efficiencies with these values of the fitted coefficients.
     pub fn efficiency(&self, values: &[f64]) -> Result<Efficiency> {
         let mut eff = self.base.clone();
-        for (n, &v) in self.names.iter().zip(values) {
-            set_efficiency(&mut eff, n, v)?;
+        for (k, &v) in self.keys.iter().zip(values) {
+            set_efficiency(&mut eff, efficiency_name(k)?, v)?;
         }
         Ok(eff)
     }

@@ -287,18 +287,14 @@ fn check_start(keys: &[Key], start: &[f64]) -> Result<()> {
     }
 }
 
-/// Indices of coefficients: those the measurements determine, and the others with their
-/// sensitivity.
-pub type Split = (Vec<usize>, Vec<(usize, f64)>);
-
-/// The indices of the coefficients these measurements determine at `values`, and the
-/// others with their sensitivity.
+/// The indices of the coefficients these measurements determine at `values`, and of the
+/// others.
 pub fn split_determined(
     m: &dyn Measurements,
     keys: &[Key],
     values: &[f64],
     step: f64,
-) -> Result<Split> {
+) -> Result<(Vec<usize>, Vec<usize>)> {
     check_start(keys, values)?;
     let sens = sensitivities(&jacobian(m, keys, values, step)?);
     let (mut yes, mut no) = (Vec::new(), Vec::new());
@@ -306,7 +302,7 @@ pub fn split_determined(
         if s >= MIN_SENSITIVITY {
             yes.push(i);
         } else {
-            no.push((i, s));
+            no.push(i);
         }
     }
     Ok((yes, no))
@@ -464,7 +460,7 @@ fn check_loose(keys: &[Key], values: &[f64], det: &[Determination], max_u: f64) 
 pub fn error_quantiles(residuals: &[f64]) -> (f64, f64) {
     let mut a: Vec<f64> = residuals.iter().map(|r| r.exp_m1().abs()).collect();
     a.sort_by(f64::total_cmp);
-    let q = |p: f64| a[((p * a.len() as f64).ceil() as usize).clamp(1, a.len()) - 1];
+    let q = |p: f64| crate::fidelity::quantile(&a, p);
     (q(0.5), q(0.9))
 }
 

@@ -13,7 +13,7 @@
 
 use super::{Key, Measurements};
 use crate::error::{Error, Result};
-use crate::fidelity::{latency_stats, StageMetric, STAT_NAMES};
+use crate::fidelity::{latency_stats, seconds, StageMetric, STAT_NAMES};
 use crate::hardware::Gpu;
 use crate::scenario::Scenario;
 use crate::workload::{vllm_bench, Source};
@@ -77,20 +77,14 @@ fn bench_metrics(path: &Path, sets: &[String]) -> Result<Vec<StageMetric>> {
             measured.requests.len()
         )));
     }
-    let sel: Vec<_> = lat.iter().collect();
-    let predicted = latency_stats(&sel, vllm_tpot);
-    let m = &measured.requests;
-    let mut ttft: Vec<f64> = m.iter().map(|r| r.ttft_s).collect();
-    let mut e2e: Vec<f64> = m.iter().map(|r| r.latency_s).collect();
-    ttft.sort_by(f64::total_cmp);
-    e2e.sort_by(f64::total_cmp);
-    let tpot: Vec<f64> = m
-        .iter()
-        .filter_map(|r| vllm_tpot(r.ttft_s, r.latency_s, r.output_tokens))
-        .collect();
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let q90 = |v: &[f64]| v[((0.9 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-    let measured_stats = [mean(&ttft), q90(&ttft), mean(&e2e), q90(&e2e), mean(&tpot)];
+    let predicted = latency_stats(lat.iter().map(seconds), vllm_tpot);
+    let measured_stats = latency_stats(
+        measured
+            .requests
+            .iter()
+            .map(|r| (r.ttft_s, r.latency_s, r.output_tokens)),
+        vllm_tpot,
+    );
     Ok(STAT_NAMES
         .iter()
         .zip(measured_stats.iter().zip(predicted))
