@@ -646,13 +646,21 @@ fn fit(command: FitCommand) -> Result<()> {
 
 /// `kvsim fidelity kernels`: the error table, and optionally every point as CSV.
 fn fidelity_kernels(vidur: &Path, csv: Option<&Path>) -> Result<()> {
-    let points = crate::fidelity::vidur_kernel_points(vidur)?;
+    let cases = crate::fidelity::vidur_kernel_cases(vidur)?;
+    let eff = crate::scenario::Efficiency::default();
+    let points: Vec<_> = cases.iter().map(|c| c.point(&eff)).collect();
     if let Some(path) = csv {
-        let mut text = String::from("gpu,source,op,measured_ns,predicted_ns\n");
-        for p in &points {
+        let mut text =
+            String::from("gpu,source,op,tokens,k,n,batch,context,measured_ns,predicted_ns\n");
+        for (c, p) in cases.iter().zip(&points) {
             text.push_str(&format!(
-                "{},{},{},{:.1},{:.1}\n",
-                p.gpu, p.source, p.op, p.measured_ns, p.predicted_ns
+                "{},{},{},{},{:.1},{:.1}\n",
+                p.gpu,
+                p.source,
+                p.op,
+                c.kernel.csv_fields(),
+                p.measured_ns,
+                p.predicted_ns
             ));
         }
         crate::sweep::write_atomic(path, text.as_bytes())?;

@@ -90,6 +90,24 @@ pub struct KernelCase {
     pub measured_ns: f64,
 }
 
+impl Kernel {
+    /// Its shape as CSV fields `tokens,k,n,batch,context`: a GEMM's rows and weight (no
+    /// batch or context); an attention kernel's new tokens per sequence, sequences and
+    /// cached tokens per sequence (of the first sequence; Vidur's batches are uniform).
+    pub fn csv_fields(&self) -> String {
+        match self {
+            Kernel::Gemm { tokens, k, n } => format!("{tokens},{k},{n},,"),
+            Kernel::Prefill(seqs) | Kernel::Decode(seqs) => {
+                let first = seqs.first().copied().unwrap_or(SeqWork {
+                    new_tokens: 0,
+                    context: 0,
+                });
+                format!("{},,,{},{}", first.new_tokens, seqs.len(), first.context)
+            }
+        }
+    }
+}
+
 impl KernelCase {
     /// The cost model's time for it with these efficiencies, nanoseconds.
     pub fn predict_ns(&self, eff: &Efficiency) -> f64 {

@@ -21,7 +21,27 @@ fn every_vidur_kernel_point_is_compared_and_errors_do_not_regress() {
         return;
     };
     let vidur = traces.join("../fidelity/vidur");
-    let table = run_ok(&["fidelity", "kernels", vidur.to_str().unwrap()]);
+    let csv = temp_dir("fidelity-csv").join("points.csv");
+    let table = run_ok(&[
+        "fidelity",
+        "kernels",
+        vidur.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    // Every point is a CSV row with its shape: a GEMM's rows and weight, an attention
+    // kernel's tokens per sequence, sequences and context.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header = "gpu,source,op,tokens,k,n,batch,context,measured_ns,predicted_ns";
+    assert_eq!(lines.next(), Some(header));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == 10));
+    let gemm = rows.iter().find(|r| r[2] == "qkv").unwrap();
+    assert!(gemm[3..6].iter().all(|c| c.parse::<u64>().is_ok()) && gemm[6].is_empty());
+    let decode = rows.iter().find(|r| r[2] == "decode_attention").unwrap();
+    assert_eq!((decode[3], decode[4]), ("1", ""));
+    assert!(decode[6].parse::<u64>().unwrap() >= 1 && decode[7].parse::<u64>().is_ok());
     // Points: four GEMMs per mlp.csv row (H100: 5 models x 1044 rows + Phi-2's 261; A100
     // adds Llama-3-8B/70B's 1824 rows each), and every row of the A100 attention file.
     let (h100_qkv, _, _) = row(&table, "h100 qkv");
@@ -35,6 +55,7 @@ fn every_vidur_kernel_point_is_compared_and_errors_do_not_regress() {
         all,
         4 * (5 * 1044 + 261) + 4 * (5 * 1044 + 261 + 2 * 1824) + 14_658
     );
+    assert_eq!(rows.len(), all);
     // The default roofline's errors today (docs/validation.md); lower them as the model
     // improves, never raise them.
     assert!(median <= 6.5, "median abs. error {median} %");

@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Load a scenario file, apply `--set key=value` overrides, resolve relative paths against
-/// the file's directory, and check every value.
+/// the file's directory (a path given with `--set` against the current directory, where it
+/// was typed), and check every value.
 pub fn load_scenario(path: &Path, sets: &[String]) -> Result<Scenario> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::input(format!("cannot read scenario {}: {e}", path.display())))?;
@@ -54,7 +55,7 @@ pub fn parse_scenario(text: &str, origin: &str, base: &Path, sets: &[String]) ->
             _ => e,
         });
     }
-    resolve_paths(&mut scenario, base);
+    resolve_paths(&mut scenario, base, sets);
     Ok(scenario)
 }
 
@@ -75,17 +76,25 @@ pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_yaml::to_string(value).map_err(|e| Error::failure(format!("cannot serialise YAML: {e}")))
 }
 
-fn resolve_paths(s: &mut Scenario, base: &Path) {
-    let fix = |p: &mut PathBuf| {
-        if p.is_relative() {
+/// Resolve the scenario's relative paths against `base`, except those a `--set` gave (or
+/// replaced with a section above them): those stay relative to the current directory.
+fn resolve_paths(s: &mut Scenario, base: &Path, sets: &[String]) {
+    let from_command_line = |field: &str| {
+        sets.iter().any(|set| {
+            let key = set.split_once('=').map_or(set.as_str(), |(k, _)| k).trim();
+            field == key || field.strip_prefix(key).is_some_and(|r| r.starts_with('.'))
+        })
+    };
+    let fix = |p: &mut PathBuf, field: &str| {
+        if p.is_relative() && !from_command_line(field) {
             *p = base.join(&*p);
         }
     };
     if let Some(p) = &mut s.workload.source.path {
-        fix(p);
+        fix(p, "workload.source.path");
     }
     if let Some(p) = &mut s.hardware.calibration {
-        fix(p);
+        fix(p, "hardware.calibration");
     }
 }
 
@@ -526,5 +535,28 @@ mod tests {
         assert_eq!(v["a"], serde_yaml::Value::from("hello"));
         assert!(apply_set(&mut v, "a.x=1").is_err());
         assert!(apply_set(&mut v, "novalue").is_err());
+    }
+
+    #[test]
+    fn paths_from_the_file_resolve_against_it_and_paths_from_set_against_the_cwd() {
+        let text = std::fs::read_to_string("scenarios/mooncake-conversation.yaml").unwrap();
+        let base = Path::new("scenarios");
+        let path = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            let s = parse_scenario(&text, "m", base, &sets).unwrap();
+            (s.workload.source.path.unwrap(), s.hardware.calibration)
+        };
+        let file = Path::new("scenarios/../traces/external/mooncake/conversation_trace.jsonl");
+        assert_eq!(path(&[]).0, file);
+        assert_eq!(path(&["workload.rate_scale=2"]).0, file);
+        assert_eq!(
+            path(&["workload.source.path=t.jsonl"]).0,
+            Path::new("t.jsonl")
+        );
+        let section = "workload.source={kind: mooncake, path: u.jsonl}";
+        assert_eq!(path(&[section]).0, Path::new("u.jsonl"));
+        assert_eq!(path(&["workload.source.path=/a/t"]).0, Path::new("/a/t"));
+        let (_, cal) = path(&["hardware.calibration=calibration/x"]);
+        assert_eq!(cal.unwrap(), Path::new("calibration/x"));
     }
 }
