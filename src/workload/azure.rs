@@ -128,6 +128,7 @@ impl Iterator for AzureReader {
             output_tokens: output,
             session: None,
             segments: Vec::new(),
+            output_id: None,
         }))
     }
 }

@@ -44,6 +44,10 @@ pub struct Request {
     pub session: Option<u64>,
     /// Prompt content as segments, in order. Tokens past their sum are unique to the request.
     pub segments: Vec<Segment>,
+    /// Content id of the tokens it generates, when a later prompt repeats them (a
+    /// conversation's next turn holds this answer as a segment with this id, so the
+    /// answer's cached blocks are hit); `None`: the output is unique to the request.
+    pub output_id: Option<u64>,
 }
 
 /// A stream of requests in arrival order.
@@ -62,6 +66,8 @@ pub struct RawRequest {
     pub session: Option<u64>,
     /// Prompt content.
     pub segments: Vec<Segment>,
+    /// Content id of its output ([`Request::output_id`]).
+    pub output_id: Option<u64>,
 }
 
 /// Mix two 64-bit values into one (splitmix64 finaliser over a combination). Deterministic
@@ -251,6 +257,7 @@ impl Iterator for Transform {
                 output_tokens: r.output_tokens,
                 session: r.session,
                 segments: r.segments,
+                output_id: r.output_id,
             };
             self.emitted += 1;
             return Some(Ok(req));
@@ -281,6 +288,7 @@ mod tests {
             output_tokens: 2,
             session: None,
             segments: vec![],
+            output_id: None,
         })
     }
 

@@ -76,6 +76,7 @@ impl MooncakeReader {
             output_tokens: r.output_length,
             session: None,
             segments,
+            output_id: None,
         })
     }
 }

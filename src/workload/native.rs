@@ -154,6 +154,7 @@ impl Iterator for NativeReader {
                     output_tokens: output,
                     session,
                     segments,
+                    output_id: None,
                 })
             }),
         )

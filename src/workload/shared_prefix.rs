@@ -179,6 +179,7 @@ impl Iterator for SharedPrefixGenerator {
                     tokens: question,
                 },
             ],
+            output_id: None,
         })
     }
 }
