@@ -26,6 +26,45 @@ pub fn prompt_block_hashes(req: &crate::workload::Request, block_size: u32, out:
     );
 }
 
+/// How many of a request's tokens its segments identify, as [`block_hashes`] and
+/// [`segment_keys`] take it (`prompt_tokens`): the prompt, and as much of the output as the
+/// segments go on to cover ([`crate::workload::Request::segments`]; readers trim a
+/// segment that their format lets run past the prompt, such as a partial last block).
+pub fn identified_tokens(req: &crate::workload::Request) -> u32 {
+    let covered: u64 = req.segments.iter().map(|s| s.tokens as u64).sum();
+    let prompt = req.input_tokens as u64;
+    if covered <= prompt {
+        return req.input_tokens;
+    }
+    covered
+        .min(prompt + req.output_tokens as u64)
+        .min(u32::MAX as u64) as u32
+}
+
+/// Hashes of the full blocks of a request's first `total_tokens` tokens (prompt and output,
+/// [`identified_tokens`]), appended to `out`.
+pub fn request_block_hashes(
+    req: &crate::workload::Request,
+    total_tokens: u64,
+    block_size: u32,
+    out: &mut Vec<u64>,
+) {
+    let identified = identified_tokens(req);
+    block_hashes(
+        &req.segments,
+        identified,
+        total_tokens,
+        block_size,
+        req.id,
+        out,
+    );
+}
+
+/// The segment keys of a request's tokens, prompt and output ([`identified_tokens`]).
+pub fn request_segment_keys(req: &crate::workload::Request, out: &mut Vec<SegmentKey>) {
+    segment_keys(&req.segments, identified_tokens(req), req.id, out);
+}
+
 /// Hashes of the full `block_size` blocks of a token sequence of `total_tokens` tokens whose
 /// first tokens are `segments` (trimmed to `prompt_tokens`) and whose remaining tokens are
 /// unique to the request identified by `unique_id`. Results are appended to `out`.
@@ -264,6 +303,41 @@ impl ReuseBoundCounter {
             .take_while(|h| self.seen_blocks.contains(h))
             .count();
         self.bound.engine_hit_tokens += hits as u64 * self.block_size as u64;
+        self.seen_blocks.extend(self.scratch.iter().copied());
+    }
+
+    /// Remember the part of a request's output its segments identify (after [`Self::add`]
+    /// of its prompt): a later prompt that repeats it may hit it. At engine granularity only
+    /// the blocks full of tokens whose KV was computed (all but the last generated token's).
+    pub fn remember_output(&mut self, req: &crate::workload::Request) {
+        let identified = identified_tokens(req);
+        let prompt = req.input_tokens;
+        if identified <= prompt {
+            return;
+        }
+        let mut chain = CHAIN_SEED;
+        let mut end = 0u32;
+        for s in &req.segments {
+            if end >= identified {
+                break;
+            }
+            let len = s.tokens.min(identified - end);
+            chain = mix(chain, s.id);
+            if end + len > prompt {
+                self.seen_chains.insert(mix(chain, len as u64));
+            }
+            end += len;
+        }
+        let computed = (prompt as u64 + req.output_tokens as u64).saturating_sub(1);
+        self.scratch.clear();
+        block_hashes(
+            &req.segments,
+            identified,
+            computed.min(identified as u64),
+            self.block_size,
+            req.id,
+            &mut self.scratch,
+        );
         self.seen_blocks.extend(self.scratch.iter().copied());
     }
 }

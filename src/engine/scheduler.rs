@@ -17,7 +17,7 @@
 
 use super::kv_cache_manager::{CacheHit, KvCacheManager};
 use super::request::{EngineRequest, Status};
-use crate::prefix::block_hashes;
+use crate::prefix::request_block_hashes;
 use std::collections::VecDeque;
 
 /// Scheduler limits.
@@ -214,11 +214,11 @@ impl Scheduler {
         let r = &er.req;
         let (index, arrival, input) = (r.id, r.arrival_ns, r.input_tokens);
         self.kv.add_request(slot as u64, r.id, |out| {
-            block_hashes(&r.segments, r.input_tokens, total, bs, r.id, out)
+            request_block_hashes(r, total, bs, out)
         });
         if self.kv.wants_keys() {
             self.kv.set_keys(slot as u64, |out| {
-                crate::prefix::segment_keys(&r.segments, r.input_tokens, r.id, out)
+                crate::prefix::request_segment_keys(r, out)
             });
         }
         self.kv.set_prompt(slot as u64, input);

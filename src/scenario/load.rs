@@ -253,6 +253,12 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
             ));
         }
     }
+    if w.max_concurrency == Some(0) {
+        return Err((
+            "workload.max_concurrency".into(),
+            "must be at least 1 (leave it out for no limit)".into(),
+        ));
+    }
     w.source
         .resolve()
         .map_err(|(f, m)| (format!("workload.source.{f}"), m))?;

@@ -73,6 +73,33 @@ pub struct Workload {
     /// Keep at most this many requests.
     #[serde(default)]
     pub limit: Option<u64>,
+    /// At most this many requests in flight (sent, not finished); the others wait for a
+    /// slot, as `vllm bench serve --max-concurrency` does. `None`: no limit (open loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// When a session's later turns are sent: at their source times (`arrival`, open
+    /// loop), or their think time after the previous turn's answer (`after_answer`).
+    #[serde(default, skip_serializing_if = "TurnTiming::is_arrival")]
+    pub turn_timing: TurnTiming,
+}
+
+/// When a session's later turns are sent.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnTiming {
+    /// At the source's time (open loop).
+    #[default]
+    Arrival,
+    /// The source's gap between the two turns after the previous turn's answer came back
+    /// (closed loop: a user reads the answer, thinks, and writes the next message).
+    AfterAnswer,
+}
+
+impl TurnTiming {
+    /// Whether this is the default, open-loop timing.
+    pub fn is_arrival(&self) -> bool {
+        *self == TurnTiming::Arrival
+    }
 }
 
 fn one() -> f64 {
@@ -89,6 +116,8 @@ impl Workload {
             start_s: None,
             end_s: None,
             limit: None,
+            max_concurrency: None,
+            turn_timing: TurnTiming::Arrival,
         }
     }
 }

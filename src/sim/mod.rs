@@ -2,6 +2,7 @@
 //! workload (only the next arrival is read ahead).
 
 pub mod event;
+pub mod load;
 pub mod recorder;
 
 use crate::cluster::routers::make_router;
@@ -49,18 +50,22 @@ pub fn run_with_cost(
 ) -> Result<Summary> {
     let (mut cluster, read_ahead) = build_cluster(scenario, setup, audit, make_cost)?;
     // The oracle's pass over the workload keeps it, so it is not read twice.
-    let mut stream: workload::RequestStream = match read_ahead {
+    let stream: workload::RequestStream = match read_ahead {
         Some(requests) => Box::new(requests.into_iter().map(Ok)),
         None => workload::open(&scenario.workload, scenario.seed)?,
     };
+    let w = &scenario.workload;
+    let mut load = load::Load::new(stream, w.max_concurrency, w.turn_timing)?;
+    if load.is_closed_loop() {
+        rec.track_done();
+    }
     let mut queue = EventQueue::default();
     // Requests reach the scheduler after the API server's latency; their metrics count
-    // from the moment they were sent.
+    // from the moment they were sent. `armed`: times of the arrival events queued.
     let server_ns = (scenario.engine.server_latency_us * 1e3).round() as u64;
-    let mut next_request = stream.next().transpose()?;
-    if let Some(r) = &next_request {
-        queue.push(r.arrival_ns + server_ns, EventKind::Arrival);
-    }
+    let mut armed = std::collections::BinaryHeap::new();
+    let mut next_request = None;
+    arm_arrival(&mut load, &mut queue, &mut armed, server_ns, 0);
     let n = cluster.replicas.len();
     let mut start_pending = vec![false; n];
     let mut hashes = Vec::new();
@@ -78,9 +83,14 @@ pub fn run_with_cost(
         let now = ev.time_ns;
         match ev.kind {
             EventKind::Arrival => {
-                let req = next_request
-                    .take()
-                    .expect("an arrival event has its request");
+                armed.pop();
+                if next_request.is_none() {
+                    next_request = load.take_due(now.saturating_sub(server_ns))?;
+                }
+                let Some(req) = next_request.take() else {
+                    arm_arrival(&mut load, &mut queue, &mut armed, server_ns, now);
+                    continue;
+                };
                 rec.on_arrival(now);
                 hashes.clear();
                 if wants_hashes {
@@ -89,10 +99,6 @@ pub fn run_with_cost(
                 let target = cluster.route(&hashes, false);
                 cluster.replicas[target].add_request(req, now, rec)?;
                 wake(&mut queue, &mut start_pending, &cluster, target, now);
-                next_request = stream.next().transpose()?;
-                if let Some(r) = &next_request {
-                    queue.push((r.arrival_ns + server_ns).max(now), EventKind::Arrival);
-                }
             }
             EventKind::StepDone { replica } => {
                 let i = replica as usize;
@@ -121,9 +127,34 @@ pub fn run_with_cost(
                 }
             }
         }
+        if let Some(done) = &mut rec.done {
+            for id in done.drain(..) {
+                load.on_done(id, now);
+            }
+        }
+        arm_arrival(&mut load, &mut queue, &mut armed, server_ns, now);
     }
     rec.finish_files()?;
     Ok(summarize(scenario, setup, rec, &cluster))
+}
+
+/// Queue an arrival event for the client's next send unless one is queued at or before
+/// it (a send at `t` reaches the scheduler at `t + server_ns`, never before `now`).
+fn arm_arrival(
+    load: &mut load::Load,
+    queue: &mut EventQueue,
+    armed: &mut std::collections::BinaryHeap<std::cmp::Reverse<u64>>,
+    server_ns: u64,
+    now: u64,
+) {
+    let Some(t) = load.next_time() else {
+        return;
+    };
+    let at = t.saturating_add(server_ns).max(now);
+    if armed.peek().is_none_or(|&std::cmp::Reverse(a)| at < a) {
+        armed.push(std::cmp::Reverse(at));
+        queue.push(at, EventKind::Arrival);
+    }
 }
 
 fn summarize(scenario: &Scenario, setup: &EngineSetup, rec: &Recorder, c: &Cluster) -> Summary {
@@ -269,7 +300,7 @@ impl EvictorFactory {
         for r in workload::open(&scenario.workload, scenario.seed)? {
             let r = r?;
             keys.clear();
-            crate::prefix::segment_keys(&r.segments, r.input_tokens, r.id, &mut keys);
+            crate::prefix::request_segment_keys(&r, &mut keys);
             next.add(r.id, &keys, r.input_tokens, setup.block_size);
             requests.push(r);
         }

@@ -150,6 +150,9 @@ pub struct Recorder {
     pub last_finish_ns: u64,
     /// Prefill tokens computed.
     pub prefill_tokens: u64,
+    /// Ids of the requests finished or rejected since the client last looked (kept only
+    /// under closed-loop load, [`Recorder::track_done`]).
+    pub done: Option<Vec<u64>>,
 }
 
 fn io_err(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -176,6 +179,11 @@ impl Recorder {
         Ok(r)
     }
 
+    /// Keep the ids of finished and rejected requests in [`Recorder::done`].
+    pub fn track_done(&mut self) {
+        self.done.get_or_insert_with(Vec::new);
+    }
+
     /// A request arrived (accepted or not).
     pub fn on_arrival(&mut self, now_ns: u64) {
         self.arrived += 1;
@@ -185,6 +193,9 @@ impl Recorder {
     /// A request was rejected.
     pub fn on_reject(&mut self, req: &Request, reason: RejectReason, _now_ns: u64) -> Result<()> {
         *self.rejected.entry(reason.as_str()).or_default() += 1;
+        if let Some(d) = &mut self.done {
+            d.push(req.id);
+        }
         if let Some(w) = &mut self.requests_csv {
             writeln!(
                 w,
@@ -297,6 +308,9 @@ impl Recorder {
             && self.slo.e2e_ms.is_none_or(|b| lat.e2e_ms <= b);
         self.slo_met += meets as u64;
         self.completed += 1;
+        if let Some(d) = &mut self.done {
+            d.push(q.id);
+        }
         self.input_tokens += q.input_tokens as u64;
         self.expected_output_tokens += q.output_tokens as u64;
         self.cached_tokens += r.cached_tokens.max(0) as u64;

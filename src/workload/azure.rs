@@ -128,7 +128,6 @@ impl Iterator for AzureReader {
             output_tokens: output,
             session: None,
             segments: Vec::new(),
-            output_id: None,
         }))
     }
 }

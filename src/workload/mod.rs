@@ -42,12 +42,13 @@ pub struct Request {
     pub output_tokens: u32,
     /// Session (conversation) identifier, if the trace has one.
     pub session: Option<u64>,
-    /// Prompt content as segments, in order. Tokens past their sum are unique to the request.
+    /// Content as segments, in order: the prompt's, then, past `input_tokens`, the
+    /// output's when a later prompt repeats it (a conversation's answer, which the next
+    /// turn's prompt holds under the same segment id, so that the answer's cached blocks
+    /// are hit). Prompt tokens past the segments, and output tokens past them, are unique
+    /// to the request; the output is identified only if the segments cover the whole prompt
+    /// (a reader trims a segment its format lets run past the prompt's end).
     pub segments: Vec<Segment>,
-    /// Content id of the tokens it generates, when a later prompt repeats them (a
-    /// conversation's next turn holds this answer as a segment with this id, so the
-    /// answer's cached blocks are hit); `None`: the output is unique to the request.
-    pub output_id: Option<u64>,
 }
 
 /// A stream of requests in arrival order.
@@ -64,10 +65,8 @@ pub struct RawRequest {
     pub output_tokens: u32,
     /// Session identifier.
     pub session: Option<u64>,
-    /// Prompt content.
+    /// Content: the prompt's segments, then the output's ([`Request::segments`]).
     pub segments: Vec<Segment>,
-    /// Content id of its output ([`Request::output_id`]).
-    pub output_id: Option<u64>,
 }
 
 /// Mix two 64-bit values into one (splitmix64 finaliser over a combination). Deterministic
@@ -257,7 +256,6 @@ impl Iterator for Transform {
                 output_tokens: r.output_tokens,
                 session: r.session,
                 segments: r.segments,
-                output_id: r.output_id,
             };
             self.emitted += 1;
             return Some(Ok(req));
@@ -288,7 +286,6 @@ mod tests {
             output_tokens: 2,
             session: None,
             segments: vec![],
-            output_id: None,
         })
     }
 

@@ -76,7 +76,6 @@ impl MooncakeReader {
             output_tokens: r.output_length,
             session: None,
             segments,
-            output_id: None,
         })
     }
 }

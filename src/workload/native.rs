@@ -1,11 +1,13 @@
 //! The native kvsim trace: CSV `arrival_s,input_tokens,output_tokens[,session,prefix_hashes]`,
 //! optionally preceded by `# kvsim-trace v1 hash_block_tokens=N` (default 16).
 //! `prefix_hashes` is a space-separated list of block ids, one per `N` prompt tokens (the last
-//! block may be partial); equal ids at equal positions mean equal content.
+//! block may be partial); equal ids at equal positions mean equal content. The list may go
+//! on past the prompt into the output (at most `input_tokens + output_tokens` tokens in
+//! all), when a later prompt repeats that output: a conversation's answer.
 
 use super::{at_row, mix, open_file, RawRequest, Request, Segment};
 use crate::error::{Error, Result};
-use crate::prefix::fixed_block_ids;
+use crate::prefix::{fixed_block_ids, identified_tokens};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -125,7 +127,7 @@ impl Iterator for NativeReader {
                             Error::input(format!("{at}: session `{s}` is not an integer"))
                         })?),
                     };
-                    let mut left = input;
+                    let mut left = input.saturating_add(output);
                     let mut segments = Vec::new();
                     for word in rec[4].split_whitespace() {
                         let id: u64 = word.parse().map_err(|_| {
@@ -134,7 +136,7 @@ impl Iterator for NativeReader {
                         let tokens = left.min(self.block_tokens);
                         if tokens == 0 {
                             return Err(Error::input(format!(
-                                "{at}: more prefix hashes than input_tokens / {} allows",
+                                "{at}: more prefix hashes than (input_tokens + output_tokens) / {} allows",
                                 self.block_tokens
                             )));
                         }
@@ -154,7 +156,6 @@ impl Iterator for NativeReader {
                     output_tokens: output,
                     session,
                     segments,
-                    output_id: None,
                 })
             }),
         )
@@ -178,7 +179,7 @@ pub fn write_native<W: Write>(
     let mut n = 0;
     for r in requests {
         let r = r?;
-        let ids = fixed_block_ids(&r.segments, r.input_tokens, block_tokens);
+        let ids = fixed_block_ids(&r.segments, identified_tokens(&r), block_tokens);
         let ids: Vec<String> = ids.iter().map(|i| (i >> 1).to_string()).collect();
         let session = r.session.map(|s| s.to_string()).unwrap_or_default();
         writeln!(

@@ -140,7 +140,6 @@ impl RagpulseReader {
             output_tokens: r.output_length,
             session: r.session_id.as_deref().map(hash_str),
             segments,
-            output_id: None,
         })
     }
 }

@@ -179,7 +179,6 @@ impl Iterator for SharedPrefixGenerator {
                     tokens: question,
                 },
             ],
-            output_id: None,
         })
     }
 }

@@ -50,6 +50,7 @@ pub fn trace_stats(stream: RequestStream, block_size: u32) -> Result<TraceStats>
             sessions.insert(s);
         }
         counter.add(r.id, &r.segments, r.input_tokens);
+        counter.remember_output(&r);
     }
     let n = inputs.len() as u64;
     let duration_s = (last - first.unwrap_or(0)) as f64 / 1e9;

@@ -218,12 +218,16 @@ impl SynthGenerator {
             .map(|&(_, t)| t as u64)
             .sum::<u64>()
             .min(u32::MAX as u64) as u32;
-        let mut output_id = None;
+        let mut segments = segments;
         if turns_left > 1 {
             if let Some((_, think)) = &self.turns {
                 let think = *think;
                 let out_id = self.fresh_content();
-                output_id = Some(out_id);
+                // The next turn's prompt repeats this answer: identify it.
+                segments.push(Segment {
+                    id: out_id,
+                    tokens: output,
+                });
                 history.push((out_id, output));
                 let wait = if think > 0.0 {
                     Exp::new(1.0 / think)
@@ -247,7 +251,6 @@ impl SynthGenerator {
             output_tokens: output,
             session: self.turns.as_ref().map(|_| session),
             segments,
-            output_id,
         }
     }
 }

@@ -137,7 +137,6 @@ pub fn raw_requests(path: &Path) -> Result<impl Iterator<Item = Result<RawReques
             output_tokens: r.output_tokens,
             session: None,
             segments: Vec::new(),
-            output_id: None,
         })
     }))
 }
