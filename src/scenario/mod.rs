@@ -1,9 +1,14 @@
 //! The scenario: one YAML file that says what to simulate. Every field has a default
 //! (documented in `docs/scenario.md`); unknown fields are errors.
 
+mod bench;
 mod load;
 mod source;
 
+pub use bench::{
+    GroupDistributionKind, RampUpStrategy, RangeRatio, SglangGspSection, SplitRatio,
+    VllmPrefixRepetitionSection, VllmRandomSection, MAX_PROMPTS, MAX_TOKENS,
+};
 pub use load::{load_scenario, parse_scenario, parse_yaml, to_yaml, to_yaml_string};
 pub use source::{
     ArrivalKind, ArrivalSpec, LengthKind, LengthSpec, SessionSpec, SourceKind, SourceSpec,

@@ -1,6 +1,7 @@
 //! The `workload.source` section as written in YAML (plain structs, so that every error
 //! keeps its line and column), and its resolution into a typed [`Source`].
 
+use super::bench::{SglangGspSection, VllmPrefixRepetitionSection, VllmRandomSection};
 use crate::workload::shared_prefix::{SharedPrefixSpec, Stage};
 use crate::workload::synth::{Arrival, Lengths, SynthSpec};
 use crate::workload::Source;
@@ -11,8 +12,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// `mooncake`, `azure`, `ragpulse`, `native`, `vllm_bench`, `synthetic` or
-    /// `shared_prefix`.
+    /// `mooncake`, `azure`, `ragpulse`, `native`, `vllm_bench`, `synthetic`,
+    /// `shared_prefix`, `sglang_gsp`, `vllm_random` or `vllm_prefix_repetition`.
     pub kind: SourceKind,
     /// Trace file, relative to the scenario file (trace kinds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,6 +49,15 @@ pub struct SourceSpec {
     /// tool's 1 s interval and 1 s start offset, the previous stage's drain not counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage_gap_s: Option<f64>,
+    /// SGLang bench's `generated-shared-prefix` dataset (sglang_gsp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sglang_gsp: Option<SglangGspSection>,
+    /// vLLM bench's `random` dataset (vllm_random).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vllm_random: Option<VllmRandomSection>,
+    /// vLLM bench's `prefix_repetition` dataset (vllm_prefix_repetition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vllm_prefix_repetition: Option<VllmPrefixRepetitionSection>,
 }
 
 /// inference-perf's `data.shared_prefix` section, with the two token counts the server sees.
@@ -101,6 +111,12 @@ pub enum SourceKind {
     Synthetic,
     /// inference-perf's `shared_prefix` workload, generated from the seed.
     SharedPrefix,
+    /// SGLang bench's `generated-shared-prefix` dataset, generated from the seed.
+    SglangGsp,
+    /// vLLM bench's `random` dataset, generated from the seed.
+    VllmRandom,
+    /// vLLM bench's `prefix_repetition` dataset, generated from the seed.
+    VllmPrefixRepetition,
 }
 
 impl SourceKind {
@@ -114,6 +130,9 @@ impl SourceKind {
             SourceKind::VllmBench => "vllm_bench",
             SourceKind::Synthetic => "synthetic",
             SourceKind::SharedPrefix => "shared_prefix",
+            SourceKind::SglangGsp => "sglang_gsp",
+            SourceKind::VllmRandom => "vllm_random",
+            SourceKind::VllmPrefixRepetition => "vllm_prefix_repetition",
         }
     }
 }
@@ -241,6 +260,9 @@ impl SourceSpec {
             shared_prefix: None,
             stages: None,
             stage_gap_s: None,
+            sglang_gsp: None,
+            vllm_random: None,
+            vllm_prefix_repetition: None,
         }
     }
 
@@ -261,6 +283,9 @@ impl SourceSpec {
             ("stages", self.stages.is_some()),
             ("stage_gap_s", self.stage_gap_s.is_some()),
         ];
+        if let Some(source) = self.resolve_bench(&synth_fields, &prefix_fields) {
+            return source;
+        }
         if self.kind == SourceKind::SharedPrefix {
             return self.resolve_shared_prefix(&synth_fields);
         }
@@ -287,7 +312,11 @@ impl SourceSpec {
                 SourceKind::Ragpulse => Source::Ragpulse { path },
                 SourceKind::Native => Source::Native { path },
                 SourceKind::VllmBench => Source::VllmBench { path },
-                SourceKind::Synthetic | SourceKind::SharedPrefix => {
+                SourceKind::Synthetic
+                | SourceKind::SharedPrefix
+                | SourceKind::SglangGsp
+                | SourceKind::VllmRandom
+                | SourceKind::VllmPrefixRepetition => {
                     unreachable!("handled apart")
                 }
             });
@@ -427,6 +456,55 @@ impl SourceSpec {
             stages: out,
             stage_gap_s,
         }))
+    }
+}
+
+impl SourceSpec {
+    /// Check a generated benchmark source (`sglang_gsp`, `vllm_random`,
+    /// `vllm_prefix_repetition`); `None` when the kind is another and none of their sections
+    /// is set.
+    fn resolve_bench(
+        &self,
+        synth_fields: &[(&str, bool)],
+        prefix_fields: &[(&str, bool)],
+    ) -> Option<Result<Source, FieldError>> {
+        let sections = [
+            (SourceKind::SglangGsp, self.sglang_gsp.is_some()),
+            (SourceKind::VllmRandom, self.vllm_random.is_some()),
+            (
+                SourceKind::VllmPrefixRepetition,
+                self.vllm_prefix_repetition.is_some(),
+            ),
+        ];
+        let kind = self.kind.name();
+        if let Some((k, _)) = sections.iter().find(|(k, set)| *set && *k != self.kind) {
+            return Some(err(k.name(), format!("does not apply to kind {kind}")));
+        }
+        if !sections.iter().any(|(k, _)| *k == self.kind) {
+            return None;
+        }
+        let others = synth_fields.iter().chain(prefix_fields);
+        if let Some((f, _)) = others.into_iter().find(|(_, set)| *set) {
+            return Some(err(f, format!("does not apply to kind {kind}")));
+        }
+        Some(self.resolve_bench_section(kind))
+    }
+
+    fn resolve_bench_section(&self, kind: &str) -> Result<Source, FieldError> {
+        forbid("path", &self.path, kind)?;
+        forbid("block_tokens", &self.block_tokens, kind)?;
+        Ok(match self.kind {
+            SourceKind::SglangGsp => {
+                Source::SglangGsp(required(kind, &self.sglang_gsp, kind)?.resolve()?)
+            }
+            SourceKind::VllmRandom => {
+                Source::VllmRandom(required(kind, &self.vllm_random, kind)?.resolve()?)
+            }
+            // resolve_bench calls this for the three kinds only: vllm_prefix_repetition.
+            _ => Source::VllmPrefixRepetition(
+                required(kind, &self.vllm_prefix_repetition, kind)?.resolve()?,
+            ),
+        })
     }
 }
 

@@ -2,13 +2,17 @@
 //! small reorder window) at a time, never the whole trace.
 
 pub mod azure;
+pub mod bench_arrival;
 pub mod mooncake;
 pub mod native;
 pub mod ragpulse;
+pub mod sglang_gsp;
 pub mod shared_prefix;
 pub mod stats;
 pub mod synth;
 pub mod vllm_bench;
+pub mod vllm_prefix_repetition;
+pub mod vllm_random;
 
 use crate::error::{Error, Result};
 use crate::scenario::Workload;
@@ -119,6 +123,12 @@ pub enum Source {
     Synthetic(synth::SynthSpec),
     /// inference-perf's `shared_prefix` workload, generated.
     SharedPrefix(shared_prefix::SharedPrefixSpec),
+    /// SGLang bench's `generated-shared-prefix` dataset, generated.
+    SglangGsp(sglang_gsp::SglangGspSpec),
+    /// vLLM bench's `random` dataset, generated.
+    VllmRandom(vllm_random::VllmRandomSpec),
+    /// vLLM bench's `prefix_repetition` dataset, generated.
+    VllmPrefixRepetition(vllm_prefix_repetition::VllmPrefixRepetitionSpec),
 }
 
 /// Open a source as a stream of raw requests.
@@ -137,6 +147,15 @@ pub fn open_raw(
         Source::Synthetic(spec) => Box::new(synth::SynthGenerator::new(spec, seed).map(Ok)),
         Source::SharedPrefix(spec) => {
             Box::new(shared_prefix::SharedPrefixGenerator::new(spec, seed).map(Ok))
+        }
+        Source::SglangGsp(spec) => {
+            Box::new(sglang_gsp::SglangGspGenerator::new(spec, seed).map(Ok))
+        }
+        Source::VllmRandom(spec) => {
+            Box::new(vllm_random::VllmRandomGenerator::new(spec, seed).map(Ok))
+        }
+        Source::VllmPrefixRepetition(spec) => {
+            Box::new(vllm_prefix_repetition::VllmPrefixRepetitionGenerator::new(spec, seed).map(Ok))
         }
     })
 }
