@@ -215,7 +215,6 @@ impl Iterator for SglangGspGenerator {
                 id: mix(NAMESPACE, mix(self.seed, g as u64)),
                 tokens: system,
             }],
-            output_id: None,
         })
     }
 }

@@ -124,7 +124,6 @@ impl Iterator for VllmPrefixRepetitionGenerator {
             output_tokens: self.spec.output_len,
             session: None,
             segments,
-            output_id: None,
         })
     }
 }

@@ -146,7 +146,6 @@ impl Iterator for VllmRandomGenerator {
             output_tokens: clamp_u32(output),
             session: None,
             segments,
-            output_id: None,
         })
     }
 }
