@@ -928,6 +928,9 @@ fn run(
     }
     if json {
         println!("{summary_json}");
+        if let Some(w) = &summary.load_warning {
+            eprintln!("warning: {w}");
+        }
     } else {
         print!("{}", summary.to_table());
         eprintln!("simulated in {:.3} s", elapsed.as_secs_f64());

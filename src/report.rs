@@ -140,6 +140,11 @@ pub struct Summary {
     pub cost_model: String,
     /// Warnings of the cost model (e.g. steps outside the calibrated grid).
     pub cost_model_warnings: Vec<String>,
+    /// Set when the offered load exceeds what the deployment serves: requests were still
+    /// waiting when the last one was sent, and draining them took more than a tenth of
+    /// the sending span ([`crate::sim::overload_warning`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_warning: Option<String>,
     /// Requests that arrived.
     pub requests_arrived: u64,
     /// Requests completed.
@@ -266,6 +271,7 @@ impl Summary {
             engine: VLLM_REFERENCE.to_string(),
             cost_model,
             cost_model_warnings: Vec::new(),
+            load_warning: None,
             requests_arrived: rec.arrived,
             requests_completed: rec.completed,
             requests_rejected: rec
@@ -458,6 +464,9 @@ impl Summary {
         line("cost model", self.cost_model.clone());
         for w in &self.cost_model_warnings {
             line("cost model warning", w.clone());
+        }
+        if let Some(w) = &self.load_warning {
+            line("load warning", w.clone());
         }
         line(
             "kv cache",

@@ -32,8 +32,9 @@ struct Session {
     parked: VecDeque<(u64, Request)>,
 }
 
-/// A request scheduled to be sent: (send time, order of scheduling) and the request.
-struct Scheduled(u64, u64, Request);
+/// A request scheduled to be sent: send time, order of scheduling, whether it holds a
+/// concurrency slot already, and the request.
+struct Scheduled(u64, u64, bool, Request);
 
 impl PartialEq for Scheduled {
     fn eq(&self, o: &Self) -> bool {
@@ -63,7 +64,8 @@ pub struct Load {
     /// Requests whose send time is known.
     scheduled: BinaryHeap<Reverse<Scheduled>>,
     order: u64,
-    /// Requests due while every concurrency slot was taken, in the order they became due.
+    /// Requests due while every concurrency slot was taken, in the order they became due
+    /// (non-empty only while every slot is taken).
     blocked: VecDeque<Request>,
     sessions: HashMap<u64, Session>,
     /// Session of each request in flight, by request id (only under `after_answer`).
@@ -98,15 +100,13 @@ impl Load {
     }
 
     /// When the next thing happens on the client side: a request of the stream reaches its
-    /// source time or a scheduled one its send time. `None`: nothing more until a request
-    /// finishes (or the run is over).
+    /// source time or a scheduled one its send time (a request held for a slot is
+    /// scheduled when one frees). `None`: nothing more until a request finishes (or the run
+    /// is over).
     pub fn next_time(&self) -> Option<u64> {
         let a = self.ahead.as_ref().map(|r| r.arrival_ns);
         let s = self.scheduled.peek().map(|Reverse(s)| s.0);
-        match (a, s) {
-            (Some(a), Some(s)) => Some(a.min(s)),
-            (a, s) => a.or(s),
-        }
+        [a, s].into_iter().flatten().min()
     }
 
     /// Whether requests are left to send (read, scheduled, parked or blocked).
@@ -122,19 +122,12 @@ impl Load {
     /// under `after_answer` a later turn may be scheduled for later instead.
     pub fn take_due(&mut self, now: u64) -> Result<Option<Request>> {
         loop {
-            if let Some(r) = self.blocked.front() {
-                if self.slot_free() && r.arrival_ns <= now {
-                    let mut r = self.blocked.pop_front().expect("front");
-                    r.arrival_ns = now;
-                    return Ok(Some(self.send(r)));
-                }
-            }
-            let from_stream = self.ahead.as_ref().is_some_and(|r| r.arrival_ns <= now)
-                && self
-                    .scheduled
-                    .peek()
-                    .is_none_or(|Reverse(s)| s.0 > self.ahead.as_ref().expect("ahead").arrival_ns);
-            let due = if from_stream {
+            let ahead_first = match (&self.ahead, self.scheduled.peek()) {
+                (Some(r), Some(Reverse(s))) => r.arrival_ns < s.0,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            let due = if ahead_first && self.ahead.as_ref().is_some_and(|r| r.arrival_ns <= now) {
                 let r = self.ahead.take().expect("ahead");
                 self.ahead = self.stream.next().transpose()?;
                 match self.admit_turn(r) {
@@ -142,14 +135,18 @@ impl Load {
                     None => continue,
                 }
             } else if self.scheduled.peek().is_some_and(|Reverse(s)| s.0 <= now) {
-                let Reverse(Scheduled(at, _, mut r)) = self.scheduled.pop().expect("peeked");
+                let Reverse(Scheduled(at, _, reserved, mut r)) =
+                    self.scheduled.pop().expect("peeked");
                 r.arrival_ns = at;
+                if reserved {
+                    return Ok(Some(self.send(r, true)));
+                }
                 r
             } else {
                 return Ok(None);
             };
-            if self.slot_free() && self.blocked.is_empty() {
-                return Ok(Some(self.send(due)));
+            if self.slot_free() {
+                return Ok(Some(self.send(due, false)));
             }
             self.blocked.push_back(due);
         }
@@ -159,7 +156,11 @@ impl Load {
     /// `after_answer` schedule its session's next turn.
     pub fn on_done(&mut self, id: u64, now: u64) {
         if self.max_concurrency.is_some() {
-            self.in_flight -= 1;
+            // The slot passes to the first request held for one: it is sent now.
+            match self.blocked.pop_front() {
+                Some(r) => self.schedule(now, true, r),
+                None => self.in_flight -= 1,
+            }
         }
         let Some(session) = self.session_of.remove(&id) else {
             return;
@@ -172,7 +173,7 @@ impl Load {
         s.finished_ns = now;
         if let Some((gap, r)) = s.parked.pop_front() {
             s.busy = true;
-            self.schedule(now.saturating_add(gap), r);
+            self.schedule(now.saturating_add(gap), false, r);
         }
     }
 
@@ -180,8 +181,9 @@ impl Load {
         self.max_concurrency.is_none_or(|m| self.in_flight < m)
     }
 
-    fn send(&mut self, r: Request) -> Request {
-        if self.max_concurrency.is_some() {
+    /// Send `r`, taking a slot unless it holds one already (`reserved`).
+    fn send(&mut self, r: Request, reserved: bool) -> Request {
+        if self.max_concurrency.is_some() && !reserved {
             self.in_flight += 1;
         }
         if self.after_answer {
@@ -192,9 +194,11 @@ impl Load {
         r
     }
 
-    fn schedule(&mut self, at: u64, r: Request) {
+    /// Send `r` at `at`; `reserved`: it holds a concurrency slot already.
+    fn schedule(&mut self, at: u64, reserved: bool, r: Request) {
         self.order += 1;
-        self.scheduled.push(Reverse(Scheduled(at, self.order, r)));
+        self.scheduled
+            .push(Reverse(Scheduled(at, self.order, reserved, r)));
     }
 
     /// A request of the stream at its source time: sent now (returned), or under
@@ -224,7 +228,7 @@ impl Load {
         }
         s.busy = true;
         let at = s.finished_ns.saturating_add(gap);
-        self.schedule(at, r);
+        self.schedule(at, false, r);
         None
     }
 }

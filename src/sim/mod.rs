@@ -66,6 +66,8 @@ pub fn run_with_cost(
     let mut armed = std::collections::BinaryHeap::new();
     let mut next_request = None;
     arm_arrival(&mut load, &mut queue, &mut armed, server_ns, 0);
+    // (send time, requests waiting in the replicas) at the last send.
+    let mut last_send = (0u64, 0usize);
     let n = cluster.replicas.len();
     let mut start_pending = vec![false; n];
     let mut hashes = Vec::new();
@@ -97,8 +99,11 @@ pub fn run_with_cost(
                     prompt_block_hashes(&req, bs, &mut hashes);
                 }
                 let target = cluster.route(&hashes, false);
+                let sent = req.arrival_ns;
                 cluster.replicas[target].add_request(req, now, rec)?;
                 wake(&mut queue, &mut start_pending, &cluster, target, now);
+                let waiting = cluster.replicas.iter().map(|r| r.scheduler().num_waiting());
+                last_send = (sent, waiting.sum());
             }
             EventKind::StepDone { replica } => {
                 let i = replica as usize;
@@ -135,7 +140,35 @@ pub fn run_with_cost(
         arm_arrival(&mut load, &mut queue, &mut armed, server_ns, now);
     }
     rec.finish_files()?;
-    Ok(summarize(scenario, setup, rec, &cluster))
+    let mut summary = summarize(scenario, setup, rec, &cluster);
+    summary.load_warning = overload_warning(rec.first_arrival_ns, last_send, rec.last_finish_ns);
+    Ok(summary)
+}
+
+/// A warning when the offered load exceeds what the deployment serves: requests were still
+/// waiting (not yet admitted) when the last one was sent at `last_send.0`, and the run
+/// needed more than a tenth of the sending span to drain after it. (A long request alone
+/// at the end leaves nothing waiting, so it does not count.)
+pub fn overload_warning(
+    first_ns: Option<u64>,
+    last_send: (u64, usize),
+    last_finish_ns: u64,
+) -> Option<String> {
+    let (sent, waiting) = last_send;
+    let span = sent.saturating_sub(first_ns?);
+    let drain = last_finish_ns.saturating_sub(sent);
+    if waiting == 0 || span == 0 || drain * 10 <= span {
+        return None;
+    }
+    Some(format!(
+        "overloaded: {waiting} requests were waiting when the last was sent, and the run \
+         took {:.1} s after it to drain ({:.0} % of the {:.1} s of sending); the queue grew \
+         through the run, so latencies depend on its length: lower workload.rate_scale, \
+         set workload.max_concurrency, or add replicas",
+        drain as f64 / 1e9,
+        100.0 * drain as f64 / span as f64,
+        span as f64 / 1e9
+    ))
 }
 
 /// Queue an arrival event for the client's next send unless one is queued at or before
