@@ -39,6 +39,9 @@ enum Command {
         /// Recount every block after every step (slow; for debugging).
         #[arg(long)]
         audit: bool,
+        /// Latency percentiles to report, e.g. `50,90,95,99,99.9` (output.percentiles).
+        #[arg(long, value_name = "P,P,...")]
+        percentiles: Option<String>,
     },
     /// Check a scenario without running it.
     Validate {
@@ -486,12 +489,18 @@ fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
         Command::Run {
             scenario,
-            sets,
+            mut sets,
             out,
             json,
             no_files,
             audit,
-        } => run(&scenario, &sets, out, json, no_files, audit),
+            percentiles,
+        } => {
+            if let Some(p) = percentiles {
+                sets.push(format!("output.percentiles=[{p}]"));
+            }
+            run(&scenario, &sets, out, json, no_files, audit)
+        }
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
         Command::Trace {
             command:

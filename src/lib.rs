@@ -29,6 +29,7 @@ pub mod prefix;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod slo;
 pub mod sweep;
 pub mod workload;
 

@@ -2,9 +2,11 @@
 //! summary.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 
-/// Mean, percentiles and extremes of a sample.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// Mean, percentiles and extremes of a sample: always the median, 90th and 99th
+/// percentiles, and any others asked for (`more`, keyed `p95`, `p99.9`: [`percentile_key`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Percentiles {
     /// Sample size.
     pub count: u64,
@@ -16,8 +18,46 @@ pub struct Percentiles {
     pub p90: f64,
     /// 99th percentile.
     pub p99: f64,
+    /// Further percentiles asked for, by key.
+    #[serde(flatten)]
+    pub more: BTreeMap<String, f64>,
     /// Largest value.
     pub max: f64,
+}
+
+/// The key of the `p`-th percentile (0 < p < 100): `p95`, `p99.9`.
+pub fn percentile_key(p: f64) -> String {
+    format!("p{p}")
+}
+
+/// The percentile a key names (`p95` -> 95), if it is one (0 < p < 100).
+pub fn parse_percentile_key(key: &str) -> Option<f64> {
+    let p: f64 = key.strip_prefix('p')?.parse().ok()?;
+    (p > 0.0 && p < 100.0 && key == percentile_key(p)).then_some(p)
+}
+
+impl Percentiles {
+    /// The `p`-th percentile (or the mean for `mean`), if computed.
+    pub fn get(&self, stat: &str) -> Option<f64> {
+        match stat {
+            "mean" => Some(self.mean),
+            "p50" => Some(self.p50),
+            "p90" => Some(self.p90),
+            "p99" => Some(self.p99),
+            "max" => Some(self.max),
+            k => self.more.get(k).copied(),
+        }
+    }
+
+    /// Add the percentiles of `extra` (in percent) not yet present, from `quantile`.
+    fn add_more(&mut self, extra: &[f64], quantile: impl Fn(f64) -> f64) {
+        for &p in extra {
+            let key = percentile_key(p);
+            if self.get(&key).is_none() {
+                self.more.insert(key, quantile(p / 100.0));
+            }
+        }
+    }
 }
 
 /// The `q`-quantile (0..=1) of sorted data, by linear interpolation between closest ranks
@@ -42,18 +82,27 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
 impl Percentiles {
     /// Summarise a sample (sorts it in place).
     pub fn of(values: &mut [f64]) -> Percentiles {
+        Self::with(values, &[])
+    }
+
+    /// Summarise a sample with the further percentiles `extra` (in percent; sorts it in
+    /// place).
+    pub fn with(values: &mut [f64], extra: &[f64]) -> Percentiles {
         if values.is_empty() {
             return Percentiles::default();
         }
         values.sort_by(|a, b| a.total_cmp(b));
-        Percentiles {
+        let mut p = Percentiles {
             count: values.len() as u64,
             mean: values.iter().sum::<f64>() / values.len() as f64,
             p50: quantile_sorted(values, 0.5),
             p90: quantile_sorted(values, 0.9),
             p99: quantile_sorted(values, 0.99),
+            more: BTreeMap::new(),
             max: *values.last().expect("non-empty"),
-        }
+        };
+        p.add_more(extra, |q| quantile_sorted(values, q));
+        p
     }
 }
 
@@ -127,17 +176,25 @@ impl LogHistogram {
 
     /// Summary, with values divided by `scale` (e.g. 1e6 for milliseconds).
     pub fn percentiles(&self, scale: f64) -> Percentiles {
+        self.percentiles_with(scale, &[])
+    }
+
+    /// Summary with the further percentiles `extra` (in percent).
+    pub fn percentiles_with(&self, scale: f64, extra: &[f64]) -> Percentiles {
         if self.total == 0 {
             return Percentiles::default();
         }
-        Percentiles {
+        let mut p = Percentiles {
             count: self.total,
             mean: self.sum as f64 / self.total as f64 / scale,
             p50: self.quantile(0.5) / scale,
             p90: self.quantile(0.9) / scale,
             p99: self.quantile(0.99) / scale,
+            more: BTreeMap::new(),
             max: self.max as f64 / scale,
-        }
+        };
+        p.add_more(extra, |q| self.quantile(q) / scale);
+        p
     }
 }
 

@@ -11,67 +11,7 @@ use crate::sweep::{csv_field, grid, point_sets, run_point, write_atomic, Axis};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
-/// One bound, e.g. `ttft_p99_ms=2000`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SloBound {
-    /// `ttft`, `tpot`, `itl` or `e2e`.
-    pub metric: String,
-    /// `mean`, `p50`, `p90` or `p99`.
-    pub stat: String,
-    /// Bound in milliseconds.
-    pub limit_ms: f64,
-}
-
-impl SloBound {
-    /// Parse `metric_stat_ms=value[,...]`.
-    pub fn parse_list(s: &str) -> Result<Vec<SloBound>> {
-        s.split(',')
-            .map(|part| {
-                let bad = || {
-                    Error::input(format!(
-                        "--slo {part}: expected METRIC_STAT_ms=BOUND with METRIC ttft, tpot, itl or e2e and STAT mean, p50, p90 or p99 (e.g. ttft_p99_ms=2000)"
-                    ))
-                };
-                let (k, v) = part.split_once('=').ok_or_else(bad)?;
-                let limit_ms: f64 = v.trim().parse().map_err(|_| bad())?;
-                let k = k.trim().strip_suffix("_ms").ok_or_else(bad)?;
-                let (metric, stat) = k.split_once('_').ok_or_else(bad)?;
-                let ok_metric = ["ttft", "tpot", "itl", "e2e"].contains(&metric);
-                let ok_stat = ["mean", "p50", "p90", "p99"].contains(&stat);
-                if !ok_metric || !ok_stat || limit_ms.is_nan() || limit_ms <= 0.0 {
-                    return Err(bad());
-                }
-                Ok(SloBound {
-                    metric: metric.to_string(),
-                    stat: stat.to_string(),
-                    limit_ms,
-                })
-            })
-            .collect()
-    }
-
-    /// The measured value in a summary.
-    pub fn value(&self, s: &Summary) -> f64 {
-        let l = &s.latency;
-        let p = match self.metric.as_str() {
-            "ttft" => &l.ttft_ms,
-            "tpot" => &l.tpot_ms,
-            "itl" => &l.itl_ms,
-            _ => &l.e2e_ms,
-        };
-        match self.stat.as_str() {
-            "mean" => p.mean,
-            "p50" => p.p50,
-            "p90" => p.p90,
-            _ => p.p99,
-        }
-    }
-
-    /// `ttft_p99_ms`.
-    pub fn name(&self) -> String {
-        format!("{}_{}_ms", self.metric, self.stat)
-    }
-}
+pub use crate::slo::SloBound;
 
 /// Whether a run meets every bound and completed every request; if not, why.
 pub fn check(s: &Summary, slo: &[SloBound]) -> std::result::Result<(), String> {
@@ -83,8 +23,8 @@ pub fn check(s: &Summary, slo: &[SloBound]) -> std::result::Result<(), String> {
         ));
     }
     for b in slo {
-        let v = b.value(s);
-        if v > b.limit_ms {
+        let v = b.value(s).unwrap_or(f64::NAN);
+        if !(v <= b.limit_ms) {
             return Err(format!("{} {:.1} > {}", b.name(), v, b.limit_ms));
         }
     }
@@ -130,8 +70,13 @@ pub struct Candidate {
 }
 
 fn evaluate(job: &PlanJob, sets: Vec<String>, base_rate: f64) -> Candidate {
+    // The percentiles the bounds read (`--slo ttft_p95_ms=...`) are computed.
+    let mut wanted = crate::scenario::default_percentiles();
+    wanted.extend(crate::slo::percentiles_needed(&job.slo));
+    let wanted: Vec<String> = wanted.iter().map(f64::to_string).collect();
     let at = |scale: f64| {
         let mut s = sets.clone();
+        s.push(format!("output.percentiles=[{}]", wanted.join(",")));
         s.push(format!("workload.rate_scale={}", base_rate * scale));
         run_point(&job.scenario, &s)
     };

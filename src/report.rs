@@ -169,6 +169,12 @@ pub struct Summary {
     pub goodput: f64,
     /// Fraction of completed requests meeting the SLO.
     pub slo_attainment: f64,
+    /// The scenario's bounds on latency distributions (`slo.ttft_p95_ms`, ...), checked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slo_bounds: Vec<crate::slo::SloCheck>,
+    /// The percentiles the table shows (`output.percentiles`).
+    #[serde(skip)]
+    pub shown_percentiles: Vec<f64>,
     /// KV memory plan.
     pub memory: MemoryPlan,
     /// KV cache capacity, tokens.
@@ -245,6 +251,8 @@ impl Summary {
         let mut ttft: Vec<f64> = rec.latencies.iter().map(|l| l.ttft_ms).collect();
         let mut tpot: Vec<f64> = rec.latencies.iter().filter_map(|l| l.tpot_ms).collect();
         let mut e2e: Vec<f64> = rec.latencies.iter().map(|l| l.e2e_ms).collect();
+        let mut extra = s.output.percentiles.clone();
+        extra.extend(crate::slo::percentiles_needed(&s.slo.bounds));
         let mut warnings = Vec::new();
         let cap = setup.memory.capacity_tokens(setup.block_size);
         if (setup.scheduler.max_model_len as u64) > cap {
@@ -286,11 +294,13 @@ impl Summary {
             output_tokens: rec.output_tokens,
             expected_output_tokens: rec.expected_output_tokens,
             latency: Latencies {
-                ttft_ms: Percentiles::of(&mut ttft),
-                tpot_ms: Percentiles::of(&mut tpot),
-                itl_ms: rec.itl.percentiles(1e6),
-                e2e_ms: Percentiles::of(&mut e2e),
+                ttft_ms: Percentiles::with(&mut ttft, &extra),
+                tpot_ms: Percentiles::with(&mut tpot, &extra),
+                itl_ms: rec.itl.percentiles_with(1e6, &extra),
+                e2e_ms: Percentiles::with(&mut e2e, &extra),
             },
+            slo_bounds: Vec::new(),
+            shown_percentiles: s.output.percentiles.clone(),
             goodput: per_s(rec.slo_met as f64),
             slo_attainment: if rec.completed > 0 {
                 rec.slo_met as f64 / rec.completed as f64
@@ -552,10 +562,13 @@ impl Summary {
             ),
         );
         let p = |x: &Percentiles| {
-            format!(
-                "mean {:>9.2}  p50 {:>9.2}  p90 {:>9.2}  p99 {:>9.2}",
-                x.mean, x.p50, x.p90, x.p99
-            )
+            let mut t = format!("mean {:>9.2}", x.mean);
+            for &q in &self.shown_percentiles {
+                let key = crate::metrics::percentile_key(q);
+                let v = x.get(&key).unwrap_or(f64::NAN);
+                t.push_str(&format!("  {key} {v:>9.2}"));
+            }
+            t
         };
         line("TTFT (ms)", p(&self.latency.ttft_ms));
         line("TPOT (ms)", p(&self.latency.tpot_ms));
@@ -569,6 +582,16 @@ impl Summary {
                 100.0 * self.slo_attainment
             ),
         );
+        for c in &self.slo_bounds {
+            let verdict = if c.met { "met" } else { "MISSED" };
+            line(
+                "SLO",
+                format!(
+                    "{} {:.2} (bound {}): {verdict}",
+                    c.name, c.value_ms, c.bound_ms
+                ),
+            );
+        }
         line(
             "KV blocks used",
             format!(

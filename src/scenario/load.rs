@@ -253,6 +253,14 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
             ));
         }
     }
+    for &p in &s.output.percentiles {
+        if !(p > 0.0 && p < 100.0) {
+            return Err((
+                "output.percentiles".into(),
+                format!("{p} is not a percentile: each must be above 0 and below 100"),
+            ));
+        }
+    }
     if w.max_concurrency == Some(0) {
         return Err((
             "workload.max_concurrency".into(),

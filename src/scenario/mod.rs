@@ -775,19 +775,66 @@ pub struct DisaggregationSpec {
     pub decode_replicas: u32,
 }
 
-/// Service-level objectives. A request meets the SLO when every set bound holds.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
+/// Service-level objectives. Per request (`ttft_ms`, `tpot_ms`, `e2e_ms`): a request meets
+/// the SLO when every set bound holds (goodput, attainment). On the run's distributions
+/// (`METRIC_STAT_ms`, e.g. `ttft_p95_ms`: [`crate::slo`]): checked against the summary.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SloSpec {
     /// Bound on time to first token, milliseconds.
-    #[serde(default)]
     pub ttft_ms: Option<f64>,
     /// Bound on mean time per output token after the first, milliseconds.
-    #[serde(default)]
     pub tpot_ms: Option<f64>,
     /// Bound on end-to-end latency, milliseconds.
-    #[serde(default)]
     pub e2e_ms: Option<f64>,
+    /// Bounds on the run's latency distributions, in key order.
+    pub bounds: Vec<crate::slo::SloBound>,
+}
+
+impl Serialize for SloSpec {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(None)?;
+        for (k, v) in [
+            ("ttft_ms", self.ttft_ms),
+            ("tpot_ms", self.tpot_ms),
+            ("e2e_ms", self.e2e_ms),
+        ] {
+            if let Some(v) = v {
+                m.serialize_entry(k, &v)?;
+            }
+        }
+        for b in &self.bounds {
+            m.serialize_entry(&b.name(), &b.limit_ms)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for SloSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> std::result::Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, f64>::deserialize(de)?;
+        let mut slo = SloSpec::default();
+        for (k, v) in map {
+            match k.as_str() {
+                "ttft_ms" => slo.ttft_ms = Some(v),
+                "tpot_ms" => slo.tpot_ms = Some(v),
+                "e2e_ms" => slo.e2e_ms = Some(v),
+                _ => slo
+                    .bounds
+                    .push(crate::slo::SloBound::new(&k, v).map_err(|m| {
+                        serde::de::Error::custom(format!(
+                            "unknown SLO {m}; per-request bounds are ttft_ms, tpot_ms and e2e_ms"
+                        ))
+                    })?),
+            }
+        }
+        Ok(slo)
+    }
+}
+
+/// The percentiles a run reports by default: 50, 90 and 99.
+pub fn default_percentiles() -> Vec<f64> {
+    vec![50.0, 90.0, 99.0]
 }
 
 /// What to write.
@@ -797,6 +844,10 @@ pub struct OutputSpec {
     /// Output directory, relative to the current directory; default `out/<name>`.
     #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// Percentiles (in percent, 0 < p < 100) of every latency shown in the table and
+    /// written to `summary.json` (which always has p50, p90 and p99 too); `--percentiles`.
+    #[serde(default = "default_percentiles")]
+    pub percentiles: Vec<f64>,
     /// Write `requests.csv`, one row per request.
     #[serde(default = "yes")]
     pub per_request: bool,
@@ -809,6 +860,7 @@ impl Default for OutputSpec {
     fn default() -> Self {
         OutputSpec {
             dir: None,
+            percentiles: default_percentiles(),
             per_request: true,
             per_step: true,
         }

@@ -199,6 +199,7 @@ fn summarize(scenario: &Scenario, setup: &EngineSetup, rec: &Recorder, c: &Clust
         .sum();
     let mut summary = Summary::build(scenario, setup, rec, first.cost_model(), evictions);
     summary.cost_model_warnings = first.cost_warnings();
+    summary.slo_bounds = crate::slo::check_all(&scenario.slo.bounds, &summary);
     let kv = first.scheduler().kv();
     summary.eviction = kv.eviction_name().to_string();
     summary.learned_predictor = kv.learned_stats().map(|(updates, mse)| LearnedStats {
