@@ -24,7 +24,7 @@ pub fn check(s: &Summary, slo: &[SloBound]) -> std::result::Result<(), String> {
     }
     for b in slo {
         let v = b.value(s).unwrap_or(f64::NAN);
-        if !(v <= b.limit_ms) {
+        if v.is_nan() || v > b.limit_ms {
             return Err(format!("{} {:.1} > {}", b.name(), v, b.limit_ms));
         }
     }
@@ -327,25 +327,4 @@ fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
         true,
     )?;
     write_atomic(&dir.join("plan.svg"), svg.as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slo_bounds_parse_and_reject_nonsense() {
-        let b = SloBound::parse_list("ttft_p99_ms=2000, tpot_mean_ms=50").unwrap();
-        assert_eq!(b[0].name(), "ttft_p99_ms");
-        assert_eq!(b[1].limit_ms, 50.0);
-        for bad in [
-            "ttft=1",
-            "ttft_p99_ms=x",
-            "lat_p99_ms=1",
-            "ttft_p42_ms=1",
-            "ttft_p99_ms=-1",
-        ] {
-            assert!(SloBound::parse_list(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -556,7 +556,7 @@ fn cluster_input_errors_name_the_field() {
         "plan",
         "scenarios/quickstart.yaml",
         "--slo",
-        "ttft_p42_ms=1",
+        "ttft_q42_ms=1",
         "--search",
         "cluster.replicas=1",
     ]);
