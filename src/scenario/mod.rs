@@ -2,6 +2,7 @@
 //! (documented in `docs/scenario.md`); unknown fields are errors.
 
 mod load;
+mod readers;
 mod source;
 
 pub use load::{load_scenario, parse_scenario, parse_yaml, to_yaml, to_yaml_string};
