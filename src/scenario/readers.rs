@@ -2,7 +2,7 @@
 //! `kv_cache_tester` (each allows a few of the section's fields; any other set field is an
 //! error naming it).
 
-use super::source::{err, forbid, required, resolve_arrival, FieldError, SourceKind, SourceSpec};
+use super::source::{err, required, resolve_arrival, FieldError, SourceKind, SourceSpec};
 use crate::workload::bailian::{DEFAULT_BLOCK_TOKENS, DEFAULT_MAX_TRACKED_CHATS};
 use crate::workload::kv_cache_tester::KvCacheTesterSpec;
 use crate::workload::sharegpt::{SharegptSpec, DEFAULT_MESSAGE_OVERHEAD_TOKENS};
@@ -91,12 +91,14 @@ impl SourceSpec {
                 })
             }
             _ => {
-                for (f, set) in self.set_fields() {
-                    if set && READER_FIELDS.contains(&f) {
-                        forbid(f, &Some(()), kind)?;
-                    }
-                }
-                return Ok(None);
+                return match self
+                    .set_fields()
+                    .iter()
+                    .find(|(f, set)| *set && READER_FIELDS.contains(f))
+                {
+                    Some((f, _)) => err(f, format!("does not apply to kind {kind}")),
+                    None => Ok(None),
+                };
             }
         }))
     }

@@ -1,9 +1,9 @@
 //! The zero of a trace whose rows carry absolute times (wall-clock dates, or a clock that
 //! does not start at the first row): the earliest arrival among the first rows.
 //!
-//! The replay reorders rows that are out of order by up to [`REORDER_WINDOW`] rows, so a
-//! trace's first replayed request is the earliest of its first `REORDER_WINDOW` rows. That
-//! row is the zero: [`EarliestZero`] reads that many rows ahead, takes the earliest time
+//! The replay reorders rows that are out of order by up to 4,096 rows (`REORDER_WINDOW`), so
+//! a trace's first replayed request is the earliest of its first 4,096 rows. That row is the
+//! zero: [`EarliestZero`] reads that many rows ahead, takes the earliest time
 //! among them, and then streams every row relative to it. A later row earlier than the zero
 //! is out of order by more than the window could fix and is an error naming its file and
 //! row (instead of being moved silently to time 0).
@@ -34,7 +34,7 @@ pub struct EarliestZero<I> {
 }
 
 impl<I: Iterator<Item = Result<Timed>>> EarliestZero<I> {
-    /// Wrap the rows of `path`, looking [`REORDER_WINDOW`] rows ahead.
+    /// Wrap the rows of `path`, looking `REORDER_WINDOW` (4,096) rows ahead.
     pub fn new(inner: I, path: PathBuf) -> Self {
         Self::with_window(inner, path, REORDER_WINDOW)
     }

@@ -344,6 +344,52 @@ mod tests {
     }
 
     #[test]
+    fn sessions_interleave_in_time_order_with_turns_in_order() {
+        let p = std::env::temp_dir().join(format!("kvsim-sg-{}.jsonl", std::process::id()));
+        let conv =
+            r#"{"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"},
+            {"from": "human", "value": "c"}, {"from": "gpt", "value": "d"},
+            {"from": "human", "value": "e"}, {"from": "gpt", "value": "f"}]}"#
+                .replace('\n', " ");
+        std::fs::write(
+            &p,
+            format!("{conv}\n{{\"conversations\": []}}\n{conv}\n{conv}\n"),
+        )
+        .unwrap();
+        let spec = SharegptSpec {
+            path: p.clone(),
+            arrival: Arrival::Constant { rate: 1.0 },
+            think_time_s: 2.0,
+            tokenizer: TokenizerKind::Cl100kBase,
+            message_overhead_tokens: 3,
+        };
+        let r: Vec<RawRequest> = SharegptGenerator::open(&spec, 7)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(r.len(), 9);
+        assert!(r.windows(2).all(|w| w[0].arrival_ns <= w[1].arrival_ns));
+        // Starts at 1, 2 and 3 s (the empty conversation takes no start).
+        let mut firsts: Vec<u64> = Vec::new();
+        let mut by_session: std::collections::HashMap<u64, Vec<&RawRequest>> = Default::default();
+        for q in &r {
+            let turns = by_session.entry(q.session.unwrap()).or_default();
+            if turns.is_empty() {
+                firsts.push(q.arrival_ns);
+            }
+            turns.push(q);
+        }
+        assert_eq!(firsts, vec![1_000_000_000, 2_000_000_000, 3_000_000_000]);
+        for turns in by_session.values() {
+            let inputs: Vec<u32> = turns.iter().map(|q| q.input_tokens).collect();
+            assert!(inputs.windows(2).all(|w| w[0] < w[1]), "{inputs:?}");
+            assert_eq!(turns[2].output_id, None);
+            assert!(turns[1].segments.starts_with(&turns[0].segments));
+        }
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
     fn messages_form_roles_and_errors() {
         let b = builder(0);
         let c = b
