@@ -353,7 +353,8 @@ struct PagingArgs {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// `text` (one page per line), `csv` (time,obj_id[,size]), or a request trace whose
-    /// requests touch their prompt blocks in order: `mooncake`, `azure`, `ragpulse`, `native`.
+    /// requests touch their prompt blocks in order: `mooncake`, `azure`, `ragpulse`, `native`,
+    /// `burstgpt`, `bailian`, `kv-cache-tester`.
     #[arg(long, value_enum, default_value = "text")]
     format: PagingFormat,
     /// Cache sizes in pages (comma-separated).
@@ -420,6 +421,9 @@ enum PagingFormat {
     Azure,
     Ragpulse,
     Native,
+    Burstgpt,
+    Bailian,
+    KvCacheTester,
 }
 
 #[derive(Subcommand, Debug)]
@@ -457,13 +461,17 @@ enum TraceCommand {
     },
 }
 
-/// Trace formats accepted on the command line.
+/// Trace formats accepted on the command line (ShareGPT needs a scenario: its arrivals and
+/// think times are scenario fields).
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum Format {
     Mooncake,
     Azure,
     Ragpulse,
     Native,
+    Burstgpt,
+    Bailian,
+    KvCacheTester,
 }
 
 /// Parse arguments, run, print errors; returns the exit code.
@@ -1067,6 +1075,9 @@ fn trace_workload(
         Format::Azure => SourceKind::Azure,
         Format::Ragpulse => SourceKind::Ragpulse,
         Format::Native => SourceKind::Native,
+        Format::Burstgpt => SourceKind::Burstgpt,
+        Format::Bailian => SourceKind::Bailian,
+        Format::KvCacheTester => SourceKind::KvCacheTester,
     };
     Ok((Workload::of(SourceSpec::trace(kind, path)), 0, 16))
 }
@@ -1127,6 +1138,9 @@ fn request_trace_kind(format: PagingFormat) -> Option<SourceKind> {
         PagingFormat::Azure => Some(SourceKind::Azure),
         PagingFormat::Ragpulse => Some(SourceKind::Ragpulse),
         PagingFormat::Native => Some(SourceKind::Native),
+        PagingFormat::Burstgpt => Some(SourceKind::Burstgpt),
+        PagingFormat::Bailian => Some(SourceKind::Bailian),
+        PagingFormat::KvCacheTester => Some(SourceKind::KvCacheTester),
     }
 }
 
@@ -1237,7 +1251,8 @@ fn paging_serving_order(a: &PagingArgs) -> Result<()> {
     use crate::paging::prefix_cache::{run_prefix, PrefixRequest, PrefixTrace};
     let kind = request_trace_kind(a.format).ok_or_else(|| {
         Error::input(
-            "--order serving needs a request trace (--format mooncake, azure, ragpulse or native)",
+            "--order serving needs a request trace (--format mooncake, azure, ragpulse, native, \
+             burstgpt, bailian or kv-cache-tester)",
         )
     })?;
     let started = std::time::Instant::now();

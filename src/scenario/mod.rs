@@ -3,6 +3,7 @@
 
 mod bench;
 mod load;
+mod readers;
 mod source;
 
 pub use bench::{

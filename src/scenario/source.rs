@@ -4,6 +4,7 @@
 use super::bench::{SglangGspSection, VllmPrefixRepetitionSection, VllmRandomSection};
 use crate::workload::shared_prefix::{SharedPrefixSpec, Stage};
 use crate::workload::synth::{Arrival, Lengths, SynthSpec};
+use crate::workload::tokenizer::TokenizerKind;
 use crate::workload::Source;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -12,8 +13,9 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// `mooncake`, `azure`, `ragpulse`, `native`, `vllm_bench`, `synthetic`,
-    /// `shared_prefix`, `sglang_gsp`, `vllm_random` or `vllm_prefix_repetition`.
+    /// `mooncake`, `azure`, `ragpulse`, `native`, `vllm_bench`, `sharegpt`, `burstgpt`,
+    /// `bailian`, `kv_cache_tester`, `synthetic`, `shared_prefix`, `sglang_gsp`,
+    /// `vllm_random` or `vllm_prefix_repetition`.
     pub kind: SourceKind,
     /// Trace file, relative to the scenario file (trace kinds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -24,7 +26,7 @@ pub struct SourceSpec {
     /// Requests to generate (synthetic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<u64>,
-    /// Arrival process (synthetic).
+    /// Arrival process (synthetic; sharegpt and kv_cache_tester: of conversation starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arrival: Option<ArrivalSpec>,
     /// Prompt lengths (synthetic; with sessions, the new user message of each turn).
@@ -58,6 +60,18 @@ pub struct SourceSpec {
     /// vLLM bench's `prefix_repetition` dataset (vllm_prefix_repetition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vllm_prefix_repetition: Option<VllmPrefixRepetitionSection>,
+    /// Mean think time between a conversation's turns, seconds (sharegpt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think_time_s: Option<f64>,
+    /// Vocabulary that counts message tokens (sharegpt; default `cl100k_base`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<TokenizerKind>,
+    /// Chat-template tokens added per message (sharegpt; default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_overhead_tokens: Option<u32>,
+    /// Chats whose session the reader remembers (bailian; default 1048576).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tracked_chats: Option<u64>,
 }
 
 /// inference-perf's `data.shared_prefix` section, with the two token counts the server sees.
@@ -117,6 +131,15 @@ pub enum SourceKind {
     VllmRandom,
     /// vLLM bench's `prefix_repetition` dataset, generated from the seed.
     VllmPrefixRepetition,
+    /// ShareGPT conversations (JSON array or lines), tokenized.
+    Sharegpt,
+    /// BurstGPT CSV.
+    Burstgpt,
+    /// Alibaba Bailian (Qwen) usage-trace JSON lines.
+    #[serde(alias = "qwen")]
+    Bailian,
+    /// kv-cache-tester agentic coding traces.
+    KvCacheTester,
 }
 
 impl SourceKind {
@@ -133,6 +156,10 @@ impl SourceKind {
             SourceKind::SglangGsp => "sglang_gsp",
             SourceKind::VllmRandom => "vllm_random",
             SourceKind::VllmPrefixRepetition => "vllm_prefix_repetition",
+            SourceKind::Sharegpt => "sharegpt",
+            SourceKind::Burstgpt => "burstgpt",
+            SourceKind::Bailian => "bailian",
+            SourceKind::KvCacheTester => "kv_cache_tester",
         }
     }
 }
@@ -228,16 +255,16 @@ pub struct SessionSpec {
 /// A field path and what is wrong with it.
 pub type FieldError = (String, String);
 
-fn err<T>(field: &str, msg: impl Into<String>) -> Result<T, FieldError> {
+pub(super) fn err<T>(field: &str, msg: impl Into<String>) -> Result<T, FieldError> {
     Err((field.to_string(), msg.into()))
 }
 
-fn required<T: Clone>(field: &str, v: &Option<T>, kind: &str) -> Result<T, FieldError> {
+pub(super) fn required<T: Clone>(field: &str, v: &Option<T>, kind: &str) -> Result<T, FieldError> {
     v.clone()
         .ok_or_else(|| (field.to_string(), format!("required for kind {kind}")))
 }
 
-fn forbid<T>(field: &str, v: &Option<T>, kind: &str) -> Result<(), FieldError> {
+pub(super) fn forbid<T>(field: &str, v: &Option<T>, kind: &str) -> Result<(), FieldError> {
     match v {
         Some(_) => err(field, format!("does not apply to kind {kind}")),
         None => Ok(()),
@@ -263,12 +290,19 @@ impl SourceSpec {
             sglang_gsp: None,
             vllm_random: None,
             vllm_prefix_repetition: None,
+            think_time_s: None,
+            tokenizer: None,
+            message_overhead_tokens: None,
+            max_tracked_chats: None,
         }
     }
 
     /// Check the section and build the typed source. Field paths are relative to
     /// `workload.source`.
     pub fn resolve(&self) -> Result<Source, FieldError> {
+        if let Some(source) = self.resolve_reader()? {
+            return Ok(source);
+        }
         let synth_fields = [
             ("requests", self.requests.is_some()),
             ("arrival", self.arrival.is_some()),
@@ -316,9 +350,11 @@ impl SourceSpec {
                 | SourceKind::SharedPrefix
                 | SourceKind::SglangGsp
                 | SourceKind::VllmRandom
-                | SourceKind::VllmPrefixRepetition => {
-                    unreachable!("handled apart")
-                }
+                | SourceKind::VllmPrefixRepetition
+                | SourceKind::Sharegpt
+                | SourceKind::Burstgpt
+                | SourceKind::Bailian
+                | SourceKind::KvCacheTester => unreachable!("handled apart"),
             });
         }
         self.resolve_synthetic(&kind)
@@ -331,33 +367,7 @@ impl SourceSpec {
         forbid("path", &self.path, kind)?;
         forbid("block_tokens", &self.block_tokens, kind)?;
         let requests = required("requests", &self.requests, kind)?;
-        let a = required("arrival", &self.arrival, kind)?;
-        if !(a.rate.is_finite() && a.rate > 0.0) {
-            return err(
-                "arrival.rate",
-                format!("must be a positive number (got {})", a.rate),
-            );
-        }
-        let arrival = match a.kind {
-            ArrivalKind::Poisson => {
-                forbid("arrival.cv", &a.cv, "poisson")?;
-                Arrival::Poisson { rate: a.rate }
-            }
-            ArrivalKind::Constant => {
-                forbid("arrival.cv", &a.cv, "constant")?;
-                Arrival::Constant { rate: a.rate }
-            }
-            ArrivalKind::Gamma => {
-                let cv = required("arrival.cv", &a.cv, "gamma")?;
-                if !(cv.is_finite() && cv > 0.0) {
-                    return err(
-                        "arrival.cv",
-                        format!("must be a positive number (got {cv})"),
-                    );
-                }
-                Arrival::Gamma { rate: a.rate, cv }
-            }
-        };
+        let arrival = resolve_arrival(&required("arrival", &self.arrival, kind)?)?;
         let input = required("input", &self.input, kind)?.resolve("input")?;
         let output = required("output", &self.output, kind)?.resolve("output")?;
         let system_prompts = match &self.system_prompts {
@@ -506,6 +516,36 @@ impl SourceSpec {
             ),
         })
     }
+}
+
+/// Check an arrival process (at `workload.source.arrival`).
+pub(super) fn resolve_arrival(a: &ArrivalSpec) -> Result<Arrival, FieldError> {
+    if !(a.rate.is_finite() && a.rate > 0.0) {
+        return err(
+            "arrival.rate",
+            format!("must be a positive number (got {})", a.rate),
+        );
+    }
+    Ok(match a.kind {
+        ArrivalKind::Poisson => {
+            forbid("arrival.cv", &a.cv, "poisson")?;
+            Arrival::Poisson { rate: a.rate }
+        }
+        ArrivalKind::Constant => {
+            forbid("arrival.cv", &a.cv, "constant")?;
+            Arrival::Constant { rate: a.rate }
+        }
+        ArrivalKind::Gamma => {
+            let cv = required("arrival.cv", &a.cv, "gamma")?;
+            if !(cv.is_finite() && cv > 0.0) {
+                return err(
+                    "arrival.cv",
+                    format!("must be a positive number (got {cv})"),
+                );
+            }
+            Arrival::Gamma { rate: a.rate, cv }
+        }
+    })
 }
 
 impl LengthSpec {

@@ -1,15 +1,26 @@
 //! Requests and where they come from. Every reader streams its file: it holds one row (and a
 //! small reorder window) at a time, never the whole trace.
 
+pub mod arrivals;
 pub mod azure;
+pub mod bailian;
 pub mod bench_arrival;
+pub mod burstgpt;
+pub mod check;
+pub mod clock;
+pub mod json_stream;
+pub mod kv_cache_tester;
+pub mod lines;
 pub mod mooncake;
 pub mod native;
 pub mod ragpulse;
+pub mod schedule;
 pub mod sglang_gsp;
 pub mod shared_prefix;
+pub mod sharegpt;
 pub mod stats;
 pub mod synth;
+pub mod tokenizer;
 pub mod vllm_bench;
 pub mod vllm_prefix_repetition;
 pub mod vllm_random;
@@ -129,6 +140,24 @@ pub enum Source {
     VllmRandom(vllm_random::VllmRandomSpec),
     /// vLLM bench's `prefix_repetition` dataset, generated.
     VllmPrefixRepetition(vllm_prefix_repetition::VllmPrefixRepetitionSpec),
+    /// ShareGPT conversations (JSON array or JSON lines), tokenized, as sessions.
+    Sharegpt(sharegpt::SharegptSpec),
+    /// BurstGPT CSV.
+    Burstgpt {
+        /// Trace file.
+        path: PathBuf,
+    },
+    /// Alibaba Bailian (Qwen) usage-trace JSON lines.
+    Bailian {
+        /// Trace file.
+        path: PathBuf,
+        /// Tokens per hash block.
+        block_tokens: u32,
+        /// Chats whose session the reader remembers.
+        max_tracked_chats: u64,
+    },
+    /// kv-cache-tester agentic coding traces (a file or a directory of them).
+    KvCacheTester(kv_cache_tester::KvCacheTesterSpec),
 }
 
 /// Open a source as a stream of raw requests.
@@ -137,11 +166,9 @@ pub fn open_raw(
     seed: u64,
 ) -> Result<Box<dyn Iterator<Item = Result<RawRequest>>>> {
     Ok(match source {
-        Source::Mooncake { path, block_tokens } => {
-            Box::new(mooncake::MooncakeReader::open(path, *block_tokens)?)
-        }
-        Source::Azure { path } => Box::new(azure::AzureReader::open(path)?),
-        Source::Ragpulse { path } => Box::new(ragpulse::RagpulseReader::open(path)?),
+        Source::Mooncake { path, block_tokens } => Box::new(mooncake::open(path, *block_tokens)?),
+        Source::Azure { path } => Box::new(azure::open(path)?),
+        Source::Ragpulse { path } => Box::new(ragpulse::open(path)?),
         Source::Native { path } => Box::new(native::NativeReader::open(path)?),
         Source::VllmBench { path } => Box::new(vllm_bench::raw_requests(path)?),
         Source::Synthetic(spec) => Box::new(synth::SynthGenerator::new(spec, seed).map(Ok)),
@@ -157,6 +184,20 @@ pub fn open_raw(
         Source::VllmPrefixRepetition(spec) => {
             Box::new(vllm_prefix_repetition::VllmPrefixRepetitionGenerator::new(spec, seed).map(Ok))
         }
+        Source::Sharegpt(spec) => Box::new(sharegpt::SharegptGenerator::open(spec, seed)?),
+        Source::Burstgpt { path } => Box::new(burstgpt::BurstgptReader::open(path)?),
+        Source::Bailian {
+            path,
+            block_tokens,
+            max_tracked_chats,
+        } => Box::new(bailian::BailianReader::open(
+            path,
+            *block_tokens,
+            *max_tracked_chats,
+        )?),
+        Source::KvCacheTester(spec) => {
+            Box::new(kv_cache_tester::KvCacheTesterGenerator::open(spec, seed)?)
+        }
     })
 }
 
@@ -171,7 +212,7 @@ pub fn open(w: &Workload, seed: u64) -> Result<RequestStream> {
 }
 
 /// How many rows may arrive out of order and still be put back in order.
-const REORDER_WINDOW: usize = 4096;
+pub(crate) const REORDER_WINDOW: usize = 4096;
 
 /// Applies ordering, the time window, time and rate scaling and the request limit.
 struct Transform {
@@ -261,6 +302,14 @@ impl Iterator for Transform {
                 self.inner_done = true;
                 self.heap.clear();
                 return None;
+            }
+            // Every trace reader checks this naming its row; generators are checked here.
+            if let Err(e) = check::request_tokens(
+                &format!("request {} of the workload", self.emitted),
+                r.input_tokens as u64,
+                r.output_tokens as u64,
+            ) {
+                return Some(Err(e));
             }
             let offset = r.arrival_ns - self.start_ns;
             let arrival_ns = if self.factor == 1.0 {

@@ -120,6 +120,7 @@ impl Iterator for NativeReader {
                 };
                 let input = int(1, "input_tokens")?;
                 let output = int(2, "output_tokens")?;
+                super::check::request_tokens(&at, input as u64, output as u64)?;
                 let (session, segments) = if rec.len() == 5 {
                     let session = match rec[3].trim() {
                         "" => None,
@@ -151,7 +152,7 @@ impl Iterator for NativeReader {
                     (None, Vec::new())
                 };
                 Ok(RawRequest {
-                    arrival_ns: (arrival * 1e9).round() as u64,
+                    arrival_ns: super::check::seconds_ns(&at, "arrival_s", arrival)?,
                     input_tokens: input,
                     output_tokens: output,
                     session,

@@ -1,7 +1,10 @@
 //! RAGPulse JSON lines: `{"timestamp": "<s>", "input_length", "output_length",
 //! "hash_ids": {sys_prompt, passages_ids, history, web_search, user_input}, "session_id"}`.
 //! Segment lengths come from the side files `1_sys_prompt.jsonl` .. `5_web_search.jsonl`.
+//! Times are relative to the earliest of the first rows ([`super::clock`]).
 
+use super::check::{request_tokens, seconds_ns};
+use super::clock::{EarliestZero, Timed};
 use super::{at_row, hash_str, mix, open_file, RawRequest, Segment};
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -29,13 +32,24 @@ struct Row {
     session_id: Option<String>,
 }
 
-/// Streaming reader of a RAGPulse trace (the side files, a few MB, are loaded as maps).
-pub struct RagpulseReader {
+/// The rows of a RAGPulse trace with their times (the side files, a few MB, are loaded as
+/// maps).
+pub struct RagpulseRows {
     path: PathBuf,
     lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
     row: u64,
     lengths: [HashMap<u64, u32>; 5],
-    first_s: Option<f64>,
+}
+
+/// A streaming RAGPulse reader: its rows, timed from the first arrival.
+pub type RagpulseReader = EarliestZero<RagpulseRows>;
+
+/// Open a RAGPulse trace and load its side files from the same directory.
+pub fn open(path: &Path) -> Result<RagpulseReader> {
+    Ok(EarliestZero::new(
+        RagpulseRows::open(path)?,
+        path.to_path_buf(),
+    ))
 }
 
 fn side_file(dir: &Path, kind: usize) -> PathBuf {
@@ -74,7 +88,7 @@ fn load_lengths(path: &Path, id_field: &str) -> Result<HashMap<u64, u32>> {
     Ok(map)
 }
 
-impl RagpulseReader {
+impl RagpulseRows {
     /// Open a RAGPulse trace and load its side files from the same directory.
     pub fn open(path: &Path) -> Result<Self> {
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -82,16 +96,15 @@ impl RagpulseReader {
         for (k, slot) in lengths.iter_mut().enumerate() {
             *slot = load_lengths(&side_file(dir, k), KINDS[k].2)?;
         }
-        Ok(RagpulseReader {
+        Ok(RagpulseRows {
             path: path.to_path_buf(),
             lines: open_file(path)?.lines(),
             row: 0,
             lengths,
-            first_s: None,
         })
     }
 
-    fn parse(&mut self, line: &str) -> Result<RawRequest> {
+    fn parse(&mut self, line: &str) -> Result<Timed> {
         let at = at_row(&self.path, self.row);
         let r: Row = serde_json::from_str(line)
             .map_err(|e| Error::input(format!("{at}: malformed RAGPulse row: {e}")))?;
@@ -107,7 +120,8 @@ impl RagpulseReader {
                 r.timestamp
             ))
         })?;
-        let first = *self.first_s.get_or_insert(ts);
+        let t_ns = seconds_ns(&at, "timestamp", ts)?;
+        request_tokens(&at, r.input_length as u64, r.output_length as u64)?;
         let mut segments = Vec::new();
         for (k, (kind, _, _)) in KINDS.iter().enumerate() {
             for &id in r.hash_ids.get(*kind).map(Vec::as_slice).unwrap_or(&[]) {
@@ -132,20 +146,22 @@ impl RagpulseReader {
             left -= s.tokens;
             s.tokens > 0
         });
-        // A segment earlier than the first row (the out-of-order pair) starts at 0.
-        let rel = if ts >= first { ts - first } else { 0.0 };
-        Ok(RawRequest {
-            arrival_ns: (rel * 1e9).round() as u64,
-            input_tokens: r.input_length,
-            output_tokens: r.output_length,
-            session: r.session_id.as_deref().map(hash_str),
-            segments,
+        Ok(Timed {
+            row: self.row,
+            t_ns: t_ns as i128,
+            req: RawRequest {
+                arrival_ns: 0,
+                input_tokens: r.input_length,
+                output_tokens: r.output_length,
+                session: r.session_id.as_deref().map(hash_str),
+                segments,
+            },
         })
     }
 }
 
-impl Iterator for RagpulseReader {
-    type Item = Result<RawRequest>;
+impl Iterator for RagpulseRows {
+    type Item = Result<Timed>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {

@@ -106,10 +106,17 @@ pub fn read(path: &Path) -> Result<BenchResult> {
     let t0 = start.iter().copied().fold(f64::INFINITY, f64::min);
     let mut requests = Vec::with_capacity(n);
     for i in (0..n).filter(|&i| !errors[i]) {
+        let input_tokens = tokens(cols[0][i], "input_lens", i, path)?;
+        let output_tokens = tokens(cols[1][i], "output_lens", i, path)?;
+        super::check::request_tokens(
+            &format!("{}: request {i}", path.display()),
+            input_tokens as u64,
+            output_tokens as u64,
+        )?;
         requests.push(BenchRequest {
             start_s: start[i] - t0,
-            input_tokens: tokens(cols[0][i], "input_lens", i, path)?,
-            output_tokens: tokens(cols[1][i], "output_lens", i, path)?,
+            input_tokens,
+            output_tokens,
             ttft_s: cols[2][i],
             latency_s: cols[3][i],
         });

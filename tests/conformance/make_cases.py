@@ -104,7 +104,10 @@ def case_h1():
             extra = rng.randrange(1, 3)
             tail, nid = blocks(nid, extra)
             inp = len(fam) * 512 + rng.randrange(1, extra * 512)
-            hids = fam + tail
+            # One id per 512-token block the prompt has: ceil(inp / 512) (a tail of fewer
+            # than 513 tokens uses one of its two ids; the ids are allocated as before, so
+            # the other rows keep theirs).
+            hids = fam + tail[: (inp + 511) // 512 - len(fam)]
         rows.append({"timestamp": 0, "input_length": inp, "output_length": rng.randrange(4, 40),
                      "hash_ids": hids})
     write_case("H1", rows, dict(blocks=900, mbt=512, seqs=24, max_model_len=16384))
