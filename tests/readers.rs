@@ -14,6 +14,9 @@ use std::path::Path;
 struct Prompt {
     segments: Vec<(String, u32)>,
     input: u32,
+    /// The answer, when a later prompt of the conversation repeats it: seen once the
+    /// request has run (`kvsim trace stats` counts an identified answer as seen).
+    answer: Option<(String, u32)>,
 }
 
 /// Tokens of prompts whose segment chain (and that segment's length) was seen in an
@@ -42,6 +45,10 @@ fn reuse_bound(prompts: &[Prompt]) -> (u64, u64) {
             }
             seen.insert(key);
         }
+        if let Some((id, tokens)) = &p.answer {
+            chain.push(id.clone());
+            seen.insert((chain, *tokens));
+        }
     }
     (input, reusable)
 }
@@ -59,7 +66,11 @@ fn blocks(scope: &str, ids: &[u64], input: u32, block: u32) -> Prompt {
             )
         })
         .collect();
-    Prompt { segments, input }
+    Prompt {
+        segments,
+        input,
+        answer: None,
+    }
 }
 
 fn stats(args: &[&str]) -> Value {
@@ -164,9 +175,15 @@ fn sharegpt_expected(p: &Path) -> Expected {
                 history.push(("reply header".into(), h));
                 if n > 0 {
                     let input = history.iter().map(|(_, t)| t).sum();
+                    // The answer of the conversation's previous request is repeated here.
+                    if let Some(prev) = e.prompts.last_mut().filter(|_| requests > 0) {
+                        let (id, n) = history[prev.segments.len()].clone();
+                        prev.answer = Some((id, n));
+                    }
                     e.prompts.push(Prompt {
                         segments: history.clone(),
                         input,
+                        answer: None,
                     });
                     e.output += n as u64;
                     requests += 1;
