@@ -5,9 +5,10 @@
 //! first (ties: more headroom first).
 
 use crate::error::{Error, Result};
+use crate::output::Staged;
 use crate::report::Summary;
 use crate::scenario::{load_scenario, to_yaml_string};
-use crate::sweep::{csv_field, grid, point_sets, run_point, write_atomic, Axis};
+use crate::sweep::{csv_field, grid, point_sets, run_point, Axis};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -38,7 +39,7 @@ impl SloBound {
                 let (metric, stat) = k.split_once('_').ok_or_else(bad)?;
                 let ok_metric = ["ttft", "tpot", "itl", "e2e"].contains(&metric);
                 let ok_stat = ["mean", "p50", "p90", "p99"].contains(&stat);
-                if !ok_metric || !ok_stat || limit_ms.is_nan() || limit_ms <= 0.0 {
+                if !ok_metric || !ok_stat || !limit_ms.is_finite() || limit_ms <= 0.0 {
                     return Err(bad());
                 }
                 Ok(SloBound {
@@ -207,12 +208,17 @@ pub fn plan(job: &PlanJob) -> Result<Vec<Candidate>> {
             "plan: give at least one --search key=v1,v2,...".to_string(),
         ));
     }
-    if job.max_scale.is_nan() || job.max_scale < 1.0 {
-        return Err(Error::input(
-            "plan: --max-scale must be at least 1".to_string(),
-        ));
+    if !job.max_scale.is_finite() || job.max_scale < 1.0 {
+        return Err(Error::input(format!(
+            "plan: --max-scale must be a finite number of at least 1 (got {})",
+            job.max_scale
+        )));
     }
     let base = load_scenario(&job.scenario, &job.sets)?;
+    crate::sweep::check_axes(&job.scenario, &job.sets, "--search", &job.search)?;
+    if let Some(dir) = &job.out {
+        crate::output::prepare(dir)?;
+    }
     let base_rate = base.workload.rate_scale;
     let points = grid(&job.search);
     let bar = indicatif::ProgressBar::new(points.len() as u64);
@@ -227,6 +233,16 @@ pub fn plan(job: &PlanJob) -> Result<Vec<Candidate>> {
         })
         .collect();
     bar.finish_and_clear();
+    crate::interrupt::check()?;
+    let all_failed = cands.iter().all(|c| c.at_load.is_err());
+    if let Some(c) = cands.first().filter(|_| all_failed) {
+        let e = c.at_load.as_ref().err().map(|e| e.to_string());
+        return Err(Error::failure(format!(
+            "every candidate failed to run, so nothing was written; {}: {}",
+            label(job, c),
+            e.unwrap_or_default()
+        )));
+    }
     cands.sort_by(|a, b| {
         let rank = |c: &Candidate| (c.verdict.is_err(), c.at_load.is_err());
         rank(a)
@@ -296,7 +312,10 @@ pub fn table(job: &PlanJob, cands: &[Candidate]) -> String {
     o
 }
 
+/// `plan.csv`, `best.yaml` (when a candidate passes) and `plan.svg`, replacing the folder
+/// as a whole (`crate::output`).
 fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
+    let mut out = Staged::begin(dir)?;
     let mut csv = String::from("rank,candidate,gpus,cost_per_hour,meets_slo,reason,ttft_p99_ms,tpot_p99_ms,cost_per_million_tokens,max_rate_scale,max_request_throughput,cost_per_million_tokens_at_max,runs\n");
     for (i, c) in cands.iter().enumerate() {
         let (ttft, tpot, pm) = match &c.at_load {
@@ -333,7 +352,7 @@ fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
             c.runs
         ));
     }
-    write_atomic(&dir.join("plan.csv"), csv.as_bytes())?;
+    out.write("plan.csv", csv.as_bytes())?;
     if let Some(best) = cands.iter().find(|c| c.verdict.is_ok()) {
         let mut s = load_scenario(&job.scenario, &best.sets)?;
         for p in [&mut s.workload.source.path, &mut s.hardware.calibration]
@@ -354,10 +373,7 @@ fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
                 .join(","),
             label(job, best)
         );
-        write_atomic(
-            &dir.join("best.yaml"),
-            (header + &to_yaml_string(&s)?).as_bytes(),
-        )?;
+        out.write("best.yaml", (header + &to_yaml_string(&s)?).as_bytes())?;
     }
     let series: Vec<crate::plots::Series> = cands
         .iter()
@@ -381,7 +397,8 @@ fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
         false,
         true,
     )?;
-    write_atomic(&dir.join("plan.svg"), svg.as_bytes())
+    out.write("plan.svg", svg.as_bytes())?;
+    out.commit()
 }
 
 #[cfg(test)]
@@ -399,6 +416,8 @@ mod tests {
             "lat_p99_ms=1",
             "ttft_p42_ms=1",
             "ttft_p99_ms=-1",
+            "ttft_p99_ms=inf",
+            "ttft_p99_ms=NaN",
         ] {
             assert!(SloBound::parse_list(bad).is_err(), "{bad}");
         }

@@ -4,7 +4,7 @@
 mod load;
 mod source;
 
-pub use load::{load_scenario, parse_scenario, parse_yaml, to_yaml, to_yaml_string};
+pub use load::{check_key, load_scenario, parse_scenario, parse_yaml, to_yaml, to_yaml_string};
 pub use source::{
     ArrivalKind, ArrivalSpec, LengthKind, LengthSpec, SessionSpec, SourceKind, SourceSpec,
     SystemPromptSpec,
