@@ -312,6 +312,31 @@ pub fn table(job: &PlanJob, cands: &[Candidate]) -> String {
     o
 }
 
+/// The cheapest passing candidate as a complete scenario (absolute paths, no output
+/// folder) under a comment naming the SLOs and the candidate.
+fn best_yaml(job: &PlanJob, best: &Candidate) -> Result<String> {
+    let mut s = load_scenario(&job.scenario, &best.sets)?;
+    for p in [&mut s.workload.source.path, &mut s.hardware.calibration]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(abs) = std::fs::canonicalize(&*p) {
+            *p = abs;
+        }
+    }
+    s.output.dir = None;
+    let header = format!(
+        "# The cheapest plan found by kvsim plan for the SLOs {}:\n#   {}\n",
+        job.slo
+            .iter()
+            .map(|b| format!("{}={}", b.name(), b.limit_ms))
+            .collect::<Vec<_>>()
+            .join(","),
+        label(job, best)
+    );
+    Ok(header + &to_yaml_string(&s)?)
+}
+
 /// `plan.csv`, `best.yaml` (when a candidate passes) and `plan.svg`, replacing the folder
 /// as a whole (`crate::output`).
 fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
@@ -354,26 +379,7 @@ fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
     }
     out.write("plan.csv", csv.as_bytes())?;
     if let Some(best) = cands.iter().find(|c| c.verdict.is_ok()) {
-        let mut s = load_scenario(&job.scenario, &best.sets)?;
-        for p in [&mut s.workload.source.path, &mut s.hardware.calibration]
-            .into_iter()
-            .flatten()
-        {
-            if let Ok(abs) = std::fs::canonicalize(&*p) {
-                *p = abs;
-            }
-        }
-        s.output.dir = None;
-        let header = format!(
-            "# The cheapest plan found by kvsim plan for the SLOs {}:\n#   {}\n",
-            job.slo
-                .iter()
-                .map(|b| format!("{}={}", b.name(), b.limit_ms))
-                .collect::<Vec<_>>()
-                .join(","),
-            label(job, best)
-        );
-        out.write("best.yaml", (header + &to_yaml_string(&s)?).as_bytes())?;
+        out.write("best.yaml", best_yaml(job, best)?.as_bytes())?;
     }
     let series: Vec<crate::plots::Series> = cands
         .iter()

@@ -313,7 +313,13 @@ pub fn sweep(job: &SweepJob) -> Result<(usize, usize)> {
             "sweep: give at least one --vary key=v1,v2,...".to_string(),
         ));
     }
-    // Check the scenario and the axes' keys before spending time on the grid.
+    // Check the output, the scenario and the axes' keys before spending time on the grid.
+    if job.out.is_dir() {
+        return Err(Error::input(format!(
+            "--out {}: is a folder; a sweep writes one CSV file",
+            job.out.display()
+        )));
+    }
     load_scenario(&job.scenario, &job.sets)?;
     check_axes(&job.scenario, &job.sets, "--vary", &job.axes)?;
     let prov = Provenance::of(&job.scenario, &job.sets, &job.axes)?;
