@@ -484,6 +484,12 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if handles_signals(&cli.command) {
+        if let Err(e) = crate::interrupt::install() {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    }
     match dispatch(cli.command) {
         Ok(()) => 0,
         Err(e) => {
@@ -491,6 +497,19 @@ pub fn main() -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// Commands that stop cleanly on SIGINT and SIGTERM (they poll `crate::interrupt`); the
+/// others keep the default action, since they write nothing or one file atomically.
+fn handles_signals(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Run { .. }
+            | Command::Sweep(_)
+            | Command::Plan(_)
+            | Command::Compare(_)
+            | Command::Paging(_)
+    )
 }
 
 fn dispatch(cmd: Command) -> Result<()> {
@@ -529,7 +548,13 @@ fn dispatch(cmd: Command) -> Result<()> {
                     block_tokens,
                 },
         } => trace_synth(&scenario, &sets, &out, block_tokens),
-        Command::Paging(args) => paging(args),
+        Command::Paging(args) => {
+            let csv = args.csv.clone();
+            paging(args).map_err(|e| match &csv {
+                Some(c) => crate::output::interrupted_at(e, c),
+                None => e,
+            })
+        }
         Command::Calibrate(a) => crate::calibrate::run(&crate::calibrate::CalibrateJob {
             model: a.model,
             tp: a.tp,
@@ -600,8 +625,11 @@ fn fit_job(a: FitArgs, default_step: f64) -> Result<crate::fit::command::FitJob>
     if !(step > 0.0 && step < 1.0) {
         return Err(Error::input(format!("--step {step}: must be in (0, 1)")));
     }
-    if a.max_uncertainty.is_nan() || a.max_uncertainty <= 0.0 {
-        return Err(Error::input("--max-uncertainty must be positive"));
+    if !a.max_uncertainty.is_finite() || a.max_uncertainty <= 0.0 {
+        return Err(Error::input(format!(
+            "--max-uncertainty must be a positive finite number (got {})",
+            a.max_uncertainty
+        )));
     }
     Ok(crate::fit::command::FitJob {
         fit: a.fit,
@@ -797,7 +825,9 @@ fn compare(a: CompareArgs) -> Result<()> {
         out: a.out,
         seed: a.seed,
     };
-    let rows = thread_pool(a.jobs)?.install(|| crate::compare::compare(&job))?;
+    let rows = thread_pool(a.jobs)?
+        .install(|| crate::compare::compare(&job))
+        .map_err(|e| crate::output::interrupted_at(e, &job.out))?;
     print!("{}", crate::compare::markdown(&rows));
     eprintln!(
         "wrote compare.csv, compare.md and compare.svg in {}",
@@ -838,7 +868,9 @@ fn sweep(a: SweepArgs) -> Result<()> {
         plot: a.plot,
     };
     let started = std::time::Instant::now();
-    let (n, failed) = thread_pool(a.jobs)?.install(|| crate::sweep::sweep(&job))?;
+    let (n, failed) = thread_pool(a.jobs)?
+        .install(|| crate::sweep::sweep(&job))
+        .map_err(|e| crate::output::interrupted_at(e, &job.out))?;
     eprintln!(
         "wrote {} ({n} points in {:.1} s{})",
         job.out.display(),
@@ -872,7 +904,12 @@ fn plan(a: PlanArgs) -> Result<()> {
         out: a.out,
     };
     let started = std::time::Instant::now();
-    let cands = thread_pool(a.jobs)?.install(|| crate::planner::plan(&job))?;
+    let cands = thread_pool(a.jobs)?
+        .install(|| crate::planner::plan(&job))
+        .map_err(|e| match &job.out {
+            Some(d) => crate::output::interrupted_at(e, d),
+            None => e,
+        })?;
     print!("{}", crate::planner::table(&job, &cands));
     let runs: u32 = cands.iter().map(|c| c.runs).sum();
     eprintln!(
@@ -923,16 +960,43 @@ fn run(
     let dir = out
         .or_else(|| s.output.dir.clone())
         .unwrap_or_else(|| PathBuf::from("out").join(&s.name));
+    run_into(&s, &setup, &dir, json, no_files, audit).map_err(|e| {
+        if no_files {
+            e
+        } else {
+            crate::output::interrupted_at(e, &dir)
+        }
+    })
+}
+
+/// `kvsim run` once the scenario is loaded: simulate, then write `dir` (unless `no_files`)
+/// only when something completed.
+fn run_into(
+    s: &Scenario,
+    setup: &EngineSetup,
+    dir: &Path,
+    json: bool,
+    no_files: bool,
+    audit: bool,
+) -> Result<()> {
     let (outdir, req_file, step_file) = if no_files {
         (None, None, None)
     } else {
-        let (d, r, st) = OutputDir::create(&dir, s.output.per_request, s.output.per_step)?;
+        let (d, r, st) = OutputDir::create(dir, s.output.per_request, s.output.per_step)?;
         (Some(d), r, st)
     };
     let mut rec = Recorder::new(req_file, step_file, s.slo.clone())?;
     let started = std::time::Instant::now();
-    let summary = crate::sim::run(&s, &setup, &mut rec, audit)?;
+    let summary = crate::sim::run(s, setup, &mut rec, audit)?;
     let elapsed = started.elapsed();
+    if let Err(e) = crate::report::check_succeeded(&summary) {
+        let note = if no_files {
+            String::new()
+        } else {
+            format!("; no results written, {}", crate::output::kept(dir))
+        };
+        return Err(Error::failure(format!("{e}{note}")));
+    }
     let summary_json =
         serde_json::to_string_pretty(&summary).map_err(|e| Error::failure(e.to_string()))?;
     if let Some(mut d) = outdir {
@@ -940,7 +1004,7 @@ fn run(
         for (name, svg) in run_plots(&rec)? {
             d.add_file(name, &svg)?;
         }
-        d.commit(&to_yaml_string(&s)?, &summary_json)?;
+        d.commit(&to_yaml_string(s)?, &summary_json)?;
         eprintln!("wrote {dir_shown}/{{requests.csv,steps.csv,scenario.yaml,summary.json,latency_cdf.svg,kv_blocks.svg,queue.svg}}");
     }
     if json {
@@ -1162,8 +1226,11 @@ fn load_paging_trace(
     )?;
     let mut labels = Vec::new();
     let mut hashes = Vec::new();
-    for r in stream {
+    for (i, r) in stream.enumerate() {
         let r = r?;
+        if i.is_multiple_of(4096) {
+            crate::interrupt::check()?;
+        }
         hashes.clear();
         crate::prefix::block_hashes(
             &r.segments,
@@ -1260,8 +1327,11 @@ fn paging_serving_order(a: &PagingArgs) -> Result<()> {
     for f in &a.files {
         let stream = workload::open(&Workload::of(SourceSpec::trace(kind, f.clone())), 0)?;
         let mut requests = Vec::new();
-        for r in stream {
+        for (i, r) in stream.enumerate() {
             let r = r?;
+            if i.is_multiple_of(4096) {
+                crate::interrupt::check()?;
+            }
             let mut hashes = Vec::new();
             crate::prefix::prompt_block_hashes(&r, a.block_size, &mut hashes);
             requests.push(PrefixRequest::new(hashes, r.input_tokens, a.block_size));
@@ -1280,18 +1350,16 @@ fn paging_serving_order(a: &PagingArgs) -> Result<()> {
 }
 
 fn write_paging_csv(path: Option<&Path>, rows: &[crate::paging::run::PagingRow]) -> Result<()> {
-    if let Some(path) = path {
-        let part = path.with_extension("csv.partial");
-        let mut w = csv::Writer::from_path(&part)
-            .map_err(|e| Error::failure(format!("cannot write {}: {e}", part.display())))?;
-        for r in rows {
-            w.serialize(r)
-                .map_err(|e| Error::failure(format!("cannot write {}: {e}", part.display())))?;
-        }
-        w.flush()
-            .map_err(|e| Error::failure(format!("cannot write {}: {e}", part.display())))?;
-        std::fs::rename(&part, path)
-            .map_err(|e| Error::failure(format!("cannot write {}: {e}", path.display())))?;
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let bad = |e: csv::Error| Error::failure(format!("cannot write {}: {e}", path.display()));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).map_err(bad)?;
     }
-    Ok(())
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::failure(format!("cannot write {}: {e}", path.display())))?;
+    crate::output::write_atomic(path, &bytes)
 }

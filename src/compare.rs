@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::report::Summary;
 use crate::scenario::load_scenario;
 use crate::sim::recorder::Recorder;
-use crate::sweep::{csv_field, write_atomic};
+use crate::sweep::csv_field;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -136,6 +136,7 @@ pub fn compare(job: &CompareJob) -> Result<Vec<CompareRow>> {
         }
     }
     load_scenario(&job.scenario, &job.sets)?;
+    crate::output::prepare(&job.out)?;
     let trace = AttentionTrace::read(&job.trace)?;
     let scored: Vec<String> = job
         .policies
@@ -177,6 +178,7 @@ pub fn compare(job: &CompareJob) -> Result<Vec<CompareRow>> {
         })
         .collect::<Vec<_>>();
     bar.finish_and_clear();
+    crate::interrupt::check()?;
     write_outputs(job, &rows)?;
     let failed: Vec<&String> = rows
         .iter()
@@ -312,7 +314,9 @@ fn write_outputs(job: &CompareJob, rows: &[CompareRow]) -> Result<()> {
         false,
         true,
     )?;
-    write_atomic(&job.out.join("compare.csv"), csv(rows).as_bytes())?;
-    write_atomic(&job.out.join("compare.md"), markdown(rows).as_bytes())?;
-    write_atomic(&job.out.join("compare.svg"), svg.as_bytes())
+    let mut out = crate::output::Staged::begin(&job.out)?;
+    out.write("compare.csv", csv(rows).as_bytes())?;
+    out.write("compare.md", markdown(rows).as_bytes())?;
+    out.write("compare.svg", svg.as_bytes())?;
+    out.commit()
 }

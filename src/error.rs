@@ -1,5 +1,6 @@
 //! Errors as values, with the distinction the command line needs: bad input from the user
-//! (exit code 2) versus a failure while doing valid work (exit code 1).
+//! (exit code 2), a failure while doing valid work (exit code 1), or a stop asked for by
+//! SIGINT or SIGTERM (exit code 128 + the signal: 130, 143).
 
 use std::fmt;
 
@@ -10,6 +11,9 @@ pub enum Error {
     Input(String),
     /// Valid input, but the work failed (an I/O error writing results, an internal invariant).
     Failure(String),
+    /// Stopped by a signal (its number) before the work was done; the message says what
+    /// was kept.
+    Interrupted(i32, String),
 }
 
 impl Error {
@@ -23,11 +27,21 @@ impl Error {
         Error::Failure(msg.into())
     }
 
-    /// The process exit code for this error: 2 for bad input, 1 for failures.
+    /// The interruption by signal `sig` (see `crate::interrupt`).
+    pub fn interrupted(sig: i32) -> Self {
+        Error::Interrupted(
+            sig,
+            format!("interrupted by {}", crate::interrupt::signal_name(sig)),
+        )
+    }
+
+    /// The process exit code for this error: 2 for bad input, 1 for failures, 128 + the
+    /// signal for an interruption (the shell's convention: 130 for SIGINT, 143 for SIGTERM).
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Input(_) => 2,
             Error::Failure(_) => 1,
+            Error::Interrupted(sig, _) => 128 + sig,
         }
     }
 }
@@ -35,7 +49,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Input(m) | Error::Failure(m) => f.write_str(m),
+            Error::Input(m) | Error::Failure(m) | Error::Interrupted(_, m) => f.write_str(m),
         }
     }
 }

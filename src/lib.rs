@@ -19,6 +19,7 @@ pub mod fidelity;
 pub mod fit;
 pub mod hardware;
 pub mod idhash;
+pub mod interrupt;
 pub mod metrics;
 pub mod model;
 pub mod output;

@@ -5,9 +5,10 @@
 //! first (ties: more headroom first).
 
 use crate::error::{Error, Result};
+use crate::output::Staged;
 use crate::report::Summary;
 use crate::scenario::{load_scenario, to_yaml_string};
-use crate::sweep::{csv_field, grid, point_sets, run_point, write_atomic, Axis};
+use crate::sweep::{csv_field, grid, point_sets, run_point, Axis};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -152,12 +153,17 @@ pub fn plan(job: &PlanJob) -> Result<Vec<Candidate>> {
             "plan: give at least one --search key=v1,v2,...".to_string(),
         ));
     }
-    if job.max_scale.is_nan() || job.max_scale < 1.0 {
-        return Err(Error::input(
-            "plan: --max-scale must be at least 1".to_string(),
-        ));
+    if !job.max_scale.is_finite() || job.max_scale < 1.0 {
+        return Err(Error::input(format!(
+            "plan: --max-scale must be a finite number of at least 1 (got {})",
+            job.max_scale
+        )));
     }
     let base = load_scenario(&job.scenario, &job.sets)?;
+    crate::sweep::check_axes(&job.scenario, &job.sets, "--search", &job.search)?;
+    if let Some(dir) = &job.out {
+        crate::output::prepare(dir)?;
+    }
     let base_rate = base.workload.rate_scale;
     let points = grid(&job.search);
     let bar = indicatif::ProgressBar::new(points.len() as u64);
@@ -172,6 +178,16 @@ pub fn plan(job: &PlanJob) -> Result<Vec<Candidate>> {
         })
         .collect();
     bar.finish_and_clear();
+    crate::interrupt::check()?;
+    let all_failed = cands.iter().all(|c| c.at_load.is_err());
+    if let Some(c) = cands.first().filter(|_| all_failed) {
+        let e = c.at_load.as_ref().err().map(|e| e.to_string());
+        return Err(Error::failure(format!(
+            "every candidate failed to run, so nothing was written; {}: {}",
+            label(job, c),
+            e.unwrap_or_default()
+        )));
+    }
     cands.sort_by(|a, b| {
         let rank = |c: &Candidate| (c.verdict.is_err(), c.at_load.is_err());
         rank(a)
@@ -241,7 +257,35 @@ pub fn table(job: &PlanJob, cands: &[Candidate]) -> String {
     o
 }
 
+/// The cheapest passing candidate as a complete scenario (absolute paths, no output
+/// folder) under a comment naming the SLOs and the candidate.
+fn best_yaml(job: &PlanJob, best: &Candidate) -> Result<String> {
+    let mut s = load_scenario(&job.scenario, &best.sets)?;
+    for p in [&mut s.workload.source.path, &mut s.hardware.calibration]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(abs) = std::fs::canonicalize(&*p) {
+            *p = abs;
+        }
+    }
+    s.output.dir = None;
+    let header = format!(
+        "# The cheapest plan found by kvsim plan for the SLOs {}:\n#   {}\n",
+        job.slo
+            .iter()
+            .map(|b| format!("{}={}", b.name(), b.limit_ms))
+            .collect::<Vec<_>>()
+            .join(","),
+        label(job, best)
+    );
+    Ok(header + &to_yaml_string(&s)?)
+}
+
+/// `plan.csv`, `best.yaml` (when a candidate passes) and `plan.svg`, replacing the folder
+/// as a whole (`crate::output`).
 fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
+    let mut out = Staged::begin(dir)?;
     let mut csv = String::from("rank,candidate,gpus,cost_per_hour,meets_slo,reason,ttft_p99_ms,tpot_p99_ms,cost_per_million_tokens,max_rate_scale,max_request_throughput,cost_per_million_tokens_at_max,runs\n");
     for (i, c) in cands.iter().enumerate() {
         let (ttft, tpot, pm) = match &c.at_load {
@@ -278,31 +322,9 @@ fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
             c.runs
         ));
     }
-    write_atomic(&dir.join("plan.csv"), csv.as_bytes())?;
+    out.write("plan.csv", csv.as_bytes())?;
     if let Some(best) = cands.iter().find(|c| c.verdict.is_ok()) {
-        let mut s = load_scenario(&job.scenario, &best.sets)?;
-        for p in [&mut s.workload.source.path, &mut s.hardware.calibration]
-            .into_iter()
-            .flatten()
-        {
-            if let Ok(abs) = std::fs::canonicalize(&*p) {
-                *p = abs;
-            }
-        }
-        s.output.dir = None;
-        let header = format!(
-            "# The cheapest plan found by kvsim plan for the SLOs {}:\n#   {}\n",
-            job.slo
-                .iter()
-                .map(|b| format!("{}={}", b.name(), b.limit_ms))
-                .collect::<Vec<_>>()
-                .join(","),
-            label(job, best)
-        );
-        write_atomic(
-            &dir.join("best.yaml"),
-            (header + &to_yaml_string(&s)?).as_bytes(),
-        )?;
+        out.write("best.yaml", best_yaml(job, best)?.as_bytes())?;
     }
     let series: Vec<crate::plots::Series> = cands
         .iter()
@@ -326,5 +348,6 @@ fn write_outputs(job: &PlanJob, cands: &[Candidate], dir: &Path) -> Result<()> {
         false,
         true,
     )?;
-    write_atomic(&dir.join("plan.svg"), svg.as_bytes())
+    out.write("plan.svg", svg.as_bytes())?;
+    out.commit()
 }

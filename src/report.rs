@@ -717,3 +717,31 @@ impl Summary {
         o
     }
 }
+
+/// `Err` (a failure, exit code 1) when a run produced nothing to report: no request in the
+/// workload (after `workload.start_s`, `end_s` and `limit`), or every request rejected.
+/// Such a run is not written as a result (`docs/outputs.md`).
+pub fn check_succeeded(s: &Summary) -> crate::error::Result<()> {
+    if s.requests_arrived == 0 {
+        return Err(crate::error::Error::failure(
+            "the workload has no requests (after workload.start_s, end_s and limit): nothing was simulated",
+        ));
+    }
+    if s.requests_completed == 0 {
+        let reasons: Vec<String> = s
+            .requests_rejected
+            .iter()
+            .map(|(r, n)| format!("{r}: {n}"))
+            .collect();
+        return Err(crate::error::Error::failure(format!(
+            "none of the {} requests completed (rejected: {})",
+            s.requests_arrived,
+            if reasons.is_empty() {
+                "none".to_string()
+            } else {
+                reasons.join(", ")
+            }
+        )));
+    }
+    Ok(())
+}

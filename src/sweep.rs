@@ -114,12 +114,26 @@ pub fn point_sets(axes: &[Axis], point: &[usize]) -> Vec<String> {
         .collect()
 }
 
-/// Run one scenario with overrides and no files; the summary.
+/// Run one scenario with overrides and no files; the summary. A run in which nothing
+/// completed (an empty workload, every request rejected) is an error: its latencies would
+/// read as zeros.
 pub fn run_point(scenario: &Path, sets: &[String]) -> Result<Summary> {
+    crate::interrupt::check()?;
     let s = load_scenario(scenario, sets)?;
     let setup = EngineSetup::from_scenario(&s)?;
     let mut rec = Recorder::new(None, None, s.slo.clone())?;
-    crate::sim::run(&s, &setup, &mut rec, false)
+    let summary = crate::sim::run(&s, &setup, &mut rec, false)?;
+    crate::report::check_succeeded(&summary)?;
+    Ok(summary)
+}
+
+/// Refuse (an input error, exit code 2) an axis whose key is not a scenario field, naming
+/// it and the nearest field; `flag` is the option that gave the axes.
+pub fn check_axes(scenario: &Path, sets: &[String], flag: &str, axes: &[Axis]) -> Result<()> {
+    for a in axes {
+        crate::scenario::check_key(scenario, sets, flag, &a.key, &a.values[0])?;
+    }
+    Ok(())
 }
 
 /// Result columns of a sweep row, after the point index and the axes.
@@ -159,11 +173,63 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
+/// Columns after the metrics that identify the sweep a row belongs to: the same in every
+/// row of a sweep and of each of its shards, compared by [`merge`].
+pub const PROVENANCE: &[&str] = &["kvsim_version", "scenario_hash", "seed", "sets", "grid"];
+
+/// What identifies a sweep ([`PROVENANCE`]): kvsim's version, a hash of the scenario file's
+/// bytes, the scenario's seed after the overrides, the `--set` overrides and the grid, the
+/// last two as they would be typed (`--set k=v`, `--vary k=v1,v2`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provenance {
+    /// Values in the order of [`PROVENANCE`].
+    pub values: [String; 5],
+}
+
+impl Provenance {
+    /// The provenance of a sweep of `scenario` with `sets` over `axes`.
+    pub fn of(scenario: &Path, sets: &[String], axes: &[Axis]) -> Result<Provenance> {
+        let bytes = std::fs::read(scenario).map_err(|e| {
+            Error::input(format!("cannot read scenario {}: {e}", scenario.display()))
+        })?;
+        // FNV-1a, 64 bits: enough to tell two scenario files apart (not a security hash).
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        let seed = load_scenario(scenario, sets)?.seed;
+        let typed = |flag: &str, items: Vec<String>| {
+            items
+                .iter()
+                .map(|i| format!("{flag} {i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let grid = axes
+            .iter()
+            .map(|a| format!("{}={}", a.key, a.values.join(",")))
+            .collect();
+        Ok(Provenance {
+            values: [
+                env!("CARGO_PKG_VERSION").to_string(),
+                format!("{hash:016x}"),
+                seed.to_string(),
+                typed("--set", sets.to_vec()),
+                typed("--vary", grid),
+            ],
+        })
+    }
+
+    fn cells(&self) -> impl Iterator<Item = String> + '_ {
+        self.values.iter().map(|v| csv_field(v))
+    }
+}
+
 /// The CSV header of a sweep over `axes`.
 pub fn header(axes: &[Axis]) -> String {
     let mut cols = vec!["point".to_string(), "grid_points".to_string()];
     cols.extend(axes.iter().map(|a| csv_field(&a.key)));
     cols.extend(METRICS.iter().map(|m| m.to_string()));
+    cols.extend(PROVENANCE.iter().map(|m| m.to_string()));
     cols.join(",")
 }
 
@@ -174,6 +240,7 @@ pub fn row(
     axes: &[Axis],
     point: &[usize],
     r: &Result<Summary>,
+    prov: &Provenance,
 ) -> String {
     let mut cols = vec![index.to_string(), total.to_string()];
     cols.extend(
@@ -217,6 +284,7 @@ pub fn row(
             cols.push(csv_field(&e.to_string()));
         }
     }
+    cols.extend(prov.cells());
     cols.join(",")
 }
 
@@ -236,16 +304,25 @@ pub struct SweepJob {
     pub plot: bool,
 }
 
-/// Run a sweep and write its CSV (atomically: a failed sweep leaves no file). Returns
-/// (points run, points that failed).
+/// Run a sweep and write its CSV, atomically: a failed or interrupted sweep, or one in
+/// which every point failed (an error naming the first), leaves the previous file as it
+/// was. Returns (points run, points that failed).
 pub fn sweep(job: &SweepJob) -> Result<(usize, usize)> {
     if job.axes.is_empty() {
         return Err(Error::input(
             "sweep: give at least one --vary key=v1,v2,...".to_string(),
         ));
     }
-    // Check the scenario itself before spending time on the grid.
+    // Check the output, the scenario and the axes' keys before spending time on the grid.
+    if job.out.is_dir() {
+        return Err(Error::input(format!(
+            "--out {}: is a folder; a sweep writes one CSV file",
+            job.out.display()
+        )));
+    }
     load_scenario(&job.scenario, &job.sets)?;
+    check_axes(&job.scenario, &job.sets, "--vary", &job.axes)?;
+    let prov = Provenance::of(&job.scenario, &job.sets, &job.axes)?;
     let points = grid(&job.axes);
     let total = points.len();
     let mine: Vec<usize> = (0..total)
@@ -269,12 +346,19 @@ pub fn sweep(job: &SweepJob) -> Result<(usize, usize)> {
         })
         .collect();
     bar.finish_and_clear();
+    crate::interrupt::check()?;
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if let Some((i, Err(e))) = results.first().filter(|_| failed == results.len()) {
+        return Err(Error::failure(format!(
+            "every point failed ({failed}), so {} was not written; point {i} ({}): {e}",
+            job.out.display(),
+            point_sets(&job.axes, &points[*i]).join(" ")
+        )));
+    }
     let mut text = header(&job.axes);
     text.push('\n');
-    let mut failed = 0;
     for (i, r) in &results {
-        failed += r.is_err() as usize;
-        text.push_str(&row(*i, total, &job.axes, &points[*i], r));
+        text.push_str(&row(*i, total, &job.axes, &points[*i], r, &prov));
         text.push('\n');
     }
     write_atomic(&job.out, text.as_bytes())?;
@@ -332,67 +416,115 @@ fn sweep_plot(
     )
 }
 
-/// Write `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::failure(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    let tmp = path.with_extension(format!(
-        "{}.partial",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    std::fs::write(&tmp, bytes)
-        .map_err(|e| Error::failure(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::failure(format!("cannot write {}: {e}", path.display())))
+/// Atomic single-file writes, kept under this name for the commands that use them.
+pub use crate::output::write_atomic;
+
+/// The shards read so far: the first one's header and provenance, rows by point.
+#[derive(Default)]
+struct Shards {
+    header: Option<(String, PathBuf)>,
+    provenance: Option<(Vec<String>, PathBuf)>,
+    total: Option<usize>,
+    rows: Vec<(usize, String)>,
 }
 
-/// Join shard CSVs into the unsharded sweep's CSV: same header, every point exactly once,
-/// rows by point index.
-pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<usize> {
-    if inputs.is_empty() {
-        return Err(Error::input("merge: give the shard CSV files".to_string()));
-    }
-    let mut header: Option<String> = None;
-    let mut rows: Vec<(usize, String)> = Vec::new();
-    let mut total: Option<usize> = None;
-    for path in inputs {
+impl Shards {
+    /// Read one shard CSV, refusing a header or a provenance that differs from the first
+    /// shard's (naming the shard, row and field).
+    fn read(&mut self, path: &Path) -> Result<()> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
         let mut lines = text.lines();
         let h = lines
             .next()
             .ok_or_else(|| Error::input(format!("{}: empty file", path.display())))?;
-        match &header {
-            None => header = Some(h.to_string()),
-            Some(first) if first != h => {
+        if !h.ends_with(&PROVENANCE.join(",")) {
+            return Err(Error::input(format!(
+                "{}: no {} columns (not a kvsim sweep CSV, or one from before they existed): run the shard again",
+                path.display(),
+                PROVENANCE.join(", ")
+            )));
+        }
+        match &self.header {
+            None => self.header = Some((h.to_string(), path.to_path_buf())),
+            Some((first, from)) if first != h => {
                 return Err(Error::input(format!(
                     "{}: its header differs from {}'s: not shards of one sweep",
                     path.display(),
-                    inputs[0].display()
+                    from.display()
                 )))
             }
             _ => {}
         }
         for (n, line) in lines.enumerate() {
             let bad =
-                |what: &str| Error::input(format!("{} row {}: {what}", path.display(), n + 2));
+                |what: String| Error::input(format!("{} row {}: {what}", path.display(), n + 2));
             let mut f = line.splitn(3, ',');
             let point: usize = f
                 .next()
                 .and_then(|x| x.parse().ok())
-                .ok_or_else(|| bad("the first column is not a point index"))?;
+                .ok_or_else(|| bad("the first column is not a point index".into()))?;
             let of: usize = f
                 .next()
                 .and_then(|x| x.parse().ok())
-                .ok_or_else(|| bad("the second column is not the grid size"))?;
-            if *total.get_or_insert(of) != of || point >= of {
-                return Err(bad("its grid size differs from the other rows'"));
+                .ok_or_else(|| bad("the second column is not the grid size".into()))?;
+            if *self.total.get_or_insert(of) != of || point >= of {
+                return Err(bad("its grid size differs from the other rows'".into()));
             }
-            rows.push((point, line.to_string()));
+            self.check_provenance(path, line).map_err(bad)?;
+            self.rows.push((point, line.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Compare a row's provenance columns with the first row's.
+    fn check_provenance(&mut self, path: &Path, line: &str) -> std::result::Result<(), String> {
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes());
+        let rec = r
+            .records()
+            .next()
+            .and_then(|x| x.ok())
+            .ok_or_else(|| "not a CSV row".to_string())?;
+        let n = rec.len();
+        if n < PROVENANCE.len() {
+            return Err(format!("{n} columns, fewer than the header's"));
+        }
+        let mine: Vec<String> = rec
+            .iter()
+            .skip(n - PROVENANCE.len())
+            .map(str::to_string)
+            .collect();
+        let (first, from) = self
+            .provenance
+            .get_or_insert_with(|| (mine.clone(), path.to_path_buf()));
+        match PROVENANCE.iter().zip(first.iter().zip(&mine)).find(|(_, (a, b))| a != b) {
+            None => Ok(()),
+            Some((field, (a, b))) => Err(format!(
+                "{field} is `{b}` but `{a}` in {}: not a shard of the same sweep (same scenario file, --set, --vary and kvsim version)",
+                from.display()
+            )),
         }
     }
+}
+
+/// Join shard CSVs into the unsharded sweep's CSV: same header and provenance columns
+/// ([`PROVENANCE`]), every point exactly once, rows by point index.
+pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<usize> {
+    if inputs.is_empty() {
+        return Err(Error::input("merge: give the shard CSV files".to_string()));
+    }
+    let mut shards = Shards::default();
+    for path in inputs {
+        shards.read(path)?;
+    }
+    let Shards {
+        header,
+        total,
+        mut rows,
+        ..
+    } = shards;
     let total = total.unwrap_or(0);
     rows.sort_by_key(|r| r.0);
     for w in rows.windows(2) {
@@ -417,7 +549,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<usize> {
             missing.join(", ")
         )));
     }
-    let mut text = header.unwrap_or_default();
+    let mut text = header.map(|h| h.0).unwrap_or_default();
     text.push('\n');
     for (_, r) in &rows {
         text.push_str(r);

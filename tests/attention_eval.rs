@@ -228,10 +228,9 @@ fn bad_traces_and_arguments_are_input_errors() {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn compare_on_mooncake_joins_serving_and_fidelity() {
-    let Some(traces) = shared_traces("compare_on_mooncake_joins_serving_and_fidelity") else {
-        return;
-    };
+    let traces = shared_traces();
     let d = temp_dir("compare");
     let trace = traces.join("mooncake/conversation_trace.jsonl");
     let set = format!("workload.source.path={}", trace.display());

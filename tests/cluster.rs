@@ -144,11 +144,9 @@ fn mooncake(t: &Path) -> String {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn prefix_affinity_beats_round_robin_on_mooncake_with_four_replicas() {
-    let Some(t) = shared_traces("prefix_affinity_beats_round_robin_on_mooncake_with_four_replicas")
-    else {
-        return;
-    };
+    let t = shared_traces();
     let set = mooncake(&t);
     let run = |router: &str| {
         let r = format!("cluster.router.kind={router}");
@@ -452,11 +450,9 @@ fn three_shards_merge_into_the_unsharded_sweep_byte_for_byte() {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn plan_ranks_candidates_and_its_best_meets_the_slos_on_its_own() {
-    let Some(t) = shared_traces("plan_ranks_candidates_and_its_best_meets_the_slos_on_its_own")
-    else {
-        return;
-    };
+    let t = shared_traces();
     let d = temp_dir("plan");
     let set = format!(
         "workload.source.path={}",

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{root, run, temp_dir};
+use common::{root, run, shared, temp_dir};
 use kvsim::conformance::{check_case, compare, read_vllm, replay};
 use std::path::{Path, PathBuf};
 
@@ -20,18 +20,8 @@ fn cases_in(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn shared_cases() -> Option<PathBuf> {
-    let p = root().join("../shared/conformance/vllm-0.33.0/cases");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped the shared vLLM conformance cases: ../shared not found (CI always has it)"
-        );
-        None
-    }
+fn shared_cases() -> PathBuf {
+    shared().join("conformance/vllm-0.33.0/cases")
 }
 
 fn own_cases() -> PathBuf {
@@ -56,10 +46,9 @@ fn check_all(cases: &[PathBuf]) -> (usize, usize) {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn every_shared_vllm_case_matches_step_for_step_sync_and_async() {
-    let Some(dir) = shared_cases() else {
-        return;
-    };
+    let dir = shared_cases();
     let cases = cases_in(&dir);
     assert!(cases.len() >= 9, "the kit holds at least 9 cases");
     let (runs, asynchronous) = check_all(&cases);

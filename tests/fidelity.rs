@@ -16,10 +16,9 @@ fn row(table: &str, group: &str) -> (usize, f64, f64) {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn every_vidur_kernel_point_is_compared_and_errors_do_not_regress() {
-    let Some(traces) = shared_traces("vidur kernels") else {
-        return;
-    };
+    let traces = shared_traces();
     let vidur = traces.join("../fidelity/vidur");
     let csv = temp_dir("fidelity-csv").join("points.csv");
     let table = run_ok(&[
@@ -73,10 +72,9 @@ fn a_folder_without_profiles_is_an_input_error() {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn every_inference_perf_experiment_is_replayed_stage_by_stage() {
-    let Some(traces) = shared_traces("inference-perf serving") else {
-        return;
-    };
+    let traces = shared_traces();
     let dir = traces.join("../fidelity/inference-perf-h100");
     let table = run_ok(&["fidelity", "serving", dir.to_str().unwrap()]);
     // Three experiments, two stages each, five statistics per stage.
@@ -111,20 +109,22 @@ fn every_inference_perf_experiment_is_replayed_stage_by_stage() {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn the_public_profiles_are_reproduced_by_the_importer_and_load() {
-    let Some(_) = shared_traces("vidur import") else {
-        return;
-    };
+    // The profiles record the command that made them, `... import ../shared/fidelity/vidur`:
+    // run it from a folder beside a link named `shared` to wherever the data is.
     let out = temp_dir("vidur-import");
-    run_ok(&[
-        "fidelity",
-        "import",
-        "../shared/fidelity/vidur",
-        "--out",
-        out.to_str().unwrap(),
-        "--date",
-        "2026-12-01",
-    ]);
+    let beside = temp_dir("vidur-import-cwd");
+    std::fs::create_dir_all(beside.join("cwd")).unwrap();
+    std::os::unix::fs::symlink(shared(), beside.join("shared")).unwrap();
+    let o = kvsim()
+        .args(["fidelity", "import", "../shared/fidelity/vidur", "--out"])
+        .arg(&out)
+        .args(["--date", "2026-12-01"])
+        .current_dir(beside.join("cwd"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let committed = root().join("calibration/public");
     let mut n = 0;
     for e in std::fs::read_dir(&out).unwrap() {
@@ -169,10 +169,9 @@ fn the_public_profiles_are_reproduced_by_the_importer_and_load() {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn serving_overrides_reach_every_replayed_scenario() {
-    let Some(traces) = shared_traces("inference-perf overrides") else {
-        return;
-    };
+    let traces = shared_traces();
     let dir = traces.join("../fidelity/inference-perf-h100");
     let d = dir.to_str().unwrap();
     let base = run_ok(&["fidelity", "serving", d]);

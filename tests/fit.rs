@@ -255,10 +255,9 @@ fn llama_7b_runs(shared: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn a_fit_to_the_real_llama_2_7b_runs_reproduces_them_from_a_wrong_start() {
-    let Some(shared) = shared_traces("fit serving") else {
-        return;
-    };
+    let shared = shared_traces();
     let runs = llama_7b_runs(&shared);
     let dir = temp_dir("fit-serving");
     let out = dir.join("fitted.yaml");

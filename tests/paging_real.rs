@@ -9,15 +9,14 @@ use kvsim::paging::predictor::Predictor;
 use kvsim::paging::run::{run_paging, PagingJob, PagingRow};
 use kvsim::paging::Trace;
 
-fn load(dir: &str) -> Option<Vec<Trace>> {
-    let t = shared_traces(&format!("paging {dir}"))?;
-    let dir = t.join("../paging").join(dir);
+fn load(dir: &str) -> Vec<Trace> {
+    let dir = shared().join("paging").join(dir);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    Some(files.iter().map(|f| Trace::read_text(f).unwrap()).collect())
+    files.iter().map(|f| Trace::read_text(f).unwrap()).collect()
 }
 
 fn job(k: usize, policies: &[&str], sigma: f64, runs: u32) -> PagingJob {
@@ -37,10 +36,9 @@ fn ratio(rows: &[PagingRow], policy: &str) -> f64 {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn brightkite_k10_matches_the_published_ratios() {
-    let Some(traces) = load("brightkite") else {
-        return;
-    };
+    let traces = load("brightkite");
     assert_eq!(traces.len(), 100);
     let rows = run_paging(
         &traces,
@@ -83,10 +81,9 @@ fn brightkite_k10_matches_the_published_ratios() {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn citibike_k100_matches_the_published_ratios() {
-    let Some(traces) = load("citibike") else {
-        return;
-    };
+    let traces = load("citibike");
     assert_eq!(traces.len(), 12);
     let rows = run_paging(
         &traces,
@@ -108,13 +105,12 @@ fn citibike_k100_matches_the_published_ratios() {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn mark0_with_exact_discard_bits_pays_exactly_opt_on_brightkite_k10() {
     // MARK0 keeps exactly the pages whose latest bit is 0 (kept by Belady until their next
     // request) and drops the others at once, so it never has to evict and misses exactly
     // where Belady does (proof in src/paging/policies/mark0.rs).
-    let Some(traces) = load("brightkite") else {
-        return;
-    };
+    let traces = load("brightkite");
     let mut j = job(10, &["mark0", "discard-lru"], 0.0, 3);
     j.predictors = vec![Predictor::Discard { flip: 0.0 }];
     let rows = run_paging(&traces, &j).unwrap();

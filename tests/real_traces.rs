@@ -1,5 +1,5 @@
-//! Replays of the real public traces in `../shared/traces`. Each test prints that it was
-//! skipped when that folder is absent; CI always has it.
+//! Replays of the real public traces in `../shared/traces` (or `$KVSIM_SHARED/traces`). The
+//! tests are listed as ignored when `build.rs` did not find that folder; CI always has it.
 
 mod common;
 use common::*;
@@ -25,10 +25,9 @@ fn mooncake_output_tokens(traces: &std::path::Path) -> (u64, u64) {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn mooncake_conversation_replays_completely() {
-    let Some(t) = shared_traces("mooncake_conversation_replays_completely") else {
-        return;
-    };
+    let t = shared_traces();
     let set = mooncake_args(&t);
     let s = json(&run_ok(&[
         "run",
@@ -51,10 +50,9 @@ fn mooncake_conversation_replays_completely() {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn mooncake_hit_rate_meets_the_infinite_cache_bound_and_never_exceeds_it() {
-    let Some(t) = shared_traces("mooncake_hit_rate_meets_the_infinite_cache_bound") else {
-        return;
-    };
+    let t = shared_traces();
     let set = mooncake_args(&t);
     let stats = json(&run_ok(&[
         "trace",
@@ -105,10 +103,9 @@ fn mooncake_hit_rate_meets_the_infinite_cache_bound_and_never_exceeds_it() {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn mooncake_replay_is_deterministic() {
-    let Some(t) = shared_traces("mooncake_replay_is_deterministic") else {
-        return;
-    };
+    let t = shared_traces();
     let set = mooncake_args(&t);
     let dir = temp_dir("mooncake-det");
     for d in ["a", "b"] {
@@ -133,10 +130,9 @@ fn mooncake_replay_is_deterministic() {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn azure_conversation_replays_completely() {
-    let Some(t) = shared_traces("azure_conversation_replays_completely") else {
-        return;
-    };
+    let t = shared_traces();
     let path = t.join("azure2023/AzureLLMInferenceTrace_conv.csv");
     let mut rdr = csv::Reader::from_path(&path).unwrap();
     let (mut n, mut out) = (0u64, 0u64);
@@ -164,10 +160,9 @@ fn azure_conversation_replays_completely() {
 }
 
 #[test]
+#[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn ragpulse_reads_segments_and_sessions() {
-    let Some(t) = shared_traces("ragpulse_reads_segments_and_sessions") else {
-        return;
-    };
+    let t = shared_traces();
     let path = t.join("ragpulse/0_trace.jsonl");
     let stats = json(&run_ok(&[
         "trace",

@@ -191,8 +191,75 @@ impl AttentionTrace {
             fact: (fact_len > 0).then_some(fact_start..fact_start + fact_len),
             layers,
         };
+        trace.check_finite()?;
         trace.check_rows()?;
         Ok(trace)
+    }
+
+    /// Every recorded value must be finite: the first NaN or infinity is an error naming the
+    /// record (its place in the file and its layer), the array and the element.
+    fn check_finite(&self) -> std::result::Result<(), String> {
+        let (kv, h, hd) = (self.kv_heads, self.heads, self.head_dim);
+        let (t, p, w, d) = (
+            self.total_tokens(),
+            self.prompt_len,
+            self.window,
+            self.decode_steps,
+        );
+        for (rec, l) in self.layers.iter().enumerate() {
+            let arrays: [Named; 7] = [
+                (
+                    "keys",
+                    &l.keys,
+                    &[("kv_head", kv), ("token", t), ("dim", hd)],
+                ),
+                (
+                    "values",
+                    &l.values,
+                    &[("kv_head", kv), ("token", t), ("dim", hd)],
+                ),
+                (
+                    "q_window",
+                    &l.q_window,
+                    &[("head", h), ("query", w), ("dim", hd)],
+                ),
+                (
+                    "q_decode",
+                    &l.q_decode,
+                    &[("head", h), ("step", d), ("dim", hd)],
+                ),
+                (
+                    "attn_window",
+                    &l.attn_window,
+                    &[("head", h), ("query", w), ("token", p)],
+                ),
+                (
+                    "attn_decode",
+                    &l.attn_decode,
+                    &[("head", h), ("step", d), ("token", t)],
+                ),
+                ("colsum", &l.colsum, &[("head", h), ("token", p)]),
+            ];
+            for (field, values, dims) in arrays {
+                let Some(i) = values.iter().position(|x| !x.is_finite()) else {
+                    continue;
+                };
+                let mut at = Vec::new();
+                let mut rest = i;
+                for &(name, n) in dims.iter().rev() {
+                    at.push(format!("{name} {}", rest % n));
+                    rest /= n;
+                }
+                at.reverse();
+                return Err(format!(
+                    "record {rec} (layer {}): {field} [{}] is {}: NaN and infinite values are refused",
+                    l.layer,
+                    at.join(", "),
+                    values[i]
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Every recorded attention row must be a distribution over its causal context.
@@ -216,6 +283,9 @@ impl AttentionTrace {
         Ok(())
     }
 }
+
+/// An array of a layer by name, with its dimensions (name and length, outermost first).
+type Named<'a> = (&'a str, &'a [f32], &'a [(&'a str, usize)]);
 
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -306,6 +376,40 @@ mod tests {
         b.extend_from_slice(&2u32.to_le_bytes());
         b.extend_from_slice(&[0u8; 44]);
         assert!(AttentionTrace::parse(&b).unwrap_err().contains("version 2"));
+    }
+
+    /// A one-head, one-dimension trace of one prompt token and one decode step, with the
+    /// given f16 key of token 0 and f32 column sum.
+    fn tiny(key0: u16, colsum: f32) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        // version, layers, recorded, heads, kv heads, head dim, prompt, decode, window,
+        // fact start, fact length, name length; note length; the layer index.
+        for v in [1u32, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        let one = 0x3c00u16;
+        let half = 0x3800u16;
+        // keys (2), values (2), q_window, q_decode, attn_window, attn_decode (2).
+        for h in [key0, one, one, one, one, one, one, half, half] {
+            b.extend_from_slice(&h.to_le_bytes());
+        }
+        b.extend_from_slice(&colsum.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn nan_and_infinite_values_are_refused_naming_record_field_and_element() {
+        let ok = AttentionTrace::parse(&tiny(0x3c00, 1.0)).unwrap();
+        assert_eq!(ok.layers[0].keys, vec![1.0, 1.0]);
+        let e = AttentionTrace::parse(&tiny(0x7e00, 1.0)).unwrap_err();
+        assert!(
+            e.contains("record 0 (layer 0): keys [kv_head 0, token 0, dim 0] is NaN"),
+            "{e}"
+        );
+        let e = AttentionTrace::parse(&tiny(0x7c00, 1.0)).unwrap_err();
+        assert!(e.contains("keys") && e.contains("is inf"), "{e}");
+        let e = AttentionTrace::parse(&tiny(0x3c00, f32::NEG_INFINITY)).unwrap_err();
+        assert!(e.contains("colsum [head 0, token 0] is -inf"), "{e}");
     }
 
     #[test]

@@ -310,8 +310,10 @@ impl Csv {
             "" => Ok(None),
             v => v
                 .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
                 .map(Some)
-                .map_err(|_| self.bad(i, j, "a number")),
+                .ok_or_else(|| self.bad(i, j, "a finite number")),
         }
     }
 

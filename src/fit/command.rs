@@ -82,7 +82,11 @@ fn kernel_cases(
         let v: f64 = v
             .trim()
             .parse()
-            .map_err(|_| Error::input(format!("--set {s}: `{}` is not a number", v.trim())))?;
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| {
+                Error::input(format!("--set {s}: `{}` is not a finite number", v.trim()))
+            })?;
         kernels::set_efficiency(&mut eff, name, v)?;
     }
     Ok((cases, eff, gpu))

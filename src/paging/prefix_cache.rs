@@ -192,6 +192,7 @@ pub fn run_prefix(
     for &k in ks {
         let opt_misses = blocks - hits_of("belady", k, 0);
         for p in policies {
+            crate::interrupt::check()?;
             let n = if entry(p)?.randomized { runs.max(1) } else { 1 };
             let per_run: Vec<f64> = (0..n)
                 .map(|run| (blocks - hits_of(p, k, run)) as f64)

@@ -107,6 +107,7 @@ pub fn run_paging(traces: &[Trace], job: &PagingJob) -> Result<Vec<PagingRow>> {
     let requests: u64 = traces.iter().map(|t| t.len() as u64).sum();
     let mut rows = Vec::new();
     for &k in &job.ks {
+        crate::interrupt::check()?;
         let opt: u64 = traces
             .iter()
             .map(|t| {
@@ -130,6 +131,7 @@ pub fn run_paging(traces: &[Trace], job: &PagingJob) -> Result<Vec<PagingRow>> {
             .iter()
             .filter(|p| !entry(p).expect("checked").uses_predictions())
         {
+            crate::interrupt::check()?;
             let e = entry(name)?;
             let runs = if e.randomized { job.runs } else { 1 };
             let per_run: Vec<f64> = (0..runs)
@@ -176,6 +178,7 @@ pub fn run_paging(traces: &[Trace], job: &PagingJob) -> Result<Vec<PagingRow>> {
             let runs = if noisy || any_random { job.runs } else { 1 };
             let mut per_policy = vec![vec![0.0; runs as usize]; predictive.len()];
             for run in 0..runs {
+                crate::interrupt::check()?;
                 for (i, t) in traces.iter().enumerate() {
                     let preds = pred.predict(t, k, seed_for(job.seed, &[run as u64, i as u64, 2]));
                     for (j, name) in predictive.iter().enumerate() {

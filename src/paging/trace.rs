@@ -118,7 +118,11 @@ impl Trace {
             rec[0]
                 .trim()
                 .parse::<f64>()
-                .map_err(|_| Error::input(format!("{at}: time `{}` is not a number", &rec[0])))?;
+                .ok()
+                .filter(|t| t.is_finite())
+                .ok_or_else(|| {
+                    Error::input(format!("{at}: time `{}` is not a finite number", &rec[0]))
+                })?;
             if rec.len() == 3 && rec[2].trim() != "1" {
                 return Err(Error::input(format!(
                     "{at}: size {} is not 1; only unit-size pages are supported",

@@ -59,6 +59,52 @@ pub fn parse_scenario(text: &str, origin: &str, base: &Path, sets: &[String]) ->
     Ok(scenario)
 }
 
+/// Check that the dotted `key` of a command-line axis (`flag`: `--vary`, `--search`) names
+/// a scenario field, by setting it to `value` over the scenario and its `sets`: an input
+/// error naming the key and the nearest field of its section when it does not (a typo
+/// would otherwise fail every point alike). Errors in the value are not its concern: they
+/// belong to the points that use it.
+pub fn check_key(path: &Path, sets: &[String], flag: &str, key: &str, value: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::input(format!("cannot read scenario {}: {e}", path.display())))?;
+    let mut tree: serde_yaml::Value = serde_yaml::from_str(&text)
+        .map_err(|e| Error::input(format!("{}: {}", path.display(), describe_yaml_error(&e))))?;
+    for set in sets {
+        apply_set(&mut tree, set)?;
+    }
+    apply_set(&mut tree, &format!("{key}={value}"))
+        .map_err(|e| Error::input(format!("{flag} {key}: {e}")))?;
+    let Err(e) = serde_yaml::from_value::<Scenario>(tree) else {
+        return Ok(());
+    };
+    let body = e.to_string();
+    let Some(wrong) = body
+        .split_once("unknown field `")
+        .and_then(|(_, rest)| rest.split('`').next())
+    else {
+        return Ok(());
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    let Some(i) = parts.iter().position(|p| *p == wrong) else {
+        return Ok(());
+    };
+    let section = parts[..i].join(".");
+    let mut msg = if section.is_empty() {
+        format!("{flag} {key}: a scenario has no section `{wrong}`")
+    } else {
+        format!("{flag} {key}: `{section}` has no field `{wrong}`")
+    };
+    if let Some(s) = suggestion(&body) {
+        let near = if section.is_empty() {
+            s
+        } else {
+            format!("{section}.{s}")
+        };
+        msg.push_str(&format!(" (did you mean `{near}`?)"));
+    }
+    Err(Error::input(msg))
+}
+
 /// The scenario as YAML, as it was resolved (written next to the results).
 pub fn to_yaml_string(s: &Scenario) -> Result<String> {
     serde_yaml::to_string(s).map_err(|e| Error::failure(format!("cannot serialise scenario: {e}")))

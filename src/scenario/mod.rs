@@ -10,7 +10,7 @@ pub use bench::{
     GroupDistributionKind, RampUpStrategy, RangeRatio, SglangGspSection, SplitRatio,
     VllmPrefixRepetitionSection, VllmRandomSection, MAX_PROMPTS, MAX_TOKENS,
 };
-pub use load::{load_scenario, parse_scenario, parse_yaml, to_yaml, to_yaml_string};
+pub use load::{check_key, load_scenario, parse_scenario, parse_yaml, to_yaml, to_yaml_string};
 pub use source::{
     ArrivalKind, ArrivalSpec, LengthKind, LengthSpec, SessionSpec, SourceKind, SourceSpec,
     SystemPromptSpec,

@@ -25,6 +25,9 @@ use event::{EventKind, EventQueue};
 use recorder::Recorder;
 use std::sync::Arc;
 
+/// Events between two polls of the interrupt flag (one relaxed atomic load each).
+const INTERRUPT_POLL: u64 = 4096;
+
 /// Run a scenario to completion, writing rows through `rec`. Returns the summary.
 pub fn run(
     scenario: &Scenario,
@@ -81,7 +84,12 @@ pub fn run_with_cost(
             queue.push(now, EventKind::StepStart { replica: i as u32 });
         }
     };
+    let mut events = 0u64;
     while let Some(ev) = queue.pop() {
+        events += 1;
+        if events.is_multiple_of(INTERRUPT_POLL) {
+            crate::interrupt::check()?;
+        }
         let now = ev.time_ns;
         match ev.kind {
             EventKind::Arrival => {
@@ -331,8 +339,11 @@ impl EvictorFactory {
         let mut next = TraceNextUse::default();
         let mut keys = Vec::new();
         let mut requests = Vec::new();
-        for r in workload::open(&scenario.workload, scenario.seed)? {
+        for (i, r) in workload::open(&scenario.workload, scenario.seed)?.enumerate() {
             let r = r?;
+            if (i as u64).is_multiple_of(INTERRUPT_POLL) {
+                crate::interrupt::check()?;
+            }
             keys.clear();
             crate::prefix::request_segment_keys(&r, &mut keys);
             next.add(r.id, &keys, r.input_tokens, setup.block_size);

@@ -22,20 +22,21 @@ pub fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-/// `../shared/traces`, if present; otherwise prints that the test was skipped.
-pub fn shared_traces(test: &str) -> Option<PathBuf> {
-    let p = root().join("../shared/traces");
-    if p.join("README.md").exists() {
-        Some(p.canonicalize().unwrap())
-    } else {
-        // Written to stderr directly, past the test harness's capture, so it is seen.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped {test}: ../shared/traces not found (CI always has it)"
-        );
-        None
+/// The shared data folder (`traces/`, `fidelity/`, `conformance/`, `paging/`) that
+/// `build.rs` found: `KVSIM_SHARED`, else `../shared` beside the checkout. Tests that call
+/// it carry `#[cfg_attr(not(kvsim_shared), ignore = "...")]`, so they run only when it
+/// was found.
+pub fn shared() -> PathBuf {
+    match option_env!("KVSIM_SHARED_DIR") {
+        Some(d) if Path::new(d).join("traces/README.md").is_file() => PathBuf::from(d),
+        Some(d) => panic!("the shared folder {d} found at build time is gone; `touch build.rs`"),
+        None => panic!("no shared folder was found at build time; this test should be ignored"),
     }
+}
+
+/// `shared()/traces`.
+pub fn shared_traces() -> PathBuf {
+    shared().join("traces")
 }
 
 /// Run kvsim with arguments; returns the output.
