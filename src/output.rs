@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Files a run writes.
-pub const FILES: [&str; 7] = [
+pub const FILES: [&str; 8] = [
     "requests.csv",
     "steps.csv",
     "scenario.yaml",
@@ -15,6 +15,7 @@ pub const FILES: [&str; 7] = [
     "latency_cdf.svg",
     "kv_blocks.svg",
     "queue.svg",
+    "trace.json",
 ];
 
 /// An output directory being written.
@@ -66,6 +67,15 @@ impl OutputDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Open another result file to stream into (as a partial, renamed on commit).
+    pub fn open_partial(&mut self, name: &str) -> Result<File> {
+        let fin = self.dir.join(name);
+        let part = self.dir.join(format!("{name}.partial"));
+        let f = File::create(&part).map_err(|e| fail(&part, e))?;
+        self.partials.push((part, fin));
+        Ok(f)
     }
 
     /// Write another result file (as a partial, renamed on commit).
