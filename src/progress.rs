@@ -149,7 +149,8 @@ impl Shared {
             ),
             Measure::Spinner => (None, "{spinner} {pos} requests finished, {elapsed} elapsed"),
         };
-        let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
+        let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr())
+            .with_elapsed(self.started.elapsed());
         bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
         bar
     }
