@@ -191,7 +191,7 @@ impl Ticker {
     #[inline]
     pub fn tick(&mut self, now_ns: u64, completed: u64) {
         self.steps = self.steps.wrapping_add(1);
-        if self.steps % CHECK_EVERY == 0 {
+        if self.steps.is_multiple_of(CHECK_EVERY) {
             self.publish(now_ns, completed);
             self.shared.maybe_draw();
         }

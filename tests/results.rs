@@ -39,15 +39,11 @@ fn check_format(trace: &Value) -> Vec<Value> {
     events.clone()
 }
 
+/// CSV rows by column.
+type Rows = Vec<HashMap<String, String>>;
+
 /// Run a scenario with the trace on; the parsed trace and the two CSVs.
-fn traced_run(
-    name: &str,
-    extra: &[&str],
-) -> (
-    Vec<Value>,
-    Vec<HashMap<String, String>>,
-    Vec<HashMap<String, String>>,
-) {
+fn traced_run(name: &str, extra: &[&str]) -> (Vec<Value>, Rows, Rows) {
     let dir = temp_dir(name);
     let out = dir.to_str().unwrap();
     let mut args = vec!["run", "scenarios/quickstart.yaml", "--out", out];
