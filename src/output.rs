@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Files a run writes.
-pub const FILES: [&str; 8] = [
+pub const FILES: [&str; 7] = [
     "requests.csv",
     "steps.csv",
     "scenario.yaml",
@@ -15,8 +15,11 @@ pub const FILES: [&str; 8] = [
     "latency_cdf.svg",
     "kv_blocks.svg",
     "queue.svg",
-    "trace.json",
 ];
+
+/// Files a run writes only when asked (`trace.json`: `--trace`, `output.trace`); removed,
+/// like [`FILES`], when a run starts.
+pub const OPTIONAL_FILES: [&str; 1] = ["trace.json"];
 
 /// An output directory being written.
 pub struct OutputDir {
@@ -38,7 +41,7 @@ impl OutputDir {
         per_step: bool,
     ) -> Result<(OutputDir, Option<File>, Option<File>)> {
         std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
-        for name in FILES {
+        for name in FILES.iter().chain(&OPTIONAL_FILES) {
             let p = dir.join(name);
             if p.exists() {
                 std::fs::remove_file(&p).map_err(|e| fail(&p, e))?;

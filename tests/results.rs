@@ -343,9 +343,13 @@ fn seeds_reruns_are_byte_identical_and_one_seed_is_todays_run() {
     let d = temp_dir("seeds-bytes");
     let plain = summary_bytes(&d.join("plain"), &[]);
     assert_eq!(summary_bytes(&d.join("one"), &["--seeds", "1"]), plain);
-    let a = summary_bytes(&d.join("a"), &["--seeds", "4", "--jobs", "2"]);
-    let b = summary_bytes(&d.join("b"), &["--seeds", "4"]);
+    let a = summary_bytes(&d.join("a"), &["--seeds", "4", "--jobs", "2", "--trace"]);
+    let b = summary_bytes(&d.join("b"), &["--seeds", "4", "--trace"]);
     assert_eq!(a, b);
+    assert_eq!(
+        std::fs::read(d.join("a/trace.json")).unwrap(),
+        std::fs::read(d.join("b/trace.json")).unwrap()
+    );
     // The first seed's files: its requests.csv is the plain run's.
     assert_eq!(
         std::fs::read(d.join("a/requests.csv")).unwrap(),
