@@ -42,6 +42,19 @@ enum Command {
         /// Latency percentiles to report, e.g. `50,90,95,99,99.9` (output.percentiles).
         #[arg(long, value_name = "P,P,...")]
         percentiles: Option<String>,
+        /// Also write trace.json, the run as a Chrome / Perfetto trace (as output.trace).
+        #[arg(long)]
+        trace: bool,
+        /// Run seeds seed, seed+1, ..., seed+N-1 in parallel and report every figure's
+        /// mean and 95 % confidence interval; files are the first seed's.
+        #[arg(long, value_name = "N")]
+        seeds: Option<u32>,
+        /// Worker threads for --seeds (default: one per core; fewer hold less memory).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Check a scenario without running it.
     Validate {
@@ -279,6 +292,9 @@ struct SweepArgs {
     /// Also draw throughput against p99 TTFT (the CSV's name with `.svg`).
     #[arg(long)]
     plot: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Arguments of `kvsim plan`.
@@ -308,6 +324,9 @@ struct PlanArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     jobs: Option<usize>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Arguments of `kvsim calibrate`.
@@ -522,11 +541,28 @@ fn dispatch(cmd: Command) -> Result<()> {
             no_files,
             audit,
             percentiles,
+            trace,
+            seeds,
+            jobs,
+            quiet,
         } => {
             if let Some(p) = percentiles {
                 sets.push(format!("output.percentiles=[{p}]"));
             }
-            run(&scenario, &sets, out, json, no_files, audit)
+            run(
+                &scenario,
+                &sets,
+                RunOptions {
+                    out,
+                    json,
+                    no_files,
+                    audit,
+                    trace,
+                    seeds,
+                    jobs,
+                    quiet,
+                },
+            )
         }
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
         Command::Trace {
@@ -866,6 +902,7 @@ fn sweep(a: SweepArgs) -> Result<()> {
         shard,
         out: a.out,
         plot: a.plot,
+        quiet: a.quiet,
     };
     let started = std::time::Instant::now();
     let (n, failed) = thread_pool(a.jobs)?
@@ -902,6 +939,7 @@ fn plan(a: PlanArgs) -> Result<()> {
         max_scale: a.max_scale,
         iterations: a.iterations,
         out: a.out,
+        quiet: a.quiet,
     };
     let started = std::time::Instant::now();
     let cands = thread_pool(a.jobs)?
@@ -948,19 +986,27 @@ fn load_checked(path: &Path, sets: &[String]) -> Result<(Scenario, EngineSetup)>
     Ok((s, setup))
 }
 
-fn run(
-    path: &Path,
-    sets: &[String],
+/// Options of `kvsim run`.
+struct RunOptions {
     out: Option<PathBuf>,
     json: bool,
     no_files: bool,
     audit: bool,
-) -> Result<()> {
+    trace: bool,
+    seeds: Option<u32>,
+    jobs: Option<usize>,
+    quiet: bool,
+}
+
+fn run(path: &Path, sets: &[String], o: RunOptions) -> Result<()> {
     let (s, setup) = load_checked(path, sets)?;
-    let dir = out
+    let dir = o
+        .out
+        .clone()
         .or_else(|| s.output.dir.clone())
         .unwrap_or_else(|| PathBuf::from("out").join(&s.name));
-    run_into(&s, &setup, &dir, json, no_files, audit).map_err(|e| {
+    let no_files = o.no_files;
+    run_into(&s, &setup, &dir, o).map_err(|e| {
         if no_files {
             e
         } else {
@@ -969,36 +1015,63 @@ fn run(
     })
 }
 
-/// `kvsim run` once the scenario is loaded: simulate, then write `dir` (unless `no_files`)
-/// only when something completed.
-fn run_into(
-    s: &Scenario,
-    setup: &EngineSetup,
-    dir: &Path,
-    json: bool,
-    no_files: bool,
-    audit: bool,
-) -> Result<()> {
-    let (outdir, req_file, step_file) = if no_files {
+/// `kvsim run` once the scenario is loaded: simulate (one seed or several), then write
+/// `dir` (unless `no_files`) only when something completed.
+fn run_into(s: &Scenario, setup: &EngineSetup, dir: &Path, o: RunOptions) -> Result<()> {
+    let seeds = crate::seeds::seed_list(s.seed, o.seeds.unwrap_or(1))?;
+    let (outdir, req_file, step_file) = if o.no_files {
         (None, None, None)
     } else {
         let (d, r, st) = OutputDir::create(dir, s.output.per_request, s.output.per_step)?;
         (Some(d), r, st)
     };
     let mut rec = Recorder::new(req_file, step_file, s.slo.clone())?;
+    let tracing = o.trace || s.output.trace;
+    let mut outdir = outdir;
+    if let (Some(d), true) = (&mut outdir, tracing) {
+        rec.set_trace(crate::trace_events::TraceWriter::new(
+            d.open_partial("trace.json")?,
+        )?);
+    }
+    let progress = crate::progress::RunProgress::new(
+        crate::progress::Measure::of(&s.workload),
+        seeds.len() as u64,
+        o.quiet,
+    );
+    if let Some(t) = progress.ticker() {
+        rec.set_progress(t);
+    }
     let started = std::time::Instant::now();
-    let summary = crate::sim::run(s, setup, &mut rec, audit)?;
+    let result = if seeds.len() == 1 {
+        crate::sim::run(s, setup, &mut rec, o.audit).map(|x| (x, None))
+    } else {
+        thread_pool(o.jobs)?
+            .install(|| crate::seeds::run_seeds(s, setup, &mut rec, o.audit, &seeds, &progress))
+            .and_then(|all| {
+                let st = crate::seeds::SeedStats::of(seeds.clone(), &all)?;
+                let first = all.into_iter().next().expect("two or more seeds");
+                Ok((first, Some(st)))
+            })
+    };
+    progress.finish();
+    let (summary, seed_stats) = result?;
     let elapsed = started.elapsed();
     if let Err(e) = crate::report::check_succeeded(&summary) {
-        let note = if no_files {
+        let note = if o.no_files {
             String::new()
         } else {
             format!("; no results written, {}", crate::output::kept(dir))
         };
         return Err(Error::failure(format!("{e}{note}")));
     }
-    let summary_json =
-        serde_json::to_string_pretty(&summary).map_err(|e| Error::failure(e.to_string()))?;
+    let summary_json = match &seed_stats {
+        None => serde_json::to_string_pretty(&summary),
+        Some(st) => serde_json::to_string_pretty(&crate::seeds::SeedsSummary {
+            first: &summary,
+            seeds: st,
+        }),
+    }
+    .map_err(|e| Error::failure(e.to_string()))?;
     if let Some(mut d) = outdir {
         let dir_shown = d.path().display().to_string();
         for (name, svg) in run_plots(&rec)? {
@@ -1006,14 +1079,26 @@ fn run_into(
         }
         d.commit(&to_yaml_string(s)?, &summary_json)?;
         eprintln!("wrote {dir_shown}/{{requests.csv,steps.csv,scenario.yaml,summary.json,latency_cdf.svg,kv_blocks.svg,queue.svg}}");
+        if tracing {
+            eprintln!("wrote {dir_shown}/trace.json (open in https://ui.perfetto.dev)");
+        }
+        if seed_stats.is_some() {
+            eprintln!(
+                "per-request, per-step and trace files are those of seed {}",
+                seeds[0]
+            );
+        }
     }
-    if json {
+    if o.json {
         println!("{summary_json}");
         if let Some(w) = &summary.load_warning {
             eprintln!("warning: {w}");
         }
     } else {
-        print!("{}", summary.to_table());
+        match &seed_stats {
+            None => print!("{}", summary.to_table()),
+            Some(st) => print!("{}", crate::seeds::table(&summary, st)),
+        }
         eprintln!("simulated in {:.3} s", elapsed.as_secs_f64());
     }
     Ok(())

@@ -27,11 +27,14 @@ pub mod paging;
 pub mod planner;
 pub mod plots;
 pub mod prefix;
+pub mod progress;
 pub mod report;
 pub mod scenario;
+pub mod seeds;
 pub mod sim;
 pub mod slo;
 pub mod sweep;
+pub mod trace_events;
 pub mod workload;
 
 pub use error::{Error, Result};

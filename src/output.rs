@@ -44,7 +44,7 @@ pub const MANIFEST: &str = ".kvsim-files";
 
 /// Files that kvsim wrote into result folders before [`MANIFEST`] existed: a folder without
 /// a manifest may be replaced when it holds only these (or their `.partial` forms).
-const LEGACY_FILES: [&str; 13] = [
+const LEGACY_FILES: [&str; 14] = [
     "requests.csv",
     "steps.csv",
     "scenario.yaml",
@@ -52,6 +52,7 @@ const LEGACY_FILES: [&str; 13] = [
     "latency_cdf.svg",
     "kv_blocks.svg",
     "queue.svg",
+    "trace.json",
     "plan.csv",
     "plan.svg",
     "best.yaml",
@@ -384,6 +385,11 @@ impl OutputDir {
     /// The folder the results will have.
     pub fn path(&self) -> &Path {
         self.staged.out()
+    }
+
+    /// Open another result file to stream into (in the staging folder).
+    pub fn open_partial(&mut self, name: &str) -> Result<File> {
+        self.staged.create(name)
     }
 
     /// Write another result file.

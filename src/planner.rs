@@ -48,6 +48,8 @@ pub struct PlanJob {
     pub iterations: u32,
     /// Directory for `plan.csv`, `best.yaml` and `plan.svg`.
     pub out: Option<PathBuf>,
+    /// Draw no progress bar (none is drawn either when stderr is not a terminal).
+    pub quiet: bool,
 }
 
 /// One evaluated candidate.
@@ -166,7 +168,7 @@ pub fn plan(job: &PlanJob) -> Result<Vec<Candidate>> {
     }
     let base_rate = base.workload.rate_scale;
     let points = grid(&job.search);
-    let bar = indicatif::ProgressBar::new(points.len() as u64);
+    let bar = crate::progress::points_bar(points.len(), job.quiet);
     let mut cands: Vec<Candidate> = points
         .par_iter()
         .map(|p| {

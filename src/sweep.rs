@@ -302,6 +302,8 @@ pub struct SweepJob {
     pub out: PathBuf,
     /// Also draw throughput against p99 TTFT next to the CSV (`.svg`).
     pub plot: bool,
+    /// Draw no progress bar (none is drawn either when stderr is not a terminal).
+    pub quiet: bool,
 }
 
 /// Run a sweep and write its CSV, atomically: a failed or interrupted sweep, or one in
@@ -328,13 +330,7 @@ pub fn sweep(job: &SweepJob) -> Result<(usize, usize)> {
     let mine: Vec<usize> = (0..total)
         .filter(|&i| job.shard.is_none_or(|s| s.holds(i)))
         .collect();
-    let bar = indicatif::ProgressBar::new(mine.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} points, {elapsed} elapsed, eta {eta}",
-        )
-        .expect("valid template"),
-    );
+    let bar = crate::progress::points_bar(mine.len(), job.quiet);
     let results: Vec<(usize, Result<Summary>)> = mine
         .par_iter()
         .map(|&i| {

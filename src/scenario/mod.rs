@@ -855,6 +855,10 @@ pub struct OutputSpec {
     /// Write `steps.csv`, one row per engine step.
     #[serde(default = "yes")]
     pub per_step: bool,
+    /// Write `trace.json`, the run as a Chrome / Perfetto trace (off by default: it can
+    /// be large).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trace: bool,
 }
 
 impl Default for OutputSpec {
@@ -864,6 +868,7 @@ impl Default for OutputSpec {
             percentiles: default_percentiles(),
             per_request: true,
             per_step: true,
+            trace: false,
         }
     }
 }

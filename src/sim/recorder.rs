@@ -153,6 +153,10 @@ pub struct Recorder {
     /// Ids of the requests finished or rejected since the client last looked (kept only
     /// under closed-loop load, [`Recorder::track_done`]).
     pub done: Option<Vec<u64>>,
+    /// The Perfetto trace being written, if asked for ([`Recorder::set_trace`]).
+    trace: Option<crate::trace_events::TraceWriter>,
+    /// The progress display's handle, if one is shown ([`Recorder::set_progress`]).
+    progress: Option<crate::progress::Ticker>,
 }
 
 fn io_err(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -179,6 +183,16 @@ impl Recorder {
         Ok(r)
     }
 
+    /// Also write the run as a Perfetto trace.
+    pub fn set_trace(&mut self, trace: crate::trace_events::TraceWriter) {
+        self.trace = Some(trace);
+    }
+
+    /// Report progress (requests finished, simulated time) through `ticker`.
+    pub fn set_progress(&mut self, ticker: crate::progress::Ticker) {
+        self.progress = Some(ticker);
+    }
+
     /// Keep the ids of finished and rejected requests in [`Recorder::done`].
     pub fn track_done(&mut self) {
         self.done.get_or_insert_with(Vec::new);
@@ -191,10 +205,13 @@ impl Recorder {
     }
 
     /// A request was rejected.
-    pub fn on_reject(&mut self, req: &Request, reason: RejectReason, _now_ns: u64) -> Result<()> {
+    pub fn on_reject(&mut self, req: &Request, reason: RejectReason, now_ns: u64) -> Result<()> {
         *self.rejected.entry(reason.as_str()).or_default() += 1;
         if let Some(d) = &mut self.done {
             d.push(req.id);
+        }
+        if let Some(t) = &mut self.trace {
+            t.on_reject(req, reason, now_ns)?;
         }
         if let Some(w) = &mut self.requests_csv {
             writeln!(
@@ -255,6 +272,12 @@ impl Recorder {
         self.max_running = self.max_running.max(st.running);
         self.preemptions += st.preemptions as u64;
         self.prefill_tokens += st.prefill_tokens;
+        if let Some(p) = &mut self.progress {
+            p.tick(st.start_ns, self.completed);
+        }
+        if let Some(t) = &mut self.trace {
+            t.on_step(st)?;
+        }
         if let Some(w) = &mut self.steps_csv {
             writeln!(
                 w,
@@ -325,6 +348,9 @@ impl Recorder {
         self.recomputed_tokens += r.recomputed_tokens;
         self.last_finish_ns = self.last_finish_ns.max(now_ns);
         self.latencies.push(lat);
+        if let Some(t) = &mut self.trace {
+            t.on_finish(replica, r, now_ns)?;
+        }
         if let Some(w) = &mut self.requests_csv {
             writeln!(
                 w,
@@ -351,8 +377,14 @@ impl Recorder {
         Ok(())
     }
 
-    /// Flush the CSV files.
+    /// Flush the CSV files and close the trace.
     pub fn finish_files(&mut self) -> Result<()> {
+        if let Some(mut t) = self.trace.take() {
+            t.finish()?;
+        }
+        if let Some(p) = &mut self.progress {
+            p.flush(self.completed);
+        }
         if let Some(w) = &mut self.requests_csv {
             w.flush().map_err(io_err("requests.csv"))?;
         }
