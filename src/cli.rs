@@ -42,6 +42,10 @@ enum Command {
         /// Latency percentiles to report, e.g. `50,90,95,99,99.9` (output.percentiles).
         #[arg(long, value_name = "P,P,...")]
         percentiles: Option<String>,
+        /// Also write bench_result.json, as `vllm bench serve --save-result --save-detailed`
+        /// does (output.bench_json).
+        #[arg(long)]
+        bench_json: bool,
         /// Also write trace.json, the run as a Chrome / Perfetto trace (as output.trace).
         #[arg(long)]
         trace: bool,
@@ -541,6 +545,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             no_files,
             audit,
             percentiles,
+            bench_json,
             trace,
             seeds,
             jobs,
@@ -548,6 +553,9 @@ fn dispatch(cmd: Command) -> Result<()> {
         } => {
             if let Some(p) = percentiles {
                 sets.push(format!("output.percentiles=[{p}]"));
+            }
+            if bench_json {
+                sets.push("output.bench_json=true".into());
             }
             run(
                 &scenario,
@@ -1033,6 +1041,9 @@ fn run_into(s: &Scenario, setup: &EngineSetup, dir: &Path, o: RunOptions) -> Res
             d.open_partial("trace.json")?,
         )?);
     }
+    if s.output.bench_json && outdir.is_some() {
+        rec.bench = Some(Default::default());
+    }
     let progress = crate::progress::RunProgress::new(
         crate::progress::Measure::of(&s.workload),
         seeds.len() as u64,
@@ -1076,6 +1087,12 @@ fn run_into(s: &Scenario, setup: &EngineSetup, dir: &Path, o: RunOptions) -> Res
         let dir_shown = d.path().display().to_string();
         for (name, svg) in run_plots(&rec)? {
             d.add_file(name, &svg)?;
+        }
+        if let Some(b) = &rec.bench {
+            let bench = b.to_json(s, summary.makespan_s);
+            let text = serde_json::to_string(&bench).map_err(|e| Error::failure(e.to_string()))?;
+            d.add_file("bench_result.json", &text)?;
+            eprintln!("wrote {dir_shown}/bench_result.json (vllm bench serve's result format)");
         }
         d.commit(&to_yaml_string(s)?, &summary_json)?;
         eprintln!("wrote {dir_shown}/{{requests.csv,steps.csv,scenario.yaml,summary.json,latency_cdf.svg,kv_blocks.svg,queue.svg}}");

@@ -7,6 +7,7 @@
 //! eviction policies, the offline optimum and learned predictions on their own.
 
 pub mod attention;
+pub mod bench_result;
 pub mod calibrate;
 pub mod cli;
 pub mod cluster;

@@ -44,7 +44,7 @@ pub const MANIFEST: &str = ".kvsim-files";
 
 /// Files that kvsim wrote into result folders before [`MANIFEST`] existed: a folder without
 /// a manifest may be replaced when it holds only these (or their `.partial` forms).
-const LEGACY_FILES: [&str; 14] = [
+const LEGACY_FILES: [&str; 15] = [
     "requests.csv",
     "steps.csv",
     "scenario.yaml",
@@ -53,6 +53,7 @@ const LEGACY_FILES: [&str; 14] = [
     "kv_blocks.svg",
     "queue.svg",
     "trace.json",
+    "bench_result.json",
     "plan.csv",
     "plan.svg",
     "best.yaml",

@@ -416,7 +416,7 @@ impl Replica {
         for &slot in &self.outcome.sampled {
             let r = self.scheduler.request(slot);
             let gap = (r.generated > 1).then(|| now_ns - r.last_token_ns);
-            rec.on_token(gap);
+            rec.on_token(r.req.id, gap);
             self.applied.push(Applied {
                 id: r.req.id,
                 finished: r.status == super::request::Status::Finished,

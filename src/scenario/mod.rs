@@ -859,6 +859,10 @@ pub struct OutputSpec {
     /// be large).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub trace: bool,
+    /// Write `bench_result.json`, the result as `vllm bench serve --save-result
+    /// --save-detailed` writes it ([`crate::bench_result`]; keeps every token's gap).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bench_json: bool,
 }
 
 impl Default for OutputSpec {
@@ -869,6 +873,7 @@ impl Default for OutputSpec {
             per_request: true,
             per_step: true,
             trace: false,
+            bench_json: false,
         }
     }
 }

@@ -155,6 +155,8 @@ pub struct Recorder {
     pub done: Option<Vec<u64>>,
     /// The Perfetto trace being written, if asked for ([`Recorder::set_trace`]).
     trace: Option<crate::trace_events::TraceWriter>,
+    /// Every request's figures for `bench_result.json`, if asked for.
+    pub bench: Option<crate::bench_result::BenchRecorder>,
     /// The progress display's handle, if one is shown ([`Recorder::set_progress`]).
     progress: Option<crate::progress::Ticker>,
 }
@@ -209,6 +211,9 @@ impl Recorder {
         *self.rejected.entry(reason.as_str()).or_default() += 1;
         if let Some(d) = &mut self.done {
             d.push(req.id);
+        }
+        if let Some(b) = &mut self.bench {
+            b.on_reject(req.id, req.arrival_ns, req.input_tokens, reason.as_str());
         }
         if let Some(t) = &mut self.trace {
             t.on_reject(req, reason, now_ns)?;
@@ -302,8 +307,11 @@ impl Recorder {
     }
 
     /// An output token was produced; `gap_ns` is the time since the request's previous one.
-    pub fn on_token(&mut self, gap_ns: Option<u64>) {
+    pub fn on_token(&mut self, id: u64, gap_ns: Option<u64>) {
         self.output_tokens += 1;
+        if let Some(b) = &mut self.bench {
+            b.on_token(id, gap_ns);
+        }
         if let Some(g) = gap_ns {
             self.itl.record(g);
         }
@@ -323,6 +331,11 @@ impl Recorder {
                 .then(|| (now_ns - first) as f64 / 1e6 / (r.generated - 1) as f64),
             e2e_ms: (now_ns - q.arrival_ns) as f64 / 1e6,
         };
+        if let Some(b) = &mut self.bench {
+            let lens = (q.input_tokens, r.generated);
+            let (ttft, e2e) = (first - q.arrival_ns, now_ns - q.arrival_ns);
+            b.on_finish(q.id, q.arrival_ns, lens, ttft, e2e);
+        }
         let meets = self.slo.ttft_ms.is_none_or(|b| lat.ttft_ms <= b)
             && self
                 .slo
