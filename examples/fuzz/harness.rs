@@ -294,7 +294,7 @@ fn pick_line(rng: &mut Rng, b: &[u8]) -> std::ops::Range<usize> {
 /// Apply one random mutation to `buf`; `other` is another corpus entry to splice from.
 fn mutate_once(rng: &mut Rng, buf: &mut Vec<u8>, other: &[u8]) {
     let len = buf.len();
-    match rng.below(11) {
+    match rng.below(13) {
         0 if len > 0 => {
             let i = rng.below(len);
             buf[i] ^= 1 << rng.below(8);
@@ -347,8 +347,39 @@ fn mutate_once(rng: &mut Rng, buf: &mut Vec<u8>, other: &[u8]) {
             let i = rng.below(len);
             buf[i] = [0u8, 0xff, 0x7f, 0x80, b'"', b'\n'][rng.below(6)];
         }
+        11 | 12 => replace_value(rng, buf, other),
         _ => {}
     }
+}
+
+/// Replace the value after a random `:`, `,` or `=` (up to the next delimiter) with an
+/// extreme value or with a value taken from `other`: reaches fields that hold words.
+fn replace_value(rng: &mut Rng, buf: &mut Vec<u8>, other: &[u8]) {
+    let is_sep = |c: u8| matches!(c, b':' | b',' | b'=');
+    let is_end = |c: u8| matches!(c, b',' | b'}' | b']' | b'\n' | b'\r');
+    let seps: Vec<usize> = (0..buf.len()).filter(|&i| is_sep(buf[i])).collect();
+    if seps.is_empty() {
+        return;
+    }
+    let s = seps[rng.below(seps.len())] + 1;
+    let e = (s..buf.len()).find(|&i| is_end(buf[i])).unwrap_or(buf.len());
+    let value: Vec<u8> = if rng.below(2) == 0 || other.is_empty() {
+        let v = EXTREMES[rng.below(EXTREMES.len())];
+        if rng.below(3) == 0 {
+            format!(" \"{v}\"").into_bytes()
+        } else {
+            format!(" {v}").into_bytes()
+        }
+    } else {
+        let theirs: Vec<usize> = (0..other.len()).filter(|&i| is_sep(other[i])).collect();
+        if theirs.is_empty() {
+            return;
+        }
+        let os = theirs[rng.below(theirs.len())] + 1;
+        let oe = (os..other.len()).find(|&i| is_end(other[i])).unwrap_or(other.len());
+        other[os..oe].to_vec()
+    };
+    buf.splice(s..e, value);
 }
 
 /// Replace a run of number characters near a random offset with an extreme value (or,
