@@ -22,7 +22,13 @@ pub const TARGETS: &[&str] = &[
     "bailian",
     "kv_cache_tester",
     "kvat",
+    "paging_text",
+    "paging_csv",
 ];
+
+/// A target outside [`TARGETS`] whose parser panics on input starting with `!`: checks
+/// that the harness catches and saves panics.
+pub const SELFTEST: &str = "selftest";
 
 /// Requests one input may yield before its stream counts as endless.
 const MAX_ITEMS: u64 = 1_000_000;
@@ -259,6 +265,9 @@ fn target(root: &Path, name: &'static str, max_len: usize) -> Target {
         "bailian" => ("trace.jsonl", Some(SourceKind::Bailian)),
         "kv_cache_tester" => ("trace_0001.json", Some(SourceKind::KvCacheTester)),
         "kvat" => ("trace.kvat", None),
+        "paging_text" => ("pages.txt", None),
+        "paging_csv" => ("pages.csv", None),
+        "selftest" => ("input.txt", None),
         other => panic!("unknown target {other}"),
     };
     Target {
@@ -546,6 +555,34 @@ fn exec_scenario(input: &[u8], base: &Path) -> Outcome {
     }
 }
 
+/// Read a `kvsim paging` trace (one label per line, or `time,obj_id[,size]` CSV) and walk
+/// its requests with their next uses.
+fn exec_paging(name: &str, path: &Path) -> Outcome {
+    use kvsim::paging::trace::Trace;
+    let read = if name == "paging_csv" {
+        Trace::read_csv(path)
+    } else {
+        Trace::read_text(path)
+    };
+    match read {
+        Ok(t) => {
+            for i in 0..t.len() {
+                std::hint::black_box(t.req(i, None));
+            }
+            Outcome::Accepted(t.len() as u64)
+        }
+        Err(e) => {
+            std::hint::black_box(e.to_string());
+            Outcome::Rejected(0)
+        }
+    }
+}
+
+fn exec_selftest(input: &[u8]) -> Outcome {
+    assert!(input.first() != Some(&b'!'), "selftest input starts with `!`");
+    Outcome::Rejected(0)
+}
+
 fn exec_kvat(input: &[u8]) -> Outcome {
     match kvsim::attention::trace::AttentionTrace::parse(input) {
         Ok(t) => {
@@ -575,6 +612,7 @@ fn quiet_panics() {
 pub fn run_target(cfg: &Config, name: &str) -> Summary {
     let name: &'static str = TARGETS
         .iter()
+        .chain(&[SELFTEST])
         .find(|&&t| t == name)
         .unwrap_or_else(|| panic!("unknown target {name}; targets: {}", TARGETS.join(", ")));
     let t = target(&cfg.root, name, cfg.max_len);
@@ -611,6 +649,8 @@ pub fn run_target(cfg: &Config, name: &str) -> Summary {
         let outcome = catch_unwind(AssertUnwindSafe(|| match (name, t.kind) {
             ("scenario", _) => exec_scenario(&buf, &base),
             ("kvat", _) => exec_kvat(&buf),
+            ("selftest", _) => exec_selftest(&buf),
+            ("paging_text" | "paging_csv", _) => exec_paging(name, &input_path),
             (_, Some(kind)) => exec_reader(kind, &input_path, exec_seed),
             _ => unreachable!("every reader target has a kind"),
         }));
@@ -699,6 +739,12 @@ pub fn replay(root: &Path, name: &str, file: &Path) -> std::result::Result<Strin
         .map_err(|e| e.to_string()),
         ("kvat", _) => kvsim::attention::trace::AttentionTrace::parse(&input)
             .map(|t| format!("accepted: {} layers", t.layers.len())),
+        ("paging_text", _) => kvsim::paging::trace::Trace::read_text(&path)
+            .map(|t| format!("accepted: {} requests", t.len()))
+            .map_err(|e| e.to_string()),
+        ("paging_csv", _) => kvsim::paging::trace::Trace::read_csv(&path)
+            .map(|t| format!("accepted: {} requests", t.len()))
+            .map_err(|e| e.to_string()),
         (_, Some(kind)) => {
             let w = workload(kind, &path);
             let mut n = 0u64;

@@ -41,6 +41,12 @@ pub fn inline(name: &str) -> Vec<Vec<u8>> {
         "kv_cache_tester" => &[
             "{\"id\": \"t\", \"block_size\": 64, \"hash_id_scope\": \"local\", \"requests\": [{\"t\": 0.0, \"type\": \"n\", \"in\": 130, \"out\": 10, \"hash_ids\": [1, 2, 3]}, {\"t\": 2.0, \"type\": \"s\", \"in\": 200, \"out\": 5, \"hash_ids\": [1, 2, 3, 4]}, {\"t\": 3.0, \"type\": \"subagent\", \"requests\": [{\"t\": 3.5, \"type\": \"n\", \"in\": 70, \"out\": 3, \"hash_ids\": [9, 10]}]}]}",
         ],
+        "paging_text" => &["a\nb\na\n\nc\nb\n", "1\n2\n3\n1\n"],
+        "paging_csv" => &[
+            "time,obj_id,size\n0,a,1\n1,b,1\n2.5,a,1\n",
+            "0,7\n1,8\n2,7\n3,9\n",
+        ],
+        "selftest" => &["!boom", "fine"],
         _ => &[],
     };
     let mut out: Vec<Vec<u8>> = text.iter().map(|s| s.as_bytes().to_vec()).collect();
