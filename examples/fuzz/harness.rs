@@ -371,7 +371,9 @@ fn replace_value(rng: &mut Rng, buf: &mut Vec<u8>, other: &[u8]) {
         return;
     }
     let s = seps[rng.below(seps.len())] + 1;
-    let e = (s..buf.len()).find(|&i| is_end(buf[i])).unwrap_or(buf.len());
+    let e = (s..buf.len())
+        .find(|&i| is_end(buf[i]))
+        .unwrap_or(buf.len());
     let value: Vec<u8> = if rng.below(2) == 0 || other.is_empty() {
         let v = EXTREMES[rng.below(EXTREMES.len())];
         if rng.below(3) == 0 {
@@ -385,7 +387,9 @@ fn replace_value(rng: &mut Rng, buf: &mut Vec<u8>, other: &[u8]) {
             return;
         }
         let os = theirs[rng.below(theirs.len())] + 1;
-        let oe = (os..other.len()).find(|&i| is_end(other[i])).unwrap_or(other.len());
+        let oe = (os..other.len())
+            .find(|&i| is_end(other[i]))
+            .unwrap_or(other.len());
         other[os..oe].to_vec()
     };
     buf.splice(s..e, value);
@@ -579,7 +583,10 @@ fn exec_paging(name: &str, path: &Path) -> Outcome {
 }
 
 fn exec_selftest(input: &[u8]) -> Outcome {
-    assert!(input.first() != Some(&b'!'), "selftest input starts with `!`");
+    assert!(
+        input.first() != Some(&b'!'),
+        "selftest input starts with `!`"
+    );
     Outcome::Rejected(0)
 }
 
@@ -623,7 +630,10 @@ pub fn run_target(cfg: &Config, name: &str) -> Summary {
     alloc::guard(&input_path, &cfg.crash_dir.join(format!("{name}-oom")));
     quiet_panics();
     let base = cfg.root.join("scenarios");
-    let mut rng = Rng::new(kvsim::workload::mix(cfg.seed, kvsim::workload::hash_str(name)));
+    let mut rng = Rng::new(kvsim::workload::mix(
+        cfg.seed,
+        kvsim::workload::hash_str(name),
+    ));
     let mut sum = Summary {
         target: name.to_string(),
         runs: 0,

@@ -63,10 +63,22 @@ pub fn side_files(name: &str, dir: &Path) {
         return;
     }
     let files = [
-        ("1_sys_prompt.jsonl", "sys_prompt_id", &[(1u64, 512u64), (7, 0)][..]),
-        ("2_passages.jsonl", "passage_id", &[(2, 300), (3, 4294967295)][..]),
+        (
+            "1_sys_prompt.jsonl",
+            "sys_prompt_id",
+            &[(1u64, 512u64), (7, 0)][..],
+        ),
+        (
+            "2_passages.jsonl",
+            "passage_id",
+            &[(2, 300), (3, 4294967295)][..],
+        ),
         ("3_history.jsonl", "history_id", &[(4, 77)][..]),
-        ("4_user_input.jsonl", "user_input_id", &[(5, 20), (6, 1)][..]),
+        (
+            "4_user_input.jsonl",
+            "user_input_id",
+            &[(5, 20), (6, 1)][..],
+        ),
         ("5_web_search.jsonl", "web_search_id", &[(8, 1000)][..]),
     ];
     for (file, field, rows) in files {
@@ -82,11 +94,28 @@ pub fn side_files(name: &str, dir: &Path) {
 /// `heads` query heads over `kv_heads` KV heads of `head_dim`, `prompt` tokens of which
 /// the last `window` are the observation window, `steps` decode steps; attention rows are
 /// uniform over their causal context.
-pub fn kvat(heads: u32, kv_heads: u32, head_dim: u32, prompt: u32, window: u32, steps: u32) -> Vec<u8> {
+pub fn kvat(
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    prompt: u32,
+    window: u32,
+    steps: u32,
+) -> Vec<u8> {
     let mut b = b"KVSIMATT".to_vec();
     let (name, note) = (b"m".as_slice(), b"fact".as_slice());
     let header = [
-        1, 2, 1, heads, kv_heads, head_dim, prompt, steps, window, 0, 1,
+        1,
+        2,
+        1,
+        heads,
+        kv_heads,
+        head_dim,
+        prompt,
+        steps,
+        window,
+        0,
+        1,
         name.len() as u32,
     ];
     for v in header {

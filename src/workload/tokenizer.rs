@@ -54,9 +54,10 @@ impl Tokenizer {
                 tiktoken_rs::o200k_base().map_err(|e| e.to_string())
             }),
         };
-        let bpe = cell.get_or_init(load).as_ref().map_err(|e| {
-            Error::failure(format!("cannot load tokenizer {}: {e}", kind.name()))
-        })?;
+        let bpe = cell
+            .get_or_init(load)
+            .as_ref()
+            .map_err(|e| Error::failure(format!("cannot load tokenizer {}: {e}", kind.name())))?;
         Ok(Tokenizer { bpe, kind })
     }
 
