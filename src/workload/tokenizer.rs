@@ -6,6 +6,10 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::sync::OnceLock;
+
+/// A vocabulary as loaded, or why it could not be.
+type Loaded = std::result::Result<tiktoken_rs::CoreBPE, String>;
 
 /// A bundled vocabulary.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -29,18 +33,31 @@ impl TokenizerKind {
 
 /// Counts the tokens of text with one vocabulary.
 pub struct Tokenizer {
-    bpe: tiktoken_rs::CoreBPE,
+    bpe: &'static tiktoken_rs::CoreBPE,
     kind: TokenizerKind,
 }
 
+/// The loaded vocabularies, one per kind, shared by every tokenizer of the process.
+static CL100K: OnceLock<Loaded> = OnceLock::new();
+static O200K: OnceLock<Loaded> = OnceLock::new();
+
 impl Tokenizer {
-    /// Load a vocabulary (a few hundred milliseconds: it parses the bundled file).
+    /// A tokenizer of a vocabulary. The first one of a kind in the process loads it (a
+    /// few hundred milliseconds: it parses the bundled file); later ones share it, so
+    /// that reopening a ShareGPT file (a sweep, a fuzz run) does not pay again.
     pub fn new(kind: TokenizerKind) -> Result<Self> {
-        let bpe = match kind {
-            TokenizerKind::Cl100kBase => tiktoken_rs::cl100k_base(),
-            TokenizerKind::O200kBase => tiktoken_rs::o200k_base(),
-        }
-        .map_err(|e| Error::failure(format!("cannot load tokenizer {}: {e}", kind.name())))?;
+        let (cell, load): (_, fn() -> Loaded) = match kind {
+            TokenizerKind::Cl100kBase => (&CL100K, || {
+                tiktoken_rs::cl100k_base().map_err(|e| e.to_string())
+            }),
+            TokenizerKind::O200kBase => (&O200K, || {
+                tiktoken_rs::o200k_base().map_err(|e| e.to_string())
+            }),
+        };
+        let bpe = cell
+            .get_or_init(load)
+            .as_ref()
+            .map_err(|e| Error::failure(format!("cannot load tokenizer {}: {e}", kind.name())))?;
         Ok(Tokenizer { bpe, kind })
     }
 

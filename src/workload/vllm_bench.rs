@@ -4,10 +4,13 @@
 //! seconds), `input_lens` and `output_lens` (tokens), `ttfts` and `latencies` (seconds) and
 //! `errors` (empty for a success). As a trace it replays the successful requests at their
 //! sending times with their lengths; their prompts share no content (the file has none).
-//! The file is one object, so it is read whole: its arrays are the trace.
+//! The file is one object whose arrays are the trace: it is parsed as it streams, keeping
+//! only those arrays (at most [`MAX_RESULT_REQUESTS`] entries each) and skipping the rest.
 
 use super::RawRequest;
 use crate::error::{Error, Result};
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
 use std::path::Path;
 
 /// One request of the result file.
@@ -34,28 +37,120 @@ pub struct BenchResult {
     pub failed: usize,
 }
 
+/// Most requests a result file may hold: 2^22 = 4,194,304, far beyond any `vllm bench`
+/// run; it bounds what the five arrays read cost (8 bytes an entry: 160 MiB).
+pub const MAX_RESULT_REQUESTS: usize = 1 << 22;
+
+/// The arrays of the result object that make the trace; every other key (`itls`,
+/// `generated_texts`, ..., most of the file) is skipped as it streams by.
+#[derive(Deserialize)]
+struct Detailed {
+    #[serde(default)]
+    start_times: Option<Column>,
+    #[serde(default)]
+    input_lens: Option<Column>,
+    #[serde(default)]
+    output_lens: Option<Column>,
+    #[serde(default)]
+    ttfts: Option<Column>,
+    #[serde(default)]
+    latencies: Option<Column>,
+    #[serde(default)]
+    errors: Option<Errors>,
+}
+
+/// An array of non-negative numbers, and its first entry that is not one.
+struct Column {
+    values: Vec<f64>,
+    bad: Option<(usize, serde_json::Value)>,
+}
+
+/// The `errors` array: whether each entry is a non-empty string (a failed request).
+struct Errors(Vec<bool>);
+
+/// Visit a JSON array entry by entry, refusing more than [`MAX_RESULT_REQUESTS`].
+fn each_entry<'de, A: SeqAccess<'de>>(
+    mut seq: A,
+    mut f: impl FnMut(usize, serde_json::Value),
+) -> std::result::Result<(), A::Error> {
+    let mut i = 0;
+    while let Some(x) = seq.next_element::<serde_json::Value>()? {
+        if i == MAX_RESULT_REQUESTS {
+            return Err(serde::de::Error::custom(format!(
+                "an array has more than {MAX_RESULT_REQUESTS} entries"
+            )));
+        }
+        f(i, x);
+        i += 1;
+    }
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for Column {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Column;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of numbers")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Column, A::Error> {
+                let mut c = Column {
+                    values: Vec::new(),
+                    bad: None,
+                };
+                each_entry(seq, |i, x| {
+                    match x.as_f64().filter(|f| f.is_finite() && *f >= 0.0) {
+                        Some(f) => c.values.push(f),
+                        None => {
+                            c.values.push(f64::NAN);
+                            c.bad.get_or_insert((i, x));
+                        }
+                    }
+                })?;
+                Ok(c)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Errors {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Errors;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of error strings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Errors, A::Error> {
+                let mut e = Vec::new();
+                each_entry(seq, |_, x| {
+                    e.push(x.as_str().is_some_and(|s| !s.is_empty()))
+                })?;
+                Ok(Errors(e))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
 /// One array of numbers of the result object.
-fn numbers(v: &serde_json::Value, key: &str, path: &Path) -> Result<Vec<f64>> {
-    let arr = v.get(key).and_then(|a| a.as_array()).ok_or_else(|| {
+fn numbers(c: Option<Column>, key: &str, path: &Path) -> Result<Vec<f64>> {
+    let c = c.ok_or_else(|| {
         Error::input(format!(
             "{}: no `{key}` array (save the result with `vllm bench serve --save-result \
              --save-detailed`)",
             path.display()
         ))
     })?;
-    arr.iter()
-        .enumerate()
-        .map(|(i, x)| {
-            x.as_f64()
-                .filter(|f| f.is_finite() && *f >= 0.0)
-                .ok_or_else(|| {
-                    Error::input(format!(
-                        "{}: {key}[{i}] is not a non-negative number (got {x})",
-                        path.display()
-                    ))
-                })
-        })
-        .collect()
+    if let Some((i, x)) = c.bad {
+        return Err(Error::input(format!(
+            "{}: {key}[{i}] is not a non-negative number (got {x})",
+            path.display()
+        )));
+    }
+    Ok(c.values)
 }
 
 /// A token count of request `i`.
@@ -71,15 +166,20 @@ fn tokens(x: f64, key: &str, i: usize, path: &Path) -> Result<u32> {
 
 /// Read a result file.
 pub fn read(path: &Path) -> Result<BenchResult> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::input(format!("{}: not JSON: {e}", path.display())))?;
-    let start = numbers(&v, "start_times", path)?;
+    let file = super::open_file(path)?;
+    let v: Detailed = serde_json::from_reader(file)
+        .map_err(|e| Error::input(format!("{}: not a result file: {e}", path.display())))?;
+    let start = numbers(v.start_times, "start_times", path)?;
     let n = start.len();
     let mut cols = Vec::new();
-    for key in ["input_lens", "output_lens", "ttfts", "latencies"] {
-        let c = numbers(&v, key, path)?;
+    let rest = [
+        ("input_lens", v.input_lens),
+        ("output_lens", v.output_lens),
+        ("ttfts", v.ttfts),
+        ("latencies", v.latencies),
+    ];
+    for (key, column) in rest {
+        let c = numbers(column, key, path)?;
         if c.len() != n {
             return Err(Error::input(format!(
                 "{}: `{key}` has {} entries, `start_times` {n}",
@@ -89,12 +189,9 @@ pub fn read(path: &Path) -> Result<BenchResult> {
         }
         cols.push(c);
     }
-    let errors: Vec<bool> = match v.get("errors").and_then(|e| e.as_array()) {
-        Some(e) if e.len() == n => e
-            .iter()
-            .map(|x| x.as_str().is_some_and(|s| !s.is_empty()))
-            .collect(),
-        Some(e) => {
+    let errors: Vec<bool> = match v.errors {
+        Some(Errors(e)) if e.len() == n => e,
+        Some(Errors(e)) => {
             return Err(Error::input(format!(
                 "{}: `errors` has {} entries, `start_times` {n}",
                 path.display(),
@@ -201,6 +298,44 @@ mod tests {
         let e = read(&p3).unwrap_err().to_string();
         assert!(
             e.contains("`input_lens` has 1 entries, `start_times` 2"),
+            "{e}"
+        );
+        for p in [p, p2, p3] {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+
+    #[test]
+    fn skips_other_keys_and_bounds_the_arrays() {
+        let p = write(
+            "skip",
+            r#"{"itls": [[0.1, 0.2], [0.3]], "generated_texts": ["a", "b"], "start_times": [0, 2],
+                "input_lens": [3, 4], "output_lens": [1, 2], "ttfts": [0, 0], "latencies": [1, 1],
+                "errors": ["", ""], "extra": {"nested": [1, {"x": null}]}}"#,
+        );
+        let r = read(&p).unwrap();
+        assert_eq!(r.requests.len(), 2);
+        assert_eq!(r.requests[1].start_s, 2.0);
+        let p2 = write(
+            "negative",
+            r#"{"start_times": [0, 1], "input_lens": [1, 1], "output_lens": [1, 1],
+                "ttfts": [0, "x"], "latencies": [0, 0]}"#,
+        );
+        let e = read(&p2).unwrap_err().to_string();
+        assert!(
+            e.contains("ttfts[1] is not a non-negative number (got \"x\")"),
+            "{e}"
+        );
+        // One entry past the bound is refused while it streams, before the next array.
+        let mut big = String::from("{\"start_times\": [");
+        for _ in 0..MAX_RESULT_REQUESTS {
+            big.push_str("0,");
+        }
+        big.push_str("0]}");
+        let p3 = write("huge", &big);
+        let e = read(&p3).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("more than {MAX_RESULT_REQUESTS} entries")),
             "{e}"
         );
         for p in [p, p2, p3] {
