@@ -426,6 +426,9 @@ struct PagingArgs {
     /// Also write the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// No progress spinner.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// How a request trace becomes block requests in `kvsim paging`.
@@ -1386,6 +1389,7 @@ fn paging(a: PagingArgs) -> Result<()> {
             predictors.push(Predictor::parse(name, 0.0)?);
         }
     }
+    let spinner = crate::progress::activity("reading traces and simulating policies", a.quiet);
     if a.order == PagingOrder::Serving {
         return paging_serving_order(&a);
     }
@@ -1405,6 +1409,7 @@ fn paging(a: PagingArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let rows = run_paging(&traces, &job)?;
+    spinner.finish_and_clear();
     print!("{}", to_table(&rows));
     let requests: usize = traces.iter().map(|t| t.len()).sum();
     eprintln!(

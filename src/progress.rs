@@ -26,6 +26,21 @@ pub fn enabled(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
 }
 
+/// A spinner with `what` and the time elapsed, for commands whose work has no count to
+/// show (`kvsim paging`); it redraws itself every [`REDRAW`] (hidden when not [`enabled`]).
+pub fn activity(what: &str, quiet: bool) -> ProgressBar {
+    if !enabled(quiet) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}, {elapsed}").expect("valid template"),
+    );
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(REDRAW);
+    bar
+}
+
 /// A bar of `total` points for `sweep` and `plan` (hidden when not [`enabled`]).
 pub fn points_bar(total: usize, quiet: bool) -> ProgressBar {
     if !enabled(quiet) {

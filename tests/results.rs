@@ -464,3 +464,51 @@ fn progress_shows_on_a_terminal_unless_quiet() {
     );
     assert!(!cmd("--quiet").contains("/60000 requests"));
 }
+
+#[test]
+fn paging_shows_a_spinner_on_a_terminal_only_and_not_with_quiet() {
+    let Ok(probe) = std::process::Command::new("script")
+        .args(["-qec", "true", "/dev/null"])
+        .output()
+    else {
+        eprintln!("skipped: no `script` to make a terminal");
+        return;
+    };
+    if !probe.status.success() {
+        eprintln!("skipped: `script` cannot make a terminal here");
+        return;
+    }
+    // Three million requests over 100,000 pages: a second or so of simulation.
+    let dir = temp_dir("paging-spinner");
+    let trace = dir.join("pages.txt");
+    let mut text = String::with_capacity(24_000_000);
+    let mut x: u64 = 7;
+    for _ in 0..3_000_000 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        text.push_str(&((x >> 33) % 100_000).to_string());
+        text.push('\n');
+    }
+    std::fs::write(&trace, text).unwrap();
+    let bin = env!("CARGO_BIN_EXE_kvsim");
+    let args = format!(
+        "paging {} -k 1000 --policies lru,arc,belady",
+        trace.display()
+    );
+    let on_terminal = |extra: &str| {
+        let c = format!("{bin} {args} {extra}");
+        let o = std::process::Command::new("script")
+            .args(["-qec", &c, "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(on_terminal("").contains("simulating policies"));
+    assert!(!on_terminal("--quiet").contains("simulating policies"));
+    let a: Vec<&str> = args.split(' ').collect();
+    let o = run(&a);
+    assert!(o.status.success());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("simulating policies"));
+}
