@@ -470,6 +470,9 @@ enum TraceCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// No progress spinner.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Write a scenario's workload (synthetic or any trace) as a native kvsim CSV.
     Synth {
@@ -584,8 +587,14 @@ fn dispatch(cmd: Command) -> Result<()> {
                     sets,
                     block_size,
                     json,
+                    quiet,
                 },
-        } => trace_stats(&input, format, &sets, block_size, json),
+        } => {
+            let spinner = crate::progress::activity("reading the trace", quiet);
+            let r = trace_stats(&input, format, &sets, block_size, json);
+            spinner.finish_and_clear();
+            r
+        }
         Command::Trace {
             command:
                 TraceCommand::Synth {
