@@ -15,9 +15,9 @@
 
 use crate::error::Result;
 use crate::scenario::TurnTiming;
+use crate::workload::schedule::Schedule;
 use crate::workload::{Request, RequestStream};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 /// A session's state under `after_answer` timing.
 #[derive(Debug, Default)]
@@ -32,27 +32,6 @@ struct Session {
     parked: VecDeque<(u64, Request)>,
 }
 
-/// A request scheduled to be sent: send time, order of scheduling, whether it holds a
-/// concurrency slot already, and the request.
-struct Scheduled(u64, u64, bool, Request);
-
-impl PartialEq for Scheduled {
-    fn eq(&self, o: &Self) -> bool {
-        (self.0, self.1) == (o.0, o.1)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.0, self.1).cmp(&(o.0, o.1))
-    }
-}
-
 /// Decides when each request of the stream is sent.
 pub struct Load {
     stream: RequestStream,
@@ -61,9 +40,9 @@ pub struct Load {
     max_concurrency: Option<u32>,
     after_answer: bool,
     in_flight: u32,
-    /// Requests whose send time is known.
-    scheduled: BinaryHeap<Reverse<Scheduled>>,
-    order: u64,
+    /// Requests whose send time is known, and whether each holds a concurrency slot
+    /// already (same-time sends in the order they were scheduled).
+    scheduled: Schedule<(bool, Request)>,
     /// Requests due while every concurrency slot was taken, in the order they became due
     /// (non-empty only while every slot is taken).
     blocked: VecDeque<Request>,
@@ -86,8 +65,7 @@ impl Load {
             max_concurrency,
             after_answer: timing == TurnTiming::AfterAnswer,
             in_flight: 0,
-            scheduled: BinaryHeap::new(),
-            order: 0,
+            scheduled: Schedule::default(),
             blocked: VecDeque::new(),
             sessions: HashMap::new(),
             session_of: HashMap::new(),
@@ -105,8 +83,7 @@ impl Load {
     /// is over).
     pub fn next_time(&self) -> Option<u64> {
         let a = self.ahead.as_ref().map(|r| r.arrival_ns);
-        let s = self.scheduled.peek().map(|Reverse(s)| s.0);
-        [a, s].into_iter().flatten().min()
+        [a, self.scheduled.next_due()].into_iter().flatten().min()
     }
 
     /// Whether requests are left to send (read, scheduled, parked or blocked).
@@ -122,8 +99,8 @@ impl Load {
     /// under `after_answer` a later turn may be scheduled for later instead.
     pub fn take_due(&mut self, now: u64) -> Result<Option<Request>> {
         loop {
-            let ahead_first = match (&self.ahead, self.scheduled.peek()) {
-                (Some(r), Some(Reverse(s))) => r.arrival_ns < s.0,
+            let ahead_first = match (&self.ahead, self.scheduled.next_due()) {
+                (Some(r), Some(at)) => r.arrival_ns < at,
                 (Some(_), None) => true,
                 _ => false,
             };
@@ -134,9 +111,8 @@ impl Load {
                     Some(r) => r,
                     None => continue,
                 }
-            } else if self.scheduled.peek().is_some_and(|Reverse(s)| s.0 <= now) {
-                let Reverse(Scheduled(at, _, reserved, mut r)) =
-                    self.scheduled.pop().expect("peeked");
+            } else if self.scheduled.next_due().is_some_and(|at| at <= now) {
+                let (at, (reserved, mut r)) = self.scheduled.pop().expect("due");
                 r.arrival_ns = at;
                 if reserved {
                     return Ok(Some(self.send(r, true)));
@@ -196,9 +172,7 @@ impl Load {
 
     /// Send `r` at `at`; `reserved`: it holds a concurrency slot already.
     fn schedule(&mut self, at: u64, reserved: bool, r: Request) {
-        self.order += 1;
-        self.scheduled
-            .push(Reverse(Scheduled(at, self.order, reserved, r)));
+        self.scheduled.insert(at, (reserved, r));
     }
 
     /// A request of the stream at its source time: sent now (returned), or under
@@ -236,6 +210,8 @@ impl Load {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
 
     fn req(id: u64, t: u64, session: Option<u64>) -> Request {
         Request {
