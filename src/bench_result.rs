@@ -9,14 +9,18 @@
 //! `generated_texts` (empty: kvsim has no text) and `errors` (empty, or the rejection
 //! reason). Aggregates: `duration` (makespan, s), `completed`, `failed`,
 //! `total_input_tokens`, `total_output_tokens`, `request_throughput`, `output_throughput`,
-//! `total_token_throughput` (per second of duration), `max_concurrent_requests`, and for
+//! `total_token_throughput` (per second of duration), `max_output_tokens_per_s` and
+//! `max_concurrent_requests` (vLLM's one-second buckets), `rtfx` (0, as vLLM writes it for
+//! text), `queue_times` (per request, the wait for a `max_concurrency` slot), and for
 //! `ttft`, `tpot`, `itl` and `e2el` the `mean_*_ms`, `median_*_ms`, `std_*_ms` (population,
 //! as `np.std`) and `pNN_*_ms` of `output.percentiles` (`np.percentile`'s linear rule; keys
-//! `p99`, `p99.9` as vLLM writes them). Run facts: `backend` and `endpoint_type` `vllm`,
-//! `model_id` and `tokenizer_id` the model, `num_prompts`, `max_concurrency`, `date`
-//! (`simulated`, so that reruns are byte-identical). Left out, since kvsim has no such
-//! data: `queue_times`, `max_output_tokens_per_s`, `rtfx`; `request_rate`, `burstiness` and
-//! `request_goodput` are `null`.
+//! `p99`, `p99.9` as vLLM writes them); under `max_concurrency` also those of
+//! `client_queue_time` and `e2el_including_client_queue` (vLLM writes these, and `e2el`'s,
+//! when `--percentile-metrics` names them). Run facts: `backend` and `endpoint_type`
+//! `vllm`, `model_id` and `tokenizer_id` the model, `num_prompts`, `max_concurrency`,
+//! `date` (`simulated`, so that reruns are byte-identical). `request_rate`, `burstiness`
+//! and `request_goodput` are `null`; the server-side `server_queue_times` and the
+//! speculative-decoding keys are left out (kvsim models neither).
 
 use crate::metrics::quantile_sorted;
 use crate::scenario::Scenario;
@@ -32,6 +36,8 @@ struct Entry {
     ttft_s: f64,
     latency_s: f64,
     itls: Vec<f64>,
+    /// Time waiting for a `max_concurrency` slot before sending.
+    queue_s: f64,
     error: String,
 }
 
@@ -43,6 +49,11 @@ pub struct BenchRecorder {
 }
 
 impl BenchRecorder {
+    /// Request `id` is sent after `queue_ns` waiting for a concurrency slot.
+    pub fn on_send(&mut self, id: u64, queue_ns: u64) {
+        self.entries.entry(id).or_default().queue_s = queue_ns as f64 / 1e9;
+    }
+
     /// A generated token of request `id`, `gap_ns` after its previous one.
     pub fn on_token(&mut self, id: u64, gap_ns: Option<u64>) {
         if let Some(g) = gap_ns {
@@ -126,7 +137,10 @@ impl BenchRecorder {
             "total_token_throughput",
             json!(per_s((total_in + total_out) as f64)),
         );
-        put("max_concurrent_requests", json!(max_concurrent(&ok)));
+        let (max_tokens_per_s, max_concurrent) = peaks(&ok);
+        put("max_output_tokens_per_s", json!(max_tokens_per_s));
+        put("max_concurrent_requests", json!(max_concurrent));
+        put("rtfx", json!(0.0));
         put(
             "input_lens",
             json!(rows.iter().map(|e| e.input).collect::<Vec<_>>()),
@@ -152,6 +166,10 @@ impl BenchRecorder {
             json!(rows.iter().map(|e| e.start_s - first).collect::<Vec<_>>()),
         );
         put(
+            "queue_times",
+            json!(rows.iter().map(|e| e.queue_s).collect::<Vec<_>>()),
+        );
+        put(
             "generated_texts",
             json!(rows.iter().map(|_| "").collect::<Vec<_>>()),
         );
@@ -175,6 +193,21 @@ impl BenchRecorder {
         ];
         for (name, mut v) in series {
             stats_into(&mut r, name, &mut v, &scenario.output.percentiles);
+        }
+        if scenario.workload.max_concurrency.is_some() {
+            let queued = [
+                (
+                    "client_queue_time",
+                    ok.iter().map(|e| e.queue_s).collect::<Vec<_>>(),
+                ),
+                (
+                    "e2el_including_client_queue",
+                    ok.iter().map(|e| e.latency_s + e.queue_s).collect(),
+                ),
+            ];
+            for (name, mut v) in queued {
+                stats_into(&mut r, name, &mut v, &scenario.output.percentiles);
+            }
         }
         Value::Object(r)
     }
@@ -210,19 +243,34 @@ fn stats_into(r: &mut Map<String, Value>, name: &str, v: &mut [f64], percentiles
     }
 }
 
-/// The most requests in flight at once (a finish frees its place before a send at the
-/// same instant).
-fn max_concurrent(ok: &[&&Entry]) -> usize {
-    let mut ev: Vec<(f64, i32)> = Vec::with_capacity(2 * ok.len());
+/// `max_output_tokens_per_s` and `max_concurrent_requests` by vLLM's rule
+/// (`calculate_metrics`): one-second buckets from the first successful send; each token
+/// (first at send plus TTFT, then after each gap) counts in its bucket, and each request
+/// in every bucket from its send's to its end's, both included.
+fn peaks(ok: &[&&Entry]) -> (f64, u64) {
+    let Some(first) = ok.iter().map(|e| e.start_s).min_by(f64::total_cmp) else {
+        return (0.0, 0);
+    };
+    let mut tokens: HashMap<u64, u64> = HashMap::new();
+    let mut edges: HashMap<u64, i64> = HashMap::new();
     for e in ok {
-        ev.push((e.start_s, 1));
-        ev.push((e.start_s + e.latency_s, -1));
+        let mut t = e.start_s + e.ttft_s;
+        *tokens.entry((t - first) as u64).or_default() += 1;
+        for gap in &e.itls {
+            t += gap;
+            *tokens.entry((t - first) as u64).or_default() += 1;
+        }
+        *edges.entry((e.start_s - first) as u64).or_default() += 1;
+        let end = (e.start_s + e.latency_s - first) as u64;
+        *edges.entry(end.saturating_add(1)).or_default() -= 1;
     }
-    ev.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let (mut now, mut most) = (0i32, 0i32);
-    for (_, d) in ev {
+    let mut seconds: Vec<(u64, i64)> = edges.into_iter().collect();
+    seconds.sort_unstable();
+    let (mut now, mut most) = (0i64, 0i64);
+    for (_, d) in seconds {
         now += d;
         most = most.max(now);
     }
-    most as usize
+    let busiest = tokens.values().copied().max().unwrap_or(0);
+    (busiest as f64, most.max(0) as u64)
 }

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 #[derive(Parser, Debug)]
 #[command(name = "kvsim", version, about, long_about = None)]
 pub struct Cli {
+    /// No progress bar or spinner (none is drawn when stderr is not a terminal either).
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,9 +59,6 @@ enum Command {
         /// Worker threads for --seeds (default: one per core; fewer hold less memory).
         #[arg(long)]
         jobs: Option<usize>,
-        /// No progress bar.
-        #[arg(long, short)]
-        quiet: bool,
     },
     /// Check a scenario without running it.
     Validate {
@@ -296,9 +296,6 @@ struct SweepArgs {
     /// Also draw throughput against p99 TTFT (the CSV's name with `.svg`).
     #[arg(long)]
     plot: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 /// Arguments of `kvsim plan`.
@@ -328,9 +325,6 @@ struct PlanArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     jobs: Option<usize>,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 /// Arguments of `kvsim calibrate`.
@@ -426,9 +420,6 @@ struct PagingArgs {
     /// Also write the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// No progress spinner.
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 /// How a request trace becomes block requests in `kvsim paging`.
@@ -470,9 +461,6 @@ enum TraceCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// No progress spinner.
-        #[arg(long, short)]
-        quiet: bool,
     },
     /// Write a scenario's workload (synthetic or any trace) as a native kvsim CSV.
     Synth {
@@ -519,13 +507,43 @@ pub fn main() -> i32 {
             return e.exit_code();
         }
     }
-    match dispatch(cli.command) {
+    match dispatch(cli.command, cli.quiet) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
         }
     }
+}
+
+/// A spinner for a command without a bar of their own, shown once it has run a second;
+/// `fit serving` and `fidelity serving` count their replays on it.
+fn delayed_spinner(cmd: &Command, quiet: bool) -> Option<crate::progress::Delayed> {
+    let (what, unit) = match cmd {
+        Command::Run { .. }
+        | Command::Sweep(_)
+        | Command::Plan(_)
+        | Command::Compare(_)
+        | Command::Calibrate(_)
+        | Command::Paging(_)
+        | Command::Trace {
+            command: TraceCommand::Stats { .. },
+        } => return None,
+        Command::Fit {
+            command: FitCommand::Serving { .. },
+        } => ("fitting to real serving runs", "replays"),
+        Command::Fidelity {
+            command: FidelityCommand::Serving { .. },
+        } => ("replaying real serving runs", "runs"),
+        Command::Fit { .. } => ("fitting", ""),
+        Command::Fidelity { .. } => ("comparing with measurements", ""),
+        Command::Validate { .. } => ("checking the scenario", ""),
+        Command::Trace { .. } => ("writing the trace", ""),
+        Command::Merge { .. } => ("merging", ""),
+        Command::AttentionEval(_) => ("scoring policies", ""),
+        Command::Conformance { .. } => ("replaying conformance cases", ""),
+    };
+    Some(crate::progress::Delayed::new(what, unit, quiet))
 }
 
 /// Commands that stop cleanly on SIGINT and SIGTERM (they poll `crate::interrupt`); the
@@ -541,7 +559,14 @@ fn handles_signals(cmd: &Command) -> bool {
     )
 }
 
-fn dispatch(cmd: Command) -> Result<()> {
+fn dispatch(cmd: Command, quiet: bool) -> Result<()> {
+    // Commands without a bar of their own get a spinner once they have run a second.
+    let spinner = delayed_spinner(&cmd, quiet);
+    let counter = || {
+        spinner
+            .as_ref()
+            .map_or_else(indicatif::ProgressBar::hidden, |s| s.bar())
+    };
     match cmd {
         Command::Run {
             scenario,
@@ -555,7 +580,6 @@ fn dispatch(cmd: Command) -> Result<()> {
             trace,
             seeds,
             jobs,
-            quiet,
         } => {
             if let Some(p) = percentiles {
                 sets.push(format!("output.percentiles=[{p}]"));
@@ -587,12 +611,11 @@ fn dispatch(cmd: Command) -> Result<()> {
                     sets,
                     block_size,
                     json,
-                    quiet,
                 },
         } => {
-            let spinner = crate::progress::activity("reading the trace", quiet);
+            let reading = crate::progress::activity("reading the trace", quiet);
             let r = trace_stats(&input, format, &sets, block_size, json);
-            spinner.finish_and_clear();
+            reading.finish_and_clear();
             r
         }
         Command::Trace {
@@ -606,7 +629,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         } => trace_synth(&scenario, &sets, &out, block_tokens),
         Command::Paging(args) => {
             let csv = args.csv.clone();
-            paging(args).map_err(|e| match &csv {
+            paging(args, quiet).map_err(|e| match &csv {
                 Some(c) => crate::output::interrupted_at(e, c),
                 None => e,
             })
@@ -622,19 +645,20 @@ fn dispatch(cmd: Command) -> Result<()> {
             steps: a.steps,
             gpu: a.gpu,
             seed: a.seed,
+            quiet,
             command: std::env::args().collect::<Vec<_>>().join(" "),
         }),
-        Command::Sweep(a) => sweep(a),
+        Command::Sweep(a) => sweep(a, quiet),
         Command::Merge { inputs, out } => {
             let n = crate::sweep::merge(&inputs, &out)?;
             eprintln!("merged {n} points into {}", out.display());
             Ok(())
         }
-        Command::Plan(a) => plan(a),
+        Command::Plan(a) => plan(a, quiet),
         Command::AttentionEval(a) => attention_eval(a),
-        Command::Compare(a) => compare(a),
+        Command::Compare(a) => compare(a, quiet),
         Command::Conformance { cases } => conformance(&cases),
-        Command::Fit { command } => fit(command),
+        Command::Fit { command } => fit(command, counter()),
         Command::Fidelity {
             command: FidelityCommand::Kernels { vidur, csv },
         } => fidelity_kernels(&vidur, csv.as_deref()),
@@ -662,12 +686,23 @@ fn dispatch(cmd: Command) -> Result<()> {
                     "name an experiment folder or a --vllm-bench scenario",
                 ));
             }
-            let mut rows = match &experiments {
-                Some(dir) => crate::fidelity::serving_metrics(dir, &sets)?,
+            let mut runs = match &experiments {
+                Some(dir) => crate::fidelity::experiment_dirs(dir)?
+                    .into_iter()
+                    .map(crate::fit::serving::Run::InferencePerf)
+                    .collect(),
                 None => Vec::new(),
             };
-            for scenario in vllm_bench {
-                rows.extend(crate::fit::serving::Run::VllmBench(scenario).metrics(&sets)?);
+            runs.extend(
+                vllm_bench
+                    .into_iter()
+                    .map(crate::fit::serving::Run::VllmBench),
+            );
+            let replayed = counter();
+            let mut rows = Vec::new();
+            for r in &runs {
+                rows.extend(r.metrics(&sets)?);
+                replayed.inc(1);
             }
             print!("{}", crate::fidelity::serving_markdown(&rows));
             Ok(())
@@ -700,7 +735,7 @@ fn fit_job(a: FitArgs, default_step: f64) -> Result<crate::fit::command::FitJob>
 }
 
 /// `kvsim fit`.
-fn fit(command: FitCommand) -> Result<()> {
+fn fit(command: FitCommand, progress: indicatif::ProgressBar) -> Result<()> {
     use crate::fit::command::{fit_kernels, fit_serving, KernelSource};
     let report = match command {
         FitCommand::Kernels {
@@ -738,7 +773,7 @@ fn fit(command: FitCommand) -> Result<()> {
                     "name a run: --inference-perf DIR or --vllm-bench SCENARIO",
                 ));
             }
-            fit_serving(runs, &fit_job(common, 0.03)?)?
+            fit_serving(runs, &fit_job(common, 0.03)?, progress)?
         }
     };
     print!("{report}");
@@ -863,7 +898,7 @@ fn attention_eval(a: AttentionEvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn compare(a: CompareArgs) -> Result<()> {
+fn compare(a: CompareArgs, quiet: bool) -> Result<()> {
     let policies = if a.policies.is_empty() {
         crate::compare::DEFAULT_POLICIES
             .iter()
@@ -880,6 +915,7 @@ fn compare(a: CompareArgs) -> Result<()> {
         sets: a.sets,
         out: a.out,
         seed: a.seed,
+        quiet,
     };
     let rows = thread_pool(a.jobs)?
         .install(|| crate::compare::compare(&job))
@@ -904,7 +940,7 @@ fn thread_pool(jobs: Option<usize>) -> Result<rayon::ThreadPool> {
         .map_err(|e| Error::failure(format!("cannot start worker threads: {e}")))
 }
 
-fn sweep(a: SweepArgs) -> Result<()> {
+fn sweep(a: SweepArgs, quiet: bool) -> Result<()> {
     let axes = a
         .vary
         .iter()
@@ -922,7 +958,7 @@ fn sweep(a: SweepArgs) -> Result<()> {
         shard,
         out: a.out,
         plot: a.plot,
-        quiet: a.quiet,
+        quiet,
     };
     let started = std::time::Instant::now();
     let (n, failed) = thread_pool(a.jobs)?
@@ -941,7 +977,7 @@ fn sweep(a: SweepArgs) -> Result<()> {
     Ok(())
 }
 
-fn plan(a: PlanArgs) -> Result<()> {
+fn plan(a: PlanArgs, quiet: bool) -> Result<()> {
     let search = a
         .search
         .iter()
@@ -959,7 +995,7 @@ fn plan(a: PlanArgs) -> Result<()> {
         max_scale: a.max_scale,
         iterations: a.iterations,
         out: a.out,
-        quiet: a.quiet,
+        quiet,
     };
     let started = std::time::Instant::now();
     let cands = thread_pool(a.jobs)?
@@ -1359,7 +1395,7 @@ fn load_paging_trace(
     Ok(Trace::from_labels(&path.display().to_string(), labels))
 }
 
-fn paging(a: PagingArgs) -> Result<()> {
+fn paging(a: PagingArgs, quiet: bool) -> Result<()> {
     use crate::paging::predictor::Predictor;
     use crate::paging::run::{run_paging, to_table, PagingJob};
     if a.k.contains(&0) {
@@ -1398,7 +1434,7 @@ fn paging(a: PagingArgs) -> Result<()> {
             predictors.push(Predictor::parse(name, 0.0)?);
         }
     }
-    let spinner = crate::progress::activity("reading traces and simulating policies", a.quiet);
+    let spinner = crate::progress::activity("reading traces and simulating policies", quiet);
     if a.order == PagingOrder::Serving {
         return paging_serving_order(&a);
     }

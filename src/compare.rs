@@ -46,6 +46,8 @@ pub struct CompareJob {
     pub out: PathBuf,
     /// Seed of the random policy.
     pub seed: u64,
+    /// No progress bar.
+    pub quiet: bool,
 }
 
 /// The serving side of one row.
@@ -151,7 +153,7 @@ pub fn compare(job: &CompareJob) -> Result<Vec<CompareRow>> {
             cells.push((p.clone(), r));
         }
     }
-    let bar = indicatif::ProgressBar::new(cells.len() as u64);
+    let bar = crate::progress::points_bar(cells.len(), job.quiet);
     let rows = cells
         .par_iter()
         .map(|(policy, ratio)| {

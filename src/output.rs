@@ -42,18 +42,10 @@ pub const FILES: [&str; 7] = [
 /// The list of files kvsim wrote into a result folder, one name a line, written last.
 pub const MANIFEST: &str = ".kvsim-files";
 
-/// Files that kvsim wrote into result folders before [`MANIFEST`] existed: a folder without
-/// a manifest may be replaced when it holds only these (or their `.partial` forms).
-const LEGACY_FILES: [&str; 15] = [
-    "requests.csv",
-    "steps.csv",
-    "scenario.yaml",
-    "summary.json",
-    "latency_cdf.svg",
-    "kv_blocks.svg",
-    "queue.svg",
-    "trace.json",
-    "bench_result.json",
+/// Files that `plan` and `compare` wrote into result folders before [`MANIFEST`] existed. A
+/// folder without a manifest may be replaced when it holds only these and [`FILES`] (or
+/// their `.partial` forms); `trace.json` and `bench_result.json` came after the manifest.
+const LEGACY_OTHER_FILES: [&str; 6] = [
     "plan.csv",
     "plan.svg",
     "best.yaml",
@@ -258,7 +250,7 @@ fn check_replaceable(out: &Path) -> Result<()> {
         Some(l) => name == MANIFEST || l.iter().any(|n| n == name),
         None => {
             let base = name.strip_suffix(".partial").unwrap_or(name);
-            LEGACY_FILES.contains(&base)
+            FILES.contains(&base) || LEGACY_OTHER_FILES.contains(&base)
         }
     };
     let rd = std::fs::read_dir(out)
@@ -474,6 +466,26 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn a_folder_without_manifest_is_replaced_only_when_it_holds_former_file_names() {
+        let d = tmp("legacy");
+        let out = d.join("res");
+        std::fs::create_dir_all(&out).unwrap();
+        for f in [
+            "requests.csv",
+            "summary.json.partial",
+            "plan.csv",
+            "compare.md",
+        ] {
+            std::fs::write(out.join(f), b"old").unwrap();
+        }
+        assert!(check_replaceable(&out).is_ok());
+        // Written only since the manifest: a folder without one holding it is not ours.
+        std::fs::write(out.join("trace.json"), b"{}").unwrap();
+        let e = check_replaceable(&out).unwrap_err().to_string();
+        assert!(e.contains("`trace.json`, which kvsim did not write"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Progress bars on stderr (indicatif): for `kvsim run`, requests finished of the known
 //! total, else simulated time of the known trace span, else a spinner counting finished
-//! requests; for `sweep` and `plan`, points done. Nothing is drawn when stderr is not a
-//! terminal or with `--quiet`; a run's bar appears only once it has run a second.
+//! requests; for `sweep` and `plan`, points done; for `paging` and `trace stats`, a
+//! spinner; for every other command, a [`Delayed`] spinner (with a count of replays for
+//! `fit serving` and `fidelity serving`). Nothing is drawn when stderr is not a terminal or
+//! with `--quiet`; a run's bar, and a delayed spinner, appear only once the command has
+//! run a second.
 //!
 //! The simulation's hot loop only bumps a counter ([`Ticker::tick`]); the clock is read
 //! every [`CHECK_EVERY`] steps, and the bar redrawn at most every [`REDRAW`].
@@ -39,6 +42,67 @@ pub fn activity(what: &str, quiet: bool) -> ProgressBar {
     bar.set_message(what.to_string());
     bar.enable_steady_tick(REDRAW);
     bar
+}
+
+/// A spinner that appears only once its command has run [`SHOW_AFTER`], for commands
+/// without a bar of their own: it names `what` and, when the work is counted with
+/// [`Delayed::bar`]'s `inc`, shows the count followed by `unit`. Dropping it removes it.
+pub struct Delayed {
+    bar: ProgressBar,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    shower: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Delayed {
+    /// A spinner for `what`, counting `unit` (empty: no count); inert unless
+    /// [`enabled`]`(quiet)`.
+    pub fn new(what: &str, unit: &str, quiet: bool) -> Delayed {
+        if !enabled(quiet) {
+            return Delayed {
+                bar: ProgressBar::hidden(),
+                stop: None,
+                shower: None,
+            };
+        }
+        let template = if unit.is_empty() {
+            "{spinner} {msg}, {elapsed}".to_string()
+        } else {
+            format!("{{spinner}} {{msg}}: {{pos}} {unit}, {{elapsed}}")
+        };
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+        bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+        bar.set_message(what.to_string());
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let shown = bar.clone();
+        let shower = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(SHOW_AFTER)
+            {
+                shown.set_draw_target(ProgressDrawTarget::stderr());
+                shown.enable_steady_tick(REDRAW);
+            }
+        });
+        Delayed {
+            bar,
+            stop: Some(stop),
+            shower: Some(shower),
+        }
+    }
+
+    /// The spinner, to count work with `inc` (a clone shares the count).
+    pub fn bar(&self) -> ProgressBar {
+        self.bar.clone()
+    }
+}
+
+impl Drop for Delayed {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.shower.take() {
+            let _ = t.join();
+        }
+        self.bar.finish_and_clear();
+    }
 }
 
 /// A bar of `total` points for `sweep` and `plan` (hidden when not [`enabled`]).

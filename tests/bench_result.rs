@@ -146,3 +146,79 @@ fn the_result_replays_as_a_vllm_bench_trace_and_rejections_are_failures() {
     assert_eq!(stats["requests"], b["completed"]);
     assert_eq!(stats["bound"]["input_tokens"], b["total_input_tokens"]);
 }
+
+/// vLLM's `calculate_metrics` peaks, from the result's own arrays: one-second buckets from
+/// the first send; tokens at send + TTFT and after each gap; requests in every bucket from
+/// their send's to their end's.
+fn vllm_peaks(b: &Value) -> (f64, f64) {
+    let starts = floats(b, "start_times");
+    let ttfts = floats(b, "ttfts");
+    let lat = floats(b, "latencies");
+    let end = (0..starts.len())
+        .map(|i| starts[i] + lat[i])
+        .fold(0.0, f64::max);
+    let buckets = end.ceil() as usize + 1;
+    let mut tokens = vec![0.0; buckets];
+    let mut running = vec![0.0; buckets];
+    for (i, itl) in b["itls"].as_array().unwrap().iter().enumerate() {
+        let mut t = starts[i] + ttfts[i];
+        tokens[t as usize] += 1.0;
+        for g in itl.as_array().unwrap() {
+            t += g.as_f64().unwrap();
+            tokens[t as usize] += 1.0;
+        }
+        let (from, to) = (starts[i] as usize, (starts[i] + lat[i]) as usize);
+        for r in &mut running[from..=to] {
+            *r += 1.0;
+        }
+    }
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    (max(&tokens), max(&running))
+}
+
+#[test]
+fn peaks_and_queue_times_follow_vllm_bench_serve() {
+    let sets = [
+        "workload.source.requests=60",
+        "workload.turn_timing=arrival",
+        "workload.max_concurrency=1",
+    ];
+    let (b, _, out) = bench_run("bench-queue", &sets);
+    let (tokens, running) = vllm_peaks(&b);
+    assert_eq!(b["max_output_tokens_per_s"].as_f64().unwrap(), tokens);
+    assert_eq!(b["max_concurrent_requests"].as_f64().unwrap(), running);
+    assert_eq!(b["rtfx"].as_f64().unwrap(), 0.0);
+    // Each request waits from its due time (the trace's arrival) to its send.
+    let trace = out.join("trace.csv");
+    let mut a = vec!["trace", "synth", "scenarios/quickstart.yaml"];
+    for s in &sets {
+        a.extend(["--set", s]);
+    }
+    a.extend(["--out", trace.to_str().unwrap()]);
+    run_ok(&a);
+    let arrivals: Vec<f64> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("arrival"))
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    let starts = floats(&b, "start_times");
+    let queue = floats(&b, "queue_times");
+    assert_eq!(queue.len(), 60);
+    assert_eq!(queue[0], 0.0);
+    for i in 0..60 {
+        let sent = starts[i] + arrivals[0];
+        assert!(
+            (queue[i] - (sent - arrivals[i])).abs() < 1e-6,
+            "request {i}: queued {} s, sent {sent} s, due {} s",
+            queue[i],
+            arrivals[i]
+        );
+    }
+    assert!(queue.iter().filter(|&&q| q > 0.0).count() > 30, "{queue:?}");
+    let mean = queue.iter().sum::<f64>() / 60.0;
+    assert!(close(
+        b["mean_client_queue_time_ms"].as_f64().unwrap(),
+        mean * 1e3
+    ));
+}

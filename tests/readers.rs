@@ -257,6 +257,76 @@ fn sharegpt_turns_arrive_in_session_order_after_think_times() {
     assert_eq!(inputs, want);
 }
 
+#[test]
+fn sharegpt_counts_tokens_with_a_tokenizer_json_the_user_names() {
+    // A word-level vocabulary (whitespace and punctuation split, one token a piece), with a
+    // BOS that its post-processor adds and the count leaves out.
+    let dir = temp_dir("sharegpt-tokenizer-file");
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        r#"{"version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": [{"id": 0, "content": "<s>", "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+            "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+            "post_processor": {"type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                           {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                         {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"<s>": {"id": "<s>", "ids": [0], "tokens": ["<s>"]}}},
+            "decoder": null,
+            "model": {"type": "WordLevel", "unk_token": "<unk>",
+                      "vocab": {"<s>": 0, "<unk>": 1, "hello": 2, "world": 3}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("chats.json"),
+        r#"[{"id": "a", "conversations": [
+            {"from": "human", "value": "hello world"},
+            {"from": "gpt", "value": "hello, world!"},
+            {"from": "human", "value": "again"},
+            {"from": "gpt", "value": "world"}]}]"#,
+    )
+    .unwrap();
+    let scenario = dir.join("chat.yaml");
+    let yaml = "name: chat\nworkload:\n  source:\n    kind: sharegpt\n    path: chats.json\n    \
+                arrival: {kind: constant, rate: 1}\n    think_time_s: 0\n    \
+                tokenizer_file: tokenizer.json\nmodel:\n  preset: llama-3.1-8b\n";
+    std::fs::write(&scenario, yaml).unwrap();
+    let trace = dir.join("t.csv");
+    let synth = |extra: &[&str]| {
+        let mut a = vec!["trace", "synth", scenario.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        a.extend(["--out", trace.to_str().unwrap()]);
+        run(&a)
+    };
+    let o = synth(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = csv_rows_after_comment(&trace);
+    let got: Vec<(u32, u32)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["input_tokens"].parse().unwrap(),
+                r["output_tokens"].parse().unwrap(),
+            )
+        })
+        .collect();
+    // Turn 1: (3 + 2) + 3 in, 4 out. Turn 2: 8 + 4 + (3 + 1) + 3 in, 1 out.
+    assert_eq!(got, vec![(8, 4), (19, 1)]);
+    // Both a bundled vocabulary and a file: refused, naming the field.
+    let o = synth(&["--set", "workload.source.tokenizer=cl100k_base"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("tokenizer_file"), "{e}");
+    // A missing file: refused, naming it.
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    let o = synth(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("tokenizer.json"), "{e}");
+}
+
 /// Rows of a native trace (its first line is a comment).
 fn csv_rows_after_comment(p: &Path) -> Vec<HashMap<String, String>> {
     let text = std::fs::read_to_string(p).unwrap();

@@ -210,14 +210,20 @@ fn trace_of_two_replicas_from_the_scenario_key() {
 #[test]
 fn no_trace_unless_asked() {
     let dir = temp_dir("notrace");
-    std::fs::write(dir.join("trace.json"), "stale").unwrap();
-    run_ok(&[
+    let out = dir.join("res");
+    let args = [
         "run",
         "scenarios/quickstart.yaml",
         "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(!dir.join("trace.json").exists(), "a stale trace is removed");
+        out.to_str().unwrap(),
+    ];
+    run_ok(&[&args[..], &["--trace"]].concat());
+    assert!(out.join("trace.json").exists());
+    run_ok(&args);
+    assert!(
+        !out.join("trace.json").exists(),
+        "the earlier run's trace is gone"
+    );
 }
 
 /// The value at a dotted path of a summary.
@@ -430,54 +436,57 @@ fn no_progress_when_stderr_is_not_a_terminal() {
     no_bar(&o.stderr);
 }
 
+/// `kvsim ARGS` run on a pseudo-terminal (util-linux `script`) in the repository root: what
+/// the terminal showed. `None`, with a note, where no terminal can be made here.
+fn on_terminal(args: &str) -> Option<String> {
+    let probe = std::process::Command::new("script")
+        .args(["-qec", "true", "/dev/null"])
+        .output();
+    if !probe.is_ok_and(|p| p.status.success()) {
+        eprintln!("skipped: `script` cannot make a terminal here");
+        return None;
+    }
+    let c = format!("{} {args}", env!("CARGO_BIN_EXE_kvsim"));
+    let o = std::process::Command::new("script")
+        .args(["-qec", &c, "/dev/null"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{c}: {shown}");
+    Some(shown)
+}
+
+/// `args` shows `shown` on a terminal, not with `--quiet` (before or after the command), and
+/// nothing is drawn when stderr is not a terminal.
+fn progress_on_terminal_only(args: &str, shown: &str) {
+    let Some(plain) = on_terminal(args) else {
+        return;
+    };
+    assert!(
+        plain.contains(shown),
+        "expected {shown:?} on the terminal: {plain}"
+    );
+    let quiet = on_terminal(&format!("{args} --quiet")).unwrap();
+    assert!(!quiet.contains(shown), "{quiet}");
+    let quiet_first = on_terminal(&format!("-q {args}")).unwrap();
+    assert!(!quiet_first.contains(shown), "{quiet_first}");
+    let words: Vec<&str> = args.split(' ').collect();
+    let o = run(&words);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    no_bar(&o.stderr);
+}
+
 #[test]
 fn progress_shows_on_a_terminal_unless_quiet() {
-    // util-linux `script` runs the command on a pseudo-terminal.
-    let Ok(probe) = std::process::Command::new("script")
-        .args(["-qec", "true", "/dev/null"])
-        .output()
-    else {
-        eprintln!("skipped: no `script` to make a terminal");
-        return;
-    };
-    if !probe.status.success() {
-        eprintln!("skipped: `script` cannot make a terminal here");
-        return;
-    }
-    let bin = env!("CARGO_BIN_EXE_kvsim");
-    let cmd = |extra: &str| {
-        let c = format!(
-            "{bin} run scenarios/quickstart.yaml --no-files --set workload.source.requests=60000 {extra}"
-        );
-        let o = std::process::Command::new("script")
-            .args(["-qec", &c, "/dev/null"])
-            .current_dir(root())
-            .output()
-            .unwrap();
-        assert!(o.status.success());
-        String::from_utf8_lossy(&o.stdout).to_string()
-    };
-    let shown = cmd("");
-    assert!(
-        shown.contains("/60000 requests"),
-        "a bar of requests finished: {shown}"
+    progress_on_terminal_only(
+        "run scenarios/quickstart.yaml --no-files --set workload.source.requests=60000",
+        "/60000 requests",
     );
-    assert!(!cmd("--quiet").contains("/60000 requests"));
 }
 
 #[test]
 fn paging_shows_a_spinner_on_a_terminal_only_and_not_with_quiet() {
-    let Ok(probe) = std::process::Command::new("script")
-        .args(["-qec", "true", "/dev/null"])
-        .output()
-    else {
-        eprintln!("skipped: no `script` to make a terminal");
-        return;
-    };
-    if !probe.status.success() {
-        eprintln!("skipped: `script` cannot make a terminal here");
-        return;
-    }
     // Three million requests over 100,000 pages: a second or so of simulation.
     let dir = temp_dir("paging-spinner");
     let trace = dir.join("pages.txt");
@@ -491,24 +500,55 @@ fn paging_shows_a_spinner_on_a_terminal_only_and_not_with_quiet() {
         text.push('\n');
     }
     std::fs::write(&trace, text).unwrap();
-    let bin = env!("CARGO_BIN_EXE_kvsim");
-    let args = format!(
-        "paging {} -k 1000 --policies lru,arc,belady",
-        trace.display()
+    progress_on_terminal_only(
+        &format!(
+            "paging {} -k 1000 --policies lru,arc,belady",
+            trace.display()
+        ),
+        "simulating policies",
     );
-    let on_terminal = |extra: &str| {
-        let c = format!("{bin} {args} {extra}");
-        let o = std::process::Command::new("script")
-            .args(["-qec", &c, "/dev/null"])
-            .output()
-            .unwrap();
-        assert!(o.status.success());
-        String::from_utf8_lossy(&o.stdout).to_string()
-    };
-    assert!(on_terminal("").contains("simulating policies"));
-    assert!(!on_terminal("--quiet").contains("simulating policies"));
-    let a: Vec<&str> = args.split(' ').collect();
-    let o = run(&a);
-    assert!(o.status.success());
-    assert!(!String::from_utf8_lossy(&o.stderr).contains("simulating policies"));
+}
+
+#[test]
+fn trace_stats_shows_a_spinner_on_a_terminal_only() {
+    // 100,000 closed-loop chat requests: two seconds of reading and counting.
+    progress_on_terminal_only(
+        "trace stats scenarios/quickstart.yaml --set workload.source.requests=100000",
+        "reading the trace",
+    );
+}
+
+#[test]
+fn a_command_without_its_own_bar_counts_on_a_spinner_after_a_second() {
+    // `fidelity serving` replaying a `vllm bench serve` result of 1,200 lone requests of
+    // 4,000 tokens each: about five million decode steps, over a second.
+    let dir = temp_dir("delayed-spinner");
+    let n = 1200;
+    let list = |v: &str| vec![v; n].join(",");
+    let starts: Vec<String> = (0..n).map(|i| format!("{}.0", i * 30)).collect();
+    std::fs::write(
+        dir.join("bench.json"),
+        format!(
+            "{{\"start_times\": [{}], \"input_lens\": [{}], \"output_lens\": [{}], \
+             \"ttfts\": [{}], \"latencies\": [{}], \"errors\": [{}]}}",
+            starts.join(","),
+            list("100"),
+            list("4000"),
+            list("0.02"),
+            list("28.0"),
+            list("\"\"")
+        ),
+    )
+    .unwrap();
+    let scenario = dir.join("replay.yaml");
+    std::fs::write(
+        &scenario,
+        "name: replay\nworkload:\n  source:\n    kind: vllm_bench\n    path: bench.json\n\
+         model:\n  preset: llama-3.1-8b\n",
+    )
+    .unwrap();
+    progress_on_terminal_only(
+        &format!("fidelity serving --vllm-bench {}", scenario.display()),
+        "replaying real serving runs: 0 runs",
+    );
 }

@@ -38,6 +38,8 @@ pub struct CalibrateJob {
     pub gpu: String,
     /// Seed of the random inputs.
     pub seed: u64,
+    /// No progress bar.
+    pub quiet: bool,
     /// The command line, recorded in the metadata.
     pub command: String,
 }
@@ -123,7 +125,11 @@ fn smi_clocks() -> Option<(u32, u32)> {
     Some((it.next()?.ok()?, it.next()?.ok()?))
 }
 
-fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
+/// A bar of `len` points named `what` (hidden with `--quiet` or off a terminal).
+fn progress(len: usize, what: &str, quiet: bool) -> indicatif::ProgressBar {
+    if !crate::progress::enabled(quiet) {
+        return indicatif::ProgressBar::hidden();
+    }
     let bar = indicatif::ProgressBar::new(len as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -178,7 +184,7 @@ fn measure(
 
     let (warmup, reps) = plan::repetitions(job.quick);
     let mut clocks: Vec<(u32, u32)> = smi_clocks().into_iter().collect();
-    let bar = progress(points.len(), "calibrating");
+    let bar = progress(points.len(), "calibrating", job.quiet);
     for (i, p) in points.iter_mut().enumerate() {
         bar.set_message(p.op.name());
         let s = match p.op {
@@ -344,7 +350,7 @@ fn validate(job: &CalibrateJob, model: &Model, shard: &plan::Shard, out: &Path) 
     let mut dev = gpu::Device::open(model.head_dim, job.seed)?;
     let weights = dev.layer_weights(shard, model.layers)?;
     let (warmup, reps) = (2, 5);
-    let bar = progress(steps.len(), "validating");
+    let bar = progress(steps.len(), "validating", job.quiet);
     let mut rows = vec![
         "step,tokens,prefills,decodes,sampled,max_context,measured_us,calibrated_us,roofline_us,calibrated_error_pct,roofline_error_pct"
             .to_string(),

@@ -163,8 +163,12 @@ pub const DEFAULT_SERVING_KEYS: [&str; 2] = [
     "hardware.efficiency.attention_memory",
 ];
 
-/// `kvsim fit serving`: returns the report to print.
-pub fn fit_serving(runs: Vec<Run>, job: &FitJob) -> Result<String> {
+/// `kvsim fit serving`: returns the report to print; each replay bumps `progress`.
+pub fn fit_serving(
+    runs: Vec<Run>,
+    job: &FitJob,
+    progress: indicatif::ProgressBar,
+) -> Result<String> {
     let names = if job.fit.is_empty() {
         DEFAULT_SERVING_KEYS.iter().map(|k| k.to_string()).collect()
     } else {
@@ -174,6 +178,7 @@ pub fn fit_serving(runs: Vec<Run>, job: &FitJob) -> Result<String> {
         runs,
         sets: job.sets.clone(),
         keys: keys_of(&names)?,
+        progress,
     };
     let start = data.start()?;
     let fit = super::fit(&data, &data.keys, &start, job.settings)?;

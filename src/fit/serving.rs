@@ -125,6 +125,8 @@ pub struct ServingData {
     pub sets: Vec<String>,
     /// The fitted coefficients.
     pub keys: Vec<Key>,
+    /// Counts replays (a hidden bar draws nothing).
+    pub progress: indicatif::ProgressBar,
 }
 
 impl ServingData {
@@ -146,7 +148,11 @@ impl ServingData {
         let per_run: Vec<Vec<StageMetric>> = self
             .runs
             .par_iter()
-            .map(|r| r.metrics(&sets))
+            .map(|r| {
+                let m = r.metrics(&sets);
+                self.progress.inc(1);
+                m
+            })
             .collect::<Result<_>>()?;
         Ok(per_run.into_iter().flatten().collect())
     }

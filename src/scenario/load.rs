@@ -139,6 +139,9 @@ fn resolve_paths(s: &mut Scenario, base: &Path, sets: &[String]) {
     if let Some(p) = &mut s.workload.source.path {
         fix(p, "workload.source.path");
     }
+    if let Some(p) = &mut s.workload.source.tokenizer_file {
+        fix(p, "workload.source.tokenizer_file");
+    }
     if let Some(p) = &mut s.hardware.calibration {
         fix(p, "hardware.calibration");
     }

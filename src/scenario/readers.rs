@@ -6,42 +6,19 @@ use super::source::{err, required, resolve_arrival, FieldError, SourceKind, Sour
 use crate::workload::bailian::{DEFAULT_BLOCK_TOKENS, DEFAULT_MAX_TRACKED_CHATS};
 use crate::workload::kv_cache_tester::KvCacheTesterSpec;
 use crate::workload::sharegpt::{SharegptSpec, DEFAULT_MESSAGE_OVERHEAD_TOKENS};
-use crate::workload::tokenizer::TokenizerKind;
+use crate::workload::tokenizer::{TokenizerKind, TokenizerSource};
 use crate::workload::Source;
 
 /// Fields only these kinds read.
-const READER_FIELDS: [&str; 4] = [
+const READER_FIELDS: [&str; 5] = [
     "think_time_s",
     "tokenizer",
+    "tokenizer_file",
     "message_overhead_tokens",
     "max_tracked_chats",
 ];
 
 impl SourceSpec {
-    /// Which optional fields are set, by name.
-    fn set_fields(&self) -> [(&'static str, bool); 15] {
-        [
-            ("path", self.path.is_some()),
-            ("block_tokens", self.block_tokens.is_some()),
-            ("requests", self.requests.is_some()),
-            ("arrival", self.arrival.is_some()),
-            ("input", self.input.is_some()),
-            ("output", self.output.is_some()),
-            ("system_prompts", self.system_prompts.is_some()),
-            ("sessions", self.sessions.is_some()),
-            ("shared_prefix", self.shared_prefix.is_some()),
-            ("stages", self.stages.is_some()),
-            ("stage_gap_s", self.stage_gap_s.is_some()),
-            ("think_time_s", self.think_time_s.is_some()),
-            ("tokenizer", self.tokenizer.is_some()),
-            (
-                "message_overhead_tokens",
-                self.message_overhead_tokens.is_some(),
-            ),
-            ("max_tracked_chats", self.max_tracked_chats.is_some()),
-        ]
-    }
-
     /// Refuse every set field not in `allowed`.
     fn only(&self, allowed: &[&str]) -> Result<(), FieldError> {
         let kind = self.kind.name();
@@ -91,14 +68,8 @@ impl SourceSpec {
                 })
             }
             _ => {
-                return match self
-                    .set_fields()
-                    .iter()
-                    .find(|(f, set)| *set && READER_FIELDS.contains(f))
-                {
-                    Some((f, _)) => err(f, format!("does not apply to kind {kind}")),
-                    None => Ok(None),
-                };
+                self.refuse(&READER_FIELDS)?;
+                return Ok(None);
             }
         }))
     }
@@ -111,8 +82,19 @@ impl SourceSpec {
             "arrival",
             "think_time_s",
             "tokenizer",
+            "tokenizer_file",
             "message_overhead_tokens",
         ])?;
+        let tokenizer = match (self.tokenizer, &self.tokenizer_file) {
+            (Some(_), Some(_)) => {
+                return err(
+                    "tokenizer_file",
+                    "set either tokenizer (a bundled vocabulary) or tokenizer_file, not both",
+                )
+            }
+            (_, Some(f)) => TokenizerSource::File(f.clone()),
+            (k, None) => TokenizerSource::Bundled(k.unwrap_or(TokenizerKind::Cl100kBase)),
+        };
         let path = required("path", &self.path, kind)?;
         let arrival = resolve_arrival(&required("arrival", &self.arrival, kind)?)?;
         let think_time_s = required("think_time_s", &self.think_time_s, kind)?;
@@ -135,7 +117,7 @@ impl SourceSpec {
             path,
             arrival,
             think_time_s,
-            tokenizer: self.tokenizer.unwrap_or(TokenizerKind::Cl100kBase),
+            tokenizer,
             message_overhead_tokens,
         }))
     }
@@ -168,7 +150,7 @@ mod tests {
         let Source::Sharegpt(g) = s else { panic!() };
         assert_eq!(
             (g.tokenizer, g.message_overhead_tokens),
-            (TokenizerKind::Cl100kBase, 3)
+            (TokenizerSource::Bundled(TokenizerKind::Cl100kBase), 3)
         );
         let e = spec("{kind: sharegpt, path: s.json, arrival: {kind: poisson, rate: 2}}")
             .resolve()

@@ -66,6 +66,10 @@ pub struct SourceSpec {
     /// Vocabulary that counts message tokens (sharegpt; default `cl100k_base`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<TokenizerKind>,
+    /// A Hugging Face `tokenizer.json` that counts message tokens instead, relative to the
+    /// scenario file (sharegpt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_file: Option<PathBuf>,
     /// Chat-template tokens added per message (sharegpt; default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_overhead_tokens: Option<u32>,
@@ -271,6 +275,19 @@ pub(super) fn forbid<T>(field: &str, v: &Option<T>, kind: &str) -> Result<(), Fi
     }
 }
 
+/// The fields of a `synthetic` source.
+const SYNTH_FIELDS: [&str; 6] = [
+    "requests",
+    "arrival",
+    "input",
+    "output",
+    "system_prompts",
+    "sessions",
+];
+
+/// The fields of a `shared_prefix` source.
+const PREFIX_FIELDS: [&str; 3] = ["shared_prefix", "stages", "stage_gap_s"];
+
 impl SourceSpec {
     /// A trace source of the given kind.
     pub fn trace(kind: SourceKind, path: PathBuf) -> Self {
@@ -292,8 +309,46 @@ impl SourceSpec {
             vllm_prefix_repetition: None,
             think_time_s: None,
             tokenizer: None,
+            tokenizer_file: None,
             message_overhead_tokens: None,
             max_tracked_chats: None,
+        }
+    }
+
+    /// Which optional fields are set, by name.
+    pub(super) fn set_fields(&self) -> [(&'static str, bool); 16] {
+        [
+            ("path", self.path.is_some()),
+            ("block_tokens", self.block_tokens.is_some()),
+            ("requests", self.requests.is_some()),
+            ("arrival", self.arrival.is_some()),
+            ("input", self.input.is_some()),
+            ("output", self.output.is_some()),
+            ("system_prompts", self.system_prompts.is_some()),
+            ("sessions", self.sessions.is_some()),
+            ("shared_prefix", self.shared_prefix.is_some()),
+            ("stages", self.stages.is_some()),
+            ("stage_gap_s", self.stage_gap_s.is_some()),
+            ("think_time_s", self.think_time_s.is_some()),
+            ("tokenizer", self.tokenizer.is_some()),
+            ("tokenizer_file", self.tokenizer_file.is_some()),
+            (
+                "message_overhead_tokens",
+                self.message_overhead_tokens.is_some(),
+            ),
+            ("max_tracked_chats", self.max_tracked_chats.is_some()),
+        ]
+    }
+
+    /// Refuse the first of `fields` that is set: it does not apply to this kind.
+    pub(super) fn refuse(&self, fields: &[&str]) -> Result<(), FieldError> {
+        match self
+            .set_fields()
+            .iter()
+            .find(|(f, set)| *set && fields.contains(f))
+        {
+            Some((f, _)) => err(f, format!("does not apply to kind {}", self.kind.name())),
+            None => Ok(()),
         }
     }
 
@@ -303,33 +358,16 @@ impl SourceSpec {
         if let Some(source) = self.resolve_reader()? {
             return Ok(source);
         }
-        let synth_fields = [
-            ("requests", self.requests.is_some()),
-            ("arrival", self.arrival.is_some()),
-            ("input", self.input.is_some()),
-            ("output", self.output.is_some()),
-            ("system_prompts", self.system_prompts.is_some()),
-            ("sessions", self.sessions.is_some()),
-        ];
         let kind = self.kind.name().to_string();
-        let prefix_fields = [
-            ("shared_prefix", self.shared_prefix.is_some()),
-            ("stages", self.stages.is_some()),
-            ("stage_gap_s", self.stage_gap_s.is_some()),
-        ];
-        if let Some(source) = self.resolve_bench(&synth_fields, &prefix_fields) {
+        if let Some(source) = self.resolve_bench() {
             return source;
         }
         if self.kind == SourceKind::SharedPrefix {
-            return self.resolve_shared_prefix(&synth_fields);
+            return self.resolve_shared_prefix();
         }
-        if let Some((f, _)) = prefix_fields.iter().find(|(_, set)| *set) {
-            return err(f, format!("does not apply to kind {kind}"));
-        }
+        self.refuse(&PREFIX_FIELDS)?;
         if self.kind != SourceKind::Synthetic {
-            if let Some((f, _)) = synth_fields.iter().find(|(_, set)| *set) {
-                return err(f, format!("does not apply to kind {kind}"));
-            }
+            self.refuse(&SYNTH_FIELDS)?;
             if self.kind != SourceKind::Mooncake {
                 forbid("block_tokens", &self.block_tokens, &kind)?;
             }
@@ -399,11 +437,9 @@ impl SourceSpec {
     }
 
     /// Check a `shared_prefix` source.
-    fn resolve_shared_prefix(&self, synth_fields: &[(&str, bool)]) -> Result<Source, FieldError> {
+    fn resolve_shared_prefix(&self) -> Result<Source, FieldError> {
         let kind = "shared_prefix";
-        if let Some((f, _)) = synth_fields.iter().find(|(_, set)| *set) {
-            return err(f, format!("does not apply to kind {kind}"));
-        }
+        self.refuse(&SYNTH_FIELDS)?;
         forbid("path", &self.path, kind)?;
         forbid("block_tokens", &self.block_tokens, kind)?;
         let d = required("shared_prefix", &self.shared_prefix, kind)?;
@@ -473,11 +509,7 @@ impl SourceSpec {
     /// Check a generated benchmark source (`sglang_gsp`, `vllm_random`,
     /// `vllm_prefix_repetition`); `None` when the kind is another and none of their sections
     /// is set.
-    fn resolve_bench(
-        &self,
-        synth_fields: &[(&str, bool)],
-        prefix_fields: &[(&str, bool)],
-    ) -> Option<Result<Source, FieldError>> {
+    fn resolve_bench(&self) -> Option<Result<Source, FieldError>> {
         let sections = [
             (SourceKind::SglangGsp, self.sglang_gsp.is_some()),
             (SourceKind::VllmRandom, self.vllm_random.is_some()),
@@ -493,9 +525,11 @@ impl SourceSpec {
         if !sections.iter().any(|(k, _)| *k == self.kind) {
             return None;
         }
-        let others = synth_fields.iter().chain(prefix_fields);
-        if let Some((f, _)) = others.into_iter().find(|(_, set)| *set) {
-            return Some(err(f, format!("does not apply to kind {kind}")));
+        if let Err(e) = self
+            .refuse(&SYNTH_FIELDS)
+            .and_then(|()| self.refuse(&PREFIX_FIELDS))
+        {
+            return Some(Err(e));
         }
         Some(self.resolve_bench_section(kind))
     }

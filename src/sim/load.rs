@@ -40,12 +40,14 @@ pub struct Load {
     max_concurrency: Option<u32>,
     after_answer: bool,
     in_flight: u32,
-    /// Requests whose send time is known, and whether each holds a concurrency slot
-    /// already (same-time sends in the order they were scheduled).
-    scheduled: Schedule<(bool, Request)>,
+    /// Requests whose send time is known, and, for one that holds a concurrency slot
+    /// already, when it became due (same-time sends in the order they were scheduled).
+    scheduled: Schedule<(Option<u64>, Request)>,
     /// Requests due while every concurrency slot was taken, in the order they became due
     /// (non-empty only while every slot is taken).
     blocked: VecDeque<Request>,
+    /// How long the request [`Load::take_due`] returned last waited for a slot.
+    last_queue_ns: u64,
     sessions: HashMap<u64, Session>,
     /// Session of each request in flight, by request id (only under `after_answer`).
     session_of: HashMap<u64, u64>,
@@ -67,6 +69,7 @@ impl Load {
             in_flight: 0,
             scheduled: Schedule::default(),
             blocked: VecDeque::new(),
+            last_queue_ns: 0,
             sessions: HashMap::new(),
             session_of: HashMap::new(),
         })
@@ -112,9 +115,10 @@ impl Load {
                     None => continue,
                 }
             } else if self.scheduled.next_due().is_some_and(|at| at <= now) {
-                let (at, (reserved, mut r)) = self.scheduled.pop().expect("due");
+                let (at, (held_since, mut r)) = self.scheduled.pop().expect("due");
                 r.arrival_ns = at;
-                if reserved {
+                if let Some(due) = held_since {
+                    self.last_queue_ns = at.saturating_sub(due);
                     return Ok(Some(self.send(r, true)));
                 }
                 r
@@ -122,6 +126,7 @@ impl Load {
                 return Ok(None);
             };
             if self.slot_free() {
+                self.last_queue_ns = 0;
                 return Ok(Some(self.send(due, false)));
             }
             self.blocked.push_back(due);
@@ -134,7 +139,10 @@ impl Load {
         if self.max_concurrency.is_some() {
             // The slot passes to the first request held for one: it is sent now.
             match self.blocked.pop_front() {
-                Some(r) => self.schedule(now, true, r),
+                Some(r) => {
+                    let due = r.arrival_ns;
+                    self.schedule(now, Some(due), r)
+                }
                 None => self.in_flight -= 1,
             }
         }
@@ -149,7 +157,7 @@ impl Load {
         s.finished_ns = now;
         if let Some((gap, r)) = s.parked.pop_front() {
             s.busy = true;
-            self.schedule(now.saturating_add(gap), false, r);
+            self.schedule(now.saturating_add(gap), None, r);
         }
     }
 
@@ -170,9 +178,17 @@ impl Load {
         r
     }
 
-    /// Send `r` at `at`; `reserved`: it holds a concurrency slot already.
-    fn schedule(&mut self, at: u64, reserved: bool, r: Request) {
-        self.scheduled.insert(at, (reserved, r));
+    /// Send `r` at `at`; `held_since`: it holds a concurrency slot already, and became due
+    /// then.
+    fn schedule(&mut self, at: u64, held_since: Option<u64>, r: Request) {
+        self.scheduled.insert(at, (held_since, r));
+    }
+
+    /// How long the request [`Load::take_due`] returned last had waited for a concurrency
+    /// slot: its send time minus the time it became due (`vllm bench serve`'s client queue
+    /// time; 0 without `max_concurrency`).
+    pub fn last_queue_ns(&self) -> u64 {
+        self.last_queue_ns
     }
 
     /// A request of the stream at its source time: sent now (returned), or under
@@ -202,7 +218,7 @@ impl Load {
         }
         s.busy = true;
         let at = s.finished_ns.saturating_add(gap);
-        self.schedule(at, false, r);
+        self.schedule(at, None, r);
         None
     }
 }

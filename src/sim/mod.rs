@@ -102,6 +102,7 @@ pub fn run_with_cost(
                     continue;
                 };
                 rec.on_arrival(now);
+                rec.on_send(req.id, load.last_queue_ns());
                 hashes.clear();
                 if wants_hashes {
                     prompt_block_hashes(&req, bs, &mut hashes);

@@ -206,6 +206,13 @@ impl Recorder {
         self.first_arrival_ns.get_or_insert(now_ns);
     }
 
+    /// Request `id` is sent after waiting `queue_ns` for a concurrency slot.
+    pub fn on_send(&mut self, id: u64, queue_ns: u64) {
+        if let Some(b) = &mut self.bench {
+            b.on_send(id, queue_ns);
+        }
+    }
+
     /// A request was rejected.
     pub fn on_reject(&mut self, req: &Request, reason: RejectReason, now_ns: u64) -> Result<()> {
         *self.rejected.entry(reason.as_str()).or_default() += 1;

@@ -21,7 +21,7 @@ use super::check::request_tokens;
 use super::json_stream::{JsonElements, Place};
 use super::schedule::Schedule;
 use super::synth::Arrival;
-use super::tokenizer::{Tokenizer, TokenizerKind};
+use super::tokenizer::{Tokenizer, TokenizerSource};
 use super::{hash_str, mix, RawRequest, Segment};
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -46,7 +46,7 @@ pub struct SharegptSpec {
     /// Mean think time between a turn's arrival and the next turn's, seconds.
     pub think_time_s: f64,
     /// Vocabulary that counts tokens.
-    pub tokenizer: TokenizerKind,
+    pub tokenizer: TokenizerSource,
     /// Chat-template tokens added per message.
     pub message_overhead_tokens: u32,
 }
@@ -229,7 +229,7 @@ impl SharegptGenerator {
         Ok(SharegptGenerator {
             elements: JsonElements::open(&spec.path)?,
             builder: Builder {
-                tokenizer: Tokenizer::new(spec.tokenizer)?,
+                tokenizer: Tokenizer::open(&spec.tokenizer)?,
                 overhead: spec.message_overhead_tokens,
             },
             next_start_ns: clock.gap_ns(),
@@ -316,6 +316,7 @@ impl Iterator for SharegptGenerator {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tokenizer::TokenizerKind;
     use super::*;
 
     fn builder(overhead: u32) -> Builder {
@@ -375,7 +376,7 @@ mod tests {
             path: p.clone(),
             arrival: Arrival::Constant { rate: 1.0 },
             think_time_s: 2.0,
-            tokenizer: TokenizerKind::Cl100kBase,
+            tokenizer: TokenizerSource::Bundled(TokenizerKind::Cl100kBase),
             message_overhead_tokens: 3,
         };
         let r: Vec<RawRequest> = SharegptGenerator::open(&spec, 7)
