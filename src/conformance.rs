@@ -117,8 +117,7 @@ impl Default for RequestLog {
 /// Read a case's `arrivals.txt` (lines `request_index step_index`) into step -> requests,
 /// each step's requests in index order.
 fn read_arrivals(path: &Path) -> Result<BTreeMap<i64, Vec<u64>>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
+    let text = crate::input::read_bounded(path, "arrivals", crate::input::MAX_TEXT_BYTES)?;
     let mut out: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

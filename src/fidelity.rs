@@ -384,8 +384,7 @@ impl StageMetric {
 }
 
 fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))
+    crate::input::read_bounded(path, "file", crate::input::MAX_TEXT_BYTES)
 }
 
 /// The kvsim model preset of a Hugging Face model name.

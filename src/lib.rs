@@ -20,6 +20,7 @@ pub mod fidelity;
 pub mod fit;
 pub mod hardware;
 pub mod idhash;
+pub mod input;
 pub mod interrupt;
 pub mod metrics;
 pub mod model;

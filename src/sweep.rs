@@ -428,8 +428,7 @@ impl Shards {
     /// Read one shard CSV, refusing a header or a provenance that differs from the first
     /// shard's (naming the shard, row and field).
     fn read(&mut self, path: &Path) -> Result<()> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
+        let text = crate::input::read_bounded(path, "shard", crate::input::MAX_TEXT_BYTES)?;
         let mut lines = text.lines();
         let h = lines
             .next()

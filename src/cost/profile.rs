@@ -386,12 +386,7 @@ pub fn read_profile(base: &Path) -> Result<Profile> {
     let csv_path = with_ext(base, "csv");
     let yaml_path = with_ext(base, "yaml");
     let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|e| {
-            Error::input(format!(
-                "cannot read calibration profile {}: {e}",
-                p.display()
-            ))
-        })
+        crate::input::read_bounded(p, "calibration profile", crate::input::MAX_TEXT_BYTES)
     };
     let meta: ProfileMeta =
         crate::scenario::parse_yaml(&read(&yaml_path)?, &yaml_path.display().to_string())?;

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 /// the file's directory (a path given with `--set` against the current directory, where it
 /// was typed), and check every value.
 pub fn load_scenario(path: &Path, sets: &[String]) -> Result<Scenario> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::input(format!("cannot read scenario {}: {e}", path.display())))?;
+    let text = crate::input::read_bounded(path, "scenario", crate::input::MAX_SCENARIO_BYTES)?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     parse_scenario(&text, &path.display().to_string(), &base, sets)
 }
@@ -65,8 +64,7 @@ pub fn parse_scenario(text: &str, origin: &str, base: &Path, sets: &[String]) ->
 /// would otherwise fail every point alike). Errors in the value are not its concern: they
 /// belong to the points that use it.
 pub fn check_key(path: &Path, sets: &[String], flag: &str, key: &str, value: &str) -> Result<()> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::input(format!("cannot read scenario {}: {e}", path.display())))?;
+    let text = crate::input::read_bounded(path, "scenario", crate::input::MAX_SCENARIO_BYTES)?;
     let mut tree: serde_yaml::Value = serde_yaml::from_str(&text)
         .map_err(|e| Error::input(format!("{}: {}", path.display(), describe_yaml_error(&e))))?;
     for set in sets {
