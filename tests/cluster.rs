@@ -89,14 +89,14 @@ fn decode_batch(n: usize) -> BatchShape {
 }
 
 #[test]
-fn tensor_parallel_step_adds_ring_all_reduces_by_hand() {
+fn tensor_parallel_step_adds_its_all_reduces_by_hand() {
     let batch = decode_batch(4);
     for (tp, h, kv, i, vocab) in [
         (2u32, 4.0, 2.0, 2048.0, 16000.0),
         (4, 2.0, 1.0, 1024.0, 8000.0),
     ] {
         let set = format!("engine.tensor_parallel_size={tp}");
-        let (s, setup) = small(&[&set]);
+        let (s, setup) = small(&[&set, "engine.all_reduce=ring"]);
         let cost = kvsim::sim::build_cost_model(&s, &setup).unwrap();
         let c = cost.step_cost(&batch);
         let (linear, attn) = decode_layer(4.0, h, kv, i);
@@ -114,6 +114,19 @@ fn tensor_parallel_step_adds_ring_all_reduces_by_hand() {
             8.0 * ring
         );
         assert_eq!(c.pipeline_bubble_ns, 0.0);
+        // vLLM 0.33's default on an NVSwitch node: an 8 KiB message is FlashInfer's
+        // one-shot, one 2 us wait and (n - 1) messages in.
+        let (s, setup) = small(&[&set]);
+        let vllm = kvsim::sim::build_cost_model(&s, &setup)
+            .unwrap()
+            .step_cost(&batch);
+        let one_shot = 2000.0 + (n - 1.0) * 8192.0 / 450e9 * 1e9;
+        assert!(
+            (vllm.communication_ns - 2.0 * 4.0 * one_shot).abs() < 1e-6,
+            "TP {tp}: {}",
+            vllm.communication_ns
+        );
+        assert_eq!(vllm.linear_ns, c.linear_ns);
     }
 }
 

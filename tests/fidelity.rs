@@ -88,13 +88,19 @@ fn every_inference_perf_experiment_is_replayed_stage_by_stage() {
     // Today's errors (docs/validation.md); lower them as the model improves, never raise.
     let (median, p90) = (num("median absolute error"), num("p90"));
     assert!(median <= 2.0, "median {median} %\n{table}");
-    assert!(p90 <= 12.5, "p90 {p90} %\n{table}");
+    assert!(p90 <= 7.0, "p90 {p90} %\n{table}");
     // The 20 req/s stage of the Llama-2-7B general run does not collapse: its TTFT and
-    // end-to-end means stay within 10 % of the real run's.
-    for metric in ["ttft mean", "e2e mean"] {
+    // end-to-end means stay within 10 % of the real run's; nor does the Llama-2-70B TP 4
+    // run's, whose end-to-end mean and time per output token stay within 10 % too.
+    for (run, metric) in [
+        ("7b-tp1-general", "ttft mean"),
+        ("7b-tp1-general", "e2e mean"),
+        ("70b-tp4-general", "e2e mean"),
+        ("70b-tp4-general", "tpot mean"),
+    ] {
         let line = table
             .lines()
-            .find(|l| l.contains("7b-tp1-general | 1 | ") && l.contains(metric))
+            .find(|l| l.contains(&format!("{run} | 1 | ")) && l.contains(metric))
             .unwrap();
         let err: f64 = line
             .rsplit('|')

@@ -74,6 +74,16 @@ impl Placement {
         self.slowest(pairs.filter(|(a, b)| a != b))
     }
 
+    /// Whether each tensor-parallel group of replica `r` lies within one node, so that with
+    /// NVLink every pair of its GPUs is joined through the node's NVSwitch.
+    pub fn tp_within_node(&self, r: u32) -> bool {
+        let base = self.first_gpu(r);
+        (0..self.pp).all(|s| {
+            let first = base + s * self.tp;
+            first / self.gpus_per_node == (first + self.tp - 1) / self.gpus_per_node
+        })
+    }
+
     /// The slowest link between consecutive pipeline stages of replica `r`.
     pub fn stage_link(&self, r: u32) -> Route {
         let base = self.first_gpu(r);

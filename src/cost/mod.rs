@@ -2,6 +2,7 @@
 //! turns it into nanoseconds. The roofline model is the default; the calibrated model
 //! ([`Calibrated`], from a `kvsim calibrate` profile) implements the same trait.
 
+pub mod all_reduce;
 pub mod calibrated;
 pub mod interp;
 pub mod parallel;

@@ -5,13 +5,15 @@
 //!
 //! - tensor parallelism: two all-reduces of the step's activations per layer (after the
 //!   attention output projection and after the MLP down projection, as in Megatron-LM and
-//!   vLLM), each a ring all-reduce over the link between neighbouring GPUs;
+//!   vLLM), each priced by the engine's algorithm ([`AllReduce`]) over the link between
+//!   neighbouring GPUs;
 //! - pipeline parallelism: the batch split into micro-batches that flow through the stages
 //!   (GPipe schedule): `(m + p - 1)` stage slots of the slowest micro-batch, plus the
 //!   activations sent between stages. The LM head and CPU overhead are paid once per step.
 
+use super::all_reduce::AllReduce;
 use super::{BatchShape, CostModel, StepCost};
-use crate::cluster::topology::{ring_all_reduce_ns, Route};
+use crate::cluster::topology::Route;
 use crate::engine::config::Parallelism;
 
 /// A parallel replica's step-time model.
@@ -22,11 +24,15 @@ pub struct Parallel {
     activation_bytes_per_token: f64,
     tp_link: Route,
     stage_link: Route,
+    all_reduce: AllReduce,
+    /// Every pair of a tensor-parallel group's GPUs is joined through an NVSwitch.
+    nvswitch: bool,
 }
 
 impl Parallel {
     /// Wrap `inner` (a model of one GPU's shard). `tp_link` joins neighbouring GPUs of the
-    /// tensor-parallel ring; `stage_link` joins consecutive pipeline stages.
+    /// tensor-parallel group; `stage_link` joins consecutive pipeline stages. Use
+    /// [`Parallel::with_all_reduce`] for the engine's all-reduce (default: the ring).
     pub fn new(
         inner: Box<dyn CostModel>,
         parallel: Parallelism,
@@ -43,13 +49,26 @@ impl Parallel {
             activation_bytes_per_token: hidden as f64 * dtype_bytes as f64,
             tp_link,
             stage_link,
+            all_reduce: AllReduce::Ring,
+            nvswitch: false,
         }
+    }
+
+    /// Price the all-reduces with `algorithm`; `nvswitch`: the tensor-parallel GPUs are
+    /// joined through an NVSwitch.
+    pub fn with_all_reduce(mut self, algorithm: AllReduce, nvswitch: bool) -> Parallel {
+        self.all_reduce = algorithm;
+        self.nvswitch = nvswitch;
+        self
     }
 
     /// All-reduces of one stage for `tokens` tokens: two per layer.
     pub fn tp_communication_ns(&self, tokens: u64) -> f64 {
         let bytes = tokens as f64 * self.activation_bytes_per_token;
-        2.0 * self.layers_per_stage * ring_all_reduce_ns(self.parallel.tp, bytes, &self.tp_link)
+        let one = self
+            .all_reduce
+            .time_ns(self.parallel.tp, bytes, &self.tp_link, self.nvswitch);
+        2.0 * self.layers_per_stage * one
     }
 
     fn split(&self, batch: &BatchShape, m: usize, out: &mut Vec<BatchShape>) {

@@ -405,6 +405,10 @@ pub struct EngineSpec {
     /// GPUs each layer is split over (vLLM `tensor_parallel_size`).
     #[serde(default = "one_u32")]
     pub tensor_parallel_size: u32,
+    /// How the tensor-parallel all-reduces are priced: `vllm` (vLLM 0.33.0's choice by
+    /// message size: FlashInfer, custom, symmetric memory, NCCL) or `ring` (NCCL's ring).
+    #[serde(default)]
+    pub all_reduce: crate::cost::all_reduce::AllReduce,
     /// Pipeline stages (vLLM `pipeline_parallel_size`); layers are split evenly.
     #[serde(default = "one_u32")]
     pub pipeline_parallel_size: u32,
@@ -475,6 +479,7 @@ impl Default for EngineSpec {
             server_latency_us: default_server_latency(),
             per_request_overhead_us: default_per_seq_overhead(),
             tensor_parallel_size: 1,
+            all_reduce: Default::default(),
             pipeline_parallel_size: 1,
             pipeline_micro_batches: None,
             preemption_mode: PreemptionMode::Recompute,

@@ -304,15 +304,19 @@ pub fn build_replica_cost(
     if p.gpus() == 1 {
         return Ok(one_gpu);
     }
-    Ok(Box::new(Parallel::new(
-        one_gpu,
-        p,
-        setup.shard.layers,
-        setup.model.hidden,
-        setup.model.dtype_bytes,
-        placement.tp_link(r),
-        placement.stage_link(r),
-    )))
+    let nvswitch = setup.gpu.nvlink_bytes_per_s > 0.0 && placement.tp_within_node(r);
+    Ok(Box::new(
+        Parallel::new(
+            one_gpu,
+            p,
+            setup.shard.layers,
+            setup.model.hidden,
+            setup.model.dtype_bytes,
+            placement.tp_link(r),
+            placement.stage_link(r),
+        )
+        .with_all_reduce(scenario.engine.all_reduce, nvswitch),
+    ))
 }
 
 /// Builds each replica's paging-policy evictor, if the scenario names a policy. Policies
