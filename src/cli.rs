@@ -556,6 +556,9 @@ fn handles_signals(cmd: &Command) -> bool {
             | Command::Plan(_)
             | Command::Compare(_)
             | Command::Paging(_)
+            | Command::Trace {
+                command: TraceCommand::Synth { .. }
+            }
     )
 }
 
@@ -1329,7 +1332,11 @@ fn trace_synth(path: &Path, sets: &[String], out: &Path, block_tokens: u32) -> R
     let part = out.with_extension("csv.partial");
     let file = std::fs::File::create(&part)
         .map_err(|e| Error::failure(format!("cannot create {}: {e}", part.display())))?;
-    let result = workload::native::write_native(file, stream, block_tokens);
+    let result = workload::native::write_native(&file, stream, block_tokens).and_then(|n| {
+        file.sync_all()
+            .map_err(|e| Error::failure(format!("cannot write {}: {e}", part.display())))?;
+        Ok(n)
+    });
     match result {
         Ok(n) => {
             std::fs::rename(&part, out)
@@ -1339,7 +1346,7 @@ fn trace_synth(path: &Path, sets: &[String], out: &Path, block_tokens: u32) -> R
         }
         Err(e) => {
             let _ = std::fs::remove_file(&part);
-            Err(e)
+            Err(crate::output::interrupted_at(e, out))
         }
     }
 }

@@ -564,3 +564,40 @@ fn the_shared_folder_is_where_the_build_looked() {
         assert_eq!(shared(), expected.canonicalize().unwrap());
     }
 }
+
+#[test]
+fn sigterm_stops_trace_synth_and_keeps_the_previous_trace() {
+    let d = temp_dir("safety-synth-sigterm");
+    let out = d.join("trace.csv");
+    let synth = |requests: &str| {
+        let mut c = kvsim();
+        c.args(["trace", "synth", QUICKSTART, "--out"])
+            .arg(&out)
+            .args(["--set", &format!("workload.source.requests={requests}")])
+            .args([
+                "--set",
+                "workload.source.input={kind: uniform, min: 4, max: 8}",
+            ])
+            .args([
+                "--set",
+                "workload.source.system_prompts={count: 1, tokens: 16}",
+            ])
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    assert!(synth("100").output().unwrap().status.success());
+    let before = std::fs::read(&out).unwrap();
+    // Ten million short requests: several seconds of writing.
+    let (o, took) = interrupt(synth("10000000"), libc::SIGTERM);
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    let want = format!("interrupted: previous results in {} kept", out.display());
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    assert!(
+        took < Duration::from_secs(2),
+        "stopped {took:?} after the signal"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    assert_eq!(entries(&d), vec!["trace.csv"], "the partial file is left");
+}

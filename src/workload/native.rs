@@ -177,8 +177,11 @@ pub fn write_native<W: Write>(
         "arrival_s,input_tokens,output_tokens,session,prefix_hashes"
     )
     .map_err(io)?;
-    let mut n = 0;
+    let mut n = 0u64;
     for r in requests {
+        if n.is_multiple_of(4096) {
+            crate::interrupt::check()?;
+        }
         let r = r?;
         let ids = fixed_block_ids(&r.segments, identified_tokens(&r), block_tokens);
         let ids: Vec<String> = ids.iter().map(|i| (i >> 1).to_string()).collect();
