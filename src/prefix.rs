@@ -303,7 +303,8 @@ impl ReuseBoundCounter {
             .take_while(|h| self.seen_blocks.contains(h))
             .count();
         self.bound.engine_hit_tokens += hits as u64 * self.block_size as u64;
-        self.seen_blocks.extend(self.scratch.iter().copied());
+        // The hit blocks are in the set already (a block hash names its whole prefix).
+        self.seen_blocks.extend(self.scratch[hits..].iter().copied());
     }
 
     /// Remember the part of a request's output its segments identify (after [`Self::add`]
