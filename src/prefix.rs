@@ -304,7 +304,8 @@ impl ReuseBoundCounter {
             .count();
         self.bound.engine_hit_tokens += hits as u64 * self.block_size as u64;
         // The hit blocks are in the set already (a block hash names its whole prefix).
-        self.seen_blocks.extend(self.scratch[hits..].iter().copied());
+        self.seen_blocks
+            .extend(self.scratch[hits..].iter().copied());
     }
 
     /// Remember the part of a request's output its segments identify (after [`Self::add`]
