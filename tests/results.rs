@@ -479,9 +479,11 @@ fn progress_on_terminal_only(args: &str, shown: &str) {
 
 #[test]
 fn progress_shows_on_a_terminal_unless_quiet() {
+    // 150,000 requests: two seconds or more, past the second before a run's bar appears
+    // (60,000 took 0.99 s on an idle machine).
     progress_on_terminal_only(
-        "run scenarios/quickstart.yaml --no-files --set workload.source.requests=60000",
-        "/60000 requests",
+        "run scenarios/quickstart.yaml --no-files --set workload.source.requests=150000",
+        "/150000 requests",
     );
 }
 
@@ -520,10 +522,10 @@ fn trace_stats_shows_a_spinner_on_a_terminal_only() {
 
 #[test]
 fn a_command_without_its_own_bar_counts_on_a_spinner_after_a_second() {
-    // `fidelity serving` replaying a `vllm bench serve` result of 1,200 lone requests of
-    // 4,000 tokens each: about five million decode steps, over a second.
+    // `fidelity serving` replaying a `vllm bench serve` result of 2,400 lone requests of
+    // 4,000 tokens each: about ten million decode steps, two seconds or more.
     let dir = temp_dir("delayed-spinner");
-    let n = 1200;
+    let n = 2400;
     let list = |v: &str| vec![v; n].join(",");
     let starts: Vec<String> = (0..n).map(|i| format!("{}.0", i * 30)).collect();
     std::fs::write(
