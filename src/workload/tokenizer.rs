@@ -11,9 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Largest `tokenizer.json` read (the largest public ones are about 35 MB).
-pub const MAX_TOKENIZER_FILE_BYTES: u64 = 1 << 30;
-
 /// A vocabulary as loaded, or why it could not be.
 type Loaded = std::result::Result<tiktoken_rs::CoreBPE, String>;
 
@@ -67,17 +64,10 @@ static CL100K: OnceLock<Loaded> = OnceLock::new();
 static O200K: OnceLock<Loaded> = OnceLock::new();
 
 impl Tokenizer {
-    /// A tokenizer of a vocabulary. The first one of a kind in the process loads it (a
-    /// few hundred milliseconds: it parses the bundled file); later ones share it, so
-    /// that reopening a ShareGPT file (a sweep, a fuzz run) does not pay again.
-    pub fn new(kind: TokenizerKind) -> Result<Self> {
-        Self::bundled(kind)
-    }
-
     /// A tokenizer from `source`; a file is read once per process and path.
     pub fn open(source: &TokenizerSource) -> Result<Self> {
         match source {
-            TokenizerSource::Bundled(kind) => Self::bundled(*kind),
+            TokenizerSource::Bundled(kind) => Self::new(*kind),
             TokenizerSource::File(path) => Self::file(path),
         }
     }
@@ -107,7 +97,10 @@ impl Tokenizer {
         })
     }
 
-    fn bundled(kind: TokenizerKind) -> Result<Self> {
+    /// A tokenizer of a vocabulary. The first one of a kind in the process loads it (a
+    /// few hundred milliseconds: it parses the bundled file); later ones share it, so
+    /// that reopening a ShareGPT file (a sweep, a fuzz run) does not pay again.
+    pub fn new(kind: TokenizerKind) -> Result<Self> {
         let (cell, load): (_, fn() -> Loaded) = match kind {
             TokenizerKind::Cl100kBase => (&CL100K, || {
                 tiktoken_rs::cl100k_base().map_err(|e| e.to_string())
@@ -148,20 +141,14 @@ impl Tokenizer {
     }
 }
 
-/// Read a `tokenizer.json`, its size checked first.
+/// Read a `tokenizer.json`, its size checked first (at most
+/// [`crate::input::MAX_TEXT_BYTES`]; the largest public ones are about 35 MB).
 fn load_file(path: &Path) -> Result<tokenizers::Tokenizer> {
-    let at = path.display();
-    let size = std::fs::metadata(path)
-        .map_err(|e| Error::input(format!("cannot read tokenizer file {at}: {e}")))?
-        .len();
-    if size > MAX_TOKENIZER_FILE_BYTES {
-        return Err(Error::input(format!(
-            "tokenizer file {at}: {size} bytes, more than the {MAX_TOKENIZER_FILE_BYTES} read"
-        )));
-    }
-    tokenizers::Tokenizer::from_file(path).map_err(|e| {
+    let text = crate::input::read_bounded(path, "tokenizer file", crate::input::MAX_TEXT_BYTES)?;
+    text.parse().map_err(|e| {
         Error::input(format!(
-            "tokenizer file {at} is not a Hugging Face tokenizer.json: {e}"
+            "tokenizer file {} is not a Hugging Face tokenizer.json: {e}",
+            path.display()
         ))
     })
 }
