@@ -19,19 +19,6 @@ const READER_FIELDS: [&str; 5] = [
 ];
 
 impl SourceSpec {
-    /// Refuse every set field not in `allowed`.
-    fn only(&self, allowed: &[&str]) -> Result<(), FieldError> {
-        let kind = self.kind.name();
-        match self
-            .set_fields()
-            .iter()
-            .find(|(f, set)| *set && !allowed.contains(f))
-        {
-            Some((f, _)) => err(f, format!("does not apply to kind {kind}")),
-            None => Ok(()),
-        }
-    }
-
     /// Resolve the kinds this module owns; for any other kind, check that none of their
     /// fields is set and return `None`.
     pub(super) fn resolve_reader(&self) -> Result<Option<Source>, FieldError> {

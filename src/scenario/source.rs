@@ -342,10 +342,20 @@ impl SourceSpec {
 
     /// Refuse the first of `fields` that is set: it does not apply to this kind.
     pub(super) fn refuse(&self, fields: &[&str]) -> Result<(), FieldError> {
+        self.refuse_where(|f| fields.contains(&f))
+    }
+
+    /// Refuse the first set field not in `allowed`.
+    pub(super) fn only(&self, allowed: &[&str]) -> Result<(), FieldError> {
+        self.refuse_where(|f| !allowed.contains(&f))
+    }
+
+    /// Refuse the first set field that `applies_not` names.
+    fn refuse_where(&self, applies_not: impl Fn(&str) -> bool) -> Result<(), FieldError> {
         match self
             .set_fields()
             .iter()
-            .find(|(f, set)| *set && fields.contains(f))
+            .find(|(f, set)| *set && applies_not(f))
         {
             Some((f, _)) => err(f, format!("does not apply to kind {}", self.kind.name())),
             None => Ok(()),
