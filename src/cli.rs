@@ -689,18 +689,7 @@ fn dispatch(cmd: Command, quiet: bool) -> Result<()> {
                     "name an experiment folder or a --vllm-bench scenario",
                 ));
             }
-            let mut runs = match &experiments {
-                Some(dir) => crate::fidelity::experiment_dirs(dir)?
-                    .into_iter()
-                    .map(crate::fit::serving::Run::InferencePerf)
-                    .collect(),
-                None => Vec::new(),
-            };
-            runs.extend(
-                vllm_bench
-                    .into_iter()
-                    .map(crate::fit::serving::Run::VllmBench),
-            );
+            let runs = serving_runs(experiments.as_slice(), vllm_bench)?;
             let replayed = counter();
             let mut rows = Vec::new();
             for r in &runs {
@@ -711,6 +700,27 @@ fn dispatch(cmd: Command, quiet: bool) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The real serving runs of `fit serving` and `fidelity serving`: every inference-perf
+/// experiment in `experiments` (each a folder or a folder of them), then the `vllm bench`
+/// scenarios.
+fn serving_runs(
+    experiments: &[PathBuf],
+    vllm_bench: Vec<PathBuf>,
+) -> Result<Vec<crate::fit::serving::Run>> {
+    let mut runs = Vec::new();
+    for d in experiments {
+        for e in crate::fidelity::experiment_dirs(d)? {
+            runs.push(crate::fit::serving::Run::InferencePerf(e));
+        }
+    }
+    runs.extend(
+        vllm_bench
+            .into_iter()
+            .map(crate::fit::serving::Run::VllmBench),
+    );
+    Ok(runs)
 }
 
 /// The job of a `kvsim fit` command.
@@ -760,17 +770,7 @@ fn fit(command: FitCommand, progress: indicatif::ProgressBar) -> Result<()> {
             vllm_bench,
             common,
         } => {
-            let mut runs = Vec::new();
-            for d in &inference_perf {
-                for e in crate::fidelity::experiment_dirs(d)? {
-                    runs.push(crate::fit::serving::Run::InferencePerf(e));
-                }
-            }
-            runs.extend(
-                vllm_bench
-                    .into_iter()
-                    .map(crate::fit::serving::Run::VllmBench),
-            );
+            let runs = serving_runs(&inference_perf, vllm_bench)?;
             if runs.is_empty() {
                 return Err(Error::input(
                     "name a run: --inference-perf DIR or --vllm-bench SCENARIO",
