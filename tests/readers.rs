@@ -262,21 +262,9 @@ fn sharegpt_counts_tokens_with_a_tokenizer_json_the_user_names() {
     // A word-level vocabulary (whitespace and punctuation split, one token a piece), with a
     // BOS that its post-processor adds and the count leaves out.
     let dir = temp_dir("sharegpt-tokenizer-file");
-    std::fs::write(
+    std::fs::copy(
+        root().join("tests/data/word-level-tokenizer.json"),
         dir.join("tokenizer.json"),
-        r#"{"version": "1.0", "truncation": null, "padding": null,
-            "added_tokens": [{"id": 0, "content": "<s>", "single_word": false,
-                "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
-            "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
-            "post_processor": {"type": "TemplateProcessing",
-                "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
-                           {"Sequence": {"id": "A", "type_id": 0}}],
-                "pair": [{"Sequence": {"id": "A", "type_id": 0}},
-                         {"Sequence": {"id": "B", "type_id": 1}}],
-                "special_tokens": {"<s>": {"id": "<s>", "ids": [0], "tokens": ["<s>"]}}},
-            "decoder": null,
-            "model": {"type": "WordLevel", "unk_token": "<unk>",
-                      "vocab": {"<s>": 0, "<unk>": 1, "hello": 2, "world": 3}}}"#,
     )
     .unwrap();
     std::fs::write(

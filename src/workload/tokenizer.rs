@@ -179,23 +179,8 @@ mod tests {
     }
 
     /// A word-level vocabulary split on whitespace and punctuation, whose post-processor
-    /// adds a BOS token.
-    const WORD_LEVEL: &str = r#"{
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": [{"id": 0, "content": "<s>", "single_word": false, "lstrip": false,
-                          "rstrip": false, "normalized": false, "special": true}],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": {"type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
-                       {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"Sequence": {"id": "A", "type_id": 0}},
-                     {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {"<s>": {"id": "<s>", "ids": [0], "tokens": ["<s>"]}}},
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": {"<s>": 0, "<unk>": 1, "hello": 2, "world": 3},
-                  "unk_token": "<unk>"}
-    }"#;
+    /// adds a BOS token (shared with `tests/readers.rs`).
+    const WORD_LEVEL: &str = include_str!("../../tests/data/word-level-tokenizer.json");
 
     #[test]
     fn a_tokenizer_json_counts_without_its_special_tokens() {
