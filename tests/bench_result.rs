@@ -116,12 +116,7 @@ fn the_result_reads_with_vllm_bench_serve_keys() {
 fn the_result_replays_as_a_vllm_bench_trace_and_rejections_are_failures() {
     // Prompts over 3000 tokens are rejected: failed requests with their error.
     let (b, s, out) = bench_run("bench-json-rej", &["engine.max_model_len=3000"]);
-    let rejected: u64 = s["requests_rejected"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let rejected = rejected_total(&s);
     assert!(rejected > 0);
     assert_eq!(b["failed"].as_u64().unwrap(), rejected);
     let errors = b["errors"].as_array().unwrap();

@@ -220,12 +220,7 @@ fn small_cache_conserves_blocks_every_step_and_accounts_every_request() {
         s["preemptions"].as_u64().unwrap() > 0,
         "the small cache should force preemptions"
     );
-    let rejected: u64 = s["requests_rejected"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let rejected = rejected_total(&s);
     assert_eq!(
         s["requests_completed"].as_u64().unwrap() + rejected,
         s["requests_arrived"].as_u64().unwrap()

@@ -64,6 +64,16 @@ pub fn json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout).expect("valid JSON")
 }
 
+/// Requests a summary counts as rejected, over every reason.
+pub fn rejected_total(summary: &serde_json::Value) -> u64 {
+    summary["requests_rejected"]
+        .as_object()
+        .expect("requests_rejected is an object")
+        .values()
+        .map(|v| v.as_u64().expect("a count"))
+        .sum()
+}
+
 /// Rows of a CSV file as maps from column to value.
 pub fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     let mut r = csv::Reader::from_path(path).unwrap();
