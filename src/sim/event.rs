@@ -1,8 +1,7 @@
 //! The event queue: an integer-nanosecond clock and a binary heap ordered by time, then
 //! event class, then insertion order, so that runs are deterministic.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use crate::workload::schedule::Schedule;
 
 /// What happens at an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,36 +44,34 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// Min-heap of events with deterministic tie breaking; O(log n) push and pop.
-#[derive(Debug, Default)]
+/// Min-heap of events with deterministic tie breaking (a [`Schedule`] keyed by time and
+/// event class); O(log n) push and pop.
+#[derive(Default)]
 pub struct EventQueue {
-    heap: BinaryHeap<Reverse<(u64, u8, u64, EventKind)>>,
-    seq: u64,
+    schedule: Schedule<EventKind, (u64, u8)>,
 }
 
 impl EventQueue {
     /// Schedule an event.
     pub fn push(&mut self, time_ns: u64, kind: EventKind) {
-        self.seq += 1;
-        self.heap
-            .push(Reverse((time_ns, kind.class(), self.seq, kind)));
+        self.schedule.insert((time_ns, kind.class()), kind);
     }
 
     /// The earliest event.
     pub fn pop(&mut self) -> Option<Event> {
-        self.heap
+        self.schedule
             .pop()
-            .map(|Reverse((time_ns, _, _, kind))| Event { time_ns, kind })
+            .map(|((time_ns, _), kind)| Event { time_ns, kind })
     }
 
     /// Events pending.
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.schedule.len()
     }
 
     /// True when no event is pending.
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.schedule.is_empty()
     }
 }
 

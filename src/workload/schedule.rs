@@ -1,36 +1,38 @@
-//! Items due at times (conversations waiting for their next turn), taken in time order;
-//! items due at the same time come out in the order they were scheduled.
+//! Items due at times (conversations waiting for their next turn, the simulator's events),
+//! taken in order of their key (a due time, or a time and a class); items of equal keys come
+//! out in the order they were scheduled.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-/// An item with its due time and scheduling order; ordered by those two only.
-struct Due<T>(u64, u64, T);
+/// An item with its key and scheduling order; ordered by those two only.
+struct Due<K, T>(K, u64, T);
 
-impl<T> PartialEq for Due<T> {
+impl<K: Ord, T> PartialEq for Due<K, T> {
     fn eq(&self, other: &Self) -> bool {
-        (self.0, self.1) == (other.0, other.1)
+        self.cmp(other) == Ordering::Equal
     }
 }
-impl<T> Eq for Due<T> {}
-impl<T> PartialOrd for Due<T> {
+impl<K: Ord, T> Eq for Due<K, T> {}
+impl<K: Ord, T> PartialOrd for Due<K, T> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl<T> Ord for Due<T> {
+impl<K: Ord, T> Ord for Due<K, T> {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.0, self.1).cmp(&(other.0, other.1))
+        (&self.0, self.1).cmp(&(&other.0, other.1))
     }
 }
 
-/// A min-heap of items by due time.
-pub struct Schedule<T> {
-    heap: BinaryHeap<Reverse<Due<T>>>,
+/// A min-heap of items by key (default: a due time in nanoseconds), then by scheduling
+/// order; O(log n) insert and pop.
+pub struct Schedule<T, K = u64> {
+    heap: BinaryHeap<Reverse<Due<K, T>>>,
     seq: u64,
 }
 
-impl<T> Default for Schedule<T> {
+impl<T, K: Ord> Default for Schedule<T, K> {
     fn default() -> Self {
         Schedule {
             heap: BinaryHeap::new(),
@@ -39,21 +41,21 @@ impl<T> Default for Schedule<T> {
     }
 }
 
-impl<T> Schedule<T> {
-    /// Schedule `item` at `t_ns`.
-    pub fn insert(&mut self, t_ns: u64, item: T) {
+impl<T, K: Ord + Copy> Schedule<T, K> {
+    /// Schedule `item` at `key`.
+    pub fn insert(&mut self, key: K, item: T) {
         self.seq += 1;
-        self.heap.push(Reverse(Due(t_ns, self.seq, item)));
+        self.heap.push(Reverse(Due(key, self.seq, item)));
     }
 
-    /// The earliest due time.
-    pub fn next_due(&self) -> Option<u64> {
+    /// The smallest key.
+    pub fn next_due(&self) -> Option<K> {
         self.heap.peek().map(|Reverse(d)| d.0)
     }
 
-    /// Take the earliest item and its due time.
-    pub fn pop(&mut self) -> Option<(u64, T)> {
-        self.heap.pop().map(|Reverse(Due(t, _, item))| (t, item))
+    /// Take the item of the smallest key, with its key.
+    pub fn pop(&mut self) -> Option<(K, T)> {
+        self.heap.pop().map(|Reverse(Due(k, _, item))| (k, item))
     }
 
     /// Items scheduled.
