@@ -282,6 +282,21 @@ fn a_disk_full_rerun_keeps_the_previous_results() {
     assert_eq!(entries(&mnt), vec!["out"]);
 }
 
+/// `kvsim plan` of the quickstart with a p99 TTFT bound of one second over `search`,
+/// writing to `out`.
+fn plan_quickstart(search: &str, out: &Path) -> Output {
+    run(&[
+        "plan",
+        QUICKSTART,
+        "--slo",
+        "ttft_p99_ms=1000",
+        "--search",
+        search,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn runs_in_which_nothing_succeeded_exit_1_and_write_nothing() {
     let d = temp_dir("safety-nothing");
@@ -358,16 +373,7 @@ fn runs_in_which_nothing_succeeded_exit_1_and_write_nothing() {
     assert!(rows[0]["error"].contains("none of the 300 requests completed"));
     // A plan whose every candidate fails writes no folder.
     let plan = d.join("plan");
-    let r = run(&[
-        "plan",
-        QUICKSTART,
-        "--slo",
-        "ttft_p99_ms=1000",
-        "--search",
-        "kv_cache.num_gpu_blocks=2,3",
-        "--out",
-        plan.to_str().unwrap(),
-    ]);
+    let r = plan_quickstart("kv_cache.num_gpu_blocks=2,3", &plan);
     assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
     assert!(
         stderr(&r).contains("every candidate failed to run"),
@@ -381,16 +387,7 @@ fn runs_in_which_nothing_succeeded_exit_1_and_write_nothing() {
 fn misspelt_search_and_vary_keys_are_usage_errors_with_the_nearest_key() {
     let d = temp_dir("safety-typo");
     let plan = d.join("plan");
-    let r = run(&[
-        "plan",
-        QUICKSTART,
-        "--slo",
-        "ttft_p99_ms=1000",
-        "--search",
-        "engine.max_num_seqz=8,16",
-        "--out",
-        plan.to_str().unwrap(),
-    ]);
+    let r = plan_quickstart("engine.max_num_seqz=8,16", &plan);
     assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
     let e = stderr(&r);
     assert!(
