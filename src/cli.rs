@@ -68,6 +68,11 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Model presets: list them, or show one's weights, KV bytes and FLOPs per token.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Inspect, generate and convert traces.
     Trace {
         #[command(subcommand)]
@@ -444,6 +449,30 @@ enum PagingFormat {
 }
 
 #[derive(Subcommand, Debug)]
+enum ModelCommand {
+    /// Names of the model presets.
+    List,
+    /// A preset's shape, weights, KV bytes per token per layer type and FLOPs per token,
+    /// whole and for one GPU at a tensor-parallel size.
+    Show {
+        /// Preset name (`kvsim model list`).
+        name: String,
+        /// Weights' dtype: bf16, fp16, fp8 or fp32 (default bf16).
+        #[arg(long)]
+        dtype: Option<String>,
+        /// KV cache dtype, as vLLM's `--kv-cache-dtype` (scenario `kv_cache.cache_dtype`).
+        #[arg(long, default_value = "auto")]
+        kv_cache_dtype: String,
+        /// Tensor-parallel size of the shard shown.
+        #[arg(long, default_value_t = 1)]
+        tp: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum TraceCommand {
     /// Count, duration, rate, length percentiles and the prefix-reuse bound.
     Stats {
@@ -526,6 +555,7 @@ fn delayed_spinner(cmd: &Command, quiet: bool) -> Option<crate::progress::Delaye
         | Command::Compare(_)
         | Command::Calibrate(_)
         | Command::Paging(_)
+        | Command::Model { .. }
         | Command::Trace {
             command: TraceCommand::Stats { .. },
         } => return None,
@@ -606,6 +636,7 @@ fn dispatch(cmd: Command, quiet: bool) -> Result<()> {
             )
         }
         Command::Validate { scenario, sets } => validate(&scenario, &sets),
+        Command::Model { command } => model_command(command),
         Command::Trace {
             command:
                 TraceCommand::Stats {
@@ -1257,14 +1288,51 @@ fn validate(path: &Path, sets: &[String]) -> Result<()> {
         setup.scheduler.max_num_seqs
     );
     println!(
-        "model: {:.3} B parameters, {:.2} GiB of weights, {} KV bytes per token, {:.2} GFLOP per token (linear layers and LM head)",
+        "model: {:.3} B parameters, {:.2} GiB of weights, {} KV bytes per token (KV cache dtype {}), {:.2} GFLOP per token (linear layers and LM head)",
         m.total_params() as f64 / 1e9,
         m.weight_bytes() as f64 / (1u64 << 30) as f64,
         m.kv_bytes_per_token(),
+        m.kv_dtype,
         m.linear_flops_per_token() as f64 / 1e9
     );
     println!("cost model: {}", cost.describe());
     Ok(())
+}
+
+/// `kvsim model list` and `kvsim model show`.
+fn model_command(cmd: ModelCommand) -> Result<()> {
+    match cmd {
+        ModelCommand::List => {
+            for name in crate::model::preset_names() {
+                println!("{name}");
+            }
+            Ok(())
+        }
+        ModelCommand::Show {
+            name,
+            dtype,
+            kv_cache_dtype,
+            tp,
+            json,
+        } => {
+            let spec = crate::scenario::ModelSpec {
+                preset: Some(name),
+                dtype,
+                ..Default::default()
+            };
+            let model =
+                crate::model::Model::from_spec(&spec)?.with_kv_cache_dtype(&kv_cache_dtype)?;
+            let report = crate::model::ModelReport::new(&model, tp)?;
+            if json {
+                let text = serde_json::to_string_pretty(&report)
+                    .map_err(|e| Error::failure(format!("cannot write JSON: {e}")))?;
+                println!("{text}");
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+    }
 }
 
 fn is_yaml(p: &Path) -> bool {

@@ -24,10 +24,16 @@ pub struct Model {
     pub intermediate: u32,
     /// Vocabulary size.
     pub vocab: u32,
-    /// Bytes per weight and per KV element.
+    /// Bytes per weight (and per activation element).
     pub dtype_bytes: u32,
-    /// Data type name.
+    /// Weights' data type name.
     pub dtype: String,
+    /// Bytes per KV-cache element (the weights' unless `kv_cache.cache_dtype` says
+    /// otherwise).
+    pub kv_dtype_bytes: u32,
+    /// KV-cache data type name, as vLLM's `--kv-cache-dtype` names it (`auto`: the
+    /// weights').
+    pub kv_dtype: String,
     /// Maximum context length.
     pub max_position: u32,
     /// Input and output embeddings share weights.
@@ -165,6 +171,11 @@ const PRESETS: &[Preset] = &[
     },
 ];
 
+/// The values of `kv_cache.cache_dtype` ([`Model::with_kv_cache_dtype`]).
+pub const KV_CACHE_DTYPES: &[&str] = &[
+    "auto", "float16", "bfloat16", "fp16", "bf16", "fp8", "fp8_e4m3", "fp8_e5m2",
+];
+
 /// Largest accepted value of any shape field (keeps every derived product within `u64`).
 const MAX_DIMENSION: u32 = 1 << 22;
 
@@ -244,6 +255,8 @@ impl Model {
             )?,
             vocab: need("vocab", spec.vocab, preset.map(|p| p.vocab))?,
             dtype_bytes: bytes,
+            kv_dtype_bytes: bytes,
+            kv_dtype: "auto".to_string(),
             dtype,
             max_position: need(
                 "max_position",
@@ -262,6 +275,26 @@ impl Model {
             )));
         }
         Ok(m)
+    }
+
+    /// The model with its KV cache stored as `cache_dtype`, one of vLLM 0.33's
+    /// `--kv-cache-dtype` values kvsim models (`vllm/config/cache.py`, `CacheDType`):
+    /// `auto` (the weights' dtype), `float16`, `bfloat16` (2 bytes), `fp8`, `fp8_e4m3`,
+    /// `fp8_e5m2` (1 byte; vLLM keeps one scale per layer, not per block, so a block holds
+    /// exactly half the bytes of a 16-bit one).
+    pub fn with_kv_cache_dtype(mut self, cache_dtype: &str) -> Result<Model> {
+        let bytes = match cache_dtype {
+            "auto" => self.dtype_bytes,
+            "float16" | "bfloat16" | "fp16" | "bf16" => 2,
+            "fp8" | "fp8_e4m3" | "fp8_e5m2" => 1,
+            other => return Err(Error::input(format!(
+                "kv_cache.cache_dtype: unknown or unmodelled KV cache dtype `{other}`; known: {}",
+                KV_CACHE_DTYPES.join(", ")
+            ))),
+        };
+        self.kv_dtype_bytes = bytes;
+        self.kv_dtype = cache_dtype.to_string();
+        Ok(self)
     }
 
     /// Weights of the fused QKV projection of one layer.
@@ -347,7 +380,7 @@ impl Model {
 
     /// Bytes of K and V for one token in one layer.
     pub fn kv_bytes_per_token_layer(&self) -> u64 {
-        2 * self.kv_heads as u64 * self.head_dim as u64 * self.dtype_bytes as u64
+        2 * self.kv_heads as u64 * self.head_dim as u64 * self.kv_dtype_bytes as u64
     }
 
     /// Bytes of K and V for one token across all layers.
@@ -365,6 +398,111 @@ impl Model {
     /// Attention FLOPs (QK^T and PV) for one query token against `context` keys in one layer.
     pub fn attention_flops(&self, context: u64) -> u64 {
         4 * self.heads as u64 * self.head_dim as u64 * context
+    }
+}
+
+/// What `kvsim model show` prints about a model: its shape and the quantities derived
+/// from it, for the whole model and for one GPU's shard at tensor parallelism `tp`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    /// The model, fully specified.
+    pub model: Model,
+    /// All parameters.
+    pub params: u64,
+    /// Bytes of all weights at the weights' dtype.
+    pub weight_bytes: u64,
+    /// Per layer type: (type, layers, KV bytes per token and layer).
+    pub kv_layer_types: Vec<(String, u32, u64)>,
+    /// KV bytes per token over all layers.
+    pub kv_bytes_per_token: u64,
+    /// FLOPs per token of the linear layers and LM head.
+    pub linear_flops_per_token: u64,
+    /// Attention FLOPs per token and layer for each key it attends to.
+    pub attention_flops_per_key: u64,
+    /// Tensor-parallel size of the shard.
+    pub tp: u32,
+    /// One GPU's weights at that size.
+    pub shard_weight_bytes: u64,
+    /// One GPU's KV bytes per token at that size.
+    pub shard_kv_bytes_per_token: u64,
+}
+
+impl ModelReport {
+    /// The report of `model`, with its shard at tensor parallelism `tp`.
+    pub fn new(model: &Model, tp: u32) -> Result<ModelReport> {
+        let shard = model.shard(tp, 1)?;
+        Ok(ModelReport {
+            params: model.total_params(),
+            weight_bytes: model.weight_bytes(),
+            kv_layer_types: vec![(
+                "full attention".to_string(),
+                model.layers,
+                model.kv_bytes_per_token_layer(),
+            )],
+            kv_bytes_per_token: model.kv_bytes_per_token(),
+            linear_flops_per_token: model.linear_flops_per_token(),
+            attention_flops_per_key: model.attention_flops(1),
+            tp,
+            shard_weight_bytes: shard.weight_bytes(),
+            shard_kv_bytes_per_token: shard.kv_bytes_per_token(),
+            model: model.clone(),
+        })
+    }
+}
+
+impl std::fmt::Display for ModelReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = &self.model;
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        writeln!(f, "model {}", m.name)?;
+        writeln!(
+            f,
+            "  shape: {} layers, hidden {}, {} query heads, {} KV heads of {}, MLP {}, vocabulary {}, context {}{}",
+            m.layers,
+            m.hidden,
+            m.heads,
+            m.kv_heads,
+            m.head_dim,
+            m.intermediate,
+            m.vocab,
+            m.max_position,
+            if m.tie_embeddings { ", tied embeddings" } else { "" }
+        )?;
+        writeln!(
+            f,
+            "  weights: {:.3} B parameters, {:.2} GiB at {} ({} bytes)",
+            self.params as f64 / 1e9,
+            gib(self.weight_bytes),
+            m.dtype,
+            self.weight_bytes
+        )?;
+        let kv_dtype = if m.kv_dtype == "auto" {
+            format!("auto = {}", m.dtype)
+        } else {
+            m.kv_dtype.clone()
+        };
+        writeln!(f, "  KV cache per token ({kv_dtype}):")?;
+        for (kind, layers, bytes) in &self.kv_layer_types {
+            writeln!(
+                f,
+                "    {kind}: {layers} layers x {bytes} bytes = {}",
+                *layers as u64 * bytes
+            )?;
+        }
+        writeln!(f, "    total: {} bytes", self.kv_bytes_per_token)?;
+        writeln!(
+            f,
+            "  FLOPs per token: {:.3} G in linear layers and LM head, plus {} per layer for each key attended",
+            self.linear_flops_per_token as f64 / 1e9,
+            self.attention_flops_per_key
+        )?;
+        write!(
+            f,
+            "  one GPU at TP {}: {:.2} GiB of weights, {} KV bytes per token",
+            self.tp,
+            gib(self.shard_weight_bytes),
+            self.shard_kv_bytes_per_token
+        )
     }
 }
 
@@ -411,6 +549,36 @@ mod tests {
             "{}",
             q.total_params()
         );
+    }
+
+    #[test]
+    fn fp8_kv_cache_halves_kv_bytes_and_keeps_the_weights() {
+        let bf16 = preset("llama-3.1-8b");
+        for name in ["fp8", "fp8_e4m3", "fp8_e5m2"] {
+            let fp8 = bf16.clone().with_kv_cache_dtype(name).unwrap();
+            // 32 layers x 2 (K, V) x 8 heads x 128 dims x 1 byte.
+            assert_eq!(fp8.kv_bytes_per_token(), 65_536);
+            assert_eq!(fp8.weight_bytes(), bf16.weight_bytes());
+        }
+        let auto = bf16.clone().with_kv_cache_dtype("auto").unwrap();
+        assert_eq!(auto.kv_bytes_per_token(), 131_072);
+        let err = bf16.with_kv_cache_dtype("fp8_inc").unwrap_err().to_string();
+        assert!(err.starts_with("kv_cache.cache_dtype: "), "{err}");
+        assert!(err.contains("fp8_e5m2"), "{err}");
+    }
+
+    #[test]
+    fn the_report_adds_up_and_splits_kv_heads_over_tp() {
+        let m = preset("llama-3.1-70b").with_kv_cache_dtype("fp8").unwrap();
+        let r = ModelReport::new(&m, 4).unwrap();
+        // 80 layers x 2 x 8 KV heads x 128 x 1 byte; TP 4 keeps 2 KV heads per GPU.
+        assert_eq!(r.kv_layer_types, vec![("full attention".into(), 80, 2048)]);
+        assert_eq!(r.kv_bytes_per_token, 163_840);
+        assert_eq!(r.shard_kv_bytes_per_token, 40_960);
+        assert_eq!(r.attention_flops_per_key, 4 * 64 * 128);
+        let text = r.to_string();
+        assert!(text.contains("KV cache per token (fp8)"), "{text}");
+        assert!(text.contains("80 layers x 2048 bytes = 163840"), "{text}");
     }
 
     #[test]

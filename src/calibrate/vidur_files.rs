@@ -244,6 +244,8 @@ fn layer_shard(
         vocab,
         dtype_bytes: 2,
         dtype: "fp16".into(),
+        kv_dtype_bytes: 2,
+        kv_dtype: "auto".into(),
         max_position: 1 << 20,
         tie_embeddings: false,
     }

@@ -95,7 +95,7 @@ pub struct EngineSetup {
 impl EngineSetup {
     /// Resolve a scenario.
     pub fn from_scenario(s: &Scenario) -> Result<EngineSetup> {
-        let model = Model::from_spec(&s.model)?;
+        let model = Model::from_spec(&s.model)?.with_kv_cache_dtype(&s.kv_cache.cache_dtype)?;
         let gpu = Gpu::from_spec(&s.hardware)?;
         let e = &s.engine;
         let shard = model.shard(e.tensor_parallel_size, e.pipeline_parallel_size)?;

@@ -171,7 +171,8 @@ pub fn check_spec(s: &TokenPolicySpec) -> std::result::Result<(), (String, Strin
 impl TokenPolicy {
     /// Resolve a scenario's policy for a model with these dimensions; `None` for `none`.
     pub fn from_spec(s: &TokenPolicySpec, model: &Model) -> Result<Option<TokenPolicy>> {
-        let (dtype_bytes, layers) = (model.dtype_bytes, model.layers);
+        // Bits and sizes are those of the KV cache elements.
+        let (dtype_bytes, layers) = (model.kv_dtype_bytes, model.layers);
         let key_width = model.kv_heads * model.head_dim;
         let field =
             |f: &str, msg: String| Error::input(format!("kv_cache.token_policy.{f}: {msg}"));

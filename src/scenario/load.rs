@@ -45,6 +45,7 @@ pub fn parse_scenario(text: &str, origin: &str, base: &Path, sets: &[String]) ->
     }
     // Presets and shapes: their errors start with the field they concern.
     let shapes = crate::model::Model::from_spec(&scenario.model)
+        .and_then(|m| m.with_kv_cache_dtype(&scenario.kv_cache.cache_dtype))
         .err()
         .or_else(|| crate::hardware::Gpu::from_spec(&scenario.hardware).err());
     if let Some(e) = shapes {

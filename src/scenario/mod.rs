@@ -498,6 +498,10 @@ pub struct KvCacheSpec {
     /// Automatic prefix caching.
     #[serde(default = "yes")]
     pub enable_prefix_caching: bool,
+    /// Data type of the KV cache, as vLLM's `--kv-cache-dtype`: `auto` (the weights'),
+    /// `float16`, `bfloat16`, `fp8`, `fp8_e4m3` or `fp8_e5m2`.
+    #[serde(default = "default_cache_dtype")]
+    pub cache_dtype: String,
     /// Fraction of device memory vLLM may use.
     #[serde(default = "default_util")]
     pub gpu_memory_utilization: f64,
@@ -620,6 +624,9 @@ pub enum PredictorKind {
 fn default_block_size() -> u32 {
     16
 }
+fn default_cache_dtype() -> String {
+    "auto".to_string()
+}
 fn default_util() -> f64 {
     0.92
 }
@@ -631,6 +638,7 @@ impl Default for KvCacheSpec {
     fn default() -> Self {
         KvCacheSpec {
             block_size: default_block_size(),
+            cache_dtype: default_cache_dtype(),
             enable_prefix_caching: true,
             gpu_memory_utilization: default_util(),
             num_gpu_blocks: None,
