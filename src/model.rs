@@ -38,6 +38,68 @@ pub struct Model {
     pub max_position: u32,
     /// Input and output embeddings share weights.
     pub tie_embeddings: bool,
+    /// Architecture beyond a dense GQA transformer (mixture of experts, latent attention,
+    /// sliding-window layers); all `None`/zero for a dense model.
+    pub arch: Arch,
+}
+
+/// What a model's `config.json` says beyond the dense GQA shape.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Arch {
+    /// Mixture of experts in the MLP.
+    pub moe: Option<Moe>,
+    /// Multi-head latent attention (DeepSeek) instead of per-head keys and values.
+    pub mla: Option<Mla>,
+    /// Sliding-window attention: the window in tokens, and how many of the layers use it
+    /// (the others attend to the full context).
+    pub sliding_window: Option<(u32, u32)>,
+    /// Biases on the Q, K, V and output projections (`attention_bias`).
+    pub attention_bias: bool,
+    /// Biases on the Q, K and V projections only (Qwen2.5).
+    pub qkv_bias: bool,
+    /// One learned attention sink per query head and layer (gpt-oss).
+    pub attention_sinks: bool,
+    /// RMS norms on the queries and keys, one weight per head dimension (Qwen3).
+    pub qk_norm: bool,
+}
+
+/// The experts of a mixture-of-experts MLP (`config.json` names in brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Moe {
+    /// Routed experts (`num_local_experts`, `num_experts`, `n_routed_experts`).
+    pub experts: u32,
+    /// Experts each token is routed to (`num_experts_per_tok`).
+    pub top_k: u32,
+    /// Width of one expert's gated MLP (`moe_intermediate_size`, or `intermediate_size`
+    /// where every layer is MoE).
+    pub expert_intermediate: u32,
+    /// Total width of the shared experts every token also runs (`n_shared_experts` times
+    /// `moe_intermediate_size`, or `shared_expert_intermediate_size`); 0 for none.
+    pub shared_intermediate: u32,
+    /// Leading layers with a dense MLP of `intermediate` instead (`first_k_dense_replace`).
+    pub dense_layers: u32,
+    /// Biases on the router and the experts (gpt-oss).
+    pub biases: bool,
+    /// Bytes per expert weight when the checkpoint stores experts in a format of their
+    /// own (gpt-oss: MXFP4, 4-bit values and one 8-bit scale per 32: 0.53125), else the
+    /// model's dtype.
+    pub expert_bytes: Option<f64>,
+}
+
+/// Multi-head latent attention (`config.json` names).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Mla {
+    /// Rank of the compressed keys and values (`kv_lora_rank`).
+    pub kv_lora_rank: u32,
+    /// Rank of the compressed queries (`q_lora_rank`; 0: queries are not compressed).
+    pub q_lora_rank: u32,
+    /// Per-head dimension with rotary positions (`qk_rope_head_dim`), shared by all heads
+    /// in the cached key.
+    pub qk_rope_head_dim: u32,
+    /// Per-head query/key dimension without rotary positions (`qk_nope_head_dim`).
+    pub qk_nope_head_dim: u32,
+    /// Per-head value dimension (`v_head_dim`).
+    pub v_head_dim: u32,
 }
 
 struct Preset {
@@ -51,7 +113,36 @@ struct Preset {
     vocab: u32,
     max_position: u32,
     tie: bool,
+    /// The dtype the checkpoint ships its weights in (`bf16` for most).
+    dtype: &'static str,
+    arch: Arch,
 }
+
+const DENSE: Arch = Arch {
+    moe: None,
+    mla: None,
+    sliding_window: None,
+    attention_bias: false,
+    qkv_bias: false,
+    attention_sinks: false,
+    qk_norm: false,
+};
+
+/// A preset with the fields most share (to fill with struct update syntax).
+const BASE: Preset = Preset {
+    name: "",
+    layers: 0,
+    hidden: 0,
+    heads: 0,
+    kv_heads: 0,
+    head_dim: 0,
+    intermediate: 0,
+    vocab: 0,
+    max_position: 0,
+    tie: false,
+    dtype: "bf16",
+    arch: DENSE,
+};
 
 /// The kvsim preset of a Hugging Face model name (`org/name` or `name`, any case), if any.
 pub fn hf_preset(name: &str) -> Option<&'static str> {
@@ -64,6 +155,13 @@ pub fn hf_preset(name: &str) -> Option<&'static str> {
     {
         "llama-2-7b-hf" => Some("llama-2-7b"),
         "llama-2-70b-hf" => Some("llama-2-70b"),
+        "mixtral-8x7b-v0.1" | "mixtral-8x7b-instruct-v0.1" => Some("mixtral-8x7b"),
+        "qwen3-30b-a3b" => Some("qwen3-30b-a3b"),
+        "qwen3-235b-a22b" => Some("qwen3-235b-a22b"),
+        "gpt-oss-20b" => Some("gpt-oss-20b"),
+        "gpt-oss-120b" => Some("gpt-oss-120b"),
+        "deepseek-v3" => Some("deepseek-v3"),
+        "deepseek-r1" => Some("deepseek-r1"),
         _ => None,
     }
 }
@@ -84,6 +182,7 @@ const PRESETS: &[Preset] = &[
         vocab: 32000,
         max_position: 4096,
         tie: false,
+        ..BASE
     },
     Preset {
         name: "llama-2-70b",
@@ -96,6 +195,7 @@ const PRESETS: &[Preset] = &[
         vocab: 32000,
         max_position: 4096,
         tie: false,
+        ..BASE
     },
     Preset {
         name: "llama-3.1-8b",
@@ -108,6 +208,7 @@ const PRESETS: &[Preset] = &[
         vocab: 128256,
         max_position: 131072,
         tie: false,
+        ..BASE
     },
     Preset {
         name: "llama-3.1-70b",
@@ -120,6 +221,7 @@ const PRESETS: &[Preset] = &[
         vocab: 128256,
         max_position: 131072,
         tie: false,
+        ..BASE
     },
     Preset {
         name: "qwen2.5-7b",
@@ -132,6 +234,11 @@ const PRESETS: &[Preset] = &[
         vocab: 152064,
         max_position: 32768,
         tie: false,
+        arch: Arch {
+            qkv_bias: true,
+            ..DENSE
+        },
+        ..BASE
     },
     Preset {
         name: "qwen2.5-32b",
@@ -144,6 +251,11 @@ const PRESETS: &[Preset] = &[
         vocab: 152064,
         max_position: 32768,
         tie: false,
+        arch: Arch {
+            qkv_bias: true,
+            ..DENSE
+        },
+        ..BASE
     },
     Preset {
         name: "qwen2.5-72b",
@@ -156,6 +268,11 @@ const PRESETS: &[Preset] = &[
         vocab: 152064,
         max_position: 32768,
         tie: false,
+        arch: Arch {
+            qkv_bias: true,
+            ..DENSE
+        },
+        ..BASE
     },
     Preset {
         name: "mistral-7b",
@@ -168,8 +285,184 @@ const PRESETS: &[Preset] = &[
         vocab: 32768,
         max_position: 32768,
         tie: false,
+        ..BASE
+    },
+    // mistralai/Mixtral-8x7B-v0.1: 46.7 B parameters.
+    Preset {
+        name: "mixtral-8x7b",
+        layers: 32,
+        hidden: 4096,
+        heads: 32,
+        kv_heads: 8,
+        head_dim: 128,
+        intermediate: 14336,
+        vocab: 32000,
+        max_position: 32768,
+        arch: Arch {
+            moe: Some(Moe {
+                experts: 8,
+                top_k: 2,
+                expert_intermediate: 14336,
+                shared_intermediate: 0,
+                dense_layers: 0,
+                biases: false,
+                expert_bytes: None,
+            }),
+            ..DENSE
+        },
+        ..BASE
+    },
+    // Qwen/Qwen3-30B-A3B: 30.5 B parameters, 3.3 B active.
+    Preset {
+        name: "qwen3-30b-a3b",
+        layers: 48,
+        hidden: 2048,
+        heads: 32,
+        kv_heads: 4,
+        head_dim: 128,
+        intermediate: 6144,
+        vocab: 151936,
+        max_position: 40960,
+        arch: Arch {
+            moe: Some(Moe {
+                experts: 128,
+                top_k: 8,
+                expert_intermediate: 768,
+                shared_intermediate: 0,
+                dense_layers: 0,
+                biases: false,
+                expert_bytes: None,
+            }),
+            qk_norm: true,
+            ..DENSE
+        },
+        ..BASE
+    },
+    // Qwen/Qwen3-235B-A22B: 235 B parameters, 22 B active.
+    Preset {
+        name: "qwen3-235b-a22b",
+        layers: 94,
+        hidden: 4096,
+        heads: 64,
+        kv_heads: 4,
+        head_dim: 128,
+        intermediate: 12288,
+        vocab: 151936,
+        max_position: 40960,
+        arch: Arch {
+            moe: Some(Moe {
+                experts: 128,
+                top_k: 8,
+                expert_intermediate: 1536,
+                shared_intermediate: 0,
+                dense_layers: 0,
+                biases: false,
+                expert_bytes: None,
+            }),
+            qk_norm: true,
+            ..DENSE
+        },
+        ..BASE
+    },
+    // openai/gpt-oss-20b: 20.9 B parameters; every other layer (the even ones) attends to a
+    // 128-token window; experts in MXFP4.
+    Preset {
+        name: "gpt-oss-20b",
+        layers: 24,
+        hidden: 2880,
+        heads: 64,
+        kv_heads: 8,
+        head_dim: 64,
+        intermediate: 2880,
+        vocab: 201088,
+        max_position: 131072,
+        arch: GPT_OSS_ARCH,
+        ..BASE
+    },
+    // openai/gpt-oss-120b: 116.8 B parameters.
+    Preset {
+        name: "gpt-oss-120b",
+        layers: 36,
+        hidden: 2880,
+        heads: 64,
+        kv_heads: 8,
+        head_dim: 64,
+        intermediate: 2880,
+        vocab: 201088,
+        max_position: 131072,
+        arch: Arch {
+            moe: Some(Moe {
+                experts: 128,
+                ..GPT_OSS_MOE
+            }),
+            sliding_window: Some((128, 18)),
+            ..GPT_OSS_ARCH
+        },
+        ..BASE
+    },
+    // deepseek-ai/DeepSeek-V3 (and DeepSeek-R1, the same shape): 671 B parameters without
+    // the multi-token-prediction layer (which vLLM loads only for speculative decoding),
+    // shipped in FP8.
+    Preset {
+        name: "deepseek-v3",
+        ..DEEPSEEK_V3
+    },
+    Preset {
+        name: "deepseek-r1",
+        ..DEEPSEEK_V3
     },
 ];
+
+const GPT_OSS_MOE: Moe = Moe {
+    experts: 32,
+    top_k: 4,
+    expert_intermediate: 2880,
+    shared_intermediate: 0,
+    dense_layers: 0,
+    biases: true,
+    expert_bytes: Some(0.53125),
+};
+
+const GPT_OSS_ARCH: Arch = Arch {
+    moe: Some(GPT_OSS_MOE),
+    sliding_window: Some((128, 12)),
+    attention_bias: true,
+    attention_sinks: true,
+    ..DENSE
+};
+
+const DEEPSEEK_V3: Preset = Preset {
+    name: "deepseek-v3",
+    layers: 61,
+    hidden: 7168,
+    heads: 128,
+    kv_heads: 128,
+    head_dim: 192,
+    intermediate: 18432,
+    vocab: 129280,
+    max_position: 163840,
+    dtype: "fp8",
+    arch: Arch {
+        moe: Some(Moe {
+            experts: 256,
+            top_k: 8,
+            expert_intermediate: 2048,
+            shared_intermediate: 2048,
+            dense_layers: 3,
+            biases: false,
+            expert_bytes: None,
+        }),
+        mla: Some(Mla {
+            kv_lora_rank: 512,
+            q_lora_rank: 1536,
+            qk_rope_head_dim: 64,
+            qk_nope_head_dim: 128,
+            v_head_dim: 128,
+        }),
+        ..DENSE
+    },
+    ..BASE
+};
 
 /// The values of `kv_cache.cache_dtype` ([`Model::with_kv_cache_dtype`]).
 pub const KV_CACHE_DTYPES: &[&str] = &[
@@ -231,7 +524,10 @@ impl Model {
             }
             Ok(v)
         };
-        let dtype = spec.dtype.clone().unwrap_or_else(|| "bf16".to_string());
+        let dtype = spec
+            .dtype
+            .clone()
+            .unwrap_or_else(|| preset.map_or("bf16", |p| p.dtype).to_string());
         let bytes = dtype_bytes(&dtype).ok_or_else(|| {
             Error::input(format!(
                 "model.dtype: unknown dtype `{dtype}`; known: bf16, fp16, fp8, fp32"
@@ -255,7 +551,7 @@ impl Model {
             )?,
             vocab: need("vocab", spec.vocab, preset.map(|p| p.vocab))?,
             dtype_bytes: bytes,
-            kv_dtype_bytes: bytes,
+            kv_dtype_bytes: bytes.max(2),
             kv_dtype: "auto".to_string(),
             dtype,
             max_position: need(
@@ -267,6 +563,7 @@ impl Model {
                 .tie_embeddings
                 .or(preset.map(|p| p.tie))
                 .unwrap_or(false),
+            arch: preset.map_or(DENSE, |p| p.arch),
         };
         if !m.heads.is_multiple_of(m.kv_heads) {
             return Err(Error::input(format!(
@@ -279,22 +576,31 @@ impl Model {
 
     /// The model with its KV cache stored as `cache_dtype`, one of vLLM 0.33's
     /// `--kv-cache-dtype` values kvsim models (`vllm/config/cache.py`, `CacheDType`):
-    /// `auto` (the weights' dtype), `float16`, `bfloat16` (2 bytes), `fp8`, `fp8_e4m3`,
+    /// `auto` (the model's compute dtype: the weights', bf16 for an fp8 checkpoint),
+    /// `float16`, `bfloat16` (2 bytes), `fp8`, `fp8_e4m3`,
     /// `fp8_e5m2` (1 byte; vLLM keeps one scale per layer, not per block, so a block holds
     /// exactly half the bytes of a 16-bit one).
     pub fn with_kv_cache_dtype(mut self, cache_dtype: &str) -> Result<Model> {
         let bytes = match cache_dtype {
-            "auto" => self.dtype_bytes,
+            "auto" => self.compute_bytes(),
             "float16" | "bfloat16" | "fp16" | "bf16" => 2,
             "fp8" | "fp8_e4m3" | "fp8_e5m2" => 1,
-            other => return Err(Error::input(format!(
+            other => {
+                return Err(Error::input(format!(
                 "kv_cache.cache_dtype: unknown or unmodelled KV cache dtype `{other}`; known: {}",
                 KV_CACHE_DTYPES.join(", ")
-            ))),
+            )))
+            }
         };
         self.kv_dtype_bytes = bytes;
         self.kv_dtype = cache_dtype.to_string();
         Ok(self)
+    }
+
+    /// Bytes per element of the model's compute dtype: an fp8 checkpoint is quantized
+    /// weights computed in bf16 (vLLM's `--dtype auto` then, and so its `auto` KV cache).
+    pub fn compute_bytes(&self) -> u32 {
+        self.dtype_bytes.max(2)
     }
 
     /// Weights of the fused QKV projection of one layer.
@@ -317,7 +623,77 @@ impl Model {
         self.intermediate as u64 * self.hidden as u64
     }
 
-    /// Weights of one layer, including its two RMS norms.
+    /// Weights of one layer's attention: projections (with their biases), sinks and
+    /// query/key norms; with MLA the compressed query and key/value paths and their norms.
+    pub fn attention_params(&self) -> u64 {
+        let (h, q, kv, d) = (
+            self.hidden as u64,
+            self.heads as u64,
+            self.kv_heads as u64,
+            self.head_dim as u64,
+        );
+        let a = &self.arch;
+        if let Some(m) = a.mla {
+            let (ql, kl) = (m.q_lora_rank as u64, m.kv_lora_rank as u64);
+            let (rope, nope, v) = (
+                m.qk_rope_head_dim as u64,
+                m.qk_nope_head_dim as u64,
+                m.v_head_dim as u64,
+            );
+            let q_proj = if ql > 0 {
+                h * ql + ql + ql * q * (nope + rope)
+            } else {
+                h * q * (nope + rope)
+            };
+            let kv_a = h * (kl + rope) + kl;
+            let kv_b = kl * q * (nope + v);
+            return q_proj + kv_a + kv_b + q * v * h;
+        }
+        let mut n = self.qkv_params() + self.o_params();
+        if a.attention_bias {
+            n += (q + 2 * kv) * d + h;
+        } else if a.qkv_bias {
+            n += (q + 2 * kv) * d;
+        }
+        if a.attention_sinks {
+            n += q;
+        }
+        if a.qk_norm {
+            n += 2 * d;
+        }
+        n
+    }
+
+    /// Layers whose MLP is a mixture of experts.
+    pub fn moe_layers(&self) -> u32 {
+        self.arch
+            .moe
+            .map_or(0, |m| self.layers.saturating_sub(m.dense_layers))
+    }
+
+    /// Weights of the routed experts of one MoE layer (0 for a dense model).
+    pub fn routed_expert_params(&self) -> u64 {
+        let Some(m) = self.arch.moe else { return 0 };
+        let (h, e) = (self.hidden as u64, m.expert_intermediate as u64);
+        let bias = if m.biases { 2 * e + h } else { 0 };
+        m.experts as u64 * (3 * h * e + bias)
+    }
+
+    /// Weights of one MoE layer's MLP besides the routed experts: router and shared experts.
+    pub fn moe_other_params(&self) -> u64 {
+        let Some(m) = self.arch.moe else { return 0 };
+        let h = self.hidden as u64;
+        let router = h * m.experts as u64 + if m.biases { m.experts as u64 } else { 0 };
+        router + 3 * h * m.shared_intermediate as u64
+    }
+
+    /// Weights of one dense layer's MLP (gate, up and down).
+    pub fn dense_mlp_params(&self) -> u64 {
+        self.gate_up_params() + self.down_params()
+    }
+
+    /// Weights of one layer, including its two RMS norms (a dense layer for a dense model;
+    /// for a mixture of experts, see [`Model::total_params`]).
     pub fn layer_params(&self) -> u64 {
         self.qkv_params()
             + self.o_params()
@@ -331,10 +707,28 @@ impl Model {
         self.vocab as u64 * self.hidden as u64
     }
 
-    /// All weights: layers, embeddings (twice unless tied) and the final norm.
+    /// All weights: layers (attention, dense or MoE MLP, two norms each), embeddings
+    /// (twice unless tied) and the final norm.
     pub fn total_params(&self) -> u64 {
         let emb = self.lm_head_params() * if self.tie_embeddings { 1 } else { 2 };
-        self.layers as u64 * self.layer_params() + emb + self.hidden as u64
+        let moe = self.moe_layers() as u64;
+        let dense = self.layers as u64 - moe;
+        let per_layer = self.attention_params() + 2 * self.hidden as u64;
+        self.layers as u64 * per_layer
+            + dense * self.dense_mlp_params()
+            + moe * (self.routed_expert_params() + self.moe_other_params())
+            + emb
+            + self.hidden as u64
+    }
+
+    /// Weights one token runs through: all but the routed experts it is not sent to.
+    pub fn active_params(&self) -> u64 {
+        let Some(m) = self.arch.moe else {
+            return self.total_params();
+        };
+        let idle = m.experts.saturating_sub(m.top_k) as u64;
+        self.total_params()
+            - self.moe_layers() as u64 * idle * (self.routed_expert_params() / m.experts as u64)
     }
 
     /// The part of the model one GPU holds with tensor parallelism `tp` and pipeline
@@ -356,6 +750,14 @@ impl Model {
                 self.name, self.kv_heads
             )));
         }
+        if let Some(m) = self.arch.moe {
+            if !(divides(m.expert_intermediate) && m.shared_intermediate.is_multiple_of(tp)) {
+                return Err(Error::input(format!(
+                    "engine.tensor_parallel_size: {tp} must divide {}'s expert MLP width {} (and shared experts' {}), which vLLM splits over the ranks",
+                    self.name, m.expert_intermediate, m.shared_intermediate
+                )));
+            }
+        }
         if pp == 0 || pp > self.layers {
             return Err(Error::input(format!(
                 "engine.pipeline_parallel_size: {pp} must be between 1 and {}'s {} layers",
@@ -369,18 +771,77 @@ impl Model {
             kv_heads: (self.kv_heads / tp).max(1),
             intermediate: self.intermediate / tp,
             vocab: self.vocab / tp,
+            arch: Arch {
+                moe: self.arch.moe.map(|m| Moe {
+                    expert_intermediate: m.expert_intermediate / tp,
+                    shared_intermediate: m.shared_intermediate / tp,
+                    ..m
+                }),
+                ..self.arch
+            },
             ..self.clone()
         })
     }
 
-    /// Bytes of all weights.
+    /// Bytes of all weights: the model's dtype, except experts stored in a format of
+    /// their own ([`Moe::expert_bytes`]).
     pub fn weight_bytes(&self) -> u64 {
-        self.total_params() * self.dtype_bytes as u64
+        match self.arch.moe.and_then(|m| m.expert_bytes) {
+            Some(b) => {
+                let experts = self.moe_layers() as u64 * self.routed_expert_params();
+                (self.total_params() - experts) * self.dtype_bytes as u64
+                    + (experts as f64 * b).ceil() as u64
+            }
+            None => self.total_params() * self.dtype_bytes as u64,
+        }
     }
 
-    /// Bytes of K and V for one token in one layer.
+    /// Bytes of K and V for one token in one layer: per KV head a key and a value; with
+    /// MLA one compressed latent plus the shared rotary key (vLLM caches them as one
+    /// `kv_lora_rank + qk_rope_head_dim` vector, the same on every tensor-parallel rank).
     pub fn kv_bytes_per_token_layer(&self) -> u64 {
-        2 * self.kv_heads as u64 * self.head_dim as u64 * self.kv_dtype_bytes as u64
+        let elements = match self.arch.mla {
+            Some(m) => (m.kv_lora_rank + m.qk_rope_head_dim) as u64,
+            None => 2 * self.kv_heads as u64 * self.head_dim as u64,
+        };
+        elements * self.kv_dtype_bytes as u64
+    }
+
+    /// The layers by kind of KV cache, with the KV bytes one token takes in each layer of
+    /// the kind: full attention, sliding window (bytes per token while it is in the
+    /// window), latent (MLA).
+    pub fn kv_layer_types(&self) -> Vec<(String, u32, u64)> {
+        let per = self.kv_bytes_per_token_layer();
+        if self.arch.mla.is_some() {
+            return vec![("latent attention (MLA)".into(), self.layers, per)];
+        }
+        match self.arch.sliding_window {
+            Some((window, n)) if n > 0 => {
+                let mut v = vec![(format!("sliding window of {window}"), n, per)];
+                if self.layers > n {
+                    v.push(("full attention".into(), self.layers - n, per));
+                }
+                v
+            }
+            _ => vec![("full attention".into(), self.layers, per)],
+        }
+    }
+
+    /// The architecture features kvsim's engine does not model yet (mixture of experts,
+    /// latent attention, sliding windows); empty for a dense full-attention model.
+    pub fn unmodelled_features(&self) -> Vec<&'static str> {
+        let a = &self.arch;
+        let mut v = Vec::new();
+        if a.moe.is_some() {
+            v.push("mixture of experts");
+        }
+        if a.mla.is_some() {
+            v.push("latent attention (MLA)");
+        }
+        if a.sliding_window.is_some() {
+            v.push("sliding-window layers");
+        }
+        v
     }
 
     /// Bytes of K and V for one token across all layers.
@@ -391,13 +852,27 @@ impl Model {
     /// FLOPs of the linear layers and LM head for one token (2 per multiply-add), without
     /// attention scores.
     pub fn linear_flops_per_token(&self) -> u64 {
-        2 * (self.layers as u64 * (self.layer_params() - 2 * self.hidden as u64)
-            + self.lm_head_params())
+        if self.arch == DENSE {
+            return 2
+                * (self.layers as u64 * (self.layer_params() - 2 * self.hidden as u64)
+                    + self.lm_head_params());
+        }
+        // Active weights but the embedding lookup, norms, biases and sinks.
+        let h = self.hidden as u64;
+        let emb = self.lm_head_params() * if self.tie_embeddings { 0 } else { 1 };
+        2 * (self.active_params() - emb - (2 * self.layers as u64 + 1) * h)
     }
 
     /// Attention FLOPs (QK^T and PV) for one query token against `context` keys in one layer.
     pub fn attention_flops(&self, context: u64) -> u64 {
-        4 * self.heads as u64 * self.head_dim as u64 * context
+        match self.arch.mla {
+            // Scores over the nope and rope dimensions, values of v_head_dim.
+            Some(m) => {
+                let qk = (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim) as u64;
+                2 * self.heads as u64 * qk * context
+            }
+            None => 4 * self.heads as u64 * self.head_dim as u64 * context,
+        }
     }
 }
 
@@ -409,6 +884,10 @@ pub struct ModelReport {
     pub model: Model,
     /// All parameters.
     pub params: u64,
+    /// Parameters one token runs through: all but the routed experts it is not sent to
+    /// (the embedding table included, as Mistral, Qwen and DeepSeek count active
+    /// parameters; OpenAI's gpt-oss figures leave it out).
+    pub active_params: u64,
     /// Bytes of all weights at the weights' dtype.
     pub weight_bytes: u64,
     /// Per layer type: (type, layers, KV bytes per token and layer).
@@ -433,12 +912,9 @@ impl ModelReport {
         let shard = model.shard(tp, 1)?;
         Ok(ModelReport {
             params: model.total_params(),
+            active_params: model.active_params(),
             weight_bytes: model.weight_bytes(),
-            kv_layer_types: vec![(
-                "full attention".to_string(),
-                model.layers,
-                model.kv_bytes_per_token_layer(),
-            )],
+            kv_layer_types: model.kv_layer_types(),
             kv_bytes_per_token: model.kv_bytes_per_token(),
             linear_flops_per_token: model.linear_flops_per_token(),
             attention_flops_per_key: model.attention_flops(1),
@@ -468,10 +944,33 @@ impl std::fmt::Display for ModelReport {
             m.max_position,
             if m.tie_embeddings { ", tied embeddings" } else { "" }
         )?;
+        if let Some(a) = m.arch.mla {
+            writeln!(
+                f,
+                "  latent attention: KV rank {}, query rank {}, rope {}, nope {}, value {} per head",
+                a.kv_lora_rank, a.q_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
+            )?;
+        }
+        if let Some(e) = m.arch.moe {
+            writeln!(
+                f,
+                "  experts: {} routed, top {}, width {}; shared width {}; {} dense leading layers{}",
+                e.experts,
+                e.top_k,
+                e.expert_intermediate,
+                e.shared_intermediate,
+                e.dense_layers,
+                match e.expert_bytes {
+                    Some(b) => format!("; experts stored at {b} bytes per weight"),
+                    None => String::new(),
+                }
+            )?;
+        }
         writeln!(
             f,
-            "  weights: {:.3} B parameters, {:.2} GiB at {} ({} bytes)",
+            "  weights: {:.3} B parameters ({:.3} B active per token), {:.2} GiB at {} ({} bytes)",
             self.params as f64 / 1e9,
+            self.active_params as f64 / 1e9,
             gib(self.weight_bytes),
             m.dtype,
             self.weight_bytes
@@ -502,7 +1001,16 @@ impl std::fmt::Display for ModelReport {
             self.tp,
             gib(self.shard_weight_bytes),
             self.shard_kv_bytes_per_token
-        )
+        )?;
+        let missing = m.unmodelled_features();
+        if !missing.is_empty() {
+            write!(
+                f,
+                "\n  not yet simulated by kvsim run: {} (described here only)",
+                missing.join(", ")
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -579,6 +1087,57 @@ mod tests {
         let text = r.to_string();
         assert!(text.contains("KV cache per token (fp8)"), "{text}");
         assert!(text.contains("80 layers x 2048 bytes = 163840"), "{text}");
+    }
+
+    /// Published parameter counts (model cards) and the KV bytes per token by hand from
+    /// each `config.json`, at the checkpoint's dtype (`auto` KV: bf16).
+    #[test]
+    fn new_architecture_presets_match_published_sizes_and_hand_kv_bytes() {
+        let cases: [(&str, f64, u64); 7] = [
+            // 32 layers x 2 x 8 KV heads x 128 x 2 bytes
+            ("mixtral-8x7b", 46.7e9, 32 * 2 * 8 * 128 * 2),
+            // 48 x 2 x 4 x 128 x 2
+            ("qwen3-30b-a3b", 30.5e9, 48 * 2 * 4 * 128 * 2),
+            // 94 x 2 x 4 x 128 x 2
+            ("qwen3-235b-a22b", 235e9, 94 * 2 * 4 * 128 * 2),
+            // 24 x 2 x 8 x 64 x 2 (half the layers in a 128-token window)
+            ("gpt-oss-20b", 20.91e9, 24 * 2 * 8 * 64 * 2),
+            ("gpt-oss-120b", 116.83e9, 36 * 2 * 8 * 64 * 2),
+            // 61 layers x (kv_lora_rank 512 + qk_rope_head_dim 64) x 2 bytes
+            ("deepseek-v3", 671e9, 61 * (512 + 64) * 2),
+            ("deepseek-r1", 671e9, 61 * (512 + 64) * 2),
+        ];
+        for (name, published, kv) in cases {
+            let m = preset(name);
+            let p = m.total_params() as f64;
+            assert!(
+                (p / published - 1.0).abs() < 0.01,
+                "{name}: {p} vs {published}"
+            );
+            assert_eq!(m.kv_bytes_per_token(), kv, "{name}");
+        }
+        // gpt-oss ships its experts in MXFP4 (4.25 bits): 65.2 GB for 120b, not 234 GB.
+        let oss = preset("gpt-oss-120b");
+        assert!(
+            (oss.weight_bytes() as f64 / 1e9 - 65.2).abs() < 0.2,
+            "{}",
+            oss.weight_bytes()
+        );
+        // OpenAI's active counts (5.13 B, 3.61 B) leave out the embedding table.
+        for (name, active) in [("gpt-oss-120b", 5.13e9), ("gpt-oss-20b", 3.61e9)] {
+            let m = preset(name);
+            let a = (m.active_params() - m.lm_head_params()) as f64;
+            assert!((a / active - 1.0).abs() < 0.01, "{name}: {a}");
+        }
+        // DeepSeek-V3 is an fp8 checkpoint: weights at 1 byte, KV (auto) in bf16.
+        let ds = preset("deepseek-v3");
+        assert_eq!((ds.dtype_bytes, ds.kv_dtype_bytes), (1, 2));
+        // The MLA latent is the same on every TP rank; experts split their width.
+        let shard = ds.shard(8, 1).unwrap();
+        assert_eq!(shard.kv_bytes_per_token(), ds.kv_bytes_per_token());
+        assert_eq!(shard.arch.moe.unwrap().expert_intermediate, 256);
+        assert!(preset("mixtral-8x7b").unmodelled_features() == ["mixture of experts"]);
+        assert!(preset("llama-3.1-8b").unmodelled_features().is_empty());
     }
 
     #[test]

@@ -246,6 +246,7 @@ fn layer_shard(
         dtype: "fp16".into(),
         kv_dtype_bytes: 2,
         kv_dtype: "auto".into(),
+        arch: Default::default(),
         max_position: 1 << 20,
         tie_embeddings: false,
     }

@@ -96,6 +96,15 @@ impl EngineSetup {
     /// Resolve a scenario.
     pub fn from_scenario(s: &Scenario) -> Result<EngineSetup> {
         let model = Model::from_spec(&s.model)?.with_kv_cache_dtype(&s.kv_cache.cache_dtype)?;
+        let missing = model.unmodelled_features();
+        if !missing.is_empty() {
+            return Err(Error::input(format!(
+                "model.preset: {} has {}, whose KV cache groups and step cost kvsim does not model yet; `kvsim model show {}` describes its weights and KV bytes",
+                model.name,
+                missing.join(" and "),
+                model.name
+            )));
+        }
         let gpu = Gpu::from_spec(&s.hardware)?;
         let e = &s.engine;
         let shard = model.shard(e.tensor_parallel_size, e.pipeline_parallel_size)?;
