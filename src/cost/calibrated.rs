@@ -95,6 +95,12 @@ impl Calibrated {
                 profile.meta.tp
             )));
         }
+        if model.arch.moe.is_some() {
+            return Err(err(format!(
+                "{} is a mixture of experts; kernel profiles hold no MoE kernels yet, so it runs on the roofline only",
+                model.name
+            )));
+        }
         let of = |op: Op| profile.points.iter().filter(move |p| p.op == op);
         // Attention was measured reading a KV cache of the points' dtype.
         let attention = of(Op::PrefillAttention).chain(of(Op::DecodeAttention));

@@ -69,6 +69,76 @@ impl Roofline {
         self.eff.gemm_floor_us * 1e3 + soft_max(compute, memory, self.eff.gemm_overlap) * 1e9
     }
 
+    /// One MoE layer's MLP over `tokens` tokens, as vLLM's fused MoE runs it: the router
+    /// GEMM, the gate+up and down expert GEMMs (each one grouped kernel over the experts the
+    /// batch activates: FLOPs for `tokens x top_k` rows, weights of the
+    /// [`Roofline::expected_experts`] distinct experts read once), and the shared experts as
+    /// dense GEMMs.
+    pub fn moe_mlp_ns(&self, tokens: f64) -> f64 {
+        let m = &self.model;
+        let Some(moe) = m.arch.moe else {
+            return 0.0;
+        };
+        let h = m.hidden as u64;
+        let (e, s) = (
+            moe.expert_intermediate as u64,
+            moe.shared_intermediate as u64,
+        );
+        let rows = tokens * moe.top_k as f64;
+        let active = self.expected_experts(tokens);
+        let mut ns = self.gemm_ns(tokens, h, moe.experts as u64)
+            + self.grouped_gemm_ns(rows, active, h, 2 * e)
+            + self.grouped_gemm_ns(rows, active, e, h);
+        if s > 0 {
+            ns += self.gemm_ns(tokens, h, 2 * s) + self.gemm_ns(tokens, s, h);
+        }
+        ns
+    }
+
+    /// Expected distinct routed experts `tokens` tokens activate in one layer with
+    /// uniform routing: each token picks `top_k` of `E` experts, so an expert is left out
+    /// by all of them with probability `(1 - top_k / E)^tokens`:
+    /// `E (1 - (1 - top_k / E)^tokens)`.
+    pub fn expected_experts(&self, tokens: f64) -> f64 {
+        let Some(moe) = self.model.arch.moe else {
+            return 0.0;
+        };
+        let e = moe.experts as f64;
+        e * (1.0 - (1.0 - moe.top_k as f64 / e).powf(tokens))
+    }
+
+    /// Bytes of routed-expert weights one MoE layer reads for `tokens` tokens (the
+    /// activated experts' gate, up and down matrices).
+    pub fn moe_weight_bytes(&self, tokens: f64) -> f64 {
+        let m = &self.model;
+        let Some(moe) = m.arch.moe else {
+            return 0.0;
+        };
+        let per_expert = 3.0 * m.hidden as f64 * moe.expert_intermediate as f64;
+        self.expected_experts(tokens) * per_expert * self.expert_bytes()
+    }
+
+    /// Bytes per routed-expert weight.
+    fn expert_bytes(&self) -> f64 {
+        let m = &self.model;
+        m.arch
+            .moe
+            .and_then(|e| e.expert_bytes)
+            .unwrap_or(m.dtype_bytes as f64)
+    }
+
+    /// A grouped GEMM of `rows` rows over `experts` weights of `k x n` (the fused MoE
+    /// kernel): FLOPs `2 rows k n`; bytes the experts' weights plus the rows' inputs and
+    /// outputs; combined as [`Roofline::gemm_ns`] with its floor.
+    fn grouped_gemm_ns(&self, rows: f64, experts: f64, k: u64, n: u64) -> f64 {
+        let act = self.model.compute_bytes() as f64;
+        let (k, n) = (k as f64, n as f64);
+        let compute = self.compute_s(2.0 * rows * k * n, self.eff.gemm_compute);
+        let bytes = experts * k * n * self.expert_bytes() + rows * (k + n) * act;
+        let memory = self.memory_s(bytes, self.eff.gemm_memory);
+        self.eff.gemm_floor_us * 1e3 + soft_max(compute, memory, self.eff.gemm_overlap) * 1e9
+    }
+
     /// One element-wise kernel moving `bytes` through HBM.
     fn elementwise_kernel_ns(&self, bytes: f64) -> f64 {
         self.eff.elementwise_floor_us * 1e3
@@ -92,11 +162,19 @@ impl Roofline {
         let kv = m.kv_bytes_per_token_layer() as f64;
         let norm = self.elementwise_kernel_ns(4.0 * tokens * h * b);
         let rope = self.elementwise_kernel_ns(2.0 * tokens * qk * b);
-        let act = self.elementwise_kernel_ns(3.0 * tokens * m.intermediate as f64 * b);
+        // The gated activation runs on the dense MLP's width, or on the routed rows of the
+        // experts plus the shared experts (MoE layers).
+        let width = |i: f64| self.elementwise_kernel_ns(3.0 * tokens * i * b);
+        let moe_layers = m.moe_layers() as f64;
+        let act_dense = width(m.intermediate as f64);
+        let act_moe = m.arch.moe.map_or(0.0, |e| {
+            width((e.top_k * e.expert_intermediate + e.shared_intermediate) as f64)
+        });
         let kv_write = self.elementwise_kernel_ns(2.0 * tokens * kv);
-        let per_layer = 2.0 * norm + rope + act + kv_write;
+        let per_layer = 2.0 * norm + rope + kv_write;
         let per_step = 2.0 * self.elementwise_kernel_ns(2.0 * tokens * h * b);
-        m.layers as f64 * per_layer + per_step
+        let layers = m.layers as f64;
+        layers * per_layer + (layers - moe_layers) * act_dense + moe_layers * act_moe + per_step
     }
 
     /// The sampler over the logits of `sampled` rows, one element-wise kernel paid once per
@@ -181,12 +259,13 @@ impl CostModel for Roofline {
         if tokens == 0.0 {
             return cost;
         }
-        cost.linear_ns = layers
-            * self
-                .gemms
-                .iter()
-                .map(|&(k, n)| self.gemm_ns(tokens, k, n))
-                .sum::<f64>();
+        let gemm = |i: usize| self.gemm_ns(tokens, self.gemms[i].0, self.gemms[i].1);
+        let attention_gemms = gemm(0) + gemm(1);
+        let moe_layers = m.moe_layers() as f64;
+        cost.linear_ns = (layers - moe_layers) * (attention_gemms + gemm(2) + gemm(3));
+        if moe_layers > 0.0 {
+            cost.linear_ns += moe_layers * (attention_gemms + self.moe_mlp_ns(tokens));
+        }
 
         if !batch.prefills.is_empty() {
             cost.prefill_attention_ns = layers * self.prefill_layer_ns(&batch.prefills);

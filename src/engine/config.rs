@@ -264,11 +264,23 @@ fn resolve_async_scheduling(asked: Option<bool>, p: Parallelism) -> Result<bool>
 
 /// Estimated activation peak of vLLM's profiling run: `tokens` tokens through one layer's
 /// widest intermediates (kept alive together: input, QKV, attention output, gate/up and
-/// activation output) plus fp32 logits (and their softmax) for `seqs` sampled sequences.
+/// activation output; for an all-MoE model the routed rows through the experts) plus fp32
+/// logits (and their softmax) for `seqs` sampled sequences.
 pub fn activation_peak(model: &Model, tokens: u32, seqs: u32) -> u64 {
-    let b = model.dtype_bytes as u64;
+    let b = model.compute_bytes() as u64;
+    // The widest MLP intermediates: a dense layer's gate/up and activation output, or a
+    // MoE layer's routed rows (top_k per token through gate/up, activation and down) plus
+    // the shared experts'.
+    let dense = 3 * model.intermediate as u64;
+    let mlp = match model.arch.moe {
+        Some(m) if m.dense_layers == 0 => {
+            m.top_k as u64 * (3 * m.expert_intermediate as u64 + model.hidden as u64)
+                + 3 * m.shared_intermediate as u64
+        }
+        _ => dense,
+    };
     let per_token = 4 * model.hidden as u64
         + (model.heads + 2 * model.kv_heads) as u64 * model.head_dim as u64
-        + 3 * model.intermediate as u64;
+        + mlp;
     tokens as u64 * per_token * b + seqs as u64 * model.vocab as u64 * 8
 }
