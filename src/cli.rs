@@ -374,11 +374,23 @@ struct PagingArgs {
     /// Trace files; costs are summed over them.
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// `text` (one page per line), `csv` (time,obj_id[,size]), or a request trace whose
-    /// requests touch their prompt blocks in order: `mooncake`, `azure`, `ragpulse`, `native`,
-    /// `burstgpt`, `bailian`, `kv-cache-tester`.
+    /// `text` (one page per line, also libCacheSim's txt), `csv` (time,obj_id[,size]),
+    /// libCacheSim's `libcachesim-csv` (columns from --trace-type-params) and
+    /// `oracle-general` (its 24-byte binary records), or a request trace whose requests
+    /// touch their prompt blocks in order: `mooncake`, `azure`, `ragpulse`, `native`,
+    /// `burstgpt`, `bailian`, `kv-cache-tester` (see `docs/traces.md`).
     #[arg(long, value_enum, default_value = "text")]
     format: PagingFormat,
+    /// libCacheSim's csv reader parameters for `--format libcachesim-csv`, as its `-t`:
+    /// e.g. "time-col=1, obj-id-col=2, obj-size-col=3, delimiter=,, has-header=true"
+    /// (default: that layout, delimiter and header detected).
+    #[arg(long, value_name = "K=V,...")]
+    trace_type_params: Option<String>,
+    /// Count every object as one page and skip requests of size 0, as libCacheSim's
+    /// `--ignore-obj-size` (formats with object sizes: csv, libcachesim-csv,
+    /// oracle-general); without it, sizes other than 1 are refused.
+    #[arg(long)]
+    ignore_obj_size: bool,
     /// Cache sizes in pages (comma-separated).
     #[arg(long, short, value_delimiter = ',', required = true)]
     k: Vec<usize>,
@@ -425,6 +437,15 @@ struct PagingArgs {
     /// Also write the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Compute Belady's optimum for the cost/OPT and std columns even when `belady` is not
+    /// one of the policies (when it is, its own rows give the optimum at no extra cost;
+    /// otherwise the columns show `-`).
+    #[arg(long)]
+    opt: bool,
+    /// Worker threads for the policies, sizes, runs and traces (default: one per core, or
+    /// RAYON_NUM_THREADS); the output does not depend on it.
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 /// How a request trace becomes block requests in `kvsim paging`.
@@ -439,6 +460,16 @@ enum PagingOrder {
 enum PagingFormat {
     Text,
     Csv,
+    /// libCacheSim's csv reader.
+    #[value(name = "libcachesim-csv")]
+    LibcachesimCsv,
+    /// libCacheSim's oracleGeneral binary records.
+    #[value(
+        name = "oracle-general",
+        alias = "oracleGeneral",
+        alias = "oracleGeneralBin"
+    )]
+    OracleGeneral,
     Mooncake,
     Azure,
     Ragpulse,
@@ -1422,7 +1453,10 @@ fn trace_synth(path: &Path, sets: &[String], out: &Path, block_tokens: u32) -> R
 /// The request-trace reader behind a paging format (`None` for page traces).
 fn request_trace_kind(format: PagingFormat) -> Option<SourceKind> {
     match format {
-        PagingFormat::Text | PagingFormat::Csv => None,
+        PagingFormat::Text
+        | PagingFormat::Csv
+        | PagingFormat::LibcachesimCsv
+        | PagingFormat::OracleGeneral => None,
         PagingFormat::Mooncake => Some(SourceKind::Mooncake),
         PagingFormat::Azure => Some(SourceKind::Azure),
         PagingFormat::Ragpulse => Some(SourceKind::Ragpulse),
@@ -1433,18 +1467,55 @@ fn request_trace_kind(format: PagingFormat) -> Option<SourceKind> {
     }
 }
 
+/// The page-trace format of a paging format (`None` for request traces).
+fn page_format(a: &PagingArgs) -> Result<Option<crate::paging::readers::PageFormat>> {
+    use crate::paging::readers::{LcsCsvParams, PageFormat};
+    if a.trace_type_params.is_some() && a.format != PagingFormat::LibcachesimCsv {
+        return Err(Error::input(
+            "--trace-type-params applies to --format libcachesim-csv only",
+        ));
+    }
+    let format = match a.format {
+        PagingFormat::Text => PageFormat::Text,
+        PagingFormat::Csv => PageFormat::Csv,
+        PagingFormat::OracleGeneral => PageFormat::OracleGeneral,
+        PagingFormat::LibcachesimCsv => PageFormat::LibCacheSimCsv(match &a.trace_type_params {
+            Some(s) => LcsCsvParams::parse(s)?,
+            None => LcsCsvParams::default(),
+        }),
+        _ => {
+            if a.ignore_obj_size {
+                return Err(Error::input(
+                    "--ignore-obj-size applies to formats with object sizes: csv, \
+                     libcachesim-csv, oracle-general",
+                ));
+            }
+            return Ok(None);
+        }
+    };
+    if a.ignore_obj_size && format == PageFormat::Text {
+        return Err(Error::input(
+            "--ignore-obj-size applies to formats with object sizes: csv, libcachesim-csv, \
+             oracle-general",
+        ));
+    }
+    Ok(Some(format))
+}
+
 /// Load one paging input as a page trace.
 fn load_paging_trace(
     path: &Path,
     format: PagingFormat,
+    pages: Option<&crate::paging::readers::PageFormat>,
+    ignore_obj_size: bool,
     block_size: u32,
 ) -> Result<crate::paging::Trace> {
     use crate::paging::Trace;
-    let kind = match format {
-        PagingFormat::Text => return Trace::read_text(path),
-        PagingFormat::Csv => return Trace::read_csv(path),
-        _ => request_trace_kind(format).expect("a request trace format"),
-    };
+    if let Some(f) = pages {
+        return crate::paging::readers::read_pages(path, f, ignore_obj_size);
+    }
+    let kind = request_trace_kind(format)
+        .ok_or_else(|| Error::failure(format!("{format:?} is not a request trace format")))?;
     let stream = workload::open(
         &Workload::of(SourceSpec::trace(kind, path.to_path_buf())),
         0,
@@ -1467,12 +1538,19 @@ fn load_paging_trace(
         );
         labels.extend_from_slice(&hashes);
     }
-    Ok(Trace::from_labels(&path.display().to_string(), labels))
+    Trace::try_from_labels(&path.display().to_string(), labels).ok_or_else(|| {
+        Error::input(format!(
+            "{}: more than {} distinct blocks",
+            path.display(),
+            crate::paging::labels::MAX_PAGES
+        ))
+    })
 }
 
 fn paging(a: PagingArgs, quiet: bool) -> Result<()> {
     use crate::paging::predictor::Predictor;
     use crate::paging::run::{run_paging, to_table, PagingJob};
+    use rayon::prelude::*;
     if a.k.contains(&0) {
         return Err(Error::input("--k: cache sizes must be at least 1"));
     }
@@ -1509,15 +1587,20 @@ fn paging(a: PagingArgs, quiet: bool) -> Result<()> {
             predictors.push(Predictor::parse(name, 0.0)?);
         }
     }
+    let pages = page_format(&a)?;
+    let pool = thread_pool(a.jobs)?;
     let spinner = crate::progress::activity("reading traces and simulating policies", quiet);
     if a.order == PagingOrder::Serving {
         return paging_serving_order(&a);
     }
-    let traces = a
-        .files
-        .iter()
-        .map(|f| load_paging_trace(f, a.format, a.block_size))
-        .collect::<Result<Vec<_>>>()?;
+    let traces = pool.install(|| {
+        a.files
+            .par_iter()
+            .map(|f| {
+                load_paging_trace(f, a.format, pages.as_ref(), a.ignore_obj_size, a.block_size)
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
     let job = PagingJob {
         ks: a.k,
         policies: a.policies,
@@ -1526,9 +1609,10 @@ fn paging(a: PagingArgs, quiet: bool) -> Result<()> {
         seed: a.seed,
         gamma: a.gamma,
         eps: a.eps,
+        opt: a.opt,
     };
     let started = std::time::Instant::now();
-    let rows = run_paging(&traces, &job)?;
+    let rows = pool.install(|| run_paging(&traces, &job))?;
     spinner.finish_and_clear();
     print!("{}", to_table(&rows));
     let requests: usize = traces.iter().map(|t| t.len()).sum();
@@ -1565,7 +1649,7 @@ fn paging_serving_order(a: &PagingArgs) -> Result<()> {
         }
         traces.push(PrefixTrace::new(requests));
     }
-    let rows = run_prefix(&traces, &a.k, &a.policies, a.runs, a.seed)?;
+    let rows = run_prefix(&traces, &a.k, &a.policies, a.runs, a.seed, a.opt)?;
     print!("{}", crate::paging::run::to_table(&rows));
     eprintln!(
         "{} traces in serving order, {} full blocks, {:.2} s",

@@ -24,6 +24,8 @@ pub const TARGETS: &[&str] = &[
     "kvat",
     "paging_text",
     "paging_csv",
+    "paging_lcs_csv",
+    "paging_oracle_general",
 ];
 
 /// A target outside [`TARGETS`] whose parser panics on input starting with `!`: checks
@@ -267,6 +269,8 @@ fn target(root: &Path, name: &'static str, max_len: usize) -> Target {
         "kvat" => ("trace.kvat", None),
         "paging_text" => ("pages.txt", None),
         "paging_csv" => ("pages.csv", None),
+        "paging_lcs_csv" => ("pages.csv", None),
+        "paging_oracle_general" => ("pages.oracleGeneral", None),
         "selftest" => ("input.txt", None),
         other => panic!("unknown target {other}"),
     };
@@ -559,14 +563,27 @@ fn exec_scenario(input: &[u8], base: &Path) -> Outcome {
     }
 }
 
-/// Read a `kvsim paging` trace (one label per line, or `time,obj_id[,size]` CSV) and walk
-/// its requests with their next uses.
-fn exec_paging(name: &str, path: &Path) -> Outcome {
+/// Read a `kvsim paging` trace (one label per line, `time,obj_id[,size]` CSV, libCacheSim's
+/// csv with the parameters of a first line `# -t PARAMS` or its defaults, or oracleGeneral
+/// records) and walk its requests with their next uses.
+fn exec_paging(name: &str, path: &Path, input: &[u8]) -> Outcome {
+    use kvsim::paging::readers::{read_pages, LcsCsvParams, PageFormat};
     use kvsim::paging::trace::Trace;
-    let read = if name == "paging_csv" {
-        Trace::read_csv(path)
-    } else {
-        Trace::read_text(path)
+    let read = match name {
+        "paging_csv" => Trace::read_csv(path),
+        "paging_oracle_general" => read_pages(path, &PageFormat::OracleGeneral, false),
+        "paging_lcs_csv" => {
+            let first = input.split(|&b| b == b'\n').next().unwrap_or_default();
+            let params = match std::str::from_utf8(first)
+                .ok()
+                .and_then(|l| l.strip_prefix("# -t "))
+            {
+                Some(p) => LcsCsvParams::parse(p),
+                None => Ok(LcsCsvParams::default()),
+            };
+            params.and_then(|p| read_pages(path, &PageFormat::LibCacheSimCsv(p), true))
+        }
+        _ => Trace::read_text(path),
     };
     match read {
         Ok(t) => {
@@ -660,7 +677,9 @@ pub fn run_target(cfg: &Config, name: &str) -> Summary {
             ("scenario", _) => exec_scenario(&buf, &base),
             ("kvat", _) => exec_kvat(&buf),
             ("selftest", _) => exec_selftest(&buf),
-            ("paging_text" | "paging_csv", _) => exec_paging(name, &input_path),
+            ("paging_text" | "paging_csv" | "paging_lcs_csv" | "paging_oracle_general", _) => {
+                exec_paging(name, &input_path, &buf)
+            }
             (_, Some(kind)) => exec_reader(kind, &input_path, exec_seed),
             _ => unreachable!("every reader target has a kind"),
         }));

@@ -46,6 +46,11 @@ pub fn inline(name: &str) -> Vec<Vec<u8>> {
             "time,obj_id,size\n0,a,1\n1,b,1\n2.5,a,1\n",
             "0,7\n1,8\n2,7\n3,9\n",
         ],
+        "paging_lcs_csv" => &[
+            "timestamp,obj_id,obj_size\n0,a,1\n1,b,1\n2.5,a,1\n",
+            "# -t obj-id-col=2, delimiter=\\t, obj-id-is-num=1\n0\t0x10\n1\t16\n2\t017\n",
+            "# -t time-col=2, obj-id-col=1, obj-size-col=3, has-header=false\nx|1|1\ny|2|1\n",
+        ],
         "selftest" => &["!boom", "fine"],
         _ => &[],
     };
@@ -54,7 +59,27 @@ pub fn inline(name: &str) -> Vec<Vec<u8>> {
         out.push(kvat(1, 1, 2, 2, 1, 1));
         out.push(kvat(2, 1, 1, 3, 2, 2));
     }
+    if name == "paging_oracle_general" {
+        out.push(oracle_general(&[
+            (0, 7, 1, 2),
+            (1, 8, 1, -1),
+            (2, 7, 1, -1),
+        ]));
+        out.push(oracle_general(&[(5, u64::MAX, 1, -1), (6, 1 << 40, 1, -1)]));
+    }
     out
+}
+
+/// libCacheSim oracleGeneral records: (clock time, object id, size, next access vtime).
+fn oracle_general(records: &[(u32, u64, u32, i64)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for &(t, id, size, next) in records {
+        b.extend_from_slice(&t.to_le_bytes());
+        b.extend_from_slice(&id.to_le_bytes());
+        b.extend_from_slice(&size.to_le_bytes());
+        b.extend_from_slice(&next.to_le_bytes());
+    }
+    b
 }
 
 /// Files a target's reader needs beside its input (RAGPulse's segment lengths).

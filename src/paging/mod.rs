@@ -2,9 +2,12 @@
 //! libCacheSim's find / insert / evict / remove), the offline optimum, learning-augmented
 //! policies with their predictors, and a fast standalone simulator (`kvsim paging`).
 
+pub mod labels;
+pub mod lcs_csv;
 pub mod policies;
 pub mod predictor;
 pub mod prefix_cache;
+pub mod readers;
 pub mod run;
 pub mod trace;
 pub mod util;

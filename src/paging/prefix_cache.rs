@@ -159,13 +159,15 @@ impl PrefixTrace {
 }
 
 /// `kvsim paging --order serving`: every policy (which must act in serving) at every size,
-/// hits summed over the traces, costs relative to Belady under the same order.
+/// hits summed over the traces, costs relative to Belady under the same order when `opt`
+/// or when `belady` is one of the policies (its own run is the optimum then).
 pub fn run_prefix(
     traces: &[PrefixTrace],
     ks: &[usize],
     policies: &[String],
     runs: u32,
     seed: u64,
+    opt: bool,
 ) -> crate::error::Result<Vec<super::run::PagingRow>> {
     use super::policies::{entry, PolicyParams};
     for p in policies {
@@ -188,15 +190,20 @@ pub fn run_prefix(
             })
             .sum()
     };
+    let with_opt = opt || policies.iter().any(|p| p == "belady");
     let mut rows = Vec::new();
     for &k in ks {
-        let opt_misses = blocks - hits_of("belady", k, 0);
+        crate::interrupt::check()?;
+        let opt_misses = with_opt.then(|| blocks - hits_of("belady", k, 0));
         for p in policies {
             crate::interrupt::check()?;
             let n = if entry(p)?.randomized { runs.max(1) } else { 1 };
-            let per_run: Vec<f64> = (0..n)
-                .map(|run| (blocks - hits_of(p, k, run)) as f64)
-                .collect();
+            let per_run: Vec<f64> = match opt_misses {
+                Some(m) if p == "belady" => vec![m as f64],
+                _ => (0..n)
+                    .map(|run| (blocks - hits_of(p, k, run)) as f64)
+                    .collect(),
+            };
             let row =
                 super::run::PagingRow::from_runs(p, "-".into(), k, blocks, opt_misses, &per_run);
             rows.push(row);
