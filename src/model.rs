@@ -303,10 +303,7 @@ const PRESETS: &[Preset] = &[
                 experts: 8,
                 top_k: 2,
                 expert_intermediate: 14336,
-                shared_intermediate: 0,
-                dense_layers: 0,
-                biases: false,
-                expert_bytes: None,
+                ..ROUTED
             }),
             ..DENSE
         },
@@ -328,10 +325,7 @@ const PRESETS: &[Preset] = &[
                 experts: 128,
                 top_k: 8,
                 expert_intermediate: 768,
-                shared_intermediate: 0,
-                dense_layers: 0,
-                biases: false,
-                expert_bytes: None,
+                ..ROUTED
             }),
             qk_norm: true,
             ..DENSE
@@ -354,10 +348,7 @@ const PRESETS: &[Preset] = &[
                 experts: 128,
                 top_k: 8,
                 expert_intermediate: 1536,
-                shared_intermediate: 0,
-                dense_layers: 0,
-                biases: false,
-                expert_bytes: None,
+                ..ROUTED
             }),
             qk_norm: true,
             ..DENSE
@@ -413,14 +404,25 @@ const PRESETS: &[Preset] = &[
     },
 ];
 
+/// An MoE with routed experts only, every layer MoE, no biases, experts at the model's
+/// dtype (to fill with struct update syntax).
+const ROUTED: Moe = Moe {
+    experts: 0,
+    top_k: 0,
+    expert_intermediate: 0,
+    shared_intermediate: 0,
+    dense_layers: 0,
+    biases: false,
+    expert_bytes: None,
+};
+
 const GPT_OSS_MOE: Moe = Moe {
     experts: 32,
     top_k: 4,
     expert_intermediate: 2880,
-    shared_intermediate: 0,
-    dense_layers: 0,
     biases: true,
     expert_bytes: Some(0.53125),
+    ..ROUTED
 };
 
 const GPT_OSS_ARCH: Arch = Arch {
@@ -449,8 +451,7 @@ const DEEPSEEK_V3: Preset = Preset {
             expert_intermediate: 2048,
             shared_intermediate: 2048,
             dense_layers: 3,
-            biases: false,
-            expert_bytes: None,
+            ..ROUTED
         }),
         mla: Some(Mla {
             kv_lora_rank: 512,
@@ -477,13 +478,25 @@ pub fn preset_names() -> Vec<&'static str> {
     PRESETS.iter().map(|p| p.name).collect()
 }
 
-fn dtype_bytes(dtype: &str) -> Option<u32> {
+/// Bytes per element of an element type, under kvsim's and vLLM's names (`bf16`,
+/// `bfloat16`, `fp16`, `float16`, `fp8`, `fp8_e4m3`, `fp8_e5m2`, `fp32`, `float32`).
+pub fn element_bytes(dtype: &str) -> Option<u32> {
     match dtype {
-        "bf16" | "fp16" => Some(2),
-        "fp8" => Some(1),
-        "fp32" => Some(4),
+        "fp8" | "fp8_e4m3" | "fp8_e5m2" => Some(1),
+        "bf16" | "fp16" | "float16" | "bfloat16" => Some(2),
+        "fp32" | "float32" => Some(4),
         _ => None,
     }
+}
+
+/// The weights' dtypes `model.dtype` takes.
+const WEIGHT_DTYPES: &[&str] = &["bf16", "fp16", "fp8", "fp32"];
+
+fn dtype_bytes(dtype: &str) -> Option<u32> {
+    WEIGHT_DTYPES
+        .contains(&dtype)
+        .then(|| element_bytes(dtype))
+        .flatten()
 }
 
 impl Model {
@@ -530,10 +543,11 @@ impl Model {
             .unwrap_or_else(|| preset.map_or("bf16", |p| p.dtype).to_string());
         let bytes = dtype_bytes(&dtype).ok_or_else(|| {
             Error::input(format!(
-                "model.dtype: unknown dtype `{dtype}`; known: bf16, fp16, fp8, fp32"
+                "model.dtype: unknown dtype `{dtype}`; known: {}",
+                WEIGHT_DTYPES.join(", ")
             ))
         })?;
-        let m = Model {
+        let mut m = Model {
             name: match (&spec.preset, spec.layers) {
                 (Some(n), _) => n.to_lowercase(),
                 (None, None) => preset.map(|p| p.name.to_string()).unwrap_or_default(),
@@ -551,7 +565,7 @@ impl Model {
             )?,
             vocab: need("vocab", spec.vocab, preset.map(|p| p.vocab))?,
             dtype_bytes: bytes,
-            kv_dtype_bytes: bytes.max(2),
+            kv_dtype_bytes: 0, // set below: the compute dtype's
             kv_dtype: "auto".to_string(),
             dtype,
             max_position: need(
@@ -565,6 +579,7 @@ impl Model {
                 .unwrap_or(false),
             arch: preset.map_or(DENSE, |p| p.arch),
         };
+        m.kv_dtype_bytes = m.compute_bytes();
         if !m.heads.is_multiple_of(m.kv_heads) {
             return Err(Error::input(format!(
                 "model.kv_heads: {} does not divide heads {}",
@@ -583,8 +598,7 @@ impl Model {
     pub fn with_kv_cache_dtype(mut self, cache_dtype: &str) -> Result<Model> {
         let bytes = match cache_dtype {
             "auto" => self.compute_bytes(),
-            "float16" | "bfloat16" | "fp16" | "bf16" => 2,
-            "fp8" | "fp8_e4m3" | "fp8_e5m2" => 1,
+            d if KV_CACHE_DTYPES.contains(&d) => element_bytes(d).expect("a known element type"),
             other => {
                 return Err(Error::input(format!(
                 "kv_cache.cache_dtype: unknown or unmodelled KV cache dtype `{other}`; known: {}",
@@ -690,16 +704,6 @@ impl Model {
     /// Weights of one dense layer's MLP (gate, up and down).
     pub fn dense_mlp_params(&self) -> u64 {
         self.gate_up_params() + self.down_params()
-    }
-
-    /// Weights of one layer, including its two RMS norms (a dense layer for a dense model;
-    /// for a mixture of experts, see [`Model::total_params`]).
-    pub fn layer_params(&self) -> u64 {
-        self.qkv_params()
-            + self.o_params()
-            + self.gate_up_params()
-            + self.down_params()
-            + 2 * self.hidden as u64
     }
 
     /// Weights of the LM head.
@@ -853,12 +857,9 @@ impl Model {
     /// FLOPs of the linear layers and LM head for one token (2 per multiply-add), without
     /// attention scores.
     pub fn linear_flops_per_token(&self) -> u64 {
-        if self.arch == DENSE {
-            return 2
-                * (self.layers as u64 * (self.layer_params() - 2 * self.hidden as u64)
-                    + self.lm_head_params());
-        }
-        // Active weights but the embedding lookup, norms, biases and sinks.
+        // Active weights but the embedding lookup and the norms (biases, sinks and QK
+        // norms stay in: a negligible overcount). For a dense model without them this is
+        // `2 (layers (qkv + o + gate_up + down) + lm_head)`.
         let h = self.hidden as u64;
         let emb = self.lm_head_params() * if self.tie_embeddings { 0 } else { 1 };
         2 * (self.active_params() - emb - (2 * self.layers as u64 + 1) * h)

@@ -72,16 +72,6 @@ pub struct Calibrated {
     outside: Mutex<BTreeMap<&'static str, f64>>,
 }
 
-/// Bytes per element of a profile's dtype name, if known.
-fn element_bytes(dtype: &str) -> Option<u32> {
-    match dtype {
-        "fp8" | "fp8_e4m3" | "fp8_e5m2" => Some(1),
-        "bf16" | "fp16" | "float16" | "bfloat16" => Some(2),
-        "fp32" | "float32" => Some(4),
-        _ => None,
-    }
-}
-
 impl Calibrated {
     /// Build the model from a profile for `model`; `roof` supplies the shapes and the
     /// scaling outside the grid (and the CPU overheads, which a kernel profile cannot see).
@@ -106,7 +96,7 @@ impl Calibrated {
         let attention = of(Op::PrefillAttention).chain(of(Op::DecodeAttention));
         if let Some(p) = attention
             .clone()
-            .find(|p| element_bytes(&p.dtype) != Some(model.kv_dtype_bytes))
+            .find(|p| crate::model::element_bytes(&p.dtype) != Some(model.kv_dtype_bytes))
         {
             return Err(err(format!(
                 "attention was measured with a {} KV cache, but kv_cache.cache_dtype is {} ({} bytes per element); use a profile measured at that dtype or the roofline",

@@ -64,8 +64,14 @@ impl Roofline {
     pub fn gemm_ns(&self, tokens: f64, k: u64, n: u64) -> f64 {
         let b = self.model.dtype_bytes as f64;
         let (k, n) = (k as f64, n as f64);
-        let compute = self.compute_s(2.0 * tokens * k * n, self.eff.gemm_compute);
-        let memory = self.memory_s((k * n + tokens * (k + n)) * b, self.eff.gemm_memory);
+        self.gemm_kernel_ns(2.0 * tokens * k * n, (k * n + tokens * (k + n)) * b)
+    }
+
+    /// A GEMM-class kernel of `flops` and `bytes`: compute and memory time at the GEMM
+    /// efficiencies, combined with the overlap exponent, plus the launch floor.
+    fn gemm_kernel_ns(&self, flops: f64, bytes: f64) -> f64 {
+        let compute = self.compute_s(flops, self.eff.gemm_compute);
+        let memory = self.memory_s(bytes, self.eff.gemm_memory);
         self.eff.gemm_floor_us * 1e3 + soft_max(compute, memory, self.eff.gemm_overlap) * 1e9
     }
 
@@ -129,14 +135,12 @@ impl Roofline {
 
     /// A grouped GEMM of `rows` rows over `experts` weights of `k x n` (the fused MoE
     /// kernel): FLOPs `2 rows k n`; bytes the experts' weights plus the rows' inputs and
-    /// outputs; combined as [`Roofline::gemm_ns`] with its floor.
+    /// outputs; priced as one GEMM-class kernel.
     fn grouped_gemm_ns(&self, rows: f64, experts: f64, k: u64, n: u64) -> f64 {
         let act = self.model.compute_bytes() as f64;
         let (k, n) = (k as f64, n as f64);
-        let compute = self.compute_s(2.0 * rows * k * n, self.eff.gemm_compute);
         let bytes = experts * k * n * self.expert_bytes() + rows * (k + n) * act;
-        let memory = self.memory_s(bytes, self.eff.gemm_memory);
-        self.eff.gemm_floor_us * 1e3 + soft_max(compute, memory, self.eff.gemm_overlap) * 1e9
+        self.gemm_kernel_ns(2.0 * rows * k * n, bytes)
     }
 
     /// One element-wise kernel moving `bytes` through HBM.
