@@ -43,6 +43,18 @@ pub struct Model {
     pub arch: Arch,
 }
 
+/// How a layer attends, as vLLM 0.33's KV cache specs tell the kinds apart
+/// (`vllm/v1/kv_cache_interface.py`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum LayerAttention {
+    /// To the whole context (`FullAttentionSpec`, `MLAAttentionSpec`).
+    Full,
+    /// To the last `window` tokens, itself included (`SlidingWindowSpec`).
+    SlidingWindow(u32),
+    /// To the tokens of its own chunk of `chunk` tokens (`ChunkedLocalAttentionSpec`).
+    ChunkedLocal(u32),
+}
+
 /// What a model's `config.json` says beyond the dense GQA shape.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct Arch {
@@ -53,6 +65,10 @@ pub struct Arch {
     /// Sliding-window attention: the window in tokens, and how many of the layers use it
     /// (the others attend to the full context).
     pub sliding_window: Option<(u32, u32)>,
+    /// Chunked local attention (Llama 4's `attention_chunk_size`): each token attends only
+    /// to the tokens of its own chunk of this many; the chunk size and how many of the
+    /// layers use it.
+    pub chunked_local: Option<(u32, u32)>,
     /// Biases on the Q, K, V and output projections (`attention_bias`).
     pub attention_bias: bool,
     /// Biases on the Q, K and V projections only (Qwen2.5).
@@ -122,6 +138,7 @@ const DENSE: Arch = Arch {
     moe: None,
     mla: None,
     sliding_window: None,
+    chunked_local: None,
     attention_bias: false,
     qkv_bias: false,
     attention_sinks: false,
@@ -781,6 +798,10 @@ impl Model {
                     shared_intermediate: m.shared_intermediate / tp,
                     ..m
                 }),
+                // A stage holds its share of each kind of layer (vLLM's stages interleave
+                // them as the model does).
+                sliding_window: self.arch.sliding_window.map(|(w, n)| (w, n.div_ceil(pp))),
+                chunked_local: self.arch.chunked_local.map(|(c, n)| (c, n.div_ceil(pp))),
                 ..self.arch
             },
             ..self.clone()
@@ -811,24 +832,45 @@ impl Model {
         elements * self.kv_dtype_bytes as u64
     }
 
+    /// The layers by how they attend, in the order vLLM's KV cache groups take them (the
+    /// kind of the first layer first: the local kinds, then full attention, MLA included,
+    /// for every preset). Every layer is in exactly one entry; counts are never zero.
+    pub fn layer_attention(&self) -> Vec<(LayerAttention, u32)> {
+        let mut v = Vec::new();
+        let mut local = 0;
+        if let Some((w, n)) = self.arch.sliding_window.filter(|&(_, n)| n > 0) {
+            v.push((LayerAttention::SlidingWindow(w), n));
+            local += n;
+        }
+        if let Some((c, n)) = self.arch.chunked_local.filter(|&(_, n)| n > 0) {
+            v.push((LayerAttention::ChunkedLocal(c), n));
+            local += n;
+        }
+        if self.layers > local {
+            v.push((LayerAttention::Full, self.layers - local));
+        }
+        v
+    }
+
     /// The layers by kind of KV cache, with the KV bytes one token takes in each layer of
     /// the kind: full attention, sliding window (bytes per token while it is in the
     /// window), latent (MLA).
     pub fn kv_layer_types(&self) -> Vec<(String, u32, u64)> {
         let per = self.kv_bytes_per_token_layer();
-        if self.arch.mla.is_some() {
-            return vec![("latent attention (MLA)".into(), self.layers, per)];
-        }
-        match self.arch.sliding_window {
-            Some((window, n)) if n > 0 => {
-                let mut v = vec![(format!("sliding window of {window}"), n, per)];
-                if self.layers > n {
-                    v.push(("full attention".into(), self.layers - n, per));
-                }
-                v
-            }
-            _ => vec![("full attention".into(), self.layers, per)],
-        }
+        self.layer_attention()
+            .into_iter()
+            .map(|(kind, n)| {
+                let name = match kind {
+                    LayerAttention::Full if self.arch.mla.is_some() => {
+                        "latent attention (MLA)".to_string()
+                    }
+                    LayerAttention::Full => "full attention".to_string(),
+                    LayerAttention::SlidingWindow(w) => format!("sliding window of {w}"),
+                    LayerAttention::ChunkedLocal(c) => format!("chunked local attention of {c}"),
+                };
+                (name, n, per)
+            })
+            .collect()
     }
 
     /// The architecture features kvsim's engine does not model yet: latent attention,

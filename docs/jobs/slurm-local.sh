@@ -30,11 +30,13 @@ pids=()
 finish() {
     rc=$?
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    # The daemons write their seed and pid files as they stop: wait for them before removing.
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     if [ "$rc" -ne 0 ]; then
         echo "slurm-local: failed (rc $rc); logs:" >&2
         tail -n 20 "$work"/*.log "$work"/run/out/sweep/*.log 2>/dev/null >&2 || true
     fi
-    rm -rf "$work"
+    rm -rf "$work" 2>/dev/null || { sleep 1; rm -rf "$work"; }
     exit "$rc"
 }
 trap finish EXIT
