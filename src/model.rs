@@ -873,20 +873,12 @@ impl Model {
             .collect()
     }
 
-    /// The architecture features kvsim's engine does not model yet: latent attention,
-    /// sliding windows, and mixture of experts together with either (a full-attention MoE
-    /// model runs: its experts are priced by the roofline); empty for the others.
+    /// The architecture features kvsim's engine does not model yet (latent attention);
+    /// empty for the others.
     pub fn unmodelled_features(&self) -> Vec<&'static str> {
-        let a = &self.arch;
         let mut v = Vec::new();
-        if a.moe.is_some() && (a.mla.is_some() || a.sliding_window.is_some()) {
-            v.push("mixture of experts");
-        }
-        if a.mla.is_some() {
+        if self.arch.mla.is_some() {
             v.push("latent attention (MLA)");
-        }
-        if a.sliding_window.is_some() {
-            v.push("sliding-window layers");
         }
         v
     }
@@ -1181,9 +1173,8 @@ mod tests {
         assert_eq!(shard.kv_bytes_per_token(), ds.kv_bytes_per_token());
         assert_eq!(shard.arch.moe.unwrap().expert_intermediate, 256);
         assert!(preset("mixtral-8x7b").unmodelled_features().is_empty());
-        assert!(preset("gpt-oss-20b")
-            .unmodelled_features()
-            .contains(&"sliding-window layers"));
+        assert!(preset("gpt-oss-20b").unmodelled_features().is_empty());
+        assert!(!preset("deepseek-v3").unmodelled_features().is_empty());
         assert!(preset("llama-3.1-8b").unmodelled_features().is_empty());
     }
 

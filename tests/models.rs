@@ -55,13 +55,13 @@ fn run_refuses_a_model_it_cannot_simulate_yet() {
         scenario.to_str().unwrap(),
         "--no-files",
         "--set",
-        "model.preset=gpt-oss-120b",
+        "model.preset=deepseek-v3",
     ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("model.preset"), "{err}");
-    assert!(err.contains("sliding-window layers"), "{err}");
-    assert!(err.contains("kvsim model show gpt-oss-120b"), "{err}");
+    assert!(err.contains("latent attention (MLA)"), "{err}");
+    assert!(err.contains("kvsim model show deepseek-v3"), "{err}");
 }
 
 /// The distinct-experts formula `E (1 - (1 - k/E)^B)` at batch 1, 8, 64 and 512, by hand,

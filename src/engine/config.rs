@@ -1,6 +1,7 @@
 //! Resolving a scenario into a concrete engine: defaults by GPU class, the KV memory plan
 //! and the cost model.
 
+use super::kv_groups::KvGroups;
 use super::scheduler::SchedulerConfig;
 use crate::error::{Error, Result};
 use crate::hardware::Gpu;
@@ -26,8 +27,14 @@ pub struct MemoryPlan {
     pub activation_bytes: u64,
     /// Memory outside PyTorch, bytes.
     pub non_torch_bytes: u64,
-    /// Bytes of one KV block on one GPU (its KV heads, its stage's layers).
+    /// Bytes of one KV block on one GPU (its KV heads, the layers of one KV cache group
+    /// of its stage: every layer unless the model is hybrid).
     pub block_bytes: u64,
+    /// The KV cache groups sharing the pool ([`KvGroups::describe`]).
+    pub kv_cache_groups: String,
+    /// How many of the groups attend to the full context (each holds a block per
+    /// `block_size` tokens of a request; local groups hold a bounded number).
+    pub full_attention_groups: u32,
     /// Blocks in the pool, including vLLM's null block. Each GPU of a replica holds its
     /// slice of every block (its KV heads and layers), so the count is per replica.
     pub num_gpu_blocks: u64,
@@ -38,9 +45,10 @@ pub struct MemoryPlan {
 }
 
 impl MemoryPlan {
-    /// KV cache capacity in tokens (usable blocks times block size).
+    /// KV cache capacity in tokens: usable blocks times block size, shared by the
+    /// full-attention groups (a hybrid model's local groups, bounded per request, left out).
     pub fn capacity_tokens(&self, block_size: u32) -> u64 {
-        (self.num_gpu_blocks - 1) * block_size as u64
+        (self.num_gpu_blocks - 1) * block_size as u64 / self.full_attention_groups.max(1) as u64
     }
 }
 
@@ -90,6 +98,8 @@ pub struct EngineSetup {
     pub free_unhashed_first: bool,
     /// Token-level compression, if any.
     pub token_policy: Option<super::token_policy::TokenPolicy>,
+    /// The KV cache groups (one block table each).
+    pub kv_groups: KvGroups,
 }
 
 impl EngineSetup {
@@ -137,10 +147,15 @@ impl EngineSetup {
             Some(t) => super::token_policy::TokenPolicy::from_spec(t, &model)?,
             None => None,
         };
-        // A block holds `block_size` tokens at the stored size (quantized, with metadata).
+        // A block holds `block_size` tokens at the stored size (quantized, with metadata)
+        // in every layer of one group.
+        let kv_groups = KvGroups::plan(&shard, !k.disable_hybrid_kv_cache_manager);
+        if kv_groups.is_hybrid() {
+            refuse_with_hybrid_groups(s, &model)?;
+        }
         let factor = token_policy.as_ref().map_or(1.0, |t| t.memory_factor());
-        let block_bytes =
-            ((k.block_size as u64 * shard.kv_bytes_per_token()) as f64 * factor).ceil() as u64;
+        let page = k.block_size as u64 * shard.kv_bytes_per_token_layer();
+        let block_bytes = (kv_groups.bytes_per_block(page) as f64 * factor).ceil() as u64;
         let activation_bytes = match k.activation_gib {
             Some(g) => (g * GIB) as u64,
             None => activation_peak(&shard, max_num_batched_tokens, max_num_seqs),
@@ -189,6 +204,12 @@ impl EngineSetup {
             activation_bytes,
             non_torch_bytes,
             block_bytes,
+            kv_cache_groups: kv_groups.describe(),
+            full_attention_groups: kv_groups
+                .kinds
+                .iter()
+                .filter(|&&k| k == crate::model::LayerAttention::Full)
+                .count() as u32,
             num_gpu_blocks,
             gpus_per_replica: parallel.gpus(),
             explicit,
@@ -244,7 +265,32 @@ impl EngineSetup {
             enable_prefix_caching: k.enable_prefix_caching,
             free_unhashed_first: k.free_unhashed_first,
             token_policy,
+            kv_groups,
         })
+    }
+}
+
+/// The features kvsim models for one full-attention group only, refused for a hybrid
+/// model (several KV cache groups) with the key to change.
+fn refuse_with_hybrid_groups(s: &Scenario, model: &Model) -> Result<()> {
+    let k = &s.kv_cache;
+    let clash = if k.token_policy.is_some() {
+        Some("kv_cache.token_policy")
+    } else if k.cpu_offload.is_some() {
+        Some("kv_cache.cpu_offload")
+    } else if k.eviction != "vllm" {
+        Some("kv_cache.eviction")
+    } else if s.engine.preemption_mode == crate::scenario::PreemptionMode::Swap {
+        Some("engine.preemption_mode")
+    } else {
+        None
+    };
+    match clash {
+        Some(key) => Err(Error::input(format!(
+            "{key}: kvsim models this only for one full-attention KV cache group, and {} has sliding-window or chunked-local layers in groups of their own; set kv_cache.disable_hybrid_kv_cache_manager: true to allocate them as full attention",
+            model.name
+        ))),
+        None => Ok(()),
     }
 }
 

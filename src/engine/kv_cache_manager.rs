@@ -19,6 +19,8 @@
 //! block. Evicting requests neither hit nor fill the prefix cache, since their blocks hold
 //! a compacted subset of the tokens their hashes name.
 
+mod hybrid;
+
 use super::block_pool::{BlockCounts, BlockId, BlockPool};
 use super::cpu_tier::CpuTier;
 use super::evictor::TraceNextUse;
@@ -44,6 +46,10 @@ struct RequestBlocks {
     keys: Vec<SegmentKey>,
     /// With an oracle: when each block's content is next requested after this request.
     next_uses: Vec<u64>,
+    /// With several KV cache groups: each group's table (`blocks` is then unused).
+    groups: Vec<hybrid::GroupTable>,
+    /// With several groups: blocks were allocated since the request was (re)admitted.
+    allocated: bool,
 }
 
 /// A prefix-cache lookup result, valid until the next call on the manager.
@@ -79,6 +85,7 @@ pub struct KvCacheManager {
     evicted_scratch: Vec<u64>,
     token: Option<TokenPolicy>,
     oracle: Option<Arc<TraceNextUse>>,
+    hybrid: Option<hybrid::Hybrid>,
 }
 
 impl std::fmt::Debug for TraceNextUse {
@@ -106,7 +113,21 @@ impl KvCacheManager {
             evicted_scratch: Vec::new(),
             token: None,
             oracle: None,
+            hybrid: None,
         }
+    }
+
+    /// Keep one block table per KV cache group of these kinds (vLLM's hybrid KV cache
+    /// manager; [`crate::engine::kv_groups::KvGroups`]), instead of one full-attention
+    /// table. `max_in_flight` is the most tokens scheduled and not yet settled
+    /// (concurrent batches times `max_num_batched_tokens`).
+    pub fn set_groups(
+        &mut self,
+        kinds: Vec<crate::model::LayerAttention>,
+        max_in_flight: u64,
+        max_model_len: u64,
+    ) {
+        self.hybrid = Some(hybrid::Hybrid::new(kinds, max_in_flight, max_model_len));
     }
 
     /// Tell the eviction policy when each block content is next requested (Belady, oracle
@@ -203,6 +224,9 @@ impl KvCacheManager {
 
     /// Most blocks a request of `prompt` plus `output` tokens ever holds.
     pub fn peak_blocks(&self, prompt: u32, output: u32) -> u64 {
+        if self.hybrid.is_some() {
+            return self.hybrid_peak_blocks(prompt as u64 + output as u64);
+        }
         match &self.token {
             Some(t) => self.blocks_for(t.peak_slots(prompt, output)),
             None => self.blocks_for(prompt as u64 + output as u64),
@@ -219,6 +243,9 @@ impl KvCacheManager {
     pub fn cached_prefix_blocks(&self, hashes: &[u64]) -> usize {
         if !self.enable_caching {
             return 0;
+        }
+        if let Some(h) = &self.hybrid {
+            return self.hybrid_cached_prefix(h, hashes);
         }
         let gpu = hashes
             .iter()
@@ -292,7 +319,11 @@ impl KvCacheManager {
     /// Full recount of the pool (slow; for tests and `--audit`).
     pub fn audit(&self) -> Result<BlockCounts, String> {
         let c = self.pool.audit()?;
-        let referenced: u64 = self.requests.values().map(|r| r.blocks.len() as u64).sum();
+        let referenced: u64 = self
+            .requests
+            .values()
+            .map(|r| (r.blocks.len() + hybrid::held_blocks(r)) as u64)
+            .sum();
         let refs: u64 = (1..=c.total).map(|id| self.pool.ref_cnt(id) as u64).sum();
         if referenced != refs {
             return Err(format!(
@@ -319,6 +350,7 @@ impl KvCacheManager {
         rb.next_uses.clear();
         fill(&mut rb.hashes);
         rb.prompt = 0;
+        hybrid::reset_tables(&mut rb, self.hybrid.as_ref().map_or(0, |h| h.num_groups()));
         self.requests.insert(id, rb);
     }
 
@@ -335,19 +367,24 @@ impl KvCacheManager {
     /// Forget a finished or rejected request (its blocks must have been freed).
     pub fn remove_request(&mut self, id: u64) {
         if let Some(rb) = self.requests.remove(&id) {
-            debug_assert!(rb.blocks.is_empty());
+            debug_assert!(rb.blocks.is_empty() && hybrid::held_blocks(&rb) == 0);
             self.spare.push(rb);
         }
     }
 
     /// Blocks the request holds.
     pub fn num_blocks_of(&self, id: u64) -> usize {
-        self.requests.get(&id).map_or(0, |r| r.blocks.len())
+        self.requests
+            .get(&id)
+            .map_or(0, |r| r.blocks.len() + hybrid::held_blocks(r))
     }
 
     /// Longest cached prefix of the request's first `num_tokens` tokens, at most
     /// `num_tokens - 1` tokens. The hit blocks are remembered for `allocate_slots`.
     pub fn get_computed_blocks(&mut self, id: u64, num_tokens: u32) -> CacheHit {
+        if self.hybrid.is_some() {
+            return self.hybrid_computed_blocks(id, num_tokens);
+        }
         self.hit_scratch.clear();
         if !self.enable_caching || num_tokens == 0 {
             return CacheHit::NONE;
@@ -384,7 +421,9 @@ impl KvCacheManager {
     /// when `hit` is given. With `full_tokens`, first require room for that many tokens
     /// (the whole prompt). `reserve` blocks must stay free (the watermark). `known_tokens` is
     /// the request's current length: blocks full up to it are registered as cached.
-    /// Returns false, changing nothing, when the blocks are not free.
+    /// `in_flight` tokens of the computed ones are scheduled but not yet settled (local
+    /// groups free only below the settled ones). Returns false when the blocks are not
+    /// free, changing nothing but, with local groups, the blocks they no longer need.
     #[allow(clippy::too_many_arguments)]
     pub fn allocate_slots(
         &mut self,
@@ -395,7 +434,20 @@ impl KvCacheManager {
         full_tokens: Option<u32>,
         reserve: u32,
         known_tokens: u32,
+        in_flight: u32,
     ) -> bool {
+        if self.hybrid.is_some() {
+            return self.hybrid_allocate_slots(
+                id,
+                num_computed_tokens,
+                num_new_tokens,
+                hit,
+                full_tokens,
+                reserve,
+                known_tokens,
+                in_flight,
+            );
+        }
         let hit = hit.unwrap_or(CacheHit::NONE);
         let hit_blocks: &[BlockId] = if hit.blocks > 0 {
             &self.hit_scratch[..hit.blocks]
@@ -484,11 +536,17 @@ impl KvCacheManager {
         if !self.enable_caching {
             return;
         }
+        if self.hybrid.is_some() {
+            return self.hybrid_cache_blocks(id, num_full_blocks);
+        }
         self.register(id, num_full_blocks as usize);
     }
 
     /// Return all of a request's blocks, last block first.
     pub fn free(&mut self, id: u64) {
+        if self.hybrid.is_some() {
+            return self.hybrid_free(id);
+        }
         let rb = self.requests.get_mut(&id).expect("request registered");
         rb.num_cached = 0;
         let n = rb.blocks.len();
@@ -515,7 +573,7 @@ mod tests {
         let mut m = KvCacheManager::new(101, 16, true, true);
         // Request 1: 40 tokens = 2 full blocks + 8.
         m.add_request(1, 1, hashes(100, 2));
-        assert!(m.allocate_slots(1, 0, 40, None, Some(40), 0, 40));
+        assert!(m.allocate_slots(1, 0, 40, None, Some(40), 0, 40, 0));
         assert_eq!(m.num_blocks_of(1), 3);
         // Request 2 shares the first block's content only.
         m.add_request(2, 2, |v| v.extend([201, 999]));
@@ -528,7 +586,7 @@ mod tests {
                 cpu_blocks: 0,
             }
         );
-        assert!(m.allocate_slots(2, 0, 24, Some(hit), Some(40), 0, 40));
+        assert!(m.allocate_slots(2, 0, 24, Some(hit), Some(40), 0, 40, 0));
         assert_eq!(m.num_blocks_of(2), 3);
         let c = m.audit().unwrap();
         assert_eq!(c.used, 5);
@@ -538,7 +596,7 @@ mod tests {
     fn whole_prompt_hit_recomputes_last_block() {
         let mut m = KvCacheManager::new(101, 16, true, true);
         m.add_request(1, 1, hashes(0, 2));
-        assert!(m.allocate_slots(1, 0, 32, None, None, 0, 32));
+        assert!(m.allocate_slots(1, 0, 32, None, None, 0, 32, 0));
         m.free(1);
         m.add_request(2, 2, hashes(0, 2));
         // 32 tokens, all cached, but at most 31 may hit: one block.
@@ -549,10 +607,10 @@ mod tests {
     fn allocation_fails_without_side_effects() {
         let mut m = KvCacheManager::new(3, 16, true, true); // 2 usable
         m.add_request(1, 1, hashes(0, 4));
-        assert!(!m.allocate_slots(1, 0, 48, None, None, 0, 48));
+        assert!(!m.allocate_slots(1, 0, 48, None, None, 0, 48, 0));
         assert_eq!(m.counts().free, 2);
-        assert!(m.allocate_slots(1, 0, 20, None, Some(20), 0, 64));
-        assert!(!m.allocate_slots(1, 20, 20, None, None, 0, 64));
+        assert!(m.allocate_slots(1, 0, 20, None, Some(20), 0, 64, 0));
+        assert!(!m.allocate_slots(1, 20, 20, None, None, 0, 64, 0));
         m.audit().unwrap();
     }
 }
@@ -566,8 +624,8 @@ mod chunk_tests {
         let mut m = KvCacheManager::new(2000, 16, true, true);
         m.add_request(1, 1, |v| v.extend((0..846u64).map(|i| i * 2 + 1)));
         // The first chunk ends inside block 409 (6559 = 409 * 16 + 15).
-        assert!(m.allocate_slots(1, 0, 6559, None, Some(13544), 0, 13544));
-        assert!(m.allocate_slots(1, 6559, 6985, None, None, 0, 13544));
+        assert!(m.allocate_slots(1, 0, 6559, None, Some(13544), 0, 13544, 0));
+        assert!(m.allocate_slots(1, 6559, 6985, None, None, 0, 13544, 0));
         m.free(1);
         m.add_request(2, 2, |v| v.extend((0..846u64).map(|i| i * 2 + 1)));
         assert_eq!(m.get_computed_blocks(2, 13544).blocks, 846);

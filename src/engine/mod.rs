@@ -7,6 +7,7 @@ pub mod config;
 pub mod cpu_tier;
 pub mod evictor;
 pub mod kv_cache_manager;
+pub mod kv_groups;
 pub mod learned;
 pub mod replica;
 pub mod request;
@@ -15,4 +16,4 @@ pub mod token_policy;
 
 /// The vLLM source this engine follows.
 pub const VLLM_REFERENCE: &str =
-    "vLLM 0.33.0 v1 core (block_pool.py, kv_cache_manager.py, sched/scheduler.py, sched/async_scheduler.py)";
+    "vLLM 0.33.0 v1 core (block_pool.py, kv_cache_manager.py, kv_cache_coordinator.py, single_type_kv_cache_manager.py, kv_cache_planning.py, sched/scheduler.py, sched/async_scheduler.py)";

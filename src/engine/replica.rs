@@ -128,6 +128,22 @@ impl Replica {
         if let Some(t) = &setup.token_policy {
             kv.set_token_policy(t.clone());
         }
+        let kinds = &setup.kv_groups.kinds;
+        if kinds.len() > 1 || kinds[0] != crate::model::LayerAttention::Full {
+            // vLLM's `max_concurrent_batches`: two with asynchronous scheduling, else one
+            // per pipeline stage.
+            let sched = &setup.scheduler;
+            let batches = if sched.async_scheduling && setup.parallel.pp == 1 {
+                2
+            } else {
+                setup.parallel.pp as u64
+            };
+            kv.set_groups(
+                kinds.clone(),
+                batches * sched.max_num_batched_tokens as u64,
+                sched.max_model_len as u64,
+            );
+        }
         Replica {
             index,
             role,

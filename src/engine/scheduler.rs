@@ -326,11 +326,11 @@ impl Scheduler {
                 i += 1;
                 continue;
             }
-            let (computed, known) = (r.num_computed, r.num_tokens());
+            let (computed, known, in_flight) = (r.num_computed, r.num_tokens(), r.in_flight_tokens);
             let mut ok = true;
             while !self
                 .kv
-                .allocate_slots(slot as u64, computed, n, None, None, 0, known)
+                .allocate_slots(slot as u64, computed, n, None, None, 0, known, in_flight)
             {
                 let victim = self.running.pop().expect("running is not empty");
                 self.preempt(victim);
@@ -379,9 +379,17 @@ impl Scheduler {
             } else {
                 self.cfg.watermark_blocks
             };
-            if !self
-                .kv
-                .allocate_slots(slot as u64, resume, n, Some(hit), full, reserve, known)
+            let in_flight = self.request(slot).in_flight_tokens;
+            if !self.kv.allocate_slots(
+                slot as u64,
+                resume,
+                n,
+                Some(hit),
+                full,
+                reserve,
+                known,
+                in_flight,
+            )
             {
                 break;
             }

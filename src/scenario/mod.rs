@@ -517,6 +517,10 @@ pub struct KvCacheSpec {
     /// Freed blocks without a hash go to the head of the free queue (reused first).
     #[serde(default = "yes")]
     pub free_unhashed_first: bool,
+    /// vLLM's `--disable-hybrid-kv-cache-manager`: allocate sliding-window and chunked-local
+    /// layers as full-attention ones (one block table, nothing freed outside the window).
+    #[serde(default)]
+    pub disable_hybrid_kv_cache_manager: bool,
     /// Which evictable cached block to drop: `vllm` (vLLM's free queue, LRU by release
     /// time) or a policy of the paging lab (`docs/policies.md`).
     #[serde(default = "default_eviction")]
@@ -645,6 +649,7 @@ impl Default for KvCacheSpec {
             activation_gib: None,
             non_torch_gib: default_non_torch(),
             free_unhashed_first: true,
+            disable_hybrid_kv_cache_manager: false,
             eviction: default_eviction(),
             predictor: None,
             cpu_offload: None,
