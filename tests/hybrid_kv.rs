@@ -1,0 +1,110 @@
+//! vLLM 0.33's hybrid KV cache manager from the command line: the memory plan of a model
+//! with sliding-window layers (KV cache groups, bytes per block, block count) against vLLM's
+//! formula by hand, and a sliding-window group that frees its blocks in a long generation.
+
+mod common;
+
+use common::{json, native_scenario, run, run_ok, temp_dir};
+
+fn memory(d: &std::path::Path, preset: &str, extra: &[&str]) -> serde_json::Value {
+    let scenario = native_scenario(d, "arrival_s,input_tokens,output_tokens\n0,100,2000\n", "");
+    let mut args = vec![
+        "run",
+        scenario.to_str().unwrap(),
+        "--no-files",
+        "--json",
+        "-q",
+        "--set",
+    ];
+    let model = format!("model.preset={preset}");
+    args.push(&model);
+    args.extend_from_slice(extra);
+    json(&run_ok(&args))
+}
+
+/// gpt-oss-120b on one H100: 18 sliding-window and 18 full layers form two groups of 18
+/// (`_get_kv_cache_groups_uniform_page_size`); a block is one page of 16 tokens x 2 x 8 KV
+/// heads x 64 x 2 bytes = 32,768 bytes per layer of a group: 18 x 32,768 = 589,824; and
+/// `num_blocks = available // bytes_per_block`. With the hybrid manager off, one group of
+/// all 36 layers: twice the bytes, half the blocks.
+#[test]
+fn gpt_oss_120b_on_an_h100_plans_vllms_block_count() {
+    let d = temp_dir("hybrid-plan");
+    let s = memory(&d, "gpt-oss-120b", &[]);
+    let m = &s["memory"];
+    assert_eq!(m["block_bytes"], 18 * 16 * 2 * 8 * 64 * 2);
+    assert_eq!(
+        m["kv_cache_groups"],
+        "2 groups of 18 layers (1 sliding window 128, 1 full attention)"
+    );
+    let available = |m: &serde_json::Value| {
+        (m["gpu_memory_bytes"].as_f64().unwrap() * 0.92)
+            - m["weight_bytes"].as_f64().unwrap()
+            - m["activation_bytes"].as_f64().unwrap()
+            - m["non_torch_bytes"].as_f64().unwrap()
+    };
+    let by_hand = (available(m) / 589_824.0).floor() as u64;
+    assert_eq!(m["num_gpu_blocks"].as_u64().unwrap(), by_hand);
+    let off = memory(
+        &d,
+        "gpt-oss-120b",
+        &["--set", "kv_cache.disable_hybrid_kv_cache_manager=true"],
+    );
+    let m = &off["memory"];
+    assert_eq!(m["block_bytes"], 36 * 16 * 2 * 8 * 64 * 2);
+    assert_eq!(m["kv_cache_groups"], "1 group of 36 layers");
+    assert_eq!(
+        m["num_gpu_blocks"].as_u64().unwrap(),
+        (available(m) / 1_179_648.0).floor() as u64
+    );
+    // The capacity in tokens is the same: the full group holds one block per 16 tokens.
+    assert_eq!(
+        s["kv_capacity_tokens"].as_u64().unwrap() / 16,
+        s["memory"]["num_gpu_blocks"].as_u64().unwrap() - 1
+    );
+}
+
+/// One request, 100 prompt tokens and 2,000 generated, on gpt-oss-20b (12 sliding, 12 full
+/// layers): the last step computes token 2,098, so the full group ends with
+/// cdiv(2,099, 16) = 132 blocks; the sliding group never holds more than 128 / 16 + 1 = 9:
+/// a peak of 141 blocks. With the hybrid manager off the one group holds 132.
+#[test]
+fn a_long_generation_holds_the_window_plus_one_block_in_the_sliding_group() {
+    let d = temp_dir("hybrid-long");
+    let on = memory(&d, "gpt-oss-20b", &["--audit"]);
+    assert_eq!(on["requests_completed"], 1);
+    assert_eq!(on["kv_blocks_used_peak"], 132 + 9);
+    let off = memory(
+        &d,
+        "gpt-oss-20b",
+        &["--set", "kv_cache.disable_hybrid_kv_cache_manager=true"],
+    );
+    assert_eq!(off["kv_blocks_used_peak"], 132);
+}
+
+/// What the hybrid manager does not model yet is refused, naming the key.
+#[test]
+fn features_of_one_full_attention_group_are_refused_with_hybrid_groups() {
+    let d = temp_dir("hybrid-refuse");
+    let scenario = native_scenario(&d, "arrival_s,input_tokens,output_tokens\n0,10,2\n", "");
+    for (key, value) in [
+        ("kv_cache.eviction", "lru"),
+        ("kv_cache.cpu_offload", "{gib: 4}"),
+        ("engine.preemption_mode", "swap"),
+    ] {
+        let set = format!("{key}={value}");
+        let out = run(&[
+            "run",
+            scenario.to_str().unwrap(),
+            "--no-files",
+            "--set",
+            "model.preset=gpt-oss-20b",
+            "--set",
+            &set,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{key}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(err.contains("disable_hybrid_kv_cache_manager"), "{err}");
+    }
+}
