@@ -53,6 +53,9 @@ pub enum LayerAttention {
     SlidingWindow(u32),
     /// To the tokens of its own chunk of `chunk` tokens (`ChunkedLocalAttentionSpec`).
     ChunkedLocal(u32),
+    /// Through a fixed recurrent state per request instead of keys and values per token
+    /// (linear attention, Qwen3-Next's Gated DeltaNet: `MambaSpec`).
+    Linear,
 }
 
 /// What a model's `config.json` says beyond the dense GQA shape.
@@ -77,6 +80,35 @@ pub struct Arch {
     pub attention_sinks: bool,
     /// RMS norms on the queries and keys, one weight per head dimension (Qwen3).
     pub qk_norm: bool,
+    /// Four RMS norms of `hidden` per layer instead of two: Gemma's pre- and post-attention
+    /// and pre- and post-feedforward norms.
+    #[serde(skip_serializing_if = "is_false")]
+    pub sandwich_norms: bool,
+    /// A sigmoid output gate on the attention (`attn_output_gate`, Qwen3-Next): the query
+    /// projection also yields one gate per query element, doubling its width.
+    #[serde(skip_serializing_if = "is_false")]
+    pub attention_output_gate: bool,
+    /// Linear-attention layers (Qwen3-Next's Gated DeltaNet) in place of some attention
+    /// layers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linear_attention: Option<LinearAttention>,
+    /// Weights of the vision encoder and its projector into the text model, which vLLM
+    /// loads with a multimodal checkpoint (counted flat, from the checkpoint's
+    /// `vision_config`; they do not run for text tokens); 0 for a text-only model.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub vision_params: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The experts of a mixture-of-experts MLP (`config.json` names in brackets).
@@ -94,6 +126,15 @@ pub struct Moe {
     pub shared_intermediate: u32,
     /// Leading layers with a dense MLP of `intermediate` instead (`first_k_dense_replace`).
     pub dense_layers: u32,
+    /// After the leading dense layers, every this-many-th layer is MoE and the others have a
+    /// dense MLP of `intermediate` (Llama 4's `interleave_moe_layer_step`: layers
+    /// `step - 1`, `2 step - 1`, ...); 1: every layer.
+    #[serde(skip_serializing_if = "is_one")]
+    pub moe_layer_step: u32,
+    /// A sigmoid gate (one `hidden`-wide weight row) scaling the shared experts' output
+    /// (`shared_expert_gate`, Qwen2-MoE and Qwen3-Next).
+    #[serde(skip_serializing_if = "is_false")]
+    pub shared_expert_gate: bool,
     /// Biases on the router and the experts (gpt-oss).
     pub biases: bool,
     /// Bytes per expert weight when the checkpoint stores experts in a format of their
@@ -116,6 +157,74 @@ pub struct Mla {
     pub qk_nope_head_dim: u32,
     /// Per-head value dimension (`v_head_dim`).
     pub v_head_dim: u32,
+}
+
+/// Linear-attention layers: Qwen3-Next's Gated DeltaNet (`config.json` names in brackets).
+/// Each keeps a fixed state per request, whatever its length, instead of keys and values per
+/// token: a short causal convolution's last inputs and a recurrent matrix per value head.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LinearAttention {
+    /// Layers with linear attention; the others attend to the full context
+    /// (`full_attention_interval`: every such-th layer attends fully).
+    pub layers: u32,
+    /// Query and key heads (`linear_num_key_heads`).
+    pub key_heads: u32,
+    /// Value heads (`linear_num_value_heads`).
+    pub value_heads: u32,
+    /// Dimension of a query or key head (`linear_key_head_dim`).
+    pub key_head_dim: u32,
+    /// Dimension of a value head (`linear_value_head_dim`).
+    pub value_head_dim: u32,
+    /// Taps of the causal convolution over the projected queries, keys and values
+    /// (`linear_conv_kernel_dim`).
+    pub conv_kernel: u32,
+}
+
+impl LinearAttention {
+    /// Width of all query or key heads.
+    fn key_dim(&self) -> u64 {
+        self.key_heads as u64 * self.key_head_dim as u64
+    }
+
+    /// Width of all value heads.
+    fn value_dim(&self) -> u64 {
+        self.value_heads as u64 * self.value_head_dim as u64
+    }
+
+    /// Channels of the convolution: queries, keys and values.
+    pub fn conv_dim(&self) -> u64 {
+        2 * self.key_dim() + self.value_dim()
+    }
+
+    /// Weights of one layer, as vLLM 0.33 holds them
+    /// (`qwen_gdn_linear_attn.py`): `in_proj_qkvz` (queries, keys, values and the output
+    /// gate z, `hidden x (2 key + 2 value)`), `in_proj_ba` (the beta and alpha gates,
+    /// `hidden x 2 value_heads`), `conv1d` (one filter of `conv_kernel` taps per channel),
+    /// `dt_bias` and `A_log` (one per value head), the gated RMS norm (`value_head_dim`) and
+    /// `out_proj` (`value x hidden`).
+    pub fn params(&self, hidden: u32) -> u64 {
+        let h = hidden as u64;
+        let (k, v) = (self.key_dim(), self.value_dim());
+        h * (2 * k + 2 * v)
+            + h * 2 * self.value_heads as u64
+            + self.conv_dim() * self.conv_kernel as u64
+            + 2 * self.value_heads as u64
+            + self.value_head_dim as u64
+            + v * h
+    }
+
+    /// Elements of one layer's convolution state per request: the last `conv_kernel - 1`
+    /// inputs of every channel (vLLM's `gated_delta_net_state_shape`, without speculative
+    /// tokens).
+    pub fn conv_state_elements(&self) -> u64 {
+        self.conv_dim() * self.conv_kernel.saturating_sub(1) as u64
+    }
+
+    /// Elements of one layer's recurrent (SSM) state per request: a `value_head_dim x
+    /// key_head_dim` matrix per value head.
+    pub fn ssm_state_elements(&self) -> u64 {
+        self.value_heads as u64 * self.value_head_dim as u64 * self.key_head_dim as u64
+    }
 }
 
 struct Preset {
@@ -143,6 +252,10 @@ const DENSE: Arch = Arch {
     qkv_bias: false,
     attention_sinks: false,
     qk_norm: false,
+    sandwich_norms: false,
+    attention_output_gate: false,
+    linear_attention: None,
+    vision_params: 0,
 };
 
 /// A preset with the fields most share (to fill with struct update syntax).
@@ -429,6 +542,8 @@ const ROUTED: Moe = Moe {
     expert_intermediate: 0,
     shared_intermediate: 0,
     dense_layers: 0,
+    moe_layer_step: 1,
+    shared_expert_gate: false,
     biases: false,
     expert_bytes: None,
 };
@@ -490,6 +605,9 @@ pub const KV_CACHE_DTYPES: &[&str] = &[
 /// Largest accepted value of any shape field (keeps every derived product within `u64`).
 const MAX_DIMENSION: u32 = 1 << 22;
 
+/// Largest accepted `max_position` (Llama 4 Scout's is 10,485,760).
+const MAX_CONTEXT: u32 = 1 << 24;
+
 /// Names of the model presets.
 pub fn preset_names() -> Vec<&'static str> {
     PRESETS.iter().map(|p| p.name).collect()
@@ -547,9 +665,14 @@ impl Model {
             let v = v.or(p).ok_or_else(|| {
                 Error::input(format!("model.{field}: required when no preset is given"))
             })?;
-            if v == 0 || v > MAX_DIMENSION {
+            let max = if field == "max_position" {
+                MAX_CONTEXT
+            } else {
+                MAX_DIMENSION
+            };
+            if v == 0 || v > max {
                 return Err(Error::input(format!(
-                    "model.{field}: must be between 1 and {MAX_DIMENSION} (got {v})"
+                    "model.{field}: must be between 1 and {max} (got {v})"
                 )));
             }
             Ok(v)
@@ -634,9 +757,16 @@ impl Model {
         self.dtype_bytes.max(2)
     }
 
-    /// Weights of the fused QKV projection of one layer.
+    /// Weights of the fused QKV projection of one attention layer (with an output gate, the
+    /// query projection's share is twice as wide).
     pub fn qkv_params(&self) -> u64 {
-        self.hidden as u64 * (self.heads + 2 * self.kv_heads) as u64 * self.head_dim as u64
+        let gate = if self.arch.attention_output_gate {
+            2
+        } else {
+            1
+        };
+        let q = gate * self.heads as u64;
+        self.hidden as u64 * (q + 2 * self.kv_heads as u64) * self.head_dim as u64
     }
 
     /// Weights of the attention output projection of one layer.
@@ -654,8 +784,9 @@ impl Model {
         self.intermediate as u64 * self.hidden as u64
     }
 
-    /// Weights of one layer's attention: projections (with their biases), sinks and
-    /// query/key norms; with MLA the compressed query and key/value paths and their norms.
+    /// Weights of one attention layer's attention: projections (with their biases and output
+    /// gate), sinks and query/key norms; with MLA the compressed query and key/value paths and
+    /// their norms. Linear-attention layers have their own ([`LinearAttention::params`]).
     pub fn attention_params(&self) -> u64 {
         let (h, q, kv, d) = (
             self.hidden as u64,
@@ -695,11 +826,26 @@ impl Model {
         n
     }
 
-    /// Layers whose MLP is a mixture of experts.
+    /// Layers whose MLP is a mixture of experts: after the leading dense layers, every
+    /// `moe_layer_step`-th (all of them for most MoE models).
     pub fn moe_layers(&self) -> u32 {
+        self.arch.moe.map_or(0, |m| {
+            self.layers.saturating_sub(m.dense_layers) / m.moe_layer_step.max(1)
+        })
+    }
+
+    /// Layers with linear attention (0 without).
+    pub fn linear_attention_layers(&self) -> u32 {
         self.arch
-            .moe
-            .map_or(0, |m| self.layers.saturating_sub(m.dense_layers))
+            .linear_attention
+            .map_or(0, |l| l.layers.min(self.layers))
+    }
+
+    /// Weights of the RMS norms: two of `hidden` per layer (four with
+    /// [`Arch::sandwich_norms`]) and the final one.
+    pub fn norm_params(&self) -> u64 {
+        let per_layer = if self.arch.sandwich_norms { 4 } else { 2 };
+        (per_layer * self.layers as u64 + 1) * self.hidden as u64
     }
 
     /// Weights of the routed experts of one MoE layer (0 for a dense model).
@@ -710,12 +856,14 @@ impl Model {
         m.experts as u64 * (3 * h * e + bias)
     }
 
-    /// Weights of one MoE layer's MLP besides the routed experts: router and shared experts.
+    /// Weights of one MoE layer's MLP besides the routed experts: router, shared experts and
+    /// their gate.
     pub fn moe_other_params(&self) -> u64 {
         let Some(m) = self.arch.moe else { return 0 };
         let h = self.hidden as u64;
         let router = h * m.experts as u64 + if m.biases { m.experts as u64 } else { 0 };
-        router + 3 * h * m.shared_intermediate as u64
+        let gate = if m.shared_expert_gate { h } else { 0 };
+        router + 3 * h * m.shared_intermediate as u64 + gate
     }
 
     /// Weights of one dense layer's MLP (gate, up and down).
@@ -728,28 +876,36 @@ impl Model {
         self.vocab as u64 * self.hidden as u64
     }
 
-    /// All weights: layers (attention, dense or MoE MLP, two norms each), embeddings
-    /// (twice unless tied) and the final norm.
+    /// All weights: layers (attention or linear attention, dense or MoE MLP, their norms),
+    /// embeddings (twice unless tied), the final norm and the vision encoder, if any.
     pub fn total_params(&self) -> u64 {
         let emb = self.lm_head_params() * if self.tie_embeddings { 1 } else { 2 };
         let moe = self.moe_layers() as u64;
         let dense = self.layers as u64 - moe;
-        let per_layer = self.attention_params() + 2 * self.hidden as u64;
-        self.layers as u64 * per_layer
+        let linear = self.linear_attention_layers() as u64;
+        let attention = self.layers as u64 - linear;
+        let linear_params = self
+            .arch
+            .linear_attention
+            .map_or(0, |l| linear * l.params(self.hidden));
+        attention * self.attention_params()
+            + linear_params
             + dense * self.dense_mlp_params()
             + moe * (self.routed_expert_params() + self.moe_other_params())
             + emb
-            + self.hidden as u64
+            + self.norm_params()
+            + self.arch.vision_params
     }
 
-    /// Weights one token runs through: all but the routed experts it is not sent to.
+    /// Weights one text token runs through: all but the routed experts it is not sent to
+    /// and the vision encoder.
     pub fn active_params(&self) -> u64 {
+        let text = self.total_params() - self.arch.vision_params;
         let Some(m) = self.arch.moe else {
-            return self.total_params();
+            return text;
         };
         let idle = m.experts.saturating_sub(m.top_k) as u64;
-        self.total_params()
-            - self.moe_layers() as u64 * idle * (self.routed_expert_params() / m.experts as u64)
+        text - self.moe_layers() as u64 * idle * (self.routed_expert_params() / m.experts as u64)
     }
 
     /// The part of the model one GPU holds with tensor parallelism `tp` and pipeline
@@ -770,6 +926,14 @@ impl Model {
                 "engine.tensor_parallel_size: {tp} and {}'s {} KV heads: one must divide the other",
                 self.name, self.kv_heads
             )));
+        }
+        if let Some(l) = self.arch.linear_attention {
+            if !(divides(l.key_heads) && divides(l.value_heads)) {
+                return Err(Error::input(format!(
+                    "engine.tensor_parallel_size: {tp} must divide {}'s {} linear-attention key heads and {} value heads, which vLLM splits over the ranks",
+                    self.name, l.key_heads, l.value_heads
+                )));
+            }
         }
         if let Some(m) = self.arch.moe {
             if !(divides(m.expert_intermediate) && m.shared_intermediate.is_multiple_of(tp)) {
@@ -802,6 +966,15 @@ impl Model {
                 // them as the model does).
                 sliding_window: self.arch.sliding_window.map(|(w, n)| (w, n.div_ceil(pp))),
                 chunked_local: self.arch.chunked_local.map(|(c, n)| (c, n.div_ceil(pp))),
+                linear_attention: self.arch.linear_attention.map(|l| LinearAttention {
+                    layers: l.layers.div_ceil(pp),
+                    key_heads: l.key_heads / tp,
+                    value_heads: l.value_heads / tp,
+                    ..l
+                }),
+                // vLLM splits the vision encoder's layers over the ranks too (its default
+                // `mm_encoder_tp_mode: weights`); like the embeddings, every stage counts it.
+                vision_params: self.arch.vision_params.div_ceil(tp as u64),
                 ..self.arch
             },
             ..self.clone()
@@ -833,11 +1006,17 @@ impl Model {
     }
 
     /// The layers by how they attend, in the order vLLM's KV cache groups take them (the
-    /// kind of the first layer first: the local kinds, then full attention, MLA included,
-    /// for every preset). Every layer is in exactly one entry; counts are never zero.
+    /// kind of the first layer first: linear attention, the local kinds, then full
+    /// attention, MLA included, for every preset). Every layer is in exactly one entry;
+    /// counts are never zero.
     pub fn layer_attention(&self) -> Vec<(LayerAttention, u32)> {
         let mut v = Vec::new();
         let mut local = 0;
+        let linear = self.linear_attention_layers();
+        if linear > 0 {
+            v.push((LayerAttention::Linear, linear));
+            local += linear;
+        }
         if let Some((w, n)) = self.arch.sliding_window.filter(|&(_, n)| n > 0) {
             v.push((LayerAttention::SlidingWindow(w), n));
             local += n;
@@ -852,13 +1031,15 @@ impl Model {
         v
     }
 
-    /// The layers by kind of KV cache, with the KV bytes one token takes in each layer of
-    /// the kind: full attention, sliding window (bytes per token while it is in the
-    /// window), latent (MLA).
+    /// The attention layers by kind of KV cache, with the KV bytes one token takes in each
+    /// layer of the kind: full attention, sliding window or chunked local attention (bytes
+    /// per token while it is in the window or chunk), latent (MLA). Linear-attention layers
+    /// keep a state per request instead ([`Model::state_layer_types`]).
     pub fn kv_layer_types(&self) -> Vec<(String, u32, u64)> {
         let per = self.kv_bytes_per_token_layer();
         self.layer_attention()
             .into_iter()
+            .filter(|&(kind, _)| kind != LayerAttention::Linear)
             .map(|(kind, n)| {
                 let name = match kind {
                     LayerAttention::Full if self.arch.mla.is_some() => {
@@ -867,6 +1048,7 @@ impl Model {
                     LayerAttention::Full => "full attention".to_string(),
                     LayerAttention::SlidingWindow(w) => format!("sliding window of {w}"),
                     LayerAttention::ChunkedLocal(c) => format!("chunked local attention of {c}"),
+                    LayerAttention::Linear => unreachable!("filtered out above"),
                 };
                 (name, n, per)
             })
@@ -874,8 +1056,9 @@ impl Model {
     }
 
     /// The architecture features kvsim's engine does not model yet: latent attention,
-    /// sliding windows, and mixture of experts together with either (a full-attention MoE
-    /// model runs: its experts are priced by the roofline); empty for the others.
+    /// sliding windows, chunked local attention, linear attention, and mixture of experts
+    /// together with latent attention or sliding windows (a full-attention MoE model runs:
+    /// its experts are priced by the roofline); empty for the others.
     pub fn unmodelled_features(&self) -> Vec<&'static str> {
         let a = &self.arch;
         let mut v = Vec::new();
@@ -888,23 +1071,66 @@ impl Model {
         if a.sliding_window.is_some() {
             v.push("sliding-window layers");
         }
+        if a.chunked_local.is_some() {
+            v.push("chunked local attention");
+        }
+        if a.linear_attention.is_some() {
+            v.push("linear attention");
+        }
         v
     }
 
-    /// Bytes of K and V for one token across all layers.
+    /// Bytes of K and V for one token across all attention layers (linear-attention layers
+    /// keep none: [`Model::state_bytes_per_request`]).
     pub fn kv_bytes_per_token(&self) -> u64 {
-        self.layers as u64 * self.kv_bytes_per_token_layer()
+        (self.layers - self.linear_attention_layers()) as u64 * self.kv_bytes_per_token_layer()
+    }
+
+    /// Bytes of one linear-attention layer's state per request, whatever its length: the
+    /// convolution state and the recurrent (SSM) state, both in the compute dtype as vLLM
+    /// 0.33 allocates them with its default `--mamba-cache-dtype auto` and
+    /// `--mamba-ssm-cache-dtype auto` (`MambaStateDtypeCalculator.gated_delta_net_state_dtype`;
+    /// `--kv-cache-dtype` does not apply); (0, 0) without linear attention.
+    pub fn linear_state_bytes_per_layer(&self) -> (u64, u64) {
+        let b = self.compute_bytes() as u64;
+        self.arch.linear_attention.map_or((0, 0), |l| {
+            (l.conv_state_elements() * b, l.ssm_state_elements() * b)
+        })
+    }
+
+    /// Bytes of state one request holds across all linear-attention layers (0 without).
+    pub fn state_bytes_per_request(&self) -> u64 {
+        let (conv, ssm) = self.linear_state_bytes_per_layer();
+        self.linear_attention_layers() as u64 * (conv + ssm)
+    }
+
+    /// The layers that keep a fixed state per request instead of KV per token, with the
+    /// bytes of one request's state in each layer of the kind (linear attention); empty for
+    /// attention-only models.
+    pub fn state_layer_types(&self) -> Vec<(String, u32, u64)> {
+        let (conv, ssm) = self.linear_state_bytes_per_layer();
+        self.layer_attention()
+            .into_iter()
+            .filter(|&(kind, _)| kind == LayerAttention::Linear)
+            .map(|(_, n)| {
+                (
+                    "linear attention (Gated DeltaNet)".to_string(),
+                    n,
+                    conv + ssm,
+                )
+            })
+            .collect()
     }
 
     /// FLOPs of the linear layers and LM head for one token (2 per multiply-add), without
     /// attention scores.
     pub fn linear_flops_per_token(&self) -> u64 {
-        // Active weights but the embedding lookup and the norms (biases, sinks and QK
-        // norms stay in: a negligible overcount). For a dense model without them this is
-        // `2 (layers (qkv + o + gate_up + down) + lm_head)`.
-        let h = self.hidden as u64;
+        // Active weights but the embedding lookup and the norms (biases, sinks, QK norms and
+        // linear attention's gates and norm stay in: a negligible overcount; its convolution
+        // is one multiply-add per weight and token too). For a dense model without them this
+        // is `2 (layers (qkv + o + gate_up + down) + lm_head)`.
         let emb = self.lm_head_params() * if self.tie_embeddings { 0 } else { 1 };
-        2 * (self.active_params() - emb - (2 * self.layers as u64 + 1) * h)
+        2 * (self.active_params() - emb - self.norm_params())
     }
 
     /// Attention FLOPs (QK^T and PV) for one query token against `context` keys in one layer.
@@ -928,16 +1154,23 @@ pub struct ModelReport {
     pub model: Model,
     /// All parameters.
     pub params: u64,
-    /// Parameters one token runs through: all but the routed experts it is not sent to
-    /// (the embedding table included, as Mistral, Qwen and DeepSeek count active
-    /// parameters; OpenAI's gpt-oss figures leave it out).
+    /// Parameters one text token runs through: all but the routed experts it is not sent to
+    /// and the vision encoder (the embedding table included, as Mistral, Qwen and DeepSeek
+    /// count active parameters; OpenAI's gpt-oss figures leave it out).
     pub active_params: u64,
     /// Bytes of all weights at the weights' dtype.
     pub weight_bytes: u64,
-    /// Per layer type: (type, layers, KV bytes per token and layer).
+    /// Per attention layer type: (type, layers, KV bytes per token and layer).
     pub kv_layer_types: Vec<(String, u32, u64)>,
-    /// KV bytes per token over all layers.
+    /// KV bytes per token over all attention layers.
     pub kv_bytes_per_token: u64,
+    /// Per layer type that keeps a fixed state per request instead (linear attention):
+    /// (type, layers, state bytes per request and layer); absent for attention-only models.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub state_layer_types: Vec<(String, u32, u64)>,
+    /// State bytes per request over those layers, whatever the request's length.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub state_bytes_per_request: u64,
     /// FLOPs per token of the linear layers and LM head.
     pub linear_flops_per_token: u64,
     /// Attention FLOPs per token and layer for each key it attends to.
@@ -948,6 +1181,9 @@ pub struct ModelReport {
     pub shard_weight_bytes: u64,
     /// One GPU's KV bytes per token at that size.
     pub shard_kv_bytes_per_token: u64,
+    /// One GPU's state bytes per request at that size.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub shard_state_bytes_per_request: u64,
 }
 
 impl ModelReport {
@@ -960,11 +1196,14 @@ impl ModelReport {
             weight_bytes: model.weight_bytes(),
             kv_layer_types: model.kv_layer_types(),
             kv_bytes_per_token: model.kv_bytes_per_token(),
+            state_layer_types: model.state_layer_types(),
+            state_bytes_per_request: model.state_bytes_per_request(),
             linear_flops_per_token: model.linear_flops_per_token(),
             attention_flops_per_key: model.attention_flops(1),
             tp,
             shard_weight_bytes: shard.weight_bytes(),
             shard_kv_bytes_per_token: shard.kv_bytes_per_token(),
+            shard_state_bytes_per_request: shard.state_bytes_per_request(),
             model: model.clone(),
         })
     }
@@ -995,19 +1234,49 @@ impl std::fmt::Display for ModelReport {
                 a.kv_lora_rank, a.q_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
             )?;
         }
+        if let Some(a) = m.arch.linear_attention {
+            writeln!(
+                f,
+                "  linear attention (Gated DeltaNet): {} layers, {} query/key heads of {}, {} value heads of {}, convolution of {} taps",
+                m.linear_attention_layers(),
+                a.key_heads,
+                a.key_head_dim,
+                a.value_heads,
+                a.value_head_dim,
+                a.conv_kernel
+            )?;
+        }
         if let Some(e) = m.arch.moe {
             writeln!(
                 f,
-                "  experts: {} routed, top {}, width {}; shared width {}; {} dense leading layers{}",
+                "  experts: {} routed, top {}, width {}; shared width {}{}; {} dense leading layers{}{}",
                 e.experts,
                 e.top_k,
                 e.expert_intermediate,
                 e.shared_intermediate,
+                if e.shared_expert_gate { " (gated)" } else { "" },
                 e.dense_layers,
+                if e.moe_layer_step > 1 {
+                    format!(
+                        "; one layer in {} MoE ({} of {}), the others dense",
+                        e.moe_layer_step,
+                        m.moe_layers(),
+                        m.layers
+                    )
+                } else {
+                    String::new()
+                },
                 match e.expert_bytes {
                     Some(b) => format!("; experts stored at {b} bytes per weight"),
                     None => String::new(),
                 }
+            )?;
+        }
+        if m.arch.vision_params > 0 {
+            writeln!(
+                f,
+                "  vision encoder: {:.3} B parameters, loaded with the checkpoint (run for images only)",
+                m.arch.vision_params as f64 / 1e9
             )?;
         }
         writeln!(
@@ -1033,6 +1302,26 @@ impl std::fmt::Display for ModelReport {
             )?;
         }
         writeln!(f, "    total: {} bytes", self.kv_bytes_per_token)?;
+        if !self.state_layer_types.is_empty() {
+            let (conv, ssm) = m.linear_state_bytes_per_layer();
+            writeln!(
+                f,
+                "  state per request, fixed whatever its length (mamba cache dtype auto = {}):",
+                if m.compute_bytes() == m.dtype_bytes {
+                    m.dtype.clone()
+                } else {
+                    "bf16".to_string()
+                }
+            )?;
+            for (kind, layers, bytes) in &self.state_layer_types {
+                writeln!(
+                    f,
+                    "    {kind}: {layers} layers x {bytes} bytes (convolution {conv} + recurrent {ssm}) = {}",
+                    *layers as u64 * bytes
+                )?;
+            }
+            writeln!(f, "    total: {} bytes", self.state_bytes_per_request)?;
+        }
         writeln!(
             f,
             "  FLOPs per token: {:.3} G in linear layers and LM head, plus {} per layer for each key attended",
@@ -1046,6 +1335,13 @@ impl std::fmt::Display for ModelReport {
             gib(self.shard_weight_bytes),
             self.shard_kv_bytes_per_token
         )?;
+        if self.shard_state_bytes_per_request > 0 {
+            write!(
+                f,
+                ", {} state bytes per request",
+                self.shard_state_bytes_per_request
+            )?;
+        }
         let missing = m.unmodelled_features();
         if !missing.is_empty() {
             write!(
@@ -1185,6 +1481,23 @@ mod tests {
             .unmodelled_features()
             .contains(&"sliding-window layers"));
         assert!(preset("llama-3.1-8b").unmodelled_features().is_empty());
+    }
+
+    #[test]
+    fn context_length_may_exceed_the_shape_limit_up_to_its_own() {
+        let spec = |max_position| ModelSpec {
+            preset: Some("llama-3.1-8b".into()),
+            max_position: Some(max_position),
+            ..Default::default()
+        };
+        assert!(Model::from_spec(&spec(10_485_760)).is_ok());
+        let err = Model::from_spec(&spec((1 << 24) + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.max_position: must be between 1 and 16777216"),
+            "{err}"
+        );
     }
 
     #[test]
