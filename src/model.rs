@@ -292,6 +292,13 @@ pub fn hf_preset(name: &str) -> Option<&'static str> {
         "gpt-oss-120b" => Some("gpt-oss-120b"),
         "deepseek-v3" => Some("deepseek-v3"),
         "deepseek-r1" => Some("deepseek-r1"),
+        "gemma-3-12b-it" | "gemma-3-12b-pt" => Some("gemma-3-12b"),
+        "gemma-3-27b-it" | "gemma-3-27b-pt" => Some("gemma-3-27b"),
+        "llama-4-scout-17b-16e" | "llama-4-scout-17b-16e-instruct" => Some("llama-4-scout-17b-16e"),
+        "llama-4-maverick-17b-128e" | "llama-4-maverick-17b-128e-instruct" => {
+            Some("llama-4-maverick-17b-128e")
+        }
+        "qwen3-next-80b-a3b-instruct" | "qwen3-next-80b-a3b-thinking" => Some("qwen3-next-80b-a3b"),
         _ => None,
     }
 }
@@ -532,7 +539,201 @@ const PRESETS: &[Preset] = &[
         name: "deepseek-r1",
         ..DEEPSEEK_V3
     },
+    // google/gemma-3-12b-it (Gemma3ForConditionalGeneration; its `text_config`, which
+    // vLLM's gemma3.py reads): 48 layers, all but every 6th (`sliding_window_pattern` 6:
+    // layers 5, 11, ..., 47 attend fully) in a 1,024-token window: 40 sliding, 8 full; four
+    // norms per layer and Q/K norms; tied embeddings; plus the vision tower vLLM loads with
+    // it. 12,187,325,040 parameters (the Hugging Face safetensors total), 11,766,034,176 of
+    // them the text decoder.
+    Preset {
+        name: "gemma-3-12b",
+        layers: 48,
+        hidden: 3840,
+        heads: 16,
+        kv_heads: 8,
+        head_dim: 256,
+        intermediate: 15360,
+        vocab: 262208,
+        max_position: 131072,
+        tie: true,
+        arch: Arch {
+            sliding_window: Some((1024, 40)),
+            vision_params: gemma3_vision(3840),
+            ..GEMMA3_ARCH
+        },
+        ..BASE
+    },
+    // google/gemma-3-27b-it (as gemma-3-12b): 62 layers, 52 sliding and 10 full (layers 5,
+    // 11, ..., 59). 27,432,406,640 parameters (the safetensors total), 27,009,346,304 of
+    // them the text decoder.
+    Preset {
+        name: "gemma-3-27b",
+        layers: 62,
+        hidden: 5376,
+        heads: 32,
+        kv_heads: 16,
+        head_dim: 128,
+        intermediate: 21504,
+        vocab: 262208,
+        max_position: 131072,
+        tie: true,
+        arch: Arch {
+            sliding_window: Some((1024, 52)),
+            vision_params: gemma3_vision(5376),
+            ..GEMMA3_ARCH
+        },
+        ..BASE
+    },
+    // meta-llama/Llama-4-Scout-17B-16E-Instruct (Llama4ForConditionalGeneration; its
+    // `text_config`, as vLLM's llama4.py reads it): every layer MoE
+    // (`interleave_moe_layer_step` 1) with 16 experts of `intermediate_size` 8,192, top 1,
+    // and one shared expert of the same width; the RoPE layers (`no_rope_layers`: all but
+    // every 4th) attend within chunks of `attention_chunk_size` 8,192 (36 layers), the NoPE
+    // ones to the whole context (12); their QK norm (`use_qk_norm`) has no weights; plus the
+    // vision encoder vLLM loads with it. 108,641,793,536 parameters (the Hugging Face
+    // safetensors total; "109 B" on the model card), 107,769,861,120 of them the text model.
+    Preset {
+        name: "llama-4-scout-17b-16e",
+        ..LLAMA4
+    },
+    // meta-llama/Llama-4-Maverick-17B-128E-Instruct (as Scout, and its `text_config`): 128
+    // experts, every other layer MoE (`interleave_moe_layer_step` 2: layers 1, 3, ..., 47),
+    // the others a dense MLP of `intermediate_size_mlp` 16,384; context 1,048,576.
+    // 401,583,781,376 parameters (the safetensors total; "400 B" on the model card),
+    // 400,711,848,960 of them the text model.
+    Preset {
+        name: "llama-4-maverick-17b-128e",
+        max_position: 1_048_576,
+        arch: Arch {
+            moe: Some(Moe {
+                experts: 128,
+                moe_layer_step: 2,
+                ..LLAMA4_MOE
+            }),
+            ..LLAMA4.arch
+        },
+        ..LLAMA4
+    },
+    // Qwen/Qwen3-Next-80B-A3B-Instruct (Qwen3NextForCausalLM, vLLM's qwen3_next.py): 48
+    // layers, every 4th (`full_attention_interval` 4) gated attention (`attn_output_gate`:
+    // the query projection also yields the gate; 16 heads, 2 KV heads of 256, Q/K norms),
+    // the other 36 Gated DeltaNet linear attention; every layer MoE (`decoder_sparse_step`
+    // 1, no `mlp_only_layers`): 512 experts of 512, top 10, one shared expert of 512 with
+    // its sigmoid gate. 79,674,391,296 parameters without the multi-token-prediction layer
+    // (which vLLM loads only for speculative decoding): the safetensors total 81,324,862,720
+    // less its 1,650,471,424; "80 B" on the model card. `intermediate_size` 5,120 is unused
+    // (no dense layers).
+    Preset {
+        name: "qwen3-next-80b-a3b",
+        layers: 48,
+        hidden: 2048,
+        heads: 16,
+        kv_heads: 2,
+        head_dim: 256,
+        intermediate: 5120,
+        vocab: 151936,
+        max_position: 262144,
+        arch: Arch {
+            moe: Some(Moe {
+                experts: 512,
+                top_k: 10,
+                expert_intermediate: 512,
+                shared_intermediate: 512,
+                shared_expert_gate: true,
+                ..ROUTED
+            }),
+            linear_attention: Some(LinearAttention {
+                layers: 36,
+                key_heads: 16,
+                value_heads: 32,
+                key_head_dim: 128,
+                value_head_dim: 128,
+                conv_kernel: 4,
+            }),
+            attention_output_gate: true,
+            qk_norm: true,
+            ..DENSE
+        },
+        ..BASE
+    },
 ];
+
+/// Gemma 3's attention and norms: Q/K norms and four norms per layer (`input_layernorm`,
+/// `post_attention_layernorm`, `pre_feedforward_layernorm`, `post_feedforward_layernorm`).
+const GEMMA3_ARCH: Arch = Arch {
+    qk_norm: true,
+    sandwich_norms: true,
+    ..DENSE
+};
+
+/// The SigLIP vision tower of Gemma 3's multimodal checkpoints (`vision_config`: 27 layers of
+/// width 1,152, MLP 4,304, 896-pixel images in 14-pixel patches, no pooling head), as
+/// vLLM's siglip.py holds it: per layer the Q, K, V and output projections and the MLP, all
+/// with biases, and two LayerNorms; the patch convolution (with bias), 4,096 position
+/// embeddings and the final LayerNorm: 416,866,032 weights (SigLIP so400m's).
+const SIGLIP_SO400M: u64 = 27
+    * (4 * (1152 * 1152 + 1152) + (1152 * 4304 + 4304) + (4304 * 1152 + 1152) + 2 * 2 * 1152)
+    + (3 * 14 * 14 * 1152 + 1152)
+    + 4096 * 1152
+    + 2 * 1152;
+
+/// Gemma 3's vision tower and its projector into a text model of width `hidden`
+/// (`mm_input_projection_weight`, 1,152 x `hidden`, and `mm_soft_emb_norm`, 1,152). vLLM
+/// loads them with the checkpoint unless `--limit-mm-per-prompt` gives images 0.
+const fn gemma3_vision(hidden: u64) -> u64 {
+    SIGLIP_SO400M + 1152 * hidden + 1152
+}
+
+/// Llama 4's vision encoder and projector (the `vision_config` both checkpoints share: 34
+/// layers of width 1,408, MLP 5,632, 336-pixel tiles in 14-pixel patches; pixel-shuffle
+/// adapter 5,632 -> 4,096 -> 4,096 without biases; projector 4,096 -> 5,120 without), as
+/// vLLM's mllama4.py holds them: per layer the fused QKV and output projections and the MLP,
+/// all with biases, and two LayerNorms; the patch projection, the class embedding, 577
+/// position embeddings and two LayerNorms. 871,932,416 weights, loaded unless
+/// `--limit-mm-per-prompt` gives images 0.
+const LLAMA4_VISION: u64 = 34
+    * ((1408 * 3 * 1408 + 3 * 1408)
+        + (1408 * 1408 + 1408)
+        + (1408 * 5632 + 5632)
+        + (5632 * 1408 + 1408)
+        + 2 * 2 * 1408)
+    + 3 * 14 * 14 * 1408
+    + 1408
+    + (24 * 24 + 1) * 1408
+    + 2 * 2 * 1408
+    + (5632 * 4096 + 4096 * 4096)
+    + 4096 * 5120;
+
+/// Llama 4 Scout's experts (`num_local_experts` 16, `num_experts_per_tok` 1,
+/// `intermediate_size` 8,192, one shared expert of that width).
+const LLAMA4_MOE: Moe = Moe {
+    experts: 16,
+    top_k: 1,
+    expert_intermediate: 8192,
+    shared_intermediate: 8192,
+    ..ROUTED
+};
+
+/// Llama 4 Scout (Maverick differs in its experts and context).
+const LLAMA4: Preset = Preset {
+    name: "llama-4-scout-17b-16e",
+    layers: 48,
+    hidden: 5120,
+    heads: 40,
+    kv_heads: 8,
+    head_dim: 128,
+    // `intermediate_size_mlp`: the dense layers' MLP (Maverick's; Scout has none).
+    intermediate: 16384,
+    vocab: 202048,
+    max_position: 10_485_760,
+    arch: Arch {
+        moe: Some(LLAMA4_MOE),
+        chunked_local: Some((8192, 36)),
+        vision_params: LLAMA4_VISION,
+        ..DENSE
+    },
+    ..BASE
+};
 
 /// An MoE with routed experts only, every layer MoE, no biases, experts at the model's
 /// dtype (to fill with struct update syntax).
@@ -605,7 +806,7 @@ pub const KV_CACHE_DTYPES: &[&str] = &[
 /// Largest accepted value of any shape field (keeps every derived product within `u64`).
 const MAX_DIMENSION: u32 = 1 << 22;
 
-/// Largest accepted `max_position` (Llama 4 Scout's is 10,485,760).
+/// Largest accepted `max_position` (Llama 4 Scout's 10,485,760 fits).
 const MAX_CONTEXT: u32 = 1 << 24;
 
 /// Names of the model presets.
@@ -1484,6 +1685,25 @@ mod tests {
     }
 
     #[test]
+    fn interleaved_moe_layers_follow_the_step_and_the_pipeline_stages() {
+        let m = preset("llama-4-maverick-17b-128e");
+        assert_eq!(m.moe_layers(), 24);
+        // 24 and 16 layers per stage: every other one MoE.
+        assert_eq!(m.shard(1, 2).unwrap().moe_layers(), 12);
+        assert_eq!(m.shard(1, 3).unwrap().moe_layers(), 8);
+        assert_eq!(preset("llama-4-scout-17b-16e").moe_layers(), 48);
+        // Leading dense layers, then every layer (step 1).
+        assert_eq!(preset("deepseek-v3").moe_layers(), 58);
+        assert!(preset("llama-4-scout-17b-16e")
+            .unmodelled_features()
+            .contains(&"chunked local attention"));
+        assert_eq!(
+            preset("qwen3-next-80b-a3b").unmodelled_features(),
+            vec!["linear attention"]
+        );
+    }
+
+    #[test]
     fn context_length_may_exceed_the_shape_limit_up_to_its_own() {
         let spec = |max_position| ModelSpec {
             preset: Some("llama-3.1-8b".into()),
@@ -1498,6 +1718,7 @@ mod tests {
             err.contains("model.max_position: must be between 1 and 16777216"),
             "{err}"
         );
+        assert_eq!(preset("llama-4-scout-17b-16e").max_position, 10_485_760);
     }
 
     #[test]
