@@ -53,6 +53,9 @@ pub enum LayerAttention {
     SlidingWindow(u32),
     /// To the tokens of its own chunk of `chunk` tokens (`ChunkedLocalAttentionSpec`).
     ChunkedLocal(u32),
+    /// Through a fixed recurrent state per request instead of keys and values per token
+    /// (linear attention, Qwen3-Next's Gated DeltaNet: `MambaSpec`).
+    Linear,
 }
 
 /// What a model's `config.json` says beyond the dense GQA shape.
@@ -77,6 +80,35 @@ pub struct Arch {
     pub attention_sinks: bool,
     /// RMS norms on the queries and keys, one weight per head dimension (Qwen3).
     pub qk_norm: bool,
+    /// Four RMS norms of `hidden` per layer instead of two: Gemma's pre- and post-attention
+    /// and pre- and post-feedforward norms.
+    #[serde(skip_serializing_if = "is_false")]
+    pub sandwich_norms: bool,
+    /// A sigmoid output gate on the attention (`attn_output_gate`, Qwen3-Next): the query
+    /// projection also yields one gate per query element, doubling its width.
+    #[serde(skip_serializing_if = "is_false")]
+    pub attention_output_gate: bool,
+    /// Linear-attention layers (Qwen3-Next's Gated DeltaNet) in place of some attention
+    /// layers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linear_attention: Option<LinearAttention>,
+    /// Weights of the vision encoder and its projector into the text model, which vLLM
+    /// loads with a multimodal checkpoint (counted flat, from the checkpoint's
+    /// `vision_config`; they do not run for text tokens); 0 for a text-only model.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub vision_params: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The experts of a mixture-of-experts MLP (`config.json` names in brackets).
@@ -94,6 +126,15 @@ pub struct Moe {
     pub shared_intermediate: u32,
     /// Leading layers with a dense MLP of `intermediate` instead (`first_k_dense_replace`).
     pub dense_layers: u32,
+    /// After the leading dense layers, every this-many-th layer is MoE and the others have a
+    /// dense MLP of `intermediate` (Llama 4's `interleave_moe_layer_step`: layers
+    /// `step - 1`, `2 step - 1`, ...); 1: every layer.
+    #[serde(skip_serializing_if = "is_one")]
+    pub moe_layer_step: u32,
+    /// A sigmoid gate (one `hidden`-wide weight row) scaling the shared experts' output
+    /// (`shared_expert_gate`, Qwen2-MoE and Qwen3-Next).
+    #[serde(skip_serializing_if = "is_false")]
+    pub shared_expert_gate: bool,
     /// Biases on the router and the experts (gpt-oss).
     pub biases: bool,
     /// Bytes per expert weight when the checkpoint stores experts in a format of their
@@ -116,6 +157,74 @@ pub struct Mla {
     pub qk_nope_head_dim: u32,
     /// Per-head value dimension (`v_head_dim`).
     pub v_head_dim: u32,
+}
+
+/// Linear-attention layers: Qwen3-Next's Gated DeltaNet (`config.json` names in brackets).
+/// Each keeps a fixed state per request, whatever its length, instead of keys and values per
+/// token: a short causal convolution's last inputs and a recurrent matrix per value head.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LinearAttention {
+    /// Layers with linear attention; the others attend to the full context
+    /// (`full_attention_interval`: every such-th layer attends fully).
+    pub layers: u32,
+    /// Query and key heads (`linear_num_key_heads`).
+    pub key_heads: u32,
+    /// Value heads (`linear_num_value_heads`).
+    pub value_heads: u32,
+    /// Dimension of a query or key head (`linear_key_head_dim`).
+    pub key_head_dim: u32,
+    /// Dimension of a value head (`linear_value_head_dim`).
+    pub value_head_dim: u32,
+    /// Taps of the causal convolution over the projected queries, keys and values
+    /// (`linear_conv_kernel_dim`).
+    pub conv_kernel: u32,
+}
+
+impl LinearAttention {
+    /// Width of all query or key heads.
+    fn key_dim(&self) -> u64 {
+        self.key_heads as u64 * self.key_head_dim as u64
+    }
+
+    /// Width of all value heads.
+    fn value_dim(&self) -> u64 {
+        self.value_heads as u64 * self.value_head_dim as u64
+    }
+
+    /// Channels of the convolution: queries, keys and values.
+    pub fn conv_dim(&self) -> u64 {
+        2 * self.key_dim() + self.value_dim()
+    }
+
+    /// Weights of one layer, as vLLM 0.33 holds them
+    /// (`qwen_gdn_linear_attn.py`): `in_proj_qkvz` (queries, keys, values and the output
+    /// gate z, `hidden x (2 key + 2 value)`), `in_proj_ba` (the beta and alpha gates,
+    /// `hidden x 2 value_heads`), `conv1d` (one filter of `conv_kernel` taps per channel),
+    /// `dt_bias` and `A_log` (one per value head), the gated RMS norm (`value_head_dim`) and
+    /// `out_proj` (`value x hidden`).
+    pub fn params(&self, hidden: u32) -> u64 {
+        let h = hidden as u64;
+        let (k, v) = (self.key_dim(), self.value_dim());
+        h * (2 * k + 2 * v)
+            + h * 2 * self.value_heads as u64
+            + self.conv_dim() * self.conv_kernel as u64
+            + 2 * self.value_heads as u64
+            + self.value_head_dim as u64
+            + v * h
+    }
+
+    /// Elements of one layer's convolution state per request: the last `conv_kernel - 1`
+    /// inputs of every channel (vLLM's `gated_delta_net_state_shape`, without speculative
+    /// tokens).
+    pub fn conv_state_elements(&self) -> u64 {
+        self.conv_dim() * self.conv_kernel.saturating_sub(1) as u64
+    }
+
+    /// Elements of one layer's recurrent (SSM) state per request: a `value_head_dim x
+    /// key_head_dim` matrix per value head.
+    pub fn ssm_state_elements(&self) -> u64 {
+        self.value_heads as u64 * self.value_head_dim as u64 * self.key_head_dim as u64
+    }
 }
 
 struct Preset {
@@ -143,6 +252,10 @@ const DENSE: Arch = Arch {
     qkv_bias: false,
     attention_sinks: false,
     qk_norm: false,
+    sandwich_norms: false,
+    attention_output_gate: false,
+    linear_attention: None,
+    vision_params: 0,
 };
 
 /// A preset with the fields most share (to fill with struct update syntax).
@@ -179,6 +292,13 @@ pub fn hf_preset(name: &str) -> Option<&'static str> {
         "gpt-oss-120b" => Some("gpt-oss-120b"),
         "deepseek-v3" => Some("deepseek-v3"),
         "deepseek-r1" => Some("deepseek-r1"),
+        "gemma-3-12b-it" | "gemma-3-12b-pt" => Some("gemma-3-12b"),
+        "gemma-3-27b-it" | "gemma-3-27b-pt" => Some("gemma-3-27b"),
+        "llama-4-scout-17b-16e" | "llama-4-scout-17b-16e-instruct" => Some("llama-4-scout-17b-16e"),
+        "llama-4-maverick-17b-128e" | "llama-4-maverick-17b-128e-instruct" => {
+            Some("llama-4-maverick-17b-128e")
+        }
+        "qwen3-next-80b-a3b-instruct" | "qwen3-next-80b-a3b-thinking" => Some("qwen3-next-80b-a3b"),
         _ => None,
     }
 }
@@ -419,7 +539,201 @@ const PRESETS: &[Preset] = &[
         name: "deepseek-r1",
         ..DEEPSEEK_V3
     },
+    // google/gemma-3-12b-it (Gemma3ForConditionalGeneration; its `text_config`, which
+    // vLLM's gemma3.py reads): 48 layers, all but every 6th (`sliding_window_pattern` 6:
+    // layers 5, 11, ..., 47 attend fully) in a 1,024-token window: 40 sliding, 8 full; four
+    // norms per layer and Q/K norms; tied embeddings; plus the vision tower vLLM loads with
+    // it. 12,187,325,040 parameters (the Hugging Face safetensors total), 11,766,034,176 of
+    // them the text decoder.
+    Preset {
+        name: "gemma-3-12b",
+        layers: 48,
+        hidden: 3840,
+        heads: 16,
+        kv_heads: 8,
+        head_dim: 256,
+        intermediate: 15360,
+        vocab: 262208,
+        max_position: 131072,
+        tie: true,
+        arch: Arch {
+            sliding_window: Some((1024, 40)),
+            vision_params: gemma3_vision(3840),
+            ..GEMMA3_ARCH
+        },
+        ..BASE
+    },
+    // google/gemma-3-27b-it (as gemma-3-12b): 62 layers, 52 sliding and 10 full (layers 5,
+    // 11, ..., 59). 27,432,406,640 parameters (the safetensors total), 27,009,346,304 of
+    // them the text decoder.
+    Preset {
+        name: "gemma-3-27b",
+        layers: 62,
+        hidden: 5376,
+        heads: 32,
+        kv_heads: 16,
+        head_dim: 128,
+        intermediate: 21504,
+        vocab: 262208,
+        max_position: 131072,
+        tie: true,
+        arch: Arch {
+            sliding_window: Some((1024, 52)),
+            vision_params: gemma3_vision(5376),
+            ..GEMMA3_ARCH
+        },
+        ..BASE
+    },
+    // meta-llama/Llama-4-Scout-17B-16E-Instruct (Llama4ForConditionalGeneration; its
+    // `text_config`, as vLLM's llama4.py reads it): every layer MoE
+    // (`interleave_moe_layer_step` 1) with 16 experts of `intermediate_size` 8,192, top 1,
+    // and one shared expert of the same width; the RoPE layers (`no_rope_layers`: all but
+    // every 4th) attend within chunks of `attention_chunk_size` 8,192 (36 layers), the NoPE
+    // ones to the whole context (12); their QK norm (`use_qk_norm`) has no weights; plus the
+    // vision encoder vLLM loads with it. 108,641,793,536 parameters (the Hugging Face
+    // safetensors total; "109 B" on the model card), 107,769,861,120 of them the text model.
+    Preset {
+        name: "llama-4-scout-17b-16e",
+        ..LLAMA4
+    },
+    // meta-llama/Llama-4-Maverick-17B-128E-Instruct (as Scout, and its `text_config`): 128
+    // experts, every other layer MoE (`interleave_moe_layer_step` 2: layers 1, 3, ..., 47),
+    // the others a dense MLP of `intermediate_size_mlp` 16,384; context 1,048,576.
+    // 401,583,781,376 parameters (the safetensors total; "400 B" on the model card),
+    // 400,711,848,960 of them the text model.
+    Preset {
+        name: "llama-4-maverick-17b-128e",
+        max_position: 1_048_576,
+        arch: Arch {
+            moe: Some(Moe {
+                experts: 128,
+                moe_layer_step: 2,
+                ..LLAMA4_MOE
+            }),
+            ..LLAMA4.arch
+        },
+        ..LLAMA4
+    },
+    // Qwen/Qwen3-Next-80B-A3B-Instruct (Qwen3NextForCausalLM, vLLM's qwen3_next.py): 48
+    // layers, every 4th (`full_attention_interval` 4) gated attention (`attn_output_gate`:
+    // the query projection also yields the gate; 16 heads, 2 KV heads of 256, Q/K norms),
+    // the other 36 Gated DeltaNet linear attention; every layer MoE (`decoder_sparse_step`
+    // 1, no `mlp_only_layers`): 512 experts of 512, top 10, one shared expert of 512 with
+    // its sigmoid gate. 79,674,391,296 parameters without the multi-token-prediction layer
+    // (which vLLM loads only for speculative decoding): the safetensors total 81,324,862,720
+    // less its 1,650,471,424; "80 B" on the model card. `intermediate_size` 5,120 is unused
+    // (no dense layers).
+    Preset {
+        name: "qwen3-next-80b-a3b",
+        layers: 48,
+        hidden: 2048,
+        heads: 16,
+        kv_heads: 2,
+        head_dim: 256,
+        intermediate: 5120,
+        vocab: 151936,
+        max_position: 262144,
+        arch: Arch {
+            moe: Some(Moe {
+                experts: 512,
+                top_k: 10,
+                expert_intermediate: 512,
+                shared_intermediate: 512,
+                shared_expert_gate: true,
+                ..ROUTED
+            }),
+            linear_attention: Some(LinearAttention {
+                layers: 36,
+                key_heads: 16,
+                value_heads: 32,
+                key_head_dim: 128,
+                value_head_dim: 128,
+                conv_kernel: 4,
+            }),
+            attention_output_gate: true,
+            qk_norm: true,
+            ..DENSE
+        },
+        ..BASE
+    },
 ];
+
+/// Gemma 3's attention and norms: Q/K norms and four norms per layer (`input_layernorm`,
+/// `post_attention_layernorm`, `pre_feedforward_layernorm`, `post_feedforward_layernorm`).
+const GEMMA3_ARCH: Arch = Arch {
+    qk_norm: true,
+    sandwich_norms: true,
+    ..DENSE
+};
+
+/// The SigLIP vision tower of Gemma 3's multimodal checkpoints (`vision_config`: 27 layers of
+/// width 1,152, MLP 4,304, 896-pixel images in 14-pixel patches, no pooling head), as
+/// vLLM's siglip.py holds it: per layer the Q, K, V and output projections and the MLP, all
+/// with biases, and two LayerNorms; the patch convolution (with bias), 4,096 position
+/// embeddings and the final LayerNorm: 416,866,032 weights (SigLIP so400m's).
+const SIGLIP_SO400M: u64 = 27
+    * (4 * (1152 * 1152 + 1152) + (1152 * 4304 + 4304) + (4304 * 1152 + 1152) + 2 * 2 * 1152)
+    + (3 * 14 * 14 * 1152 + 1152)
+    + 4096 * 1152
+    + 2 * 1152;
+
+/// Gemma 3's vision tower and its projector into a text model of width `hidden`
+/// (`mm_input_projection_weight`, 1,152 x `hidden`, and `mm_soft_emb_norm`, 1,152). vLLM
+/// loads them with the checkpoint unless `--limit-mm-per-prompt` gives images 0.
+const fn gemma3_vision(hidden: u64) -> u64 {
+    SIGLIP_SO400M + 1152 * hidden + 1152
+}
+
+/// Llama 4's vision encoder and projector (the `vision_config` both checkpoints share: 34
+/// layers of width 1,408, MLP 5,632, 336-pixel tiles in 14-pixel patches; pixel-shuffle
+/// adapter 5,632 -> 4,096 -> 4,096 without biases; projector 4,096 -> 5,120 without), as
+/// vLLM's mllama4.py holds them: per layer the fused QKV and output projections and the MLP,
+/// all with biases, and two LayerNorms; the patch projection, the class embedding, 577
+/// position embeddings and two LayerNorms. 871,932,416 weights, loaded unless
+/// `--limit-mm-per-prompt` gives images 0.
+const LLAMA4_VISION: u64 = 34
+    * ((1408 * 3 * 1408 + 3 * 1408)
+        + (1408 * 1408 + 1408)
+        + (1408 * 5632 + 5632)
+        + (5632 * 1408 + 1408)
+        + 2 * 2 * 1408)
+    + 3 * 14 * 14 * 1408
+    + 1408
+    + (24 * 24 + 1) * 1408
+    + 2 * 2 * 1408
+    + (5632 * 4096 + 4096 * 4096)
+    + 4096 * 5120;
+
+/// Llama 4 Scout's experts (`num_local_experts` 16, `num_experts_per_tok` 1,
+/// `intermediate_size` 8,192, one shared expert of that width).
+const LLAMA4_MOE: Moe = Moe {
+    experts: 16,
+    top_k: 1,
+    expert_intermediate: 8192,
+    shared_intermediate: 8192,
+    ..ROUTED
+};
+
+/// Llama 4 Scout (Maverick differs in its experts and context).
+const LLAMA4: Preset = Preset {
+    name: "llama-4-scout-17b-16e",
+    layers: 48,
+    hidden: 5120,
+    heads: 40,
+    kv_heads: 8,
+    head_dim: 128,
+    // `intermediate_size_mlp`: the dense layers' MLP (Maverick's; Scout has none).
+    intermediate: 16384,
+    vocab: 202048,
+    max_position: 10_485_760,
+    arch: Arch {
+        moe: Some(LLAMA4_MOE),
+        chunked_local: Some((8192, 36)),
+        vision_params: LLAMA4_VISION,
+        ..DENSE
+    },
+    ..BASE
+};
 
 /// An MoE with routed experts only, every layer MoE, no biases, experts at the model's
 /// dtype (to fill with struct update syntax).
@@ -429,6 +743,8 @@ const ROUTED: Moe = Moe {
     expert_intermediate: 0,
     shared_intermediate: 0,
     dense_layers: 0,
+    moe_layer_step: 1,
+    shared_expert_gate: false,
     biases: false,
     expert_bytes: None,
 };
@@ -490,6 +806,9 @@ pub const KV_CACHE_DTYPES: &[&str] = &[
 /// Largest accepted value of any shape field (keeps every derived product within `u64`).
 const MAX_DIMENSION: u32 = 1 << 22;
 
+/// Largest accepted `max_position` (Llama 4 Scout's 10,485,760 fits).
+const MAX_CONTEXT: u32 = 1 << 24;
+
 /// Names of the model presets.
 pub fn preset_names() -> Vec<&'static str> {
     PRESETS.iter().map(|p| p.name).collect()
@@ -547,9 +866,14 @@ impl Model {
             let v = v.or(p).ok_or_else(|| {
                 Error::input(format!("model.{field}: required when no preset is given"))
             })?;
-            if v == 0 || v > MAX_DIMENSION {
+            let max = if field == "max_position" {
+                MAX_CONTEXT
+            } else {
+                MAX_DIMENSION
+            };
+            if v == 0 || v > max {
                 return Err(Error::input(format!(
-                    "model.{field}: must be between 1 and {MAX_DIMENSION} (got {v})"
+                    "model.{field}: must be between 1 and {max} (got {v})"
                 )));
             }
             Ok(v)
@@ -634,9 +958,16 @@ impl Model {
         self.dtype_bytes.max(2)
     }
 
-    /// Weights of the fused QKV projection of one layer.
+    /// Weights of the fused QKV projection of one attention layer (with an output gate, the
+    /// query projection's share is twice as wide).
     pub fn qkv_params(&self) -> u64 {
-        self.hidden as u64 * (self.heads + 2 * self.kv_heads) as u64 * self.head_dim as u64
+        let gate = if self.arch.attention_output_gate {
+            2
+        } else {
+            1
+        };
+        let q = gate * self.heads as u64;
+        self.hidden as u64 * (q + 2 * self.kv_heads as u64) * self.head_dim as u64
     }
 
     /// Weights of the attention output projection of one layer.
@@ -654,8 +985,9 @@ impl Model {
         self.intermediate as u64 * self.hidden as u64
     }
 
-    /// Weights of one layer's attention: projections (with their biases), sinks and
-    /// query/key norms; with MLA the compressed query and key/value paths and their norms.
+    /// Weights of one attention layer's attention: projections (with their biases and output
+    /// gate), sinks and query/key norms; with MLA the compressed query and key/value paths and
+    /// their norms. Linear-attention layers have their own ([`LinearAttention::params`]).
     pub fn attention_params(&self) -> u64 {
         let (h, q, kv, d) = (
             self.hidden as u64,
@@ -695,11 +1027,26 @@ impl Model {
         n
     }
 
-    /// Layers whose MLP is a mixture of experts.
+    /// Layers whose MLP is a mixture of experts: after the leading dense layers, every
+    /// `moe_layer_step`-th (all of them for most MoE models).
     pub fn moe_layers(&self) -> u32 {
+        self.arch.moe.map_or(0, |m| {
+            self.layers.saturating_sub(m.dense_layers) / m.moe_layer_step.max(1)
+        })
+    }
+
+    /// Layers with linear attention (0 without).
+    pub fn linear_attention_layers(&self) -> u32 {
         self.arch
-            .moe
-            .map_or(0, |m| self.layers.saturating_sub(m.dense_layers))
+            .linear_attention
+            .map_or(0, |l| l.layers.min(self.layers))
+    }
+
+    /// Weights of the RMS norms: two of `hidden` per layer (four with
+    /// [`Arch::sandwich_norms`]) and the final one.
+    pub fn norm_params(&self) -> u64 {
+        let per_layer = if self.arch.sandwich_norms { 4 } else { 2 };
+        (per_layer * self.layers as u64 + 1) * self.hidden as u64
     }
 
     /// Weights of the routed experts of one MoE layer (0 for a dense model).
@@ -710,12 +1057,14 @@ impl Model {
         m.experts as u64 * (3 * h * e + bias)
     }
 
-    /// Weights of one MoE layer's MLP besides the routed experts: router and shared experts.
+    /// Weights of one MoE layer's MLP besides the routed experts: router, shared experts and
+    /// their gate.
     pub fn moe_other_params(&self) -> u64 {
         let Some(m) = self.arch.moe else { return 0 };
         let h = self.hidden as u64;
         let router = h * m.experts as u64 + if m.biases { m.experts as u64 } else { 0 };
-        router + 3 * h * m.shared_intermediate as u64
+        let gate = if m.shared_expert_gate { h } else { 0 };
+        router + 3 * h * m.shared_intermediate as u64 + gate
     }
 
     /// Weights of one dense layer's MLP (gate, up and down).
@@ -728,28 +1077,36 @@ impl Model {
         self.vocab as u64 * self.hidden as u64
     }
 
-    /// All weights: layers (attention, dense or MoE MLP, two norms each), embeddings
-    /// (twice unless tied) and the final norm.
+    /// All weights: layers (attention or linear attention, dense or MoE MLP, their norms),
+    /// embeddings (twice unless tied), the final norm and the vision encoder, if any.
     pub fn total_params(&self) -> u64 {
         let emb = self.lm_head_params() * if self.tie_embeddings { 1 } else { 2 };
         let moe = self.moe_layers() as u64;
         let dense = self.layers as u64 - moe;
-        let per_layer = self.attention_params() + 2 * self.hidden as u64;
-        self.layers as u64 * per_layer
+        let linear = self.linear_attention_layers() as u64;
+        let attention = self.layers as u64 - linear;
+        let linear_params = self
+            .arch
+            .linear_attention
+            .map_or(0, |l| linear * l.params(self.hidden));
+        attention * self.attention_params()
+            + linear_params
             + dense * self.dense_mlp_params()
             + moe * (self.routed_expert_params() + self.moe_other_params())
             + emb
-            + self.hidden as u64
+            + self.norm_params()
+            + self.arch.vision_params
     }
 
-    /// Weights one token runs through: all but the routed experts it is not sent to.
+    /// Weights one text token runs through: all but the routed experts it is not sent to
+    /// and the vision encoder.
     pub fn active_params(&self) -> u64 {
+        let text = self.total_params() - self.arch.vision_params;
         let Some(m) = self.arch.moe else {
-            return self.total_params();
+            return text;
         };
         let idle = m.experts.saturating_sub(m.top_k) as u64;
-        self.total_params()
-            - self.moe_layers() as u64 * idle * (self.routed_expert_params() / m.experts as u64)
+        text - self.moe_layers() as u64 * idle * (self.routed_expert_params() / m.experts as u64)
     }
 
     /// The part of the model one GPU holds with tensor parallelism `tp` and pipeline
@@ -770,6 +1127,14 @@ impl Model {
                 "engine.tensor_parallel_size: {tp} and {}'s {} KV heads: one must divide the other",
                 self.name, self.kv_heads
             )));
+        }
+        if let Some(l) = self.arch.linear_attention {
+            if !(divides(l.key_heads) && divides(l.value_heads)) {
+                return Err(Error::input(format!(
+                    "engine.tensor_parallel_size: {tp} must divide {}'s {} linear-attention key heads and {} value heads, which vLLM splits over the ranks",
+                    self.name, l.key_heads, l.value_heads
+                )));
+            }
         }
         if let Some(m) = self.arch.moe {
             if !(divides(m.expert_intermediate) && m.shared_intermediate.is_multiple_of(tp)) {
@@ -802,6 +1167,15 @@ impl Model {
                 // them as the model does).
                 sliding_window: self.arch.sliding_window.map(|(w, n)| (w, n.div_ceil(pp))),
                 chunked_local: self.arch.chunked_local.map(|(c, n)| (c, n.div_ceil(pp))),
+                linear_attention: self.arch.linear_attention.map(|l| LinearAttention {
+                    layers: l.layers.div_ceil(pp),
+                    key_heads: l.key_heads / tp,
+                    value_heads: l.value_heads / tp,
+                    ..l
+                }),
+                // vLLM splits the vision encoder's layers over the ranks too (its default
+                // `mm_encoder_tp_mode: weights`); like the embeddings, every stage counts it.
+                vision_params: self.arch.vision_params.div_ceil(tp as u64),
                 ..self.arch
             },
             ..self.clone()
@@ -833,11 +1207,17 @@ impl Model {
     }
 
     /// The layers by how they attend, in the order vLLM's KV cache groups take them (the
-    /// kind of the first layer first: the local kinds, then full attention, MLA included,
-    /// for every preset). Every layer is in exactly one entry; counts are never zero.
+    /// kind of the first layer first: linear attention, the local kinds, then full
+    /// attention, MLA included, for every preset). Every layer is in exactly one entry;
+    /// counts are never zero.
     pub fn layer_attention(&self) -> Vec<(LayerAttention, u32)> {
         let mut v = Vec::new();
         let mut local = 0;
+        let linear = self.linear_attention_layers();
+        if linear > 0 {
+            v.push((LayerAttention::Linear, linear));
+            local += linear;
+        }
         if let Some((w, n)) = self.arch.sliding_window.filter(|&(_, n)| n > 0) {
             v.push((LayerAttention::SlidingWindow(w), n));
             local += n;
@@ -852,13 +1232,15 @@ impl Model {
         v
     }
 
-    /// The layers by kind of KV cache, with the KV bytes one token takes in each layer of
-    /// the kind: full attention, sliding window (bytes per token while it is in the
-    /// window), latent (MLA).
+    /// The attention layers by kind of KV cache, with the KV bytes one token takes in each
+    /// layer of the kind: full attention, sliding window or chunked local attention (bytes
+    /// per token while it is in the window or chunk), latent (MLA). Linear-attention layers
+    /// keep a state per request instead ([`Model::state_layer_types`]).
     pub fn kv_layer_types(&self) -> Vec<(String, u32, u64)> {
         let per = self.kv_bytes_per_token_layer();
         self.layer_attention()
             .into_iter()
+            .filter(|&(kind, _)| kind != LayerAttention::Linear)
             .map(|(kind, n)| {
                 let name = match kind {
                     LayerAttention::Full if self.arch.mla.is_some() => {
@@ -867,36 +1249,77 @@ impl Model {
                     LayerAttention::Full => "full attention".to_string(),
                     LayerAttention::SlidingWindow(w) => format!("sliding window of {w}"),
                     LayerAttention::ChunkedLocal(c) => format!("chunked local attention of {c}"),
+                    LayerAttention::Linear => unreachable!("filtered out above"),
                 };
                 (name, n, per)
             })
             .collect()
     }
 
-    /// The architecture features kvsim's engine does not model yet (latent attention);
-    /// empty for the others.
+    /// The architecture features kvsim's engine does not model yet (latent attention,
+    /// linear attention); empty for the others.
     pub fn unmodelled_features(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
         if self.arch.mla.is_some() {
             v.push("latent attention (MLA)");
         }
+        if self.arch.linear_attention.is_some() {
+            v.push("linear attention");
+        }
         v
     }
 
-    /// Bytes of K and V for one token across all layers.
+    /// Bytes of K and V for one token across all attention layers (linear-attention layers
+    /// keep none: [`Model::state_bytes_per_request`]).
     pub fn kv_bytes_per_token(&self) -> u64 {
-        self.layers as u64 * self.kv_bytes_per_token_layer()
+        (self.layers - self.linear_attention_layers()) as u64 * self.kv_bytes_per_token_layer()
+    }
+
+    /// Bytes of one linear-attention layer's state per request, whatever its length: the
+    /// convolution state and the recurrent (SSM) state, both in the compute dtype as vLLM
+    /// 0.33 allocates them with its default `--mamba-cache-dtype auto` and
+    /// `--mamba-ssm-cache-dtype auto` (`MambaStateDtypeCalculator.gated_delta_net_state_dtype`;
+    /// `--kv-cache-dtype` does not apply); (0, 0) without linear attention.
+    pub fn linear_state_bytes_per_layer(&self) -> (u64, u64) {
+        let b = self.compute_bytes() as u64;
+        self.arch.linear_attention.map_or((0, 0), |l| {
+            (l.conv_state_elements() * b, l.ssm_state_elements() * b)
+        })
+    }
+
+    /// Bytes of state one request holds across all linear-attention layers (0 without).
+    pub fn state_bytes_per_request(&self) -> u64 {
+        let (conv, ssm) = self.linear_state_bytes_per_layer();
+        self.linear_attention_layers() as u64 * (conv + ssm)
+    }
+
+    /// The layers that keep a fixed state per request instead of KV per token, with the
+    /// bytes of one request's state in each layer of the kind (linear attention); empty for
+    /// attention-only models.
+    pub fn state_layer_types(&self) -> Vec<(String, u32, u64)> {
+        let (conv, ssm) = self.linear_state_bytes_per_layer();
+        self.layer_attention()
+            .into_iter()
+            .filter(|&(kind, _)| kind == LayerAttention::Linear)
+            .map(|(_, n)| {
+                (
+                    "linear attention (Gated DeltaNet)".to_string(),
+                    n,
+                    conv + ssm,
+                )
+            })
+            .collect()
     }
 
     /// FLOPs of the linear layers and LM head for one token (2 per multiply-add), without
     /// attention scores.
     pub fn linear_flops_per_token(&self) -> u64 {
-        // Active weights but the embedding lookup and the norms (biases, sinks and QK
-        // norms stay in: a negligible overcount). For a dense model without them this is
-        // `2 (layers (qkv + o + gate_up + down) + lm_head)`.
-        let h = self.hidden as u64;
+        // Active weights but the embedding lookup and the norms (biases, sinks, QK norms and
+        // linear attention's gates and norm stay in: a negligible overcount; its convolution
+        // is one multiply-add per weight and token too). For a dense model without them this
+        // is `2 (layers (qkv + o + gate_up + down) + lm_head)`.
         let emb = self.lm_head_params() * if self.tie_embeddings { 0 } else { 1 };
-        2 * (self.active_params() - emb - (2 * self.layers as u64 + 1) * h)
+        2 * (self.active_params() - emb - self.norm_params())
     }
 
     /// Attention FLOPs (QK^T and PV) for one query token against `context` keys in one layer.
@@ -920,16 +1343,23 @@ pub struct ModelReport {
     pub model: Model,
     /// All parameters.
     pub params: u64,
-    /// Parameters one token runs through: all but the routed experts it is not sent to
-    /// (the embedding table included, as Mistral, Qwen and DeepSeek count active
-    /// parameters; OpenAI's gpt-oss figures leave it out).
+    /// Parameters one text token runs through: all but the routed experts it is not sent to
+    /// and the vision encoder (the embedding table included, as Mistral, Qwen and DeepSeek
+    /// count active parameters; OpenAI's gpt-oss figures leave it out).
     pub active_params: u64,
     /// Bytes of all weights at the weights' dtype.
     pub weight_bytes: u64,
-    /// Per layer type: (type, layers, KV bytes per token and layer).
+    /// Per attention layer type: (type, layers, KV bytes per token and layer).
     pub kv_layer_types: Vec<(String, u32, u64)>,
-    /// KV bytes per token over all layers.
+    /// KV bytes per token over all attention layers.
     pub kv_bytes_per_token: u64,
+    /// Per layer type that keeps a fixed state per request instead (linear attention):
+    /// (type, layers, state bytes per request and layer); absent for attention-only models.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub state_layer_types: Vec<(String, u32, u64)>,
+    /// State bytes per request over those layers, whatever the request's length.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub state_bytes_per_request: u64,
     /// FLOPs per token of the linear layers and LM head.
     pub linear_flops_per_token: u64,
     /// Attention FLOPs per token and layer for each key it attends to.
@@ -940,6 +1370,9 @@ pub struct ModelReport {
     pub shard_weight_bytes: u64,
     /// One GPU's KV bytes per token at that size.
     pub shard_kv_bytes_per_token: u64,
+    /// One GPU's state bytes per request at that size.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub shard_state_bytes_per_request: u64,
 }
 
 impl ModelReport {
@@ -952,11 +1385,14 @@ impl ModelReport {
             weight_bytes: model.weight_bytes(),
             kv_layer_types: model.kv_layer_types(),
             kv_bytes_per_token: model.kv_bytes_per_token(),
+            state_layer_types: model.state_layer_types(),
+            state_bytes_per_request: model.state_bytes_per_request(),
             linear_flops_per_token: model.linear_flops_per_token(),
             attention_flops_per_key: model.attention_flops(1),
             tp,
             shard_weight_bytes: shard.weight_bytes(),
             shard_kv_bytes_per_token: shard.kv_bytes_per_token(),
+            shard_state_bytes_per_request: shard.state_bytes_per_request(),
             model: model.clone(),
         })
     }
@@ -987,19 +1423,49 @@ impl std::fmt::Display for ModelReport {
                 a.kv_lora_rank, a.q_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
             )?;
         }
+        if let Some(a) = m.arch.linear_attention {
+            writeln!(
+                f,
+                "  linear attention (Gated DeltaNet): {} layers, {} query/key heads of {}, {} value heads of {}, convolution of {} taps",
+                m.linear_attention_layers(),
+                a.key_heads,
+                a.key_head_dim,
+                a.value_heads,
+                a.value_head_dim,
+                a.conv_kernel
+            )?;
+        }
         if let Some(e) = m.arch.moe {
             writeln!(
                 f,
-                "  experts: {} routed, top {}, width {}; shared width {}; {} dense leading layers{}",
+                "  experts: {} routed, top {}, width {}; shared width {}{}; {} dense leading layers{}{}",
                 e.experts,
                 e.top_k,
                 e.expert_intermediate,
                 e.shared_intermediate,
+                if e.shared_expert_gate { " (gated)" } else { "" },
                 e.dense_layers,
+                if e.moe_layer_step > 1 {
+                    format!(
+                        "; one layer in {} MoE ({} of {}), the others dense",
+                        e.moe_layer_step,
+                        m.moe_layers(),
+                        m.layers
+                    )
+                } else {
+                    String::new()
+                },
                 match e.expert_bytes {
                     Some(b) => format!("; experts stored at {b} bytes per weight"),
                     None => String::new(),
                 }
+            )?;
+        }
+        if m.arch.vision_params > 0 {
+            writeln!(
+                f,
+                "  vision encoder: {:.3} B parameters, loaded with the checkpoint (run for images only)",
+                m.arch.vision_params as f64 / 1e9
             )?;
         }
         writeln!(
@@ -1025,6 +1491,26 @@ impl std::fmt::Display for ModelReport {
             )?;
         }
         writeln!(f, "    total: {} bytes", self.kv_bytes_per_token)?;
+        if !self.state_layer_types.is_empty() {
+            let (conv, ssm) = m.linear_state_bytes_per_layer();
+            writeln!(
+                f,
+                "  state per request, fixed whatever its length (mamba cache dtype auto = {}):",
+                if m.compute_bytes() == m.dtype_bytes {
+                    m.dtype.clone()
+                } else {
+                    "bf16".to_string()
+                }
+            )?;
+            for (kind, layers, bytes) in &self.state_layer_types {
+                writeln!(
+                    f,
+                    "    {kind}: {layers} layers x {bytes} bytes (convolution {conv} + recurrent {ssm}) = {}",
+                    *layers as u64 * bytes
+                )?;
+            }
+            writeln!(f, "    total: {} bytes", self.state_bytes_per_request)?;
+        }
         writeln!(
             f,
             "  FLOPs per token: {:.3} G in linear layers and LM head, plus {} per layer for each key attended",
@@ -1038,6 +1524,13 @@ impl std::fmt::Display for ModelReport {
             gib(self.shard_weight_bytes),
             self.shard_kv_bytes_per_token
         )?;
+        if self.shard_state_bytes_per_request > 0 {
+            write!(
+                f,
+                ", {} state bytes per request",
+                self.shard_state_bytes_per_request
+            )?;
+        }
         let missing = m.unmodelled_features();
         if !missing.is_empty() {
             write!(
@@ -1176,6 +1669,43 @@ mod tests {
         assert!(preset("gpt-oss-20b").unmodelled_features().is_empty());
         assert!(!preset("deepseek-v3").unmodelled_features().is_empty());
         assert!(preset("llama-3.1-8b").unmodelled_features().is_empty());
+    }
+
+    #[test]
+    fn interleaved_moe_layers_follow_the_step_and_the_pipeline_stages() {
+        let m = preset("llama-4-maverick-17b-128e");
+        assert_eq!(m.moe_layers(), 24);
+        // 24 and 16 layers per stage: every other one MoE.
+        assert_eq!(m.shard(1, 2).unwrap().moe_layers(), 12);
+        assert_eq!(m.shard(1, 3).unwrap().moe_layers(), 8);
+        assert_eq!(preset("llama-4-scout-17b-16e").moe_layers(), 48);
+        // Leading dense layers, then every layer (step 1).
+        assert_eq!(preset("deepseek-v3").moe_layers(), 58);
+        assert!(preset("llama-4-scout-17b-16e")
+            .unmodelled_features()
+            .contains(&"chunked local attention"));
+        assert_eq!(
+            preset("qwen3-next-80b-a3b").unmodelled_features(),
+            vec!["linear attention"]
+        );
+    }
+
+    #[test]
+    fn context_length_may_exceed_the_shape_limit_up_to_its_own() {
+        let spec = |max_position| ModelSpec {
+            preset: Some("llama-3.1-8b".into()),
+            max_position: Some(max_position),
+            ..Default::default()
+        };
+        assert!(Model::from_spec(&spec(10_485_760)).is_ok());
+        let err = Model::from_spec(&spec((1 << 24) + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.max_position: must be between 1 and 16777216"),
+            "{err}"
+        );
+        assert_eq!(preset("llama-4-scout-17b-16e").max_position, 10_485_760);
     }
 
     #[test]

@@ -33,7 +33,8 @@ impl Roofline {
         per_request_overhead_us: f64,
     ) -> Self {
         let h = model.hidden as u64;
-        let qkv_out = (model.heads + 2 * model.kv_heads) as u64 * model.head_dim as u64;
+        // Queries (with their output gate, if any), keys and values.
+        let qkv_out = model.qkv_params() / h;
         let o_in = model.heads as u64 * model.head_dim as u64;
         let i = model.intermediate as u64;
         Roofline {

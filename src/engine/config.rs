@@ -149,7 +149,11 @@ impl EngineSetup {
         };
         // A block holds `block_size` tokens at the stored size (quantized, with metadata)
         // in every layer of one group.
-        let kv_groups = KvGroups::plan(&shard, !k.disable_hybrid_kv_cache_manager);
+        // vLLM 0.33 (`VllmConfig`) disables the hybrid manager for chunked local attention.
+        let disable = k
+            .disable_hybrid_kv_cache_manager
+            .unwrap_or(model.arch.chunked_local.is_some());
+        let kv_groups = KvGroups::plan(&shard, !disable);
         if kv_groups.is_hybrid() {
             refuse_with_hybrid_groups(s, &model)?;
         }
@@ -310,19 +314,24 @@ fn resolve_async_scheduling(asked: Option<bool>, p: Parallelism) -> Result<bool>
 
 /// Estimated activation peak of vLLM's profiling run: `tokens` tokens through one layer's
 /// widest intermediates (kept alive together: input, QKV, attention output, gate/up and
-/// activation output; for an all-MoE model the routed rows through the experts) plus fp32
+/// activation output; in a MoE layer the routed rows through the experts) plus fp32
 /// logits (and their softmax) for `seqs` sampled sequences.
 pub fn activation_peak(model: &Model, tokens: u32, seqs: u32) -> u64 {
     let b = model.compute_bytes() as u64;
-    // The widest MLP intermediates: a dense layer's gate/up and activation output, or a
-    // MoE layer's routed rows (top_k per token through gate/up, activation and down) plus
-    // the shared experts'.
-    let dense = 3 * model.intermediate as u64;
+    // The widest MLP intermediates of the layers there are: a dense layer's gate/up and
+    // activation output, a MoE layer's routed rows (top_k per token through gate/up,
+    // activation and down) plus the shared experts'.
+    let moe_layers = model.moe_layers();
+    let dense = if moe_layers < model.layers {
+        3 * model.intermediate as u64
+    } else {
+        0
+    };
     let mlp = match model.arch.moe {
-        Some(m) if m.dense_layers == 0 => {
+        Some(m) if moe_layers > 0 => dense.max(
             m.top_k as u64 * (3 * m.expert_intermediate as u64 + model.hidden as u64)
-                + 3 * m.shared_intermediate as u64
-        }
+                + 3 * m.shared_intermediate as u64,
+        ),
         _ => dense,
     };
     let per_token = 4 * model.hidden as u64

@@ -86,6 +86,7 @@ impl KvGroups {
                 LayerAttention::Full => format!("{n} full attention"),
                 LayerAttention::SlidingWindow(w) => format!("{n} sliding window {w}"),
                 LayerAttention::ChunkedLocal(c) => format!("{n} chunked local {c}"),
+                LayerAttention::Linear => format!("{n} linear attention"),
             })
             .collect();
         format!(

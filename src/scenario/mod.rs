@@ -519,8 +519,10 @@ pub struct KvCacheSpec {
     pub free_unhashed_first: bool,
     /// vLLM's `--disable-hybrid-kv-cache-manager`: allocate sliding-window and chunked-local
     /// layers as full-attention ones (one block table, nothing freed outside the window).
+    /// Unset: vLLM 0.33's default, on for a model with chunked local attention (unless
+    /// `VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1`: set `false`), off otherwise.
     #[serde(default)]
-    pub disable_hybrid_kv_cache_manager: bool,
+    pub disable_hybrid_kv_cache_manager: Option<bool>,
     /// Which evictable cached block to drop: `vllm` (vLLM's free queue, LRU by release
     /// time) or a policy of the paging lab (`docs/policies.md`).
     #[serde(default = "default_eviction")]
@@ -649,7 +651,7 @@ impl Default for KvCacheSpec {
             activation_gib: None,
             non_torch_gib: default_non_torch(),
             free_unhashed_first: true,
-            disable_hybrid_kv_cache_manager: false,
+            disable_hybrid_kv_cache_manager: None,
             eviction: default_eviction(),
             predictor: None,
             cpu_offload: None,

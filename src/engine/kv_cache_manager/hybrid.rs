@@ -59,7 +59,8 @@ fn group_hash(hash: u64, g: usize) -> u64 {
 /// layer of this kind attends to (`get_num_skipped_tokens`).
 fn skipped_tokens(kind: LayerAttention, n: u64) -> u64 {
     match kind {
-        LayerAttention::Full => 0,
+        // Linear-attention models are refused before a manager is built.
+        LayerAttention::Full | LayerAttention::Linear => 0,
         LayerAttention::SlidingWindow(w) => n.saturating_sub(w as u64 - 1),
         LayerAttention::ChunkedLocal(c) => n / c as u64 * c as u64,
     }
@@ -86,7 +87,7 @@ impl Hybrid {
     fn admission_cap(&self, kind: LayerAttention, bs: u64) -> Option<u64> {
         let mml = self.max_model_len;
         match kind {
-            LayerAttention::Full => None,
+            LayerAttention::Full | LayerAttention::Linear => None,
             LayerAttention::SlidingWindow(w) => {
                 Some((w as u64 - 1 + self.max_in_flight).min(mml).div_ceil(bs) + 1)
             }
@@ -127,7 +128,7 @@ impl KvCacheManager {
         let hit = |i: usize| self.cached_in_kind(h, kind, hashes[i]);
         // Which blocks are hits: [first, len), the ones below `first` null.
         let (first, len) = match kind {
-            LayerAttention::Full => {
+            LayerAttention::Full | LayerAttention::Linear => {
                 let len = (0..n).take_while(|&i| hit(i)).count();
                 (0, len)
             }
