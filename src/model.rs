@@ -1683,7 +1683,7 @@ mod tests {
         assert_eq!(preset("deepseek-v3").moe_layers(), 58);
         assert!(preset("llama-4-scout-17b-16e")
             .unmodelled_features()
-            .contains(&"chunked local attention"));
+            .is_empty());
         assert_eq!(
             preset("qwen3-next-80b-a3b").unmodelled_features(),
             vec!["linear attention"]
