@@ -1256,13 +1256,10 @@ impl Model {
             .collect()
     }
 
-    /// The architecture features kvsim's engine does not model yet (latent attention,
-    /// linear attention); empty for the others.
+    /// The architecture features kvsim's engine does not model yet (linear attention);
+    /// empty for the others.
     pub fn unmodelled_features(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
-        if self.arch.mla.is_some() {
-            v.push("latent attention (MLA)");
-        }
         if self.arch.linear_attention.is_some() {
             v.push("linear attention");
         }
@@ -1667,7 +1664,7 @@ mod tests {
         assert_eq!(shard.arch.moe.unwrap().expert_intermediate, 256);
         assert!(preset("mixtral-8x7b").unmodelled_features().is_empty());
         assert!(preset("gpt-oss-20b").unmodelled_features().is_empty());
-        assert!(!preset("deepseek-v3").unmodelled_features().is_empty());
+        assert!(preset("deepseek-v3").unmodelled_features().is_empty());
         assert!(preset("llama-3.1-8b").unmodelled_features().is_empty());
     }
 

@@ -108,3 +108,36 @@ fn features_of_one_full_attention_group_are_refused_with_hybrid_groups() {
         assert!(err.contains("disable_hybrid_kv_cache_manager"), "{err}");
     }
 }
+
+/// DeepSeek-V3 on 8 x H200 at TP 8: MLA caches one latent of `kv_lora_rank +
+/// qk_rope_head_dim` = 576 elements per token and layer, the same on every rank (vLLM's
+/// `MLAAttentionSpec`, replicated over TP): one group of 61 layers, a block of 61 x 16 x
+/// 576 x 2 bytes = 1,124,352 on each GPU, and `num_blocks = available // bytes_per_block`
+/// per GPU (the minimum over ranks, which are alike).
+#[test]
+fn deepseek_v3_on_8_h200_plans_vllms_block_count() {
+    let d = temp_dir("hybrid-mla");
+    let s = memory(
+        &d,
+        "deepseek-v3",
+        &[
+            "--set",
+            "hardware.gpu=h200",
+            "--set",
+            "engine.tensor_parallel_size=8",
+        ],
+    );
+    assert_eq!(s["requests_completed"], 1);
+    let m = &s["memory"];
+    assert_eq!(m["block_bytes"], 61 * 16 * 576 * 2);
+    assert_eq!(m["kv_cache_groups"], "1 group of 61 layers");
+    assert_eq!(m["gpus_per_replica"], 8);
+    let available = m["gpu_memory_bytes"].as_f64().unwrap() * 0.92
+        - m["weight_bytes"].as_f64().unwrap()
+        - m["activation_bytes"].as_f64().unwrap()
+        - m["non_torch_bytes"].as_f64().unwrap();
+    assert_eq!(
+        m["num_gpu_blocks"].as_u64().unwrap(),
+        (available / 1_124_352.0).floor() as u64
+    );
+}

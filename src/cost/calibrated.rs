@@ -91,6 +91,14 @@ impl Calibrated {
                 model.name
             )));
         }
+        let local = model.layer_attention().len() > 1;
+        if local || model.arch.mla.is_some() {
+            return Err(err(format!(
+                "{} has {} layers; kernel profiles time full-attention kernels only, so it runs on the roofline only",
+                model.name,
+                if local { "sliding-window or chunked-local" } else { "latent-attention (MLA)" }
+            )));
+        }
         let of = |op: Op| profile.points.iter().filter(move |p| p.op == op);
         // Attention was measured reading a KV cache of the points' dtype.
         let attention = of(Op::PrefillAttention).chain(of(Op::DecodeAttention));

@@ -11,7 +11,7 @@ mod roofline;
 
 pub use calibrated::Calibrated;
 pub use parallel::Parallel;
-pub use roofline::Roofline;
+pub use roofline::{AttentionWork, PrefillSpan, Roofline};
 
 /// One request's share of a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,50 @@
 //! The default cost model: every kernel takes its compute time and its memory time at
 //! configurable fractions of the GPU's peak, combined as a soft roofline, plus a fixed
 //! floor per launch; prefill attention is counted in FlashAttention's tiles, and the
-//! element-wise kernels between the GEMMs are memory traffic. Formulas in
-//! `docs/cost-model.md`.
+//! element-wise kernels between the GEMMs are memory traffic. Sliding-window and
+//! chunked-local layers read only their keys; latent attention (MLA) follows vLLM's two
+//! paths. Formulas in `docs/cost-model.md`.
 
 use super::{BatchShape, CostModel, SeqWork, StepCost};
 use crate::hardware::Gpu;
-use crate::model::Model;
+use crate::model::{LayerAttention, Model};
 use crate::scenario::Efficiency;
+
+mod mla;
+
+/// vLLM's cap on the context rows its MLA prefill gathers and up-projects at once
+/// (`MLACommonMetadataBuilder.determine_chunked_prefill_workspace_size`: 64 Ki tokens).
+const MLA_WORKSPACE_CAP: f64 = 65536.0;
+
+/// The query-key pairs and keys one prefill chunk's attention visits in one layer
+/// ([`Roofline::prefill_span`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PrefillSpan {
+    /// Pairs against the cached prefix, in full tiles (real query rows times keys).
+    pub full: f64,
+    /// Pairs of the chunk against itself, in whole square tiles (causal efficiency).
+    pub causal: f64,
+    /// Keys whose K and V the kernel reads: the visited prefix and the chunk.
+    pub keys: f64,
+}
+
+impl PrefillSpan {
+    fn add(&mut self, o: PrefillSpan) {
+        self.full += o.full;
+        self.causal += o.causal;
+        self.keys += o.keys;
+    }
+}
+
+/// The FLOPs and bytes of one decode attention kernel
+/// ([`Roofline::decode_attention_work`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AttentionWork {
+    /// FLOPs (at `attention_compute`).
+    pub flops: f64,
+    /// Bytes through HBM.
+    pub bytes: f64,
+}
 
 /// The default step-time model for one GPU (parallelism is added by [`super::Parallel`]).
 #[derive(Debug, Clone)]
@@ -21,6 +58,13 @@ pub struct Roofline {
     attention_memory: f64,
     /// Weight matrices of one layer, in elements: QKV, O, gate+up, down (with output widths).
     gemms: [(u64, u64); 4],
+    /// The layers by how they attend and how many of each (`Model::layer_attention`, kept
+    /// so that a step allocates nothing).
+    kinds: Vec<(LayerAttention, f64)>,
+    /// MLA's projections ([`Roofline::mla_gemms`]); `None` without MLA.
+    mla_gemms: Option<[(u64, u64); 4]>,
+    /// Context rows MLA's prefill up-projects per launch ([`Roofline::mla_context_chunks`]).
+    mla_workspace: f64,
 }
 
 impl Roofline {
@@ -46,6 +90,30 @@ impl Roofline {
             per_request_overhead_ns: per_request_overhead_us * 1e3,
             // (input width, output width) of each GEMM.
             gemms: [(h, qkv_out), (o_in, h), (h, 2 * i), (i, h)],
+            kinds: model
+                .layer_attention()
+                .into_iter()
+                .map(|(kind, n)| (kind, n as f64))
+                .collect(),
+            mla_gemms: model.arch.mla.map(|a| {
+                let heads = model.heads as u64;
+                let (ql, kl) = (a.q_lora_rank as u64, a.kv_lora_rank as u64);
+                let (rope, nope, v) = (
+                    a.qk_rope_head_dim as u64,
+                    a.qk_nope_head_dim as u64,
+                    a.v_head_dim as u64,
+                );
+                let q_out = heads * (nope + rope);
+                let (first, second) = if ql > 0 {
+                    // fused_qkv_a_proj (replicated), then q_b_proj.
+                    ((h, ql + kl + rope), (ql, q_out))
+                } else {
+                    // q_proj, then kv_a_proj_with_mqa (replicated).
+                    ((h, q_out), (h, kl + rope))
+                };
+                [first, second, (kl, heads * (nope + v)), (heads * v, h)]
+            }),
+            mla_workspace: (8.0 * model.max_position as f64).min(MLA_WORKSPACE_CAP),
         }
     }
 
@@ -163,7 +231,12 @@ impl Roofline {
         let m = &self.model;
         let b = m.dtype_bytes as f64;
         let h = m.hidden as f64;
-        let qk = ((m.heads + m.kv_heads) * m.head_dim) as f64;
+        // RoPE turns every query head and key head; with MLA the rope part of each
+        // query head and the one shared rope key.
+        let qk = match m.arch.mla {
+            Some(a) => ((m.heads + 1) * a.qk_rope_head_dim) as f64,
+            None => ((m.heads + m.kv_heads) * m.head_dim) as f64,
+        };
         let kv = m.kv_bytes_per_token_layer() as f64;
         let norm = self.elementwise_kernel_ns(4.0 * tokens * h * b);
         let rope = self.elementwise_kernel_ns(2.0 * tokens * qk * b);
@@ -193,7 +266,8 @@ impl Roofline {
         self.elementwise_kernel_ns(sampled * m.vocab as f64 * (m.dtype_bytes as f64 + 12.0))
     }
 
-    /// The (input width, output width) of the QKV, O, gate+up and down weights.
+    /// The (input width, output width) of the QKV, O, gate+up and down weights (the dense
+    /// shape; an MLA model's projections are [`Roofline::mla_gemms`]).
     pub fn layer_gemms(&self) -> [(u64, u64); 4] {
         self.gemms
     }
@@ -210,40 +284,172 @@ impl Roofline {
         )
     }
 
-    /// One layer of prefill attention over these chunks, as one kernel: the chunk
-    /// against its cached keys in full tiles, the chunk against itself in causal tiles
-    /// (`n (n + 1) / 2` square tiles of `r` rows, `n = ceil(c / r)`), each at its own
-    /// efficiency; the memory time is the keys, values, queries and outputs read once.
-    pub fn prefill_layer_ns(&self, prefills: &[SeqWork]) -> f64 {
-        let (kv_tok, q_tok, qk_pv) = self.attention_per_token();
+    /// The query-key pairs and keys of one prefill chunk (`c` new tokens after `p` cached)
+    /// in a layer of `kind`, in FlashAttention's tiles of `r = attention_tile` rows: query
+    /// tiles from the chunk's first token, key tiles aligned with them.
+    /// - Full: `c p` pairs against the prefix, `n (n + 1) / 2` squares of the chunk against
+    ///   itself (`n = ceil(c / r)`, diagonal ones whole), `p + c` keys.
+    /// - Sliding window `W` shorter than `p + c`: each query tile visits the key tiles
+    ///   that hold a key of its first query's window; tiles wholly before it are skipped
+    ///   (FlashAttention's local window), the one across its edge counts whole.
+    /// - Chunked local `C`: the chunk cut at multiples of `C`, each piece a full-attention
+    ///   chunk whose prefix is the keys of its local chunk before it (vLLM's virtual
+    ///   batches, `make_local_attention_virtual_batches`).
+    pub fn prefill_span(&self, kind: LayerAttention, s: SeqWork) -> PrefillSpan {
+        let (c, p) = (s.new_tokens as f64, s.context as f64);
+        match kind {
+            LayerAttention::SlidingWindow(w) if p + c > w as f64 => {
+                self.window_span(w as f64, c, p)
+            }
+            LayerAttention::ChunkedLocal(chunk) => self.chunked_span(chunk.max(1) as u64, s),
+            _ => self.full_span(c, p),
+        }
+    }
+
+    /// [`Roofline::prefill_span`] of a full-attention chunk.
+    fn full_span(&self, c: f64, p: f64) -> PrefillSpan {
         let r = self.eff.attention_tile as f64;
+        // With tiles of one row this is the exact count: query i sees i + 1 keys.
+        let n = (c / r).ceil();
+        PrefillSpan {
+            full: c * p,
+            causal: r * r * n * (n + 1.0) / 2.0,
+            keys: p + c,
+        }
+    }
+
+    /// [`Roofline::prefill_span`] in a window of `w` keys: query tile `i` (rows from
+    /// `i r`, relative to the chunk's first token) needs keys from `lo = i r - w + 1` on,
+    /// so it visits `ceil(max(0, -lo) / r)` prefix tiles (at most `p` keys, its real rows
+    /// each) and the chunk's tiles from `floor(max(0, lo) / r)` to its diagonal. The keys
+    /// read are the chunk's and the prefix tiles of the first query tile.
+    fn window_span(&self, w: f64, c: f64, p: f64) -> PrefillSpan {
+        let r = self.eff.attention_tile as f64;
+        let n = (c / r).ceil() as u64;
+        let mut span = PrefillSpan {
+            keys: c,
+            ..PrefillSpan::default()
+        };
+        for i in 0..n {
+            let start = i as f64 * r;
+            let lo = start - w + 1.0;
+            let prefix = p.min(r * ((-lo).max(0.0) / r).ceil());
+            span.full += r.min(c - start) * prefix;
+            span.causal += r * r * (i as f64 + 1.0 - (lo.max(0.0) / r).floor());
+            if i == 0 {
+                span.keys += prefix;
+            }
+        }
+        span
+    }
+
+    /// [`Roofline::prefill_span`] in local chunks of `chunk` tokens.
+    fn chunked_span(&self, chunk: u64, s: SeqWork) -> PrefillSpan {
+        let (mut pos, end) = (s.context as u64, s.context as u64 + s.new_tokens as u64);
+        let mut span = PrefillSpan::default();
+        while pos < end {
+            let first = pos / chunk * chunk;
+            let stop = end.min(first + chunk);
+            span.add(self.full_span((stop - pos) as f64, (pos - first) as f64));
+            pos = stop;
+        }
+        span
+    }
+
+    /// One full-attention layer of prefill attention over these chunks
+    /// ([`Roofline::prefill_attention_layer_ns`] of [`LayerAttention::Full`]).
+    pub fn prefill_layer_ns(&self, prefills: &[SeqWork]) -> f64 {
+        self.prefill_attention_layer_ns(LayerAttention::Full, prefills)
+    }
+
+    /// One layer of `kind` of prefill attention over these chunks, as one kernel: the
+    /// [`Roofline::prefill_span`] pairs, `4 n_q d` FLOPs each, the prefix's at
+    /// `attention_compute`, the chunk's own tiles at `attention_causal_compute`; the memory
+    /// time is the visited keys' K and V and the queries and outputs, read once. MLA
+    /// layers: [`Roofline::mla_prefill_layer_ns`].
+    pub fn prefill_attention_layer_ns(&self, kind: LayerAttention, prefills: &[SeqWork]) -> f64 {
+        if self.mla_gemms.is_some() {
+            return self.mla_prefill_layer_ns(kind, prefills);
+        }
+        let (kv_tok, q_tok, qk_pv) = self.attention_per_token();
         let (mut full, mut causal, mut bytes) = (0.0, 0.0, 0.0);
         for s in prefills {
-            let (c, p) = (s.new_tokens as f64, s.context as f64);
-            full += qk_pv * c * p;
-            // With tiles of one row this is the exact count: query i sees i + 1 keys.
-            let n = (c / r).ceil();
-            causal += qk_pv * r * r * n * (n + 1.0) / 2.0;
-            bytes += (p + c) * kv_tok + 2.0 * c * q_tok;
+            let span = self.prefill_span(kind, *s);
+            full += qk_pv * span.full;
+            causal += qk_pv * span.causal;
+            bytes += span.keys * kv_tok + 2.0 * s.new_tokens as f64 * q_tok;
         }
+        self.prefill_kernel_ns(full, causal, bytes)
+    }
+
+    /// A prefill attention kernel: the prefill floor plus the larger of the compute time
+    /// (`full` FLOPs at `attention_compute`, `causal` at `attention_causal_compute`) and
+    /// the memory time of `bytes`.
+    fn prefill_kernel_ns(&self, full: f64, causal: f64, bytes: f64) -> f64 {
         let compute = self.compute_s(full, self.eff.attention_compute)
             + self.compute_s(causal, self.eff.attention_causal_compute);
         let memory = self.memory_s(bytes, self.attention_memory);
         self.eff.prefill_attention_floor_us * 1e3 + compute.max(memory) * 1e9
     }
 
-    /// One layer of decode attention over these sequences, as one kernel.
-    pub fn decode_layer_ns(&self, decodes: &[SeqWork]) -> f64 {
+    /// Keys a decode of `context` cached tokens attends in a layer of `kind`, its new
+    /// token included: `context + 1`; `min(context + 1, W)` in a sliding window of `W`;
+    /// `context mod C + 1` in chunked local attention of `C`.
+    pub fn decode_keys(kind: LayerAttention, context: u32) -> f64 {
+        let keys = match kind {
+            LayerAttention::Full => context as u64 + 1,
+            LayerAttention::SlidingWindow(w) => (context as u64 + 1).min(w as u64),
+            LayerAttention::ChunkedLocal(c) => (context % c.max(1)) as u64 + 1,
+            // No keys: a linear-attention model is refused before it is priced.
+            LayerAttention::Linear => 0,
+        };
+        keys as f64
+    }
+
+    /// The FLOPs and bytes of one layer of `kind` of decode attention over these
+    /// sequences: per key [`Roofline::decode_keys`] `4 n_q d` FLOPs and one token's KV
+    /// bytes, per sequence its query read and its output written. MLA layers:
+    /// [`Roofline::mla_decode_work`].
+    pub fn decode_attention_work(
+        &self,
+        kind: LayerAttention,
+        decodes: &[SeqWork],
+    ) -> AttentionWork {
+        if self.mla_gemms.is_some() {
+            return self.mla_decode_work(kind, decodes);
+        }
         let (kv_tok, q_tok, qk_pv) = self.attention_per_token();
         let (mut flops, mut bytes) = (0.0, 0.0);
         for s in decodes {
-            let ctx = s.context as f64 + 1.0;
-            flops += qk_pv * ctx;
-            bytes += ctx * kv_tok + 2.0 * q_tok;
+            let keys = Self::decode_keys(kind, s.context);
+            flops += qk_pv * keys;
+            bytes += keys * kv_tok + 2.0 * q_tok;
         }
-        let compute = self.compute_s(flops, self.eff.attention_compute);
-        let memory = self.memory_s(bytes, self.attention_memory);
+        AttentionWork { flops, bytes }
+    }
+
+    /// One full-attention layer of decode attention over these sequences
+    /// ([`Roofline::decode_attention_layer_ns`] of [`LayerAttention::Full`]).
+    pub fn decode_layer_ns(&self, decodes: &[SeqWork]) -> f64 {
+        self.decode_attention_layer_ns(LayerAttention::Full, decodes)
+    }
+
+    /// One layer of `kind` of decode attention over these sequences, as one kernel: the
+    /// decode floor plus the larger of the compute and memory times of
+    /// [`Roofline::decode_attention_work`].
+    pub fn decode_attention_layer_ns(&self, kind: LayerAttention, decodes: &[SeqWork]) -> f64 {
+        let w = self.decode_attention_work(kind, decodes);
+        let compute = self.compute_s(w.flops, self.eff.attention_compute);
+        let memory = self.memory_s(w.bytes, self.attention_memory);
         self.eff.decode_attention_floor_us * 1e3 + compute.max(memory) * 1e9
+    }
+
+    /// `per_layer` of each kind of layer times its count, summed over the kinds.
+    fn over_layers(&self, per_layer: impl Fn(LayerAttention) -> f64) -> f64 {
+        self.kinds
+            .iter()
+            .map(|&(kind, n)| n * per_layer(kind))
+            .sum()
     }
 
     /// CPU overhead of a step with `seqs` sequences.
@@ -265,7 +471,11 @@ impl CostModel for Roofline {
             return cost;
         }
         let gemm = |i: usize| self.gemm_ns(tokens, self.gemms[i].0, self.gemms[i].1);
-        let attention_gemms = gemm(0) + gemm(1);
+        let attention_gemms = if self.mla_gemms.is_some() {
+            self.mla_linear_ns(batch, tokens)
+        } else {
+            gemm(0) + gemm(1)
+        };
         let moe_layers = m.moe_layers() as f64;
         cost.linear_ns = (layers - moe_layers) * (attention_gemms + gemm(2) + gemm(3));
         if moe_layers > 0.0 {
@@ -273,10 +483,12 @@ impl CostModel for Roofline {
         }
 
         if !batch.prefills.is_empty() {
-            cost.prefill_attention_ns = layers * self.prefill_layer_ns(&batch.prefills);
+            cost.prefill_attention_ns =
+                self.over_layers(|kind| self.prefill_attention_layer_ns(kind, &batch.prefills));
         }
         if !batch.decodes.is_empty() {
-            cost.decode_attention_ns = layers * self.decode_layer_ns(&batch.decodes);
+            cost.decode_attention_ns =
+                self.over_layers(|kind| self.decode_attention_layer_ns(kind, &batch.decodes));
         }
         if batch.sampled > 0 {
             let sampled = batch.sampled as f64;
@@ -407,5 +619,183 @@ mod tests {
             ..floorless
         };
         assert!((plain("h100-sxm", &set) - bytes / (3350e9 * 0.5) * 1e9).abs() < 1e-3);
+    }
+
+    fn on_h100(model: &Model, eff: &Efficiency) -> Roofline {
+        Roofline::new(model, &Gpu::preset("h100-sxm").unwrap(), eff, 0.0, 0.0)
+    }
+
+    fn decode(context: u32) -> SeqWork {
+        SeqWork {
+            new_tokens: 1,
+            context,
+        }
+    }
+
+    #[test]
+    fn sliding_window_decode_reads_the_context_below_the_window_and_the_window_above() {
+        // gpt-oss-20b: 64 query heads of 64 (4 x 4096 FLOPs per key), 8 KV heads (2 x 8 x
+        // 64 x 2 = 2048 bytes per token), queries of 64 x 64 x 2 = 8192 bytes.
+        let r = on_h100(
+            &Model::preset("gpt-oss-20b").unwrap(),
+            &Efficiency::default(),
+        );
+        let window = LayerAttention::SlidingWindow(128);
+        let want = |keys: f64| AttentionWork {
+            flops: 16384.0 * keys,
+            bytes: keys * 2048.0 + 2.0 * 8192.0,
+        };
+        // Context 100: its 100 keys and the new one, all inside the window.
+        assert_eq!(r.decode_attention_work(window, &[decode(100)]), want(101.0));
+        // Context 1,000: the last 128 keys only; a full layer reads all 1,001.
+        assert_eq!(
+            r.decode_attention_work(window, &[decode(1000)]),
+            want(128.0)
+        );
+        let full = r.decode_attention_work(LayerAttention::Full, &[decode(1000)]);
+        assert_eq!(full, want(1001.0));
+        // At the edge: context 127 attends 128 keys, as does context 128.
+        assert_eq!(Roofline::decode_keys(window, 127), 128.0);
+        assert_eq!(Roofline::decode_keys(window, 128), 128.0);
+    }
+
+    #[test]
+    fn chunked_local_decode_restarts_at_each_chunk_boundary() {
+        // Llama-3.1-8B with 24 of its 32 layers in local chunks of 8,192 (Llama 4's
+        // shape): position 8,191 is the last of the first chunk (8,192 keys), position
+        // 8,192 the first of the second (itself only).
+        let mut model = Model::preset("llama-3.1-8b").unwrap();
+        model.arch.chunked_local = Some((8192, 24));
+        let r = on_h100(&model, &Efficiency::default());
+        let chunked = LayerAttention::ChunkedLocal(8192);
+        assert_eq!(Roofline::decode_keys(chunked, 8191), 8192.0);
+        assert_eq!(Roofline::decode_keys(chunked, 8192), 1.0);
+        assert_eq!(Roofline::decode_keys(chunked, 10_000), 1809.0);
+        // 8 KV heads of 128: 4096 bytes per token and layer; 32 x 128 x 2 bytes a query.
+        let work = r.decode_attention_work(chunked, &[decode(8192), decode(8191)]);
+        assert_eq!(work.bytes, (1.0 + 8192.0) * 4096.0 + 2.0 * 2.0 * 8192.0);
+        assert_eq!(work.flops, 4.0 * 4096.0 * 8193.0);
+        // A step: 24 chunked layers and 8 full ones.
+        let batch = BatchShape {
+            decodes: vec![decode(8192)],
+            ..BatchShape::default()
+        };
+        let want = 24.0 * r.decode_attention_layer_ns(chunked, &batch.decodes)
+            + 8.0 * r.decode_layer_ns(&batch.decodes);
+        assert_eq!(r.step_cost(&batch).decode_attention_ns, want);
+    }
+
+    #[test]
+    fn a_prefill_chunk_crossing_the_window_edge_skips_the_tiles_before_it() {
+        // A window of 200, 512 new tokens after 1,000 cached, tiles of 128: query tile i
+        // (rows 128 i..) needs keys from 128 i - 199 on (relative to the chunk).
+        // Tile 0: prefix keys 801..999, 199 keys in 2 prefix tiles (256 keys), diagonal.
+        // Tile 1: from 929, 71 keys in 1 prefix tile (128), chunk tiles 0 and 1.
+        // Tile 2: from 57 in the chunk: tiles 0 (the edge, whole), 1, 2; no prefix.
+        // Tile 3: from 185: tile 0 skipped, tiles 1, 2, 3.
+        // So 128 x 256 + 128 x 128 prefix pairs, 1 + 2 + 3 + 3 = 9 squares (of 10), and
+        // the chunk's 512 keys plus the first tile's 256 prefix keys read.
+        let model = Model::preset("gpt-oss-20b").unwrap();
+        let eff = Efficiency {
+            prefill_attention_floor_us: 7.0,
+            ..Efficiency::default()
+        };
+        let r = on_h100(&model, &eff);
+        let chunk = SeqWork {
+            new_tokens: 512,
+            context: 1000,
+        };
+        let window = LayerAttention::SlidingWindow(200);
+        let span = r.prefill_span(window, chunk);
+        let want = PrefillSpan {
+            full: 128.0 * 256.0 + 128.0 * 128.0,
+            causal: 9.0 * 128.0 * 128.0,
+            keys: 512.0 + 256.0,
+        };
+        assert_eq!(span, want);
+        let flop = 16384.0;
+        let compute = flop * want.full / (989e12 * eff.attention_compute)
+            + flop * want.causal / (989e12 * eff.attention_causal_compute);
+        let memory = (768.0 * 2048.0 + 2.0 * 512.0 * 8192.0) / (3350e9 * 0.9);
+        let ns = 7000.0 + compute.max(memory) * 1e9;
+        let got = r.prefill_attention_layer_ns(window, &[chunk]);
+        assert!((got - ns).abs() < 1e-6 * ns, "{got} vs {ns}");
+        // gpt-oss's own window of 128 from an empty cache: every tile but the first needs
+        // its diagonal and the tile before it, 1 + 2 + 2 + 2 squares.
+        let fresh = SeqWork {
+            new_tokens: 512,
+            context: 0,
+        };
+        let own = r.prefill_span(LayerAttention::SlidingWindow(128), fresh);
+        assert_eq!(own.causal, 7.0 * 128.0 * 128.0);
+        // A window as long as the context is full attention.
+        let wide = LayerAttention::SlidingWindow(1512);
+        assert_eq!(
+            r.prefill_span(wide, chunk),
+            r.prefill_span(LayerAttention::Full, chunk)
+        );
+        assert_eq!(
+            r.prefill_attention_layer_ns(wide, &[chunk]),
+            r.prefill_layer_ns(&[chunk])
+        );
+    }
+
+    #[test]
+    fn a_chunked_local_prefill_is_one_full_chunk_per_local_chunk_it_touches() {
+        // Local chunks of 1,024; 300 new tokens after 900: positions 900..1023 attend the
+        // 900 keys of their chunk before them (124 x 900 pairs, one square), positions
+        // 1024..1199 start a chunk (176 rows: 2 tiles, 3 squares); keys 1,024 + 176.
+        let r = llama_on_h100(&Efficiency::default());
+        let span = r.prefill_span(
+            LayerAttention::ChunkedLocal(1024),
+            SeqWork {
+                new_tokens: 300,
+                context: 900,
+            },
+        );
+        let want = PrefillSpan {
+            full: 124.0 * 900.0,
+            causal: 4.0 * 128.0 * 128.0,
+            keys: 1200.0,
+        };
+        assert_eq!(span, want);
+    }
+
+    #[test]
+    fn a_dense_model_prices_every_layer_as_before_and_a_hybrid_one_by_kind() {
+        let batch = BatchShape {
+            prefills: vec![SeqWork {
+                new_tokens: 700,
+                context: 3000,
+            }],
+            decodes: vec![decode(5000), decode(20)],
+            sampled: 3,
+        };
+        // Llama-2-7B: 32 full layers, each the one-layer kernel.
+        let r = llama_on_h100(&Efficiency::default());
+        let cost = r.step_cost(&batch);
+        assert_eq!(
+            cost.prefill_attention_ns,
+            32.0 * r.prefill_layer_ns(&batch.prefills)
+        );
+        assert_eq!(
+            cost.decode_attention_ns,
+            32.0 * r.decode_layer_ns(&batch.decodes)
+        );
+        // gpt-oss-20b: 12 layers in a window of 128, 12 full; the window's are cheaper.
+        let oss = on_h100(
+            &Model::preset("gpt-oss-20b").unwrap(),
+            &Efficiency::default(),
+        );
+        let cost = oss.step_cost(&batch);
+        let window = LayerAttention::SlidingWindow(128);
+        let local = oss.prefill_attention_layer_ns(window, &batch.prefills);
+        let full = oss.prefill_layer_ns(&batch.prefills);
+        assert!(local < full, "{local} vs {full}");
+        assert_eq!(cost.prefill_attention_ns, 12.0 * local + 12.0 * full);
+        let local = oss.decode_attention_layer_ns(window, &batch.decodes);
+        let full = oss.decode_layer_ns(&batch.decodes);
+        assert!(local < full, "{local} vs {full}");
+        assert_eq!(cost.decode_attention_ns, 12.0 * local + 12.0 * full);
     }
 }

@@ -389,8 +389,7 @@ impl Scheduler {
                 reserve,
                 known,
                 in_flight,
-            )
-            {
+            ) {
                 break;
             }
             self.waiting.pop_front();

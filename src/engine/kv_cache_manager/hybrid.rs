@@ -122,7 +122,13 @@ impl KvCacheManager {
 
     /// The hit of one kind within `max_tokens`, as block lists per group of the kind
     /// (null where the kind needs nothing); returns its length in blocks.
-    fn find_kind_hit(&self, h: &mut Hybrid, kind: LayerAttention, hashes: &[u64], max_tokens: u64) -> usize {
+    fn find_kind_hit(
+        &self,
+        h: &mut Hybrid,
+        kind: LayerAttention,
+        hashes: &[u64],
+        max_tokens: u64,
+    ) -> usize {
         let bs = self.block_size as u64;
         let n = ((max_tokens / bs) as usize).min(hashes.len());
         let hit = |i: usize| self.cached_in_kind(h, kind, hashes[i]);
@@ -180,7 +186,8 @@ impl KvCacheManager {
         let bs = self.block_size as u64;
         let mut hit = num_tokens.saturating_sub(1) as u64;
         if self.enable_caching && num_tokens > 0 {
-            let hashes = std::mem::take(&mut self.requests.get_mut(&id).expect("registered").hashes);
+            let hashes =
+                std::mem::take(&mut self.requests.get_mut(&id).expect("registered").hashes);
             let kinds = h.lookup_kinds();
             let simple = kinds.len() == 2 && kinds[0] == LayerAttention::Full;
             let mut full_len: Option<u64> = None;
@@ -294,7 +301,17 @@ impl KvCacheManager {
         in_flight: u32,
     ) -> bool {
         let h = self.hybrid.take().expect("hybrid groups");
-        let ok = self.allocate_in_groups(&h, id, num_computed, num_new, hit, full_tokens, reserve, known, in_flight);
+        let ok = self.allocate_in_groups(
+            &h,
+            id,
+            num_computed,
+            num_new,
+            hit,
+            full_tokens,
+            reserve,
+            known,
+            in_flight,
+        );
         self.hybrid = Some(h);
         ok
     }
@@ -377,7 +394,9 @@ impl KvCacheManager {
         let prompt = rb.prompt as u64;
         let hashes = &rb.hashes;
         for (g, t) in rb.groups.iter_mut().enumerate() {
-            let full = ((tokens / bs) as usize).min(hashes.len()).min(t.blocks.len());
+            let full = ((tokens / bs) as usize)
+                .min(hashes.len())
+                .min(t.blocks.len());
             if t.num_cached >= full {
                 continue;
             }
@@ -411,8 +430,10 @@ impl KvCacheManager {
         let rb = self.requests.get_mut(&id).expect("registered");
         rb.allocated = false;
         for t in rb.groups.iter_mut() {
-            self.pool
-                .free_blocks(t.blocks.iter().rev().copied().filter(|&b| b != NULL), |_| NEVER);
+            self.pool.free_blocks(
+                t.blocks.iter().rev().copied().filter(|&b| b != NULL),
+                |_| NEVER,
+            );
             t.blocks.clear();
             t.num_cached = 0;
         }
