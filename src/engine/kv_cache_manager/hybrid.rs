@@ -408,10 +408,11 @@ impl KvCacheManager {
                 }
                 _ => 0..usize::MAX,
             };
-            for j in t.num_cached..full {
-                if t.blocks[j] != NULL && keep.contains(&j) {
-                    self.pool
-                        .cache_block(t.blocks[j], group_hash(hashes[j], g), NEVER);
+            let first = t.num_cached;
+            let fresh = t.blocks[first..full].iter().zip(&hashes[first..full]);
+            for (j, (&b, &hash)) in (first..).zip(fresh) {
+                if b != NULL && keep.contains(&j) {
+                    self.pool.cache_block(b, group_hash(hash, g), NEVER);
                 }
             }
             t.num_cached = full;
