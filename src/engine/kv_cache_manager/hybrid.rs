@@ -35,6 +35,9 @@ pub(super) struct Hybrid {
     max_in_flight: u64,
     /// `max_model_len`.
     max_model_len: u64,
+    /// The distinct kinds in lookup order: full attention first, then the others in
+    /// group order (computed once: every lookup walks them).
+    lookup: Vec<LayerAttention>,
     /// The last lookup's blocks per group (null where skipped).
     hits: Vec<Vec<BlockId>>,
 }
@@ -69,8 +72,16 @@ fn skipped_tokens(kind: LayerAttention, n: u64) -> u64 {
 impl Hybrid {
     /// Groups of these kinds; `max_in_flight` and `max_model_len` in tokens.
     pub(super) fn new(kinds: Vec<LayerAttention>, max_in_flight: u64, max_model_len: u64) -> Self {
+        let mut lookup: Vec<LayerAttention> = Vec::with_capacity(kinds.len());
+        for &k in &kinds {
+            if !lookup.contains(&k) {
+                lookup.push(k);
+            }
+        }
+        lookup.sort_by_key(|k| *k != LayerAttention::Full);
         Hybrid {
             hits: vec![Vec::new(); kinds.len()],
+            lookup,
             kinds,
             max_in_flight,
             max_model_len,
@@ -95,18 +106,6 @@ impl Hybrid {
                 Some((c as u64 + self.max_in_flight).min(mml).div_ceil(bs))
             }
         }
-    }
-
-    /// The kinds in lookup order (full attention first), each once.
-    fn lookup_kinds(&self) -> Vec<LayerAttention> {
-        let mut v: Vec<LayerAttention> = Vec::with_capacity(self.kinds.len());
-        for &k in &self.kinds {
-            if !v.contains(&k) {
-                v.push(k);
-            }
-        }
-        v.sort_by_key(|k| *k != LayerAttention::Full);
-        v
     }
 }
 
@@ -188,12 +187,12 @@ impl KvCacheManager {
         if self.enable_caching && num_tokens > 0 {
             let hashes =
                 std::mem::take(&mut self.requests.get_mut(&id).expect("registered").hashes);
-            let kinds = h.lookup_kinds();
-            let simple = kinds.len() == 2 && kinds[0] == LayerAttention::Full;
+            let simple = h.lookup.len() == 2 && h.lookup[0] == LayerAttention::Full;
             let mut full_len: Option<u64> = None;
             loop {
                 let mut cur = hit;
-                for &k in &kinds {
+                for i in 0..h.lookup.len() {
+                    let k = h.lookup[i];
                     if k == LayerAttention::Full {
                         if let Some(f) = full_len {
                             cur = cur.min(f);
@@ -443,7 +442,7 @@ impl KvCacheManager {
     /// Leading blocks of `hashes` cached in every full-attention group (every group when
     /// there is none), for routers.
     pub(super) fn hybrid_cached_prefix(&self, h: &Hybrid, hashes: &[u64]) -> usize {
-        let kind = h.lookup_kinds()[0];
+        let kind = h.lookup[0];
         hashes
             .iter()
             .take_while(|&&x| self.cached_in_kind(h, kind, x))
