@@ -19,6 +19,7 @@ pub mod error;
 pub mod fidelity;
 pub mod fit;
 pub mod hardware;
+pub mod hf_config;
 pub mod idhash;
 pub mod input;
 pub mod interrupt;

@@ -135,6 +135,11 @@ pub struct Moe {
     /// (`shared_expert_gate`, Qwen2-MoE and Qwen3-Next).
     #[serde(skip_serializing_if = "is_false")]
     pub shared_expert_gate: bool,
+    /// GPUs the routed experts are split over as whole experts (vLLM's expert parallelism:
+    /// each holds `ceil(experts / expert_parallel)` of them); 1 for a whole model, or one
+    /// whose experts are sliced over the tensor-parallel ranks instead.
+    #[serde(skip_serializing_if = "is_one")]
+    pub expert_parallel: u32,
     /// Biases on the router and the experts (gpt-oss).
     pub biases: bool,
     /// Bytes per expert weight when the checkpoint stores experts in a format of their
@@ -745,6 +750,7 @@ const ROUTED: Moe = Moe {
     dense_layers: 0,
     moe_layer_step: 1,
     shared_expert_gate: false,
+    expert_parallel: 1,
     biases: false,
     expert_bytes: None,
 };
@@ -847,6 +853,9 @@ impl Model {
     /// Build a model from a scenario's `model` section: a preset with optional overrides, or
     /// a complete explicit shape.
     pub fn from_spec(spec: &ModelSpec) -> Result<Model> {
+        if let Some(path) = &spec.hf_config {
+            return Model::from_hf_config(path, spec);
+        }
         let preset = match &spec.preset {
             Some(name) => Some(
                 PRESETS
@@ -928,6 +937,88 @@ impl Model {
             )));
         }
         Ok(m)
+    }
+
+    /// The model a Hugging Face `config.json` describes ([`crate::hf_config`]), with the
+    /// spec's `dtype` and `max_position`, if given, in place of the config's; the other
+    /// shape fields and a preset are refused beside it.
+    fn from_hf_config(path: &std::path::Path, spec: &ModelSpec) -> Result<Model> {
+        let shape = [
+            ("preset", spec.preset.is_some()),
+            ("layers", spec.layers.is_some()),
+            ("hidden", spec.hidden.is_some()),
+            ("heads", spec.heads.is_some()),
+            ("kv_heads", spec.kv_heads.is_some()),
+            ("head_dim", spec.head_dim.is_some()),
+            ("intermediate", spec.intermediate.is_some()),
+            ("vocab", spec.vocab.is_some()),
+            ("tie_embeddings", spec.tie_embeddings.is_some()),
+        ];
+        if let Some((field, _)) = shape.iter().find(|(_, set)| *set) {
+            return Err(Error::input(format!(
+                "model.{field}: give either model.hf_config or a preset or shape, not both"
+            )));
+        }
+        let mut m = crate::hf_config::read(path)?;
+        if let Some(dtype) = &spec.dtype {
+            m.dtype_bytes = dtype_bytes(dtype).ok_or_else(|| {
+                Error::input(format!(
+                    "model.dtype: unknown dtype `{dtype}`; known: {}",
+                    WEIGHT_DTYPES.join(", ")
+                ))
+            })?;
+            m.dtype = dtype.clone();
+            m.kv_dtype_bytes = m.compute_bytes();
+        }
+        if let Some(p) = spec.max_position {
+            m.max_position = p;
+        }
+        m.check_shape(&format!("model.hf_config: {}", path.display()))?;
+        Ok(m)
+    }
+
+    /// Dimensions in range and heads that split into KV groups; `origin` starts messages.
+    fn check_shape(&self, origin: &str) -> Result<()> {
+        for (field, v, max) in [
+            ("num_hidden_layers", self.layers, MAX_DIMENSION),
+            ("hidden_size", self.hidden, MAX_DIMENSION),
+            ("num_attention_heads", self.heads, MAX_DIMENSION),
+            ("num_key_value_heads", self.kv_heads, MAX_DIMENSION),
+            ("head_dim", self.head_dim, MAX_DIMENSION),
+            ("intermediate_size", self.intermediate, MAX_DIMENSION),
+            ("vocab_size", self.vocab, MAX_DIMENSION),
+            ("max_position_embeddings", self.max_position, MAX_CONTEXT),
+        ] {
+            if v == 0 || v > max {
+                return Err(Error::input(format!(
+                    "{origin}: `{field}` must be between 1 and {max} (got {v})"
+                )));
+            }
+        }
+        if !self.heads.is_multiple_of(self.kv_heads) {
+            return Err(Error::input(format!(
+                "{origin}: `num_key_value_heads` {} does not divide `num_attention_heads` {}",
+                self.kv_heads, self.heads
+            )));
+        }
+        let local = self.arch.sliding_window.map_or(0, |s| s.1)
+            + self.arch.chunked_local.map_or(0, |c| c.1)
+            + self.linear_attention_layers();
+        if local > self.layers {
+            return Err(Error::input(format!(
+                "{origin}: {local} sliding-window, chunked-local and linear-attention layers are more than its {} layers",
+                self.layers
+            )));
+        }
+        if let Some(m) = self.arch.moe {
+            if m.top_k == 0 || m.top_k > m.experts {
+                return Err(Error::input(format!(
+                    "{origin}: `num_experts_per_tok` {} must be between 1 and the {} experts",
+                    m.top_k, m.experts
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The model with its KV cache stored as `cache_dtype`, one of vLLM 0.33's
@@ -1049,12 +1140,29 @@ impl Model {
         (per_layer * self.layers as u64 + 1) * self.hidden as u64
     }
 
-    /// Weights of the routed experts of one MoE layer (0 for a dense model).
+    /// Weights of the routed experts of one MoE layer this model (or shard) holds: all of
+    /// them, or with expert parallelism [`Model::local_experts`] of them (0 for a dense
+    /// model).
     pub fn routed_expert_params(&self) -> u64 {
+        self.local_experts() as u64 * self.expert_params()
+    }
+
+    /// Weights of one routed expert (gate, up and down, biases if any; 0 for a dense
+    /// model).
+    pub fn expert_params(&self) -> u64 {
         let Some(m) = self.arch.moe else { return 0 };
         let (h, e) = (self.hidden as u64, m.expert_intermediate as u64);
         let bias = if m.biases { 2 * e + h } else { 0 };
-        m.experts as u64 * (3 * h * e + bias)
+        3 * h * e + bias
+    }
+
+    /// Routed experts of one MoE layer this model (or shard) holds: all of them, or with
+    /// expert parallelism over `n` GPUs `ceil(experts / n)` (vLLM's linear placement gives
+    /// the remainder to the first ranks; the fullest one counts); 0 for a dense model.
+    pub fn local_experts(&self) -> u32 {
+        self.arch
+            .moe
+            .map_or(0, |m| m.experts.div_ceil(m.expert_parallel.max(1)))
     }
 
     /// Weights of one MoE layer's MLP besides the routed experts: router, shared experts and
@@ -1105,8 +1213,10 @@ impl Model {
         let Some(m) = self.arch.moe else {
             return text;
         };
-        let idle = m.experts.saturating_sub(m.top_k) as u64;
-        text - self.moe_layers() as u64 * idle * (self.routed_expert_params() / m.experts as u64)
+        // A token's `top_k` experts, spread evenly over the expert-parallel GPUs.
+        let active = self.expert_params() * m.top_k as u64 / m.expert_parallel.max(1) as u64;
+        let idle = self.routed_expert_params().saturating_sub(active);
+        text - self.moe_layers() as u64 * idle
     }
 
     /// The part of the model one GPU holds with tensor parallelism `tp` and pipeline
@@ -1115,7 +1225,25 @@ impl Model {
     /// `ceil(layers / pp)` layers per stage. The stage keeps the embeddings and LM head
     /// (the first and last stages hold one each), so its weights are an upper bound.
     pub fn shard(&self, tp: u32, pp: u32) -> Result<Model> {
+        self.shard_parallel(tp, pp, 1, false)
+    }
+
+    /// [`Model::shard`] for one GPU of a deployment with `dp` data-parallel engine cores
+    /// of `tp x pp` GPUs each, as vLLM 0.33's `FusedMoEParallelConfig` splits a
+    /// mixture-of-experts model over them: attention, dense MLPs, shared experts and
+    /// embeddings as with `tp` alone (every core holds its copy); the routed experts over
+    /// all `dp x tp` GPUs of a stage, sliced (each expert's width divided by `dp x tp`)
+    /// or, with `expert_parallel`, whole (`ceil(experts / (dp x tp))` experts per GPU).
+    /// A dense model's cores are plain copies: `dp` and `expert_parallel` change nothing.
+    pub fn shard_parallel(
+        &self,
+        tp: u32,
+        pp: u32,
+        dp: u32,
+        expert_parallel: bool,
+    ) -> Result<Model> {
         let divides = |x: u32| tp > 0 && x.is_multiple_of(tp);
+        let moe_gpus = tp * dp.max(1);
         if !(divides(self.heads) && divides(self.intermediate) && divides(self.vocab)) {
             return Err(Error::input(format!(
                 "engine.tensor_parallel_size: {tp} must divide {}'s {} attention heads, MLP width {} and vocabulary {}",
@@ -1137,12 +1265,7 @@ impl Model {
             }
         }
         if let Some(m) = self.arch.moe {
-            if !(divides(m.expert_intermediate) && m.shared_intermediate.is_multiple_of(tp)) {
-                return Err(Error::input(format!(
-                    "engine.tensor_parallel_size: {tp} must divide {}'s expert MLP width {} (and shared experts' {}), which vLLM splits over the ranks",
-                    self.name, m.expert_intermediate, m.shared_intermediate
-                )));
-            }
+            self.check_expert_split(m, tp, moe_gpus, expert_parallel)?;
         }
         if pp == 0 || pp > self.layers {
             return Err(Error::input(format!(
@@ -1159,7 +1282,12 @@ impl Model {
             vocab: self.vocab / tp,
             arch: Arch {
                 moe: self.arch.moe.map(|m| Moe {
-                    expert_intermediate: m.expert_intermediate / tp,
+                    expert_intermediate: if expert_parallel {
+                        m.expert_intermediate
+                    } else {
+                        m.expert_intermediate / moe_gpus
+                    },
+                    expert_parallel: if expert_parallel { moe_gpus } else { 1 },
                     shared_intermediate: m.shared_intermediate / tp,
                     ..m
                 }),
@@ -1180,6 +1308,31 @@ impl Model {
             },
             ..self.clone()
         })
+    }
+
+    /// Whether vLLM can split `m`'s experts over `moe_gpus` GPUs (`tp` of them in one
+    /// core): sliced, every expert's width must divide; whole, there must be an expert per
+    /// GPU. The shared experts split over `tp`.
+    fn check_expert_split(&self, m: Moe, tp: u32, moe_gpus: u32, whole: bool) -> Result<()> {
+        if !m.shared_intermediate.is_multiple_of(tp) {
+            return Err(Error::input(format!(
+                "engine.tensor_parallel_size: {tp} must divide {}'s shared-expert MLP width {}, which vLLM splits over the ranks",
+                self.name, m.shared_intermediate
+            )));
+        }
+        if whole && m.experts < moe_gpus {
+            return Err(Error::input(format!(
+                "engine.enable_expert_parallel: {}'s {} experts cannot be split whole over {moe_gpus} GPUs (data_parallel_size x tensor_parallel_size)",
+                self.name, m.experts
+            )));
+        }
+        if !whole && !m.expert_intermediate.is_multiple_of(moe_gpus) {
+            return Err(Error::input(format!(
+                "engine.tensor_parallel_size: {moe_gpus} GPUs (data_parallel_size x tensor_parallel_size) must divide {}'s expert MLP width {}, which vLLM slices over them without enable_expert_parallel",
+                self.name, m.expert_intermediate
+            )));
+        }
+        Ok(())
     }
 
     /// Bytes of all weights: the model's dtype, except experts stored in a format of

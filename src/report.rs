@@ -41,6 +41,9 @@ pub struct ClusterSummary {
     pub prefill_replicas: u32,
     /// Decode replicas (0 without disaggregation).
     pub decode_replicas: u32,
+    /// Engine cores per replica (vLLM `data_parallel_size`; `per_replica` rows are
+    /// cores).
+    pub data_parallel: u32,
     /// Tensor-parallel degree.
     pub tensor_parallel: u32,
     /// Pipeline stages.
@@ -351,8 +354,10 @@ impl Summary {
     /// Add the cluster's figures: deployment and price, per-replica rows, CPU tier, swap
     /// and transfers.
     pub fn add_cluster(&mut self, setup: &EngineSetup, rec: &Recorder, c: &Cluster) {
-        let n = c.replicas.len() as u32;
-        let gpus = n * setup.parallel.gpus();
+        let cores = c.replicas.len() as u32;
+        let dp = setup.parallel.dp.max(1);
+        let n = cores / dp;
+        let gpus = cores * setup.parallel.gpus();
         let cost_per_hour = gpus as f64 * setup.gpu.price_per_hour;
         let tokens_per_hour = (self.input_token_throughput + self.output_token_throughput) * 3600.0;
         self.cluster = ClusterSummary {
@@ -363,6 +368,7 @@ impl Summary {
                 .filter(|r| r.role() == Role::Prefill)
                 .count() as u32,
             decode_replicas: c.decode.len() as u32,
+            data_parallel: dp,
             tensor_parallel: setup.parallel.tp,
             pipeline_parallel: setup.parallel.pp,
             gpus,
@@ -379,8 +385,8 @@ impl Summary {
                 0.0
             },
         };
-        // Busy time summed over replicas: report the mean replica's fraction.
-        self.busy_fraction /= n as f64;
+        // Busy time summed over engine cores: report the mean core's fraction.
+        self.busy_fraction /= cores as f64;
         let frac = |a: u64, b: u64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
         self.cpu_hit_rate = frac(rec.cpu_hit_tokens, rec.input_tokens);
         self.total_hit_rate = frac(rec.cpu_hit_tokens + rec.cached_tokens, rec.input_tokens);

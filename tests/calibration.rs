@@ -103,6 +103,7 @@ fn decode_batch(contexts: &[u32]) -> BatchShape {
             })
             .collect(),
         sampled: contexts.len() as u32,
+        moe_tokens: 0,
     }
 }
 
@@ -123,6 +124,7 @@ fn calibrated_terms_reproduce_the_measured_points_and_interpolate_between_them()
             }],
             decodes: vec![],
             sampled: 1,
+            moe_tokens: 0,
         },
         decode_batch(&[2048; 16]),
     ] {
@@ -149,6 +151,7 @@ fn calibrated_terms_reproduce_the_measured_points_and_interpolate_between_them()
             }],
             decodes: vec![],
             sampled: 0,
+            moe_tokens: 0,
         })
         .linear_ns
     };
@@ -193,6 +196,7 @@ fn outside_the_grid_scales_by_the_roofline_and_warns() {
         }],
         decodes: vec![],
         sampled: 0,
+        moe_tokens: 0,
     };
     let (c, r) = (cal.step_cost(&big), roof.step_cost(&big));
     assert!((c.linear_ns / r.linear_ns - 2.0).abs() < 1e-6);

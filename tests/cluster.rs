@@ -85,6 +85,7 @@ fn decode_batch(n: usize) -> BatchShape {
             n
         ],
         sampled: n as u32,
+        moe_tokens: 0,
     }
 }
 

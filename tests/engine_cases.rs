@@ -28,6 +28,7 @@ fn one_request_steps(cost: &Roofline) -> Vec<kvsim::cost::StepCost> {
         }],
         decodes: vec![],
         sampled: 1,
+        moe_tokens: 0,
     };
     let decode = |k: u32| BatchShape {
         prefills: vec![],
@@ -36,6 +37,7 @@ fn one_request_steps(cost: &Roofline) -> Vec<kvsim::cost::StepCost> {
             context: 100 + k,
         }],
         sampled: 1,
+        moe_tokens: 0,
     };
     std::iter::once(prefill)
         .chain((0..4).map(decode))

@@ -107,6 +107,41 @@ fn moe_decode_reads_the_weights_of_the_experts_the_batch_activates() {
     assert!(t1 < t8 && t8 < t64 && t64 < 64.0 * t1, "{t1} {t8} {t64}");
 }
 
+/// Expert parallelism over 2 GPUs: each holds 4 of Mixtral's 8 experts whole, so a token
+/// (top 2) activates `4 (1 - 0.75^B)` of a GPU's experts, 1 at batch 1; without it each GPU
+/// holds half of every expert's width, and the same batch reads as many bytes. A GPU whose
+/// core gathers its group's tokens sees the group's experts activated: more bytes, and
+/// the MoE MLP slower than on its own tokens.
+#[test]
+fn expert_parallel_gpus_read_the_experts_they_hold() {
+    use kvsim::cost::Roofline;
+    use kvsim::hardware::Gpu;
+    use kvsim::model::Model;
+    let gpu = Gpu::preset("h100-sxm").unwrap();
+    let eff = kvsim::scenario::Efficiency::default();
+    let mixtral = Model::preset("mixtral-8x7b").unwrap();
+    let ep = mixtral.shard_parallel(1, 1, 2, true).unwrap();
+    let sliced = mixtral.shard_parallel(1, 1, 2, false).unwrap();
+    assert_eq!(ep.local_experts(), 4);
+    assert_eq!(ep.arch.moe.unwrap().expert_intermediate, 14336);
+    assert_eq!(sliced.arch.moe.unwrap().expert_intermediate, 7168);
+    assert_eq!(ep.weight_bytes(), sliced.weight_bytes());
+    let expert = 3.0 * 4096.0 * 14336.0 * 2.0;
+    let roof_ep = Roofline::new(&ep, &gpu, &eff, 0.0, 0.0);
+    let roof_sliced = Roofline::new(&sliced, &gpu, &eff, 0.0, 0.0);
+    for batch in [1.0, 8.0, 64.0] {
+        let experts = 4.0 * (1.0 - 0.75f64.powf(batch));
+        assert!((roof_ep.expected_experts(batch) - experts).abs() < 1e-9);
+        assert!((roof_ep.moe_weight_bytes(batch) - experts * expert).abs() < 1.0);
+        let half = roof_sliced.moe_weight_bytes(batch);
+        assert!((half - 2.0 * experts * expert / 2.0).abs() < 1.0, "{half}");
+    }
+    assert!(roof_ep.moe_mlp_group_ns(1.0, 16.0) > roof_ep.moe_mlp_ns(1.0));
+    // Active weights per GPU: a token's 2 experts spread over the 2 GPUs, 1 on each.
+    let dense_part = ep.total_params() - 32 * 4 * (3 * 4096 * 14336);
+    assert_eq!(ep.active_params(), dense_part + 32 * (3 * 4096 * 14336));
+}
+
 /// Mixtral-8x7B on two H100s at TP 2 replays the Azure 2023 conversation trace end to end.
 #[test]
 #[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
@@ -348,6 +383,7 @@ fn maverick_interleaves_dense_and_moe_layers_in_the_step_cost() {
             32
         ],
         sampled: 32,
+        moe_tokens: 0,
         ..Default::default()
     };
     let t = 32.0;

@@ -3,6 +3,7 @@
 //! disaggregation, how a prompt's KV moves from a prefill replica to a decode replica
 //! (over the links between them, one transfer at a time per prefill replica).
 
+pub mod data_parallel;
 pub mod routers;
 pub mod topology;
 
@@ -10,6 +11,7 @@ use crate::engine::config::EngineSetup;
 use crate::engine::replica::{Replica, Role};
 use crate::engine::request::EngineRequest;
 use crate::scenario::Scenario;
+use data_parallel::{DpBalancer, GroupView};
 use routers::{ClusterView, Router};
 use topology::{Route, Topology};
 
@@ -28,8 +30,9 @@ impl ClusterView for Vec<Replica> {
     }
 }
 
-/// Where replicas sit: replica `r` holds GPUs `r * g .. (r + 1) * g` (numbered node by
-/// node), stage `s` of it the `tp` GPUs from `r * g + s * tp`.
+/// Where replicas sit: replica (engine core) `r` holds GPUs `r * g .. (r + 1) * g`
+/// (numbered node by node), stage `s` of it the `tp` GPUs from `r * g + s * tp`. With data
+/// parallelism the `dp` cores of one deployment are consecutive.
 #[derive(Debug, Clone)]
 pub struct Placement {
     /// The machines.
@@ -42,21 +45,38 @@ pub struct Placement {
     pub pp: u32,
     /// GPUs per node.
     pub gpus_per_node: u32,
+    /// Data-parallel engine cores per deployment.
+    pub dp: u32,
 }
 
 impl Placement {
-    /// Place `replicas` replicas of `setup` on as many nodes as they need.
-    pub fn new(scenario: &Scenario, setup: &EngineSetup, replicas: u32) -> Placement {
+    /// Place `deployments` deployments of `setup` (each `data_parallel_size` engine
+    /// cores) on as many nodes as they need.
+    pub fn new(scenario: &Scenario, setup: &EngineSetup, deployments: u32) -> Placement {
         let g = setup.parallel.gpus();
+        let dp = setup.parallel.dp.max(1);
         let per_node = scenario.cluster.gpus_per_node.max(1);
-        let nodes = (replicas * g).div_ceil(per_node).max(1);
+        let nodes = (deployments * dp * g).div_ceil(per_node).max(1);
         Placement {
             topology: Topology::new(nodes, per_node, &setup.gpu, &scenario.cluster.links),
             gpus_per_replica: g,
             tp: setup.parallel.tp,
             pp: setup.parallel.pp,
             gpus_per_node: per_node,
+            dp,
         }
+    }
+
+    /// The slowest link of the ring through the first GPUs of core `r`'s data-parallel
+    /// group (free when the group has one core).
+    pub fn core_group_link(&self, r: u32) -> Route {
+        let first = r / self.dp * self.dp;
+        let gpu = |k: u32| self.first_gpu(first + k % self.dp);
+        self.slowest(
+            (0..self.dp)
+                .map(|k| (gpu(k), gpu(k + 1)))
+                .filter(|(a, b)| a != b),
+        )
     }
 
     /// First GPU of replica `r`.
@@ -184,6 +204,14 @@ pub struct Cluster {
     /// Routes between replicas, computed once per pair.
     routes: std::collections::HashMap<(u32, u32), Route>,
     bytes_per_token_per_gpu: f64,
+    /// Engine cores per deployment (`data_parallel_size`).
+    dp: usize,
+    /// Cores that step together (a data-parallel group of a mixture-of-experts model), or 1.
+    unit: usize,
+    balancer: DpBalancer,
+    /// Deployments that take arriving requests (with data parallelism).
+    entry_groups: Vec<usize>,
+    plans: Vec<crate::engine::replica::Planned>,
 }
 
 impl Cluster {
@@ -201,6 +229,13 @@ impl Cluster {
             .filter(|&i| replicas[i].role() == Role::Decode)
             .collect();
         let n = replicas.len();
+        let dp = setup.parallel.dp.max(1) as usize;
+        let unit = if dp > 1 && setup.shard.moe_layers() > 0 {
+            dp
+        } else {
+            1
+        };
+        let entry_groups = (0..n / dp).filter(|g| entry.contains(&(g * dp))).collect();
         Cluster {
             replicas,
             router,
@@ -213,16 +248,71 @@ impl Cluster {
             transfers: TransferStats::default(),
             routes: std::collections::HashMap::new(),
             bytes_per_token_per_gpu: setup.memory.block_bytes as f64 / setup.block_size as f64,
+            dp,
+            unit,
+            balancer: DpBalancer::new(n / dp, dp),
+            entry_groups,
+            plans: Vec::new(),
         }
     }
 
-    /// Choose a replica among `candidates` for a prompt with these block hashes.
+    /// Choose a replica among `candidates` for a prompt with these block hashes. With
+    /// data parallelism, the router chooses a deployment and vLLM's balancer one of its
+    /// cores ([`data_parallel`]).
     pub fn route(&mut self, hashes: &[u64], decode: bool) -> usize {
+        if self.dp > 1 {
+            let groups = &self.entry_groups;
+            let group = if groups.len() == 1 {
+                groups[0]
+            } else {
+                let view = GroupView {
+                    cores: &self.replicas,
+                    dp: self.dp,
+                };
+                self.router.route(hashes, &view, groups)
+            };
+            return self.balancer.pick(group, &self.replicas);
+        }
         let c = if decode { &self.decode } else { &self.entry };
         if c.len() == 1 {
             return c[0];
         }
         self.router.route(hashes, &self.replicas, c)
+    }
+
+    /// Step units: data-parallel groups whose cores step together, else single replicas.
+    pub fn units(&self) -> usize {
+        self.replicas.len() / self.unit
+    }
+
+    /// The step unit replica `i` belongs to.
+    pub fn unit_of(&self, i: usize) -> usize {
+        i / self.unit
+    }
+
+    /// The replicas of step unit `u`.
+    pub fn unit_replicas(&self, u: usize) -> std::ops::Range<usize> {
+        u * self.unit..(u + 1) * self.unit
+    }
+
+    /// Whether unit `u` is idle but has work a step could do.
+    pub fn unit_wants_step(&self, u: usize) -> bool {
+        let r = &self.replicas[self.unit_replicas(u)];
+        !r.iter().any(|c| c.is_busy()) && r.iter().any(|c| c.has_work())
+    }
+
+    /// Start a step of unit `u` at `now_ns`; returns when its finish is due.
+    pub fn start_unit_step(
+        &mut self,
+        u: usize,
+        now_ns: u64,
+        rec: &mut crate::sim::recorder::Recorder,
+    ) -> crate::error::Result<Option<u64>> {
+        if self.unit == 1 {
+            return self.replicas[u].start_step(now_ns, rec);
+        }
+        let range = self.unit_replicas(u);
+        data_parallel::start_group_step(&mut self.replicas[range], now_ns, rec, &mut self.plans)
     }
 
     /// Start moving a finished prompt from replica `from` to a decode replica at `now_ns`;

@@ -31,6 +31,10 @@ pub struct BatchShape {
     pub decodes: Vec<SeqWork>,
     /// Requests that sample a token at the end of the step (run the LM head).
     pub sampled: u32,
+    /// Tokens the routed experts of this GPU see in the step when a mixture-of-experts
+    /// model's MoE layers span several data-parallel engine cores: the whole group's
+    /// batch, gathered before the experts run; 0: this batch's own tokens.
+    pub moe_tokens: u64,
 }
 
 impl BatchShape {
@@ -39,6 +43,16 @@ impl BatchShape {
         self.prefills.clear();
         self.decodes.clear();
         self.sampled = 0;
+        self.moe_tokens = 0;
+    }
+
+    /// Tokens the routed experts see: [`BatchShape::moe_tokens`], or the batch's own.
+    pub fn expert_tokens(&self) -> u64 {
+        if self.moe_tokens > 0 {
+            self.moe_tokens
+        } else {
+            self.total_tokens()
+        }
     }
 
     /// Total tokens computed in the step.

@@ -10,10 +10,16 @@
 //! - pipeline parallelism: the batch split into micro-batches that flow through the stages
 //!   (GPipe schedule): `(m + p - 1)` stage slots of the slowest micro-batch, plus the
 //!   activations sent between stages. The LM head and CPU overhead are paid once per step.
+//! - data parallelism of a mixture-of-experts model (vLLM's `data_parallel_size`, its
+//!   default `all2all_backend: allgather_reducescatter`): each MoE layer gathers the hidden
+//!   states of every core's tokens before the experts (all-gather) and sums the experts'
+//!   outputs back to each core's tokens after them (reduce-scatter), NCCL rings over the
+//!   `dp` cores: together `2 (dp - 1) / dp x S / W + 2 (dp - 1) a` for the group's
+//!   `S = tokens x hidden x 2` bytes, a ring all-reduce's time.
 
 use super::all_reduce::AllReduce;
 use super::{BatchShape, CostModel, StepCost};
-use crate::cluster::topology::Route;
+use crate::cluster::topology::{ring_all_reduce_ns, Route};
 use crate::engine::config::Parallelism;
 
 /// A parallel replica's step-time model.
@@ -27,6 +33,19 @@ pub struct Parallel {
     all_reduce: AllReduce,
     /// Every pair of a tensor-parallel group's GPUs is joined through an NVSwitch.
     nvswitch: bool,
+    /// The MoE layers' dispatch and combine across data-parallel cores, if any.
+    expert_group: Option<ExpertGroup>,
+}
+
+/// The data-parallel cores a mixture-of-experts model's MoE layers span.
+#[derive(Debug, Clone, Copy)]
+struct ExpertGroup {
+    /// Cores.
+    dp: u32,
+    /// The slowest link between neighbouring cores' GPUs.
+    link: Route,
+    /// MoE layers of one pipeline stage.
+    moe_layers: f64,
 }
 
 impl Parallel {
@@ -51,7 +70,32 @@ impl Parallel {
             stage_link,
             all_reduce: AllReduce::Ring,
             nvswitch: false,
+            expert_group: None,
         }
+    }
+
+    /// Gather and scatter the MoE layers' tokens over `dp` data-parallel cores joined by
+    /// `link`, `moe_layers` of them per pipeline stage (no effect for `dp` 1 or no MoE
+    /// layer).
+    pub fn with_expert_group(mut self, dp: u32, link: Route, moe_layers: u32) -> Parallel {
+        if dp > 1 && moe_layers > 0 {
+            self.expert_group = Some(ExpertGroup {
+                dp,
+                link,
+                moe_layers: moe_layers as f64,
+            });
+        }
+        self
+    }
+
+    /// The MoE layers' all-gather and reduce-scatter of one stage over the data-parallel
+    /// group when its experts see `expert_tokens` tokens (0 without a group).
+    pub fn expert_dispatch_ns(&self, expert_tokens: u64) -> f64 {
+        let Some(g) = self.expert_group else {
+            return 0.0;
+        };
+        let bytes = expert_tokens as f64 * self.activation_bytes_per_token;
+        g.moe_layers * ring_all_reduce_ns(g.dp, bytes, &g.link)
     }
 
     /// Price the all-reduces with `algorithm`; `nvswitch`: the tensor-parallel GPUs are
@@ -85,6 +129,13 @@ impl Parallel {
             out[i % m].decodes.push(*s);
             i += 1;
         }
+        // The group's tokens gathered for the experts, in proportion to the micro-batch's.
+        let own = batch.total_tokens().max(1);
+        if batch.moe_tokens > 0 {
+            for b in out.iter_mut() {
+                b.moe_tokens = (batch.moe_tokens * b.total_tokens()).div_ceil(own);
+            }
+        }
     }
 }
 
@@ -94,7 +145,8 @@ impl CostModel for Parallel {
         let p = self.parallel.pp as usize;
         if p == 1 {
             return StepCost {
-                communication_ns: self.tp_communication_ns(batch.total_tokens()),
+                communication_ns: self.tp_communication_ns(batch.total_tokens())
+                    + self.expert_dispatch_ns(batch.expert_tokens()),
                 ..whole
             };
         }
@@ -112,7 +164,8 @@ impl CostModel for Parallel {
         for part in &parts {
             let c = self.inner.step_cost(part);
             let tokens = part.total_tokens();
-            let comm = self.tp_communication_ns(tokens);
+            let comm =
+                self.tp_communication_ns(tokens) + self.expert_dispatch_ns(part.expert_tokens());
             let stage = c.linear_ns
                 + c.prefill_attention_ns
                 + c.decode_attention_ns
@@ -136,16 +189,73 @@ impl CostModel for Parallel {
     }
 
     fn describe(&self) -> String {
-        format!(
+        let mut s = format!(
             "{} with TP {} and PP {} ({} micro-batches)",
             self.inner.describe(),
             self.parallel.tp,
             self.parallel.pp,
             self.parallel.micro_batches
-        )
+        );
+        if let Some(g) = self.expert_group {
+            s += &format!(", MoE layers over {} data-parallel cores", g.dp);
+        }
+        if self.parallel.expert_parallel {
+            s += ", expert parallel";
+        }
+        s
     }
 
     fn warnings(&self) -> Vec<String> {
         self.inner.warnings()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::StepCost;
+
+    struct Free;
+    impl CostModel for Free {
+        fn step_cost(&self, _: &BatchShape) -> StepCost {
+            StepCost::default()
+        }
+        fn describe(&self) -> String {
+            "free".into()
+        }
+    }
+
+    /// The MoE layers' all-gather and reduce-scatter over 4 cores: for the group's `S`
+    /// bytes, `2 (n - 1) / n x S / W + 2 (n - 1) a` per MoE layer, by hand.
+    #[test]
+    fn data_parallel_moe_layers_pay_a_gather_and_a_scatter_of_the_groups_tokens() {
+        let link = Route {
+            bytes_per_s: 400e9,
+            latency_ns: 2_000.0,
+            hops: 1,
+        };
+        let p = Parallelism {
+            tp: 1,
+            pp: 1,
+            micro_batches: 1,
+            dp: 4,
+            expert_parallel: true,
+        };
+        let par = Parallel::new(Box::new(Free), p, 32, 4096, 2, link, link)
+            .with_expert_group(4, link, 32);
+        let mut batch = BatchShape::default();
+        batch.decodes.push(crate::cost::SeqWork {
+            new_tokens: 1,
+            context: 10,
+        });
+        batch.moe_tokens = 100;
+        let bytes = 100.0 * 4096.0 * 2.0;
+        let one = 2.0 * 3.0 / 4.0 * bytes / 400e9 * 1e9 + 2.0 * 3.0 * 2_000.0;
+        let got = par.step_cost(&batch).communication_ns;
+        assert!((got - 32.0 * one).abs() < 1e-6, "{got} vs {}", 32.0 * one);
+        // Without a group (one core, or a dense model) nothing is gathered.
+        let alone = Parallel::new(Box::new(Free), p, 32, 4096, 2, link, link)
+            .with_expert_group(1, link, 32);
+        assert_eq!(alone.step_cost(&batch).communication_ns, 0.0);
     }
 }

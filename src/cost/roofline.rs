@@ -150,6 +150,14 @@ impl Roofline {
     /// [`Roofline::expected_experts`] distinct experts read once), and the shared experts as
     /// dense GEMMs.
     pub fn moe_mlp_ns(&self, tokens: f64) -> f64 {
+        self.moe_mlp_group_ns(tokens, tokens)
+    }
+
+    /// [`Roofline::moe_mlp_ns`] on a GPU whose routed experts see `expert_tokens` tokens
+    /// (its data-parallel group's, gathered) while the router and the shared experts run
+    /// on its own `tokens`. With expert parallelism over `n` GPUs, its experts get
+    /// `expert_tokens x top_k / n` rows on average (uniform routing).
+    pub fn moe_mlp_group_ns(&self, tokens: f64, expert_tokens: f64) -> f64 {
         let m = &self.model;
         let Some(moe) = m.arch.moe else {
             return 0.0;
@@ -159,8 +167,8 @@ impl Roofline {
             moe.expert_intermediate as u64,
             moe.shared_intermediate as u64,
         );
-        let rows = tokens * moe.top_k as f64;
-        let active = self.expected_experts(tokens);
+        let rows = expert_tokens * moe.top_k as f64 / moe.expert_parallel.max(1) as f64;
+        let active = self.expected_experts(expert_tokens);
         let mut ns = self.gemm_ns(tokens, h, moe.experts as u64)
             + self.grouped_gemm_ns(rows, active, h, 2 * e)
             + self.grouped_gemm_ns(rows, active, e, h);
@@ -170,16 +178,18 @@ impl Roofline {
         ns
     }
 
-    /// Expected distinct routed experts `tokens` tokens activate in one layer with
-    /// uniform routing: each token picks `top_k` of `E` experts, so an expert is left out
-    /// by all of them with probability `(1 - top_k / E)^tokens`:
-    /// `E (1 - (1 - top_k / E)^tokens)`.
+    /// Expected distinct routed experts of this GPU that `tokens` tokens activate in one
+    /// layer with uniform routing: each token picks `top_k` of `E` experts, so an expert
+    /// is left out by all of them with probability `(1 - top_k / E)^tokens`:
+    /// `L (1 - (1 - top_k / E)^tokens)` for the `L` experts it holds (`E`, or `E / n`
+    /// with expert parallelism over `n` GPUs).
     pub fn expected_experts(&self, tokens: f64) -> f64 {
         let Some(moe) = self.model.arch.moe else {
             return 0.0;
         };
         let e = moe.experts as f64;
-        e * (1.0 - (1.0 - moe.top_k as f64 / e).powf(tokens))
+        let local = self.model.local_experts() as f64;
+        local * (1.0 - (1.0 - moe.top_k as f64 / e).powf(tokens))
     }
 
     /// Bytes of routed-expert weights one MoE layer reads for `tokens` tokens (the
@@ -225,6 +235,12 @@ impl Roofline {
     /// per step the embedding lookup and the final norm. The sampler is the LM head's
     /// ([`Roofline::sampler_ns`]).
     pub fn elementwise_ns(&self, tokens: f64) -> f64 {
+        self.elementwise_group_ns(tokens, tokens)
+    }
+
+    /// [`Roofline::elementwise_ns`] on a GPU whose routed experts see `expert_tokens`
+    /// tokens ([`Roofline::moe_mlp_group_ns`]): the experts' activation runs on their rows.
+    pub fn elementwise_group_ns(&self, tokens: f64, expert_tokens: f64) -> f64 {
         if !self.eff.elementwise_kernels || tokens == 0.0 {
             return 0.0;
         }
@@ -246,7 +262,10 @@ impl Roofline {
         let moe_layers = m.moe_layers() as f64;
         let act_dense = width(m.intermediate as f64);
         let act_moe = m.arch.moe.map_or(0.0, |e| {
-            width((e.top_k * e.expert_intermediate + e.shared_intermediate) as f64)
+            let routed = expert_tokens * e.top_k as f64 / e.expert_parallel.max(1) as f64;
+            let rows =
+                routed * e.expert_intermediate as f64 + tokens * e.shared_intermediate as f64;
+            self.elementwise_kernel_ns(3.0 * rows * b)
         });
         let kv_write = self.elementwise_kernel_ns(2.0 * tokens * kv);
         let per_layer = 2.0 * norm + rope + kv_write;
@@ -479,7 +498,9 @@ impl CostModel for Roofline {
         let moe_layers = m.moe_layers() as f64;
         cost.linear_ns = (layers - moe_layers) * (attention_gemms + gemm(2) + gemm(3));
         if moe_layers > 0.0 {
-            cost.linear_ns += moe_layers * (attention_gemms + self.moe_mlp_ns(tokens));
+            let experts = batch.expert_tokens() as f64;
+            cost.linear_ns +=
+                moe_layers * (attention_gemms + self.moe_mlp_group_ns(tokens, experts));
         }
 
         if !batch.prefills.is_empty() {
@@ -495,7 +516,7 @@ impl CostModel for Roofline {
             cost.lm_head_ns =
                 self.gemm_ns(sampled, m.hidden as u64, m.vocab as u64) + self.sampler_ns(sampled);
         }
-        cost.elementwise_ns = self.elementwise_ns(tokens);
+        cost.elementwise_ns = self.elementwise_group_ns(tokens, batch.expert_tokens() as f64);
         cost
     }
 
@@ -770,6 +791,7 @@ mod tests {
             }],
             decodes: vec![decode(5000), decode(20)],
             sampled: 3,
+            moe_tokens: 0,
         };
         // Llama-2-7B: 32 full layers, each the one-layer kernel.
         let r = llama_on_h100(&Efficiency::default());

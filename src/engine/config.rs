@@ -61,12 +61,21 @@ pub struct Parallelism {
     pub pp: u32,
     /// Micro-batches per step when `pp > 1`.
     pub micro_batches: u32,
+    /// Data-parallel engine cores per deployment (`data_parallel_size`).
+    pub dp: u32,
+    /// Routed experts split whole over the deployment's GPUs (`enable_expert_parallel`).
+    pub expert_parallel: bool,
 }
 
 impl Parallelism {
-    /// GPUs per replica.
+    /// GPUs of one engine core (one data-parallel rank): `tp x pp`.
     pub fn gpus(&self) -> u32 {
         self.tp * self.pp
+    }
+
+    /// GPUs of one deployment: every data-parallel core's.
+    pub fn deployment_gpus(&self) -> u32 {
+        self.gpus() * self.dp
     }
 }
 
@@ -117,11 +126,18 @@ impl EngineSetup {
         }
         let gpu = Gpu::from_spec(&s.hardware)?;
         let e = &s.engine;
-        let shard = model.shard(e.tensor_parallel_size, e.pipeline_parallel_size)?;
+        let shard = model.shard_parallel(
+            e.tensor_parallel_size,
+            e.pipeline_parallel_size,
+            e.data_parallel_size,
+            e.enable_expert_parallel,
+        )?;
         let parallel = Parallelism {
             tp: e.tensor_parallel_size,
             pp: e.pipeline_parallel_size,
             micro_batches: e.pipeline_micro_batches.unwrap_or(e.pipeline_parallel_size),
+            dp: e.data_parallel_size,
+            expert_parallel: e.enable_expert_parallel,
         };
         if parallel.micro_batches == 0 {
             return Err(Error::input(

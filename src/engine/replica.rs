@@ -90,6 +90,26 @@ pub struct Applied {
     pub finished: bool,
 }
 
+/// What [`Replica::plan_step`] found to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planned {
+    /// Nothing: no request and no output in flight.
+    Idle,
+    /// No new step; the output in flight is due at this time, ns.
+    Wait(u64),
+    /// A step is scheduled, to price and commit.
+    Batch,
+}
+
+/// When a step starts on the GPU and how long it runs, ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepTiming {
+    /// GPU start.
+    pub start_ns: u64,
+    /// GPU duration (with synchronous scheduling, the CPU work too).
+    pub duration_ns: u64,
+}
+
 /// A step whose output is not yet applied.
 #[derive(Debug)]
 struct InFlight {
@@ -283,34 +303,76 @@ impl Replica {
     /// (so a request that finished in step n holds its blocks through the scheduling of
     /// step n+1).
     pub fn start_step(&mut self, now_ns: u64, rec: &mut Recorder) -> Result<Option<u64>> {
+        match self.plan_step(now_ns)? {
+            Planned::Idle => Ok(None),
+            Planned::Wait(at) => Ok(Some(at)),
+            Planned::Batch => {
+                let timing = self.price_step(now_ns, 0);
+                self.commit_step(timing, rec).map(Some)
+            }
+        }
+    }
+
+    /// The first part of [`Replica::start_step`]: schedule a step at `now_ns`. A replica
+    /// with nothing new to run but output in flight waits for it (and is busy until then).
+    pub fn plan_step(&mut self, now_ns: u64) -> Result<Planned> {
         debug_assert!(!self.busy);
         if self.scheduler.is_idle() && self.in_flight.is_empty() {
-            return Ok(None);
+            return Ok(Planned::Idle);
         }
         self.scheduler.schedule(now_ns);
-        let asynchronous = self.scheduler.is_async();
-        if self.scheduler.scheduled.is_empty() {
-            // Nothing new can run: wait for the output of the step in flight.
-            let Some(oldest) = self.in_flight.front() else {
-                return Err(Error::failure(format!(
-                    "scheduler stalled at t={:.3}s with {} waiting and {} running requests",
-                    now_ns as f64 / 1e9,
-                    self.scheduler.num_waiting(),
-                    self.scheduler.num_running()
-                )));
-            };
-            self.apply_due = true;
-            self.busy = true;
-            return Ok(Some(oldest.end_ns.max(now_ns)));
+        if !self.scheduler.scheduled.is_empty() {
+            return Ok(Planned::Batch);
         }
-        let cost = self.step_cost();
-        let cpu = (cost.overhead_ns.ceil() as u64).min(cost.total_ns());
-        let (start, duration) = if asynchronous {
-            let start = (now_ns + cpu).max(self.gpu_free_ns);
-            (start, (cost.total_ns() - cpu).max(1))
-        } else {
-            (now_ns, cost.total_ns())
+        // Nothing new can run: wait for the output of the step in flight.
+        let Some(oldest) = self.in_flight.front() else {
+            return Err(Error::failure(format!(
+                "scheduler stalled at t={:.3}s with {} waiting and {} running requests",
+                now_ns as f64 / 1e9,
+                self.scheduler.num_waiting(),
+                self.scheduler.num_running()
+            )));
         };
+        self.apply_due = true;
+        self.busy = true;
+        Ok(Planned::Wait(oldest.end_ns.max(now_ns)))
+    }
+
+    /// Tokens of the step just planned.
+    pub fn scheduled_tokens(&self) -> u64 {
+        self.scheduler
+            .scheduled
+            .iter()
+            .map(|s| s.new_tokens as u64)
+            .sum()
+    }
+
+    /// When the step just planned would start on the GPU and how long it would run, its
+    /// routed experts seeing `moe_tokens` tokens (0: its own; [`BatchShape::moe_tokens`]).
+    pub fn price_step(&mut self, now_ns: u64, moe_tokens: u64) -> StepTiming {
+        let cost = self.step_cost(moe_tokens);
+        let cpu = (cost.overhead_ns.ceil() as u64).min(cost.total_ns());
+        if self.scheduler.is_async() {
+            StepTiming {
+                start_ns: (now_ns + cpu).max(self.gpu_free_ns),
+                duration_ns: (cost.total_ns() - cpu).max(1),
+            }
+        } else {
+            StepTiming {
+                start_ns: now_ns,
+                duration_ns: cost.total_ns(),
+            }
+        }
+    }
+
+    /// Start the step just planned with `timing` (its own [`Replica::price_step`], or a
+    /// data-parallel group's common one). Returns when [`Replica::finish_step`] is due.
+    pub fn commit_step(&mut self, timing: StepTiming, rec: &mut Recorder) -> Result<u64> {
+        let asynchronous = self.scheduler.is_async();
+        let StepTiming {
+            start_ns: start,
+            duration_ns: duration,
+        } = timing;
         self.record_step(start, duration, rec)?;
         let end_ns = start + duration;
         self.gpu_free_ns = end_ns;
@@ -321,12 +383,19 @@ impl Replica {
         self.steps_started += 1;
         self.apply_due = !asynchronous || self.in_flight.len() >= 2;
         self.busy = true;
-        Ok(Some(if asynchronous { start } else { end_ns }))
+        Ok(if asynchronous { start } else { end_ns })
+    }
+
+    /// The GPU is busy until `end_ns` (a data-parallel group's step it joined with a
+    /// dummy batch).
+    pub fn hold_gpu_until(&mut self, end_ns: u64) {
+        self.gpu_free_ns = self.gpu_free_ns.max(end_ns);
     }
 
     /// The cost of the step just scheduled, host transfers included.
-    fn step_cost(&mut self) -> crate::cost::StepCost {
+    fn step_cost(&mut self, moe_tokens: u64) -> crate::cost::StepCost {
         self.batch.clear();
+        self.batch.moe_tokens = moe_tokens;
         let mut host_value_tokens = 0.0f64;
         for s in &self.scheduler.scheduled {
             let r = self.scheduler.request(s.slot);

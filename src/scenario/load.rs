@@ -43,6 +43,7 @@ pub fn parse_scenario(text: &str, origin: &str, base: &Path, sets: &[String]) ->
     if let Err((field, msg)) = check_values(&scenario) {
         return Err(located(&field, &msg));
     }
+    resolve_paths(&mut scenario, base, sets);
     // Presets and shapes: their errors start with the field they concern.
     let shapes = crate::model::Model::from_spec(&scenario.model)
         .and_then(|m| m.with_kv_cache_dtype(&scenario.kv_cache.cache_dtype))
@@ -55,7 +56,6 @@ pub fn parse_scenario(text: &str, origin: &str, base: &Path, sets: &[String]) ->
             _ => e,
         });
     }
-    resolve_paths(&mut scenario, base, sets);
     Ok(scenario)
 }
 
@@ -143,6 +143,9 @@ fn resolve_paths(s: &mut Scenario, base: &Path, sets: &[String]) {
     }
     if let Some(p) = &mut s.hardware.calibration {
         fix(p, "hardware.calibration");
+    }
+    if let Some(p) = &mut s.model.hf_config {
+        fix(p, "model.hf_config");
     }
 }
 
@@ -406,6 +409,7 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
     for (f, v) in [
         ("engine.tensor_parallel_size", g.tensor_parallel_size),
         ("engine.pipeline_parallel_size", g.pipeline_parallel_size),
+        ("engine.data_parallel_size", g.data_parallel_size),
         (
             "engine.pipeline_micro_batches",
             g.pipeline_micro_batches.unwrap_or(1),

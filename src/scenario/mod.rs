@@ -132,6 +132,10 @@ impl Workload {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
+    /// A Hugging Face `config.json` to read the model from (`src/hf_config.rs`), instead
+    /// of a preset or a shape; `dtype` and `max_position` may override it.
+    #[serde(default)]
+    pub hf_config: Option<std::path::PathBuf>,
     /// Preset name, e.g. `llama-3.1-8b` (see `docs/scenario.md` for the list).
     #[serde(default)]
     pub preset: Option<String>,
@@ -416,6 +420,17 @@ pub struct EngineSpec {
     /// number of stages).
     #[serde(default)]
     pub pipeline_micro_batches: Option<u32>,
+    /// Engine cores of one deployment (vLLM `data_parallel_size`): each has its own
+    /// scheduler and KV cache on `tensor_parallel_size x pipeline_parallel_size` GPUs, and
+    /// the API server balances requests over them. A mixture-of-experts model's MoE layers
+    /// span all of them, so its cores step together.
+    #[serde(default = "one_u32")]
+    pub data_parallel_size: u32,
+    /// Split the routed experts whole over all `data_parallel_size x
+    /// tensor_parallel_size` GPUs of a deployment instead of slicing each expert over the
+    /// tensor-parallel ranks (vLLM `enable_expert_parallel`, default false).
+    #[serde(default)]
+    pub enable_expert_parallel: bool,
     /// What a preempted request loses: `recompute` (vLLM v1: its blocks are freed and its
     /// tokens computed again) or `swap` (vLLM v0: its blocks are copied to host memory and
     /// back over the host link).
@@ -482,6 +497,8 @@ impl Default for EngineSpec {
             all_reduce: Default::default(),
             pipeline_parallel_size: 1,
             pipeline_micro_batches: None,
+            data_parallel_size: 1,
+            enable_expert_parallel: false,
             preemption_mode: PreemptionMode::Recompute,
             swap_space_gib: default_swap_space(),
         }

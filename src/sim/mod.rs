@@ -71,17 +71,18 @@ pub fn run_with_cost(
     arm_arrival(&mut load, &mut queue, &mut armed, server_ns, 0);
     // (send time, requests waiting in the replicas) at the last send.
     let mut last_send = (0u64, 0usize);
-    let n = cluster.replicas.len();
-    let mut start_pending = vec![false; n];
+    let mut start_pending = vec![false; cluster.units()];
     let mut hashes = Vec::new();
     let mut handoffs: Vec<EngineRequest> = Vec::new();
     let wants_hashes = cluster.router.needs_hashes() && cluster.entry.len() > 1;
     let wants_decode_hashes = cluster.router.needs_hashes() && cluster.decode.len() > 1;
     let bs = setup.block_size;
+    // Events name step units: a replica, or a data-parallel group stepping together.
     let wake = |queue: &mut EventQueue, pending: &mut [bool], c: &Cluster, i: usize, now| {
-        if !c.replicas[i].is_busy() && c.replicas[i].has_work() && !pending[i] {
-            pending[i] = true;
-            queue.push(now, EventKind::StepStart { replica: i as u32 });
+        let u = c.unit_of(i);
+        if c.unit_wants_step(u) && !pending[u] {
+            pending[u] = true;
+            queue.push(now, EventKind::StepStart { replica: u as u32 });
         }
     };
     let mut events = 0u64;
@@ -115,18 +116,23 @@ pub fn run_with_cost(
                 last_send = (sent, waiting.sum());
             }
             EventKind::StepDone { replica } => {
-                let i = replica as usize;
-                cluster.replicas[i].finish_step(now, rec)?;
-                cluster.replicas[i].take_handoffs(&mut handoffs);
-                for er in handoffs.drain(..) {
-                    hashes.clear();
-                    if wants_decode_hashes {
-                        prompt_block_hashes(&er.req, bs, &mut hashes);
+                let unit = cluster.unit_replicas(replica as usize);
+                for i in unit.clone() {
+                    if !cluster.replicas[i].is_busy() {
+                        continue;
                     }
-                    let (slot, done) = cluster.start_transfer(i, er, &hashes, now);
-                    queue.push(done, EventKind::TransferDone { slot });
+                    cluster.replicas[i].finish_step(now, rec)?;
+                    cluster.replicas[i].take_handoffs(&mut handoffs);
+                    for er in handoffs.drain(..) {
+                        hashes.clear();
+                        if wants_decode_hashes {
+                            prompt_block_hashes(&er.req, bs, &mut hashes);
+                        }
+                        let (slot, done) = cluster.start_transfer(i, er, &hashes, now);
+                        queue.push(done, EventKind::TransferDone { slot });
+                    }
                 }
-                wake(&mut queue, &mut start_pending, &cluster, i, now);
+                wake(&mut queue, &mut start_pending, &cluster, unit.start, now);
             }
             EventKind::TransferDone { slot } => {
                 let (to, er) = cluster.finish_transfer(slot);
@@ -134,9 +140,9 @@ pub fn run_with_cost(
                 wake(&mut queue, &mut start_pending, &cluster, to, now);
             }
             EventKind::StepStart { replica } => {
-                let i = replica as usize;
-                start_pending[i] = false;
-                if let Some(at) = cluster.replicas[i].start_step(now, rec)? {
+                let u = replica as usize;
+                start_pending[u] = false;
+                if let Some(at) = cluster.start_unit_step(u, now, rec)? {
                     queue.push(at, EventKind::StepDone { replica });
                 }
             }
@@ -247,10 +253,27 @@ fn build_cluster(
             roles.len()
         )));
     }
+    let dp = setup.parallel.dp.max(1) as usize;
+    if dp > 1 && scenario.cluster.disaggregation.is_some() {
+        return Err(Error::input(
+            "engine.data_parallel_size: kvsim does not model data-parallel deployments with cluster.disaggregation yet; use data_parallel_size 1 or unified replicas".to_string(),
+        ));
+    }
+    if roles.len() * dp > 4096 {
+        return Err(Error::input(format!(
+            "engine.data_parallel_size: {} replicas of {dp} engine cores is more than the simulator holds (4096)",
+            roles.len()
+        )));
+    }
     let placement = Placement::new(scenario, setup, roles.len() as u32);
     let (evictors, read_ahead) = EvictorFactory::new(scenario, setup)?;
-    let mut replicas = Vec::with_capacity(roles.len());
-    for (i, &role) in roles.iter().enumerate() {
+    // Each deployment's engine cores, consecutive.
+    let cores: Vec<crate::engine::replica::Role> = roles
+        .iter()
+        .flat_map(|&r| std::iter::repeat_n(r, dp))
+        .collect();
+    let mut replicas = Vec::with_capacity(cores.len());
+    for (i, &role) in cores.iter().enumerate() {
         let r = i as u32;
         let cost = make_cost(&placement, r)?;
         let mut rep = Replica::in_cluster(setup, cost, audit, r, role, placement.host_link(r));
@@ -301,7 +324,8 @@ pub fn build_replica_cost(
         }
     };
     let p = setup.parallel;
-    if p.gpus() == 1 {
+    let moe_layers = setup.shard.moe_layers();
+    if p.gpus() == 1 && (p.dp == 1 || moe_layers == 0) {
         return Ok(one_gpu);
     }
     let nvswitch = setup.gpu.nvlink_bytes_per_s > 0.0 && placement.tp_within_node(r);
@@ -311,11 +335,12 @@ pub fn build_replica_cost(
             p,
             setup.shard.layers,
             setup.model.hidden,
-            setup.model.dtype_bytes,
+            setup.model.compute_bytes(),
             placement.tp_link(r),
             placement.stage_link(r),
         )
-        .with_all_reduce(scenario.engine.all_reduce, nvswitch),
+        .with_all_reduce(scenario.engine.all_reduce, nvswitch)
+        .with_expert_group(p.dp, placement.core_group_link(r), moe_layers),
     ))
 }
 
