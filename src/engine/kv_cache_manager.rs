@@ -50,6 +50,10 @@ struct RequestBlocks {
     groups: Vec<hybrid::GroupTable>,
     /// With several groups: blocks were allocated since the request was (re)admitted.
     allocated: bool,
+    /// With several groups: the shared prefix (tokens) its last lookup found cached in
+    /// full attention beyond the common hit, whose sliding-window blocks it keeps
+    /// (vLLM's `shared_prefix_boundary`); 0 for none.
+    junction: u64,
 }
 
 /// A prefix-cache lookup result, valid until the next call on the manager.

@@ -7,8 +7,9 @@
 //! - Sliding window `w` frees the blocks wholly below the last `w - 1` processed tokens
 //!   (`remove_skipped_blocks`, before each allocation), leaving the null block in their
 //!   place; its cache hit is the rightmost run of `cdiv(w - 1, block_size)` cached blocks
-//!   (or a shorter run from the start), and it caches only the run of that many blocks
-//!   ending at the prompt's last full block (`prefix_cache_retention_interval` 0).
+//!   (or a shorter run from the start), and it caches only the runs of that many blocks
+//!   ending at the prompt's last full block and at the request's shared-prefix junction
+//!   (`prefix_cache_retention_interval` 0: `reachable_block_mask`).
 //! - Chunked local attention `c` frees the blocks of the chunks before the current one;
 //!   blocks of earlier chunks count as computed for a hit, which continues from the current
 //!   chunk's first block.
@@ -189,6 +190,8 @@ impl KvCacheManager {
                 std::mem::take(&mut self.requests.get_mut(&id).expect("registered").hashes);
             let simple = h.lookup.len() == 2 && h.lookup[0] == LayerAttention::Full;
             let mut full_len: Option<u64> = None;
+            // The longest hit any kind found (`longest_hit_length`).
+            let mut longest = 0u64;
             loop {
                 let mut cur = hit;
                 for i in 0..h.lookup.len() {
@@ -203,6 +206,7 @@ impl KvCacheManager {
                     if k == LayerAttention::Full {
                         full_len = Some(cur);
                     }
+                    longest = longest.max(cur);
                 }
                 let done = cur >= hit;
                 hit = cur;
@@ -217,7 +221,12 @@ impl KvCacheManager {
                     l.truncate(keep);
                 }
             }
-            self.requests.get_mut(&id).expect("registered").hashes = hashes;
+            let rb = self.requests.get_mut(&id).expect("registered");
+            rb.hashes = hashes;
+            // A shared prefix cached in full attention beyond what every group hit: the
+            // junction this request keeps in its sliding-window groups, so that the next
+            // request sharing it hits there (`shared_prefix_boundary`).
+            rb.junction = if longest > hit { longest } else { 0 };
         } else {
             hit = 0;
         }
@@ -399,18 +408,22 @@ impl KvCacheManager {
             if t.num_cached >= full {
                 continue;
             }
-            let keep = match h.kinds[g] {
+            // The runs a later hit can end on: the replay boundary (`num_prompt - 1`) and
+            // the shared-prefix junction, each block-aligned (`reachable_block_mask` with
+            // `prefix_cache_retention_interval` 0).
+            let (replay, junction) = match h.kinds[g] {
                 LayerAttention::SlidingWindow(w) => {
                     let need = (w as u64 - 1).div_ceil(bs) as usize;
+                    let run = |end: usize| end.saturating_sub(need)..end;
                     let end = (prompt.saturating_sub(1) / bs) as usize;
-                    end.saturating_sub(need)..end
+                    (run(end), run((rb.junction / bs) as usize))
                 }
-                _ => 0..usize::MAX,
+                _ => (0..usize::MAX, 0..0),
             };
             let first = t.num_cached;
             let fresh = t.blocks[first..full].iter().zip(&hashes[first..full]);
             for (j, (&b, &hash)) in (first..).zip(fresh) {
-                if b != NULL && keep.contains(&j) {
+                if b != NULL && (replay.contains(&j) || junction.contains(&j)) {
                     self.pool.cache_block(b, group_hash(hash, g), NEVER);
                 }
             }
@@ -471,6 +484,7 @@ pub(super) fn reset_tables(rb: &mut RequestBlocks, groups: usize) {
         t.num_cached = 0;
     }
     rb.allocated = false;
+    rb.junction = 0;
 }
 
 /// Non-null blocks of a request over all groups.
@@ -547,6 +561,37 @@ mod tests {
             v.extend((0..50).map(|i| 10_001 + i * 2));
         });
         assert_eq!(full.get_computed_blocks(2, 1600).tokens, 800);
+    }
+
+    /// The junction (vLLM's `shared_prefix_boundary`): request 2 shares the first 50
+    /// blocks of request 1's cached prompt and misses in the sliding group, but full
+    /// attention found the 50, so request 2 keeps its sliding blocks 42..50, the run ending
+    /// there; request 3, sharing the same 50 blocks, then hits all 800 tokens. Request 2
+    /// itself had no such junction to keep with request 1 gone from the full group.
+    #[test]
+    fn a_shared_prefix_is_kept_at_its_junction_for_the_next_request() {
+        let mut m = manager(1000);
+        let shared_then = |base: u64| {
+            move |v: &mut Vec<u64>| {
+                v.extend((0..50).map(|i| i * 2 + 1));
+                v.extend((0..50).map(|i| base + i * 2));
+            }
+        };
+        m.add_request(1, 1, hashes(100));
+        m.set_prompt(1, 1600);
+        assert!(m.allocate_slots(1, 0, 1600, None, Some(1600), 0, 1600, 0));
+        m.free(1);
+        m.remove_request(1);
+        m.add_request(2, 2, shared_then(10_001));
+        m.set_prompt(2, 1600);
+        assert_eq!(m.get_computed_blocks(2, 1600).tokens, 0);
+        assert!(m.allocate_slots(2, 0, 1600, None, Some(1600), 0, 1600, 0));
+        m.free(2);
+        m.remove_request(2);
+        m.add_request(3, 3, shared_then(20_001));
+        m.set_prompt(3, 1600);
+        assert_eq!(m.get_computed_blocks(3, 1600).tokens, 800);
+        m.audit().unwrap();
     }
 
     /// A prompt of 100 tokens: the sliding group keeps blocks [6 - 8, 6) = 0..6; replayed,
