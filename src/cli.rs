@@ -1326,6 +1326,21 @@ fn validate(path: &Path, sets: &[String]) -> Result<()> {
         m.kv_dtype,
         m.linear_flops_per_token() as f64 / 1e9
     );
+    if setup.kv_groups.is_hybrid() {
+        println!(
+            "KV cache groups: {}, {} bytes per block",
+            setup.memory.kv_cache_groups, setup.memory.block_bytes
+        );
+    }
+    let (conv, ssm) = setup.shard.linear_state_bytes_per_layer();
+    if conv + ssm > 0 {
+        println!(
+            "linear attention: {} bytes of state per layer and request on one GPU, padded to a page of {} tokens ({} bytes)",
+            conv + ssm,
+            setup.block_size,
+            setup.block_size as u64 * setup.shard.kv_bytes_per_token_layer()
+        );
+    }
     println!("cost model: {}", cost.describe());
     Ok(())
 }

@@ -1409,14 +1409,11 @@ impl Model {
             .collect()
     }
 
-    /// The architecture features kvsim's engine does not model yet (linear attention);
-    /// empty for the others.
+    /// The architecture features kvsim's engine does not model yet; empty for every preset
+    /// now that linear attention has its KV cache groups (vLLM's `MambaManager`) and step
+    /// cost. A scenario naming a model with one is refused.
     pub fn unmodelled_features(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.arch.linear_attention.is_some() {
-            v.push("linear attention");
-        }
-        v
+        Vec::new()
     }
 
     /// Bytes of K and V for one token across all attention layers (linear-attention layers
@@ -1834,10 +1831,9 @@ mod tests {
         assert!(preset("llama-4-scout-17b-16e")
             .unmodelled_features()
             .is_empty());
-        assert_eq!(
-            preset("qwen3-next-80b-a3b").unmodelled_features(),
-            vec!["linear attention"]
-        );
+        assert!(preset("qwen3-next-80b-a3b")
+            .unmodelled_features()
+            .is_empty());
     }
 
     #[test]

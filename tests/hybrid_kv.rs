@@ -1,6 +1,8 @@
 //! vLLM 0.33's hybrid KV cache manager from the command line: the memory plan of a model
 //! with sliding-window layers (KV cache groups, bytes per block, block count) against vLLM's
-//! formula by hand, and a sliding-window group that frees its blocks in a long generation.
+//! formula by hand, and a sliding-window group that frees its blocks in a long generation;
+//! Qwen3-Next's linear-attention (Mamba) groups: the aligned block size, their bounded
+//! blocks per request and their hits at block boundaries.
 
 mod common;
 
@@ -140,4 +142,131 @@ fn deepseek_v3_on_8_h200_plans_vllms_block_count() {
         m["num_gpu_blocks"].as_u64().unwrap(),
         (available / 1_124_352.0).floor() as u64
     );
+}
+
+/// The memory plan's available bytes: `gpu_memory_utilization` (0.92) of the device less
+/// weights, activations and memory outside PyTorch.
+fn available(m: &serde_json::Value) -> f64 {
+    m["gpu_memory_bytes"].as_f64().unwrap() * 0.92
+        - m["weight_bytes"].as_f64().unwrap()
+        - m["activation_bytes"].as_f64().unwrap()
+        - m["non_torch_bytes"].as_f64().unwrap()
+}
+
+/// Qwen3-Next-80B-A3B (FP8 weights) on one H200: 36 Gated DeltaNet layers and 12 full,
+/// groups of 12: 3 linear and 1 full. A linear layer's state is (4 - 1) x 8,192 x 2 +
+/// 32 x 128 x 128 x 2 = 1,097,728 bytes; an attention token 2 x 2 x 256 x 2 = 2,048 bytes
+/// per layer; with prefix caching ("align") the block is 64 x cdiv(1,097,728, 64 x 2,048)
+/// = 576 tokens (a multiple of 16 already), the state padded to 576 x 2,048 = 1,179,648
+/// bytes, 12 of them per block: 14,155,776; `num_blocks = available // bytes_per_block`.
+/// At TP 4 on 4 x H200 (bf16): 274,432 bytes of state, 1,024 per token, 64 x
+/// cdiv(274,432, 65,536) = 320 tokens, 12 x 320 x 1,024 = 3,932,160 bytes per block.
+#[test]
+fn qwen3_next_on_h200_plans_vllms_aligned_blocks() {
+    let d = temp_dir("hybrid-mamba-plan");
+    let tp1 = ["--set", "hardware.gpu=h200", "--set", "model.dtype=fp8"];
+    let s = memory(&d, "qwen3-next-80b-a3b", &tp1);
+    assert_eq!(s["requests_completed"], 1);
+    let m = &s["memory"];
+    assert_eq!(m["block_bytes"], 14_155_776);
+    assert_eq!(
+        m["kv_cache_groups"],
+        "4 groups of 12 layers (3 linear attention, 1 full attention)"
+    );
+    assert_eq!(m["full_attention_groups"], 1);
+    let blocks = m["num_gpu_blocks"].as_u64().unwrap();
+    assert_eq!(blocks, (available(m) / 14_155_776.0).floor() as u64);
+    // The block size is 576 tokens: the one full group's capacity.
+    assert_eq!(
+        s["kv_capacity_tokens"].as_u64().unwrap(),
+        (blocks - 1) * 576
+    );
+    let tp4 = [
+        "--set",
+        "hardware.gpu=h200",
+        "--set",
+        "engine.tensor_parallel_size=4",
+    ];
+    let s = memory(&d, "qwen3-next-80b-a3b", &tp4);
+    let m = &s["memory"];
+    assert_eq!(m["block_bytes"], 3_932_160);
+    let blocks = m["num_gpu_blocks"].as_u64().unwrap();
+    assert_eq!(blocks, (available(m) / 3_932_160.0).floor() as u64);
+    assert_eq!(
+        s["kv_capacity_tokens"].as_u64().unwrap(),
+        (blocks - 1) * 320
+    );
+    // Prefix caching off ("none" mode): no checkpoint alignment, 16 x cdiv(1,097,728,
+    // 32,768) = 544 tokens.
+    let mut none = tp1.to_vec();
+    none.extend(["--set", "kv_cache.enable_prefix_caching=false"]);
+    let s = memory(&d, "qwen3-next-80b-a3b", &none);
+    assert_eq!(s["memory"]["block_bytes"], 12 * 544 * 2048);
+}
+
+/// One request, 100 prompt tokens and 2,000 generated, on Qwen3-Next (blocks of 576): the
+/// full group ends with cdiv(2,099, 576) = 4 blocks; each linear group holds its current
+/// state block and, for a step or two after crossing a block boundary (the last step's
+/// output still in flight), the previous one: at most 2 (the bound is 3 with a prefill
+/// checkpoint, tested in the manager's unit tests), so the peak is 4 + 3 x 2 = 10, under
+/// `--audit` (every step checks that the tables' blocks are the pool's).
+#[test]
+fn qwen3_next_linear_groups_hold_a_bounded_number_of_blocks_in_a_long_generation() {
+    let d = temp_dir("hybrid-mamba-long");
+    let s = memory(
+        &d,
+        "qwen3-next-80b-a3b",
+        &[
+            "--set",
+            "hardware.gpu=h200",
+            "--set",
+            "model.dtype=fp8",
+            "--audit",
+        ],
+    );
+    assert_eq!(s["requests_completed"], 1);
+    assert_eq!(s["kv_blocks_used_peak"], 4 + 3 * 2);
+}
+
+/// Hits of a linear-attention model: a second request replaying a 1,300-token prompt hits
+/// floor((1,300 - 1) / 576) x 576 = 1,152 tokens (the only state block cached, the prompt's
+/// checkpoint); one sharing 1,200 tokens hits the same 1,152; one sharing 600 tokens gets
+/// 0, though the full group alone would give it one block of 576: no state block is cached
+/// within it.
+#[test]
+fn qwen3_next_hits_only_at_the_cached_state_blocks_boundary() {
+    let d = temp_dir("hybrid-mamba-hits");
+    let ids = |from: u32, n: u32| {
+        (from..from + n)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let first = format!("0,1300,2,1,{}", ids(1, 13));
+    let hit = |second: String| -> serde_json::Value {
+        let trace = format!(
+            "# kvsim-trace v1 hash_block_tokens=100\narrival_s,input_tokens,output_tokens,session,prefix_hashes\n{first}\n{second}\n"
+        );
+        let scenario = native_scenario(&d, &trace, "");
+        json(&run_ok(&[
+            "run",
+            scenario.to_str().unwrap(),
+            "--no-files",
+            "--json",
+            "-q",
+            "--audit",
+            "--set",
+            "model.preset=qwen3-next-80b-a3b",
+            "--set",
+            "hardware.gpu=h200",
+            "--set",
+            "model.dtype=fp8",
+        ]))
+    };
+    let replay = hit(format!("60,1300,2,2,{}", ids(1, 13)));
+    assert_eq!(replay["prefix_hit_tokens"], 1152);
+    let longer = hit(format!("60,2000,2,3,{} {}", ids(1, 12), ids(201, 8)));
+    assert_eq!(longer["prefix_hit_tokens"], 1152);
+    let short = hit(format!("60,1300,2,4,{} {}", ids(1, 6), ids(301, 7)));
+    assert_eq!(short["prefix_hit_tokens"], 0);
 }

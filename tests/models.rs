@@ -2,8 +2,8 @@
 //! describes mixture-of-experts, latent-attention, sliding-window, chunked-local and
 //! linear-attention presets with the KV bytes (and per-request state) their `config.json`
 //! gives; full-attention MoE models run with their experts priced by the distinct-experts
-//! formula; `kvsim run` refuses what it does not model yet (exit 2, naming the field) rather
-//! than running it as something else.
+//! formula; linear attention runs with vLLM's Mamba groups; `kvsim run` refuses what it
+//! does not model (exit 2, naming the field) rather than running it as something else.
 
 mod common;
 
@@ -46,22 +46,40 @@ fn model_show_describes_moe_mla_and_sliding_presets() {
     assert_eq!(fp8["kv_bytes_per_token"], 35_136);
 }
 
+/// Qwen3-Next's linear attention runs (its groups printed by `kvsim validate`); allocating
+/// its state as full attention, which vLLM cannot, is refused naming the key.
 #[test]
-fn run_refuses_a_model_it_cannot_simulate_yet() {
-    let d = temp_dir("models-refuse");
+fn qwen3_next_validates_with_its_groups_and_refuses_the_hybrid_manager_off() {
+    let d = temp_dir("models-qwen3-next");
     let scenario = native_scenario(&d, "arrival_s,input_tokens,output_tokens\n0,10,2\n", "");
-    let out = run(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--no-files",
+    let sets = [
         "--set",
         "model.preset=qwen3-next-80b-a3b",
-    ]);
+        "--set",
+        "hardware.gpu=h200",
+        "--set",
+        "model.dtype=fp8",
+    ];
+    let mut args = vec!["validate", scenario.to_str().unwrap()];
+    args.extend_from_slice(&sets);
+    let out = run_ok(&args);
+    assert!(out.contains("GPU blocks of 576 tokens"), "{out}");
+    assert!(
+        out.contains("KV cache groups: 4 groups of 12 layers (3 linear attention, 1 full attention), 14155776 bytes per block"),
+        "{out}"
+    );
+    assert!(out.contains("1097728 bytes of state per layer"), "{out}");
+    let mut args = vec!["run", scenario.to_str().unwrap(), "--no-files"];
+    args.extend_from_slice(&sets);
+    args.extend(["--set", "kv_cache.disable_hybrid_kv_cache_manager=true"]);
+    let out = run(&args);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("model.preset"), "{err}");
-    assert!(err.contains("linear attention"), "{err}");
-    assert!(err.contains("kvsim model show qwen3-next-80b-a3b"), "{err}");
+    assert!(
+        err.contains("kv_cache.disable_hybrid_kv_cache_manager"),
+        "{err}"
+    );
+    assert!(err.contains("linear-attention"), "{err}");
 }
 
 /// The distinct-experts formula `E (1 - (1 - k/E)^B)` at batch 1, 8, 64 and 512, by hand,

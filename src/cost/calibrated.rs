@@ -93,10 +93,16 @@ impl Calibrated {
         }
         let local = model.layer_attention().len() > 1;
         if local || model.arch.mla.is_some() {
+            let kind = if model.arch.linear_attention.is_some() {
+                "linear-attention (Gated DeltaNet)"
+            } else if local {
+                "sliding-window or chunked-local"
+            } else {
+                "latent-attention (MLA)"
+            };
             return Err(err(format!(
-                "{} has {} layers; kernel profiles time full-attention kernels only, so it runs on the roofline only",
-                model.name,
-                if local { "sliding-window or chunked-local" } else { "latent-attention (MLA)" }
+                "{} has {kind} layers; kernel profiles time full-attention kernels only, so it runs on the roofline only",
+                model.name
             )));
         }
         let of = |op: Op| profile.points.iter().filter(move |p| p.op == op);

@@ -3,13 +3,14 @@
 //! floor per launch; prefill attention is counted in FlashAttention's tiles, and the
 //! element-wise kernels between the GEMMs are memory traffic. Sliding-window and
 //! chunked-local layers read only their keys; latent attention (MLA) follows vLLM's two
-//! paths. Formulas in `docs/cost-model.md`.
+//! paths; linear attention (Gated DeltaNet) reads and writes a state per request. Formulas in `docs/cost-model.md`.
 
 use super::{BatchShape, CostModel, SeqWork, StepCost};
 use crate::hardware::Gpu;
 use crate::model::{LayerAttention, Model};
 use crate::scenario::Efficiency;
 
+mod linear_attention;
 mod mla;
 
 /// vLLM's cap on the context rows its MLA prefill gathers and up-projects at once
@@ -387,6 +388,9 @@ impl Roofline {
     /// time is the visited keys' K and V and the queries and outputs, read once. MLA
     /// layers: [`Roofline::mla_prefill_layer_ns`].
     pub fn prefill_attention_layer_ns(&self, kind: LayerAttention, prefills: &[SeqWork]) -> f64 {
+        if kind == LayerAttention::Linear {
+            return self.linear_prefill_layer_ns(prefills);
+        }
         if self.mla_gemms.is_some() {
             return self.mla_prefill_layer_ns(kind, prefills);
         }
@@ -419,7 +423,8 @@ impl Roofline {
             LayerAttention::Full => context as u64 + 1,
             LayerAttention::SlidingWindow(w) => (context as u64 + 1).min(w as u64),
             LayerAttention::ChunkedLocal(c) => (context % c.max(1)) as u64 + 1,
-            // No keys: a linear-attention model is refused before it is priced.
+            // No keys: linear attention keeps a state instead
+            // ([`Roofline::linear_decode_layer_ns`]).
             LayerAttention::Linear => 0,
         };
         keys as f64
@@ -457,6 +462,9 @@ impl Roofline {
     /// decode floor plus the larger of the compute and memory times of
     /// [`Roofline::decode_attention_work`].
     pub fn decode_attention_layer_ns(&self, kind: LayerAttention, decodes: &[SeqWork]) -> f64 {
+        if kind == LayerAttention::Linear {
+            return self.linear_decode_layer_ns(decodes);
+        }
         let w = self.decode_attention_work(kind, decodes);
         let compute = self.compute_s(w.flops, self.eff.attention_compute);
         let memory = self.memory_s(w.bytes, self.attention_memory);
@@ -501,6 +509,11 @@ impl CostModel for Roofline {
             let experts = batch.expert_tokens() as f64;
             cost.linear_ns +=
                 moe_layers * (attention_gemms + self.moe_mlp_group_ns(tokens, experts));
+        }
+        let linear = m.linear_attention_layers() as f64;
+        if linear > 0.0 {
+            // Linear-attention layers run their own projections instead of QKV and O.
+            cost.linear_ns += linear * (self.linear_attention_gemms_ns(tokens) - attention_gemms);
         }
 
         if !batch.prefills.is_empty() {

@@ -173,8 +173,11 @@ impl EngineSetup {
         if kv_groups.is_hybrid() {
             refuse_with_hybrid_groups(s, &model)?;
         }
+        // Linear attention: vLLM's aligned block size and padded state page.
+        let mamba = super::kv_groups::MambaLayout::for_scenario(&shard, k, !disable)?;
+        let block_size = mamba.map_or(k.block_size, |m| m.block_size);
         let factor = token_policy.as_ref().map_or(1.0, |t| t.memory_factor());
-        let page = k.block_size as u64 * shard.kv_bytes_per_token_layer();
+        let page = block_size as u64 * shard.kv_bytes_per_token_layer();
         let block_bytes = (kv_groups.bytes_per_block(page) as f64 * factor).ceil() as u64;
         let activation_bytes = match k.activation_gib {
             Some(g) => (g * GIB) as u64,
@@ -281,7 +284,7 @@ impl EngineSetup {
             gpu,
             scheduler,
             memory,
-            block_size: k.block_size,
+            block_size,
             enable_prefix_caching: k.enable_prefix_caching,
             free_unhashed_first: k.free_unhashed_first,
             token_policy,
@@ -306,6 +309,10 @@ fn refuse_with_hybrid_groups(s: &Scenario, model: &Model) -> Result<()> {
         None
     };
     match clash {
+        Some(key) if model.arch.linear_attention.is_some() => Err(Error::input(format!(
+            "{key}: kvsim models this only for one full-attention KV cache group, and {} has linear-attention layers in groups of their own",
+            model.name
+        ))),
         Some(key) => Err(Error::input(format!(
             "{key}: kvsim models this only for one full-attention KV cache group, and {} has sliding-window or chunked-local layers in groups of their own; set kv_cache.disable_hybrid_kv_cache_manager: true to allocate them as full attention",
             model.name

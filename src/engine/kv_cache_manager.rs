@@ -131,7 +131,64 @@ impl KvCacheManager {
         max_in_flight: u64,
         max_model_len: u64,
     ) {
-        self.hybrid = Some(hybrid::Hybrid::new(kinds, max_in_flight, max_model_len));
+        let mut h = hybrid::Hybrid::new(kinds, max_in_flight, max_model_len);
+        // vLLM's mamba cache mode: "align" with prefix caching, "none" without.
+        h.set_mamba_align(self.enable_caching);
+        self.hybrid = Some(h);
+    }
+
+    /// How many of `num_new` tokens from `start` a prefill chunk schedules with
+    /// linear-attention groups in align mode (`Scheduler._mamba_block_aligned_split`): a
+    /// chunk that does not reach `prefill_end` ends on a block boundary (its state is the
+    /// one a later request may hit), and a chunk that cannot export the prompt's
+    /// checkpoint internally stops at the last boundary before the end of the `num_tokens`
+    /// known ones (or at the next boundary when it starts inside a block). Unchanged
+    /// otherwise. `max_prefill_tokens` is the most tokens one request's chunk may take.
+    pub fn mamba_split(
+        &self,
+        start: u32,
+        num_new: u32,
+        prefill_end: u32,
+        num_tokens: u32,
+        max_prefill_tokens: u32,
+    ) -> u32 {
+        let Some(bs) = self
+            .hybrid
+            .as_ref()
+            .and_then(|h| h.mamba_align_block(self.block_size))
+        else {
+            return num_new;
+        };
+        if start >= prefill_end {
+            return num_new;
+        }
+        let (start, bs) = (start as u64, bs as u64);
+        let mut end = start + num_new as u64;
+        let internal = end >= prefill_end as u64
+            && hybrid::prefill_checkpoint(start, end, bs)
+                .is_some_and(|(cp, _)| cp == (prefill_end as u64 - 1) / bs * bs);
+        if end < prefill_end as u64 {
+            let aligned = end / bs * bs;
+            if aligned > start || bs <= max_prefill_tokens as u64 {
+                end = aligned;
+            }
+        }
+        let next_boundary = (start / bs + 1) * bs;
+        let last_cache = (num_tokens as u64).saturating_sub(1) / bs * bs;
+        let stops = [
+            if !start.is_multiple_of(bs) && !internal {
+                next_boundary
+            } else {
+                0
+            },
+            if internal { 0 } else { last_cache },
+        ];
+        let end = stops
+            .into_iter()
+            .filter(|&s| start < s && s < end)
+            .min()
+            .unwrap_or(end);
+        end.saturating_sub(start) as u32
     }
 
     /// Tell the eviction policy when each block content is next requested (Belady, oracle

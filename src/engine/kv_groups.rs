@@ -7,6 +7,9 @@
 //! kind's layer count, or the largest's when it is under 1.5 times the smallest, padding
 //! the last group of a kind), so that every block of the shared pool is the same number
 //! of bytes: `layers per group x page`, the page being one layer's `block_size` tokens.
+//! Linear-attention layers (Qwen3-Next's Gated DeltaNet, vLLM's `MambaSpec`) keep a state
+//! per request instead: their page is padded to an attention page, whose block size grows
+//! until it holds one ([`MambaLayout`]).
 
 use crate::model::{LayerAttention, Model};
 use serde::Serialize;
@@ -98,6 +101,105 @@ impl KvGroups {
     }
 }
 
+/// vLLM 0.33's smallest attention kernel block (FlashAttention's `MultipleOf(16)`), which
+/// the block size of a model with linear attention is a multiple of.
+pub const KERNEL_BLOCK_ALIGNMENT: u32 = 16;
+
+/// Tokens between the Gated DeltaNet prefill's internal state checkpoints with the
+/// FlashInfer GDN prefill kernel, vLLM 0.33's choice on Hopper
+/// (`qwen_gdn_linear_attn.py`, `_checkpoint_alignment = 64`;
+/// `platforms/interface.py`, `get_mamba_prefill_checkpoint_alignment`). With prefix
+/// caching on (mamba cache mode "align") the block size is a multiple of it. The Triton
+/// GDN backend has none (1), which gives 544 tokens instead of 576 for Qwen3-Next at TP 1.
+pub const GDN_PREFILL_CHECKPOINT_ALIGNMENT: u32 = 64;
+
+/// The block size and page of a model with linear-attention layers beside attention ones,
+/// after vLLM 0.33's `HybridAttentionMambaModelConfig` / `Platform`
+/// `_align_hybrid_block_size` (`platforms/interface.py`): the attention block grows until
+/// one layer's page of it holds a linear-attention layer's state, and that state's page is
+/// padded to the attention page, so that every group's block is the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MambaLayout {
+    /// Tokens per block of every group (the scheduler's and the hashes' block size).
+    pub block_size: u32,
+    /// Bytes of one layer's page in every group: `block_size` tokens of one attention
+    /// layer, which a linear-attention layer's padded state fills.
+    pub page_bytes: u64,
+    /// One linear-attention layer's state before padding (convolution plus recurrent).
+    pub state_bytes: u64,
+    /// vLLM's mamba cache mode "align" (prefix caching on): a state block per
+    /// `block_size` tokens, cacheable at block boundaries. Off ("none"): one state block
+    /// per request for its whole life (`mamba_block_size = max_model_len`).
+    pub align: bool,
+}
+
+impl MambaLayout {
+    /// The layout for the layers of `shard` with `configured` tokens per block
+    /// (`kv_cache.block_size`, the starting value), prefix caching on or off; `None`
+    /// without linear attention. `checkpoint_alignment` is the GDN prefill's
+    /// ([`GDN_PREFILL_CHECKPOINT_ALIGNMENT`]), used in align mode only.
+    pub fn plan(
+        shard: &Model,
+        configured: u32,
+        prefix_caching: bool,
+        checkpoint_alignment: u32,
+    ) -> Option<MambaLayout> {
+        let (conv, ssm) = shard.linear_state_bytes_per_layer();
+        let state = conv + ssm;
+        if state == 0 || shard.linear_attention_layers() == shard.layers {
+            return None;
+        }
+        let per_token = shard.kv_bytes_per_token_layer().max(1);
+        let mut kab = KERNEL_BLOCK_ALIGNMENT.max(configured) as u64;
+        if prefix_caching {
+            kab = lcm(kab, checkpoint_alignment.max(1) as u64);
+        }
+        let attn = kab * state.div_ceil(kab * per_token);
+        let attn = attn.div_ceil(KERNEL_BLOCK_ALIGNMENT as u64) * KERNEL_BLOCK_ALIGNMENT as u64;
+        let block_size = (configured as u64).max(attn).min(u32::MAX as u64) as u32;
+        Some(MambaLayout {
+            block_size,
+            page_bytes: block_size as u64 * per_token,
+            state_bytes: state,
+            align: prefix_caching,
+        })
+    }
+}
+
+impl MambaLayout {
+    /// [`MambaLayout::plan`] for a scenario's `kv_cache` settings with the hybrid manager
+    /// on or off (`hybrid`); an error when it is off for a model with linear attention,
+    /// whose state vLLM cannot allocate as full-attention KV.
+    pub fn for_scenario(
+        shard: &Model,
+        k: &crate::scenario::KvCacheSpec,
+        hybrid: bool,
+    ) -> crate::error::Result<Option<MambaLayout>> {
+        let layout = MambaLayout::plan(
+            shard,
+            k.block_size,
+            k.enable_prefix_caching,
+            GDN_PREFILL_CHECKPOINT_ALIGNMENT,
+        );
+        if layout.is_some() && !hybrid {
+            return Err(crate::error::Error::input(format!(
+                "kv_cache.disable_hybrid_kv_cache_manager: {} has linear-attention layers, whose state vLLM 0.33 cannot allocate as full-attention KV (`unify_hybrid_kv_cache_specs` fails); leave it unset or false",
+                shard.name
+            )));
+        }
+        Ok(layout)
+    }
+}
+
+/// Least common multiple.
+fn lcm(a: u64, b: u64) -> u64 {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    a / x.max(1) * b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +244,50 @@ mod tests {
         m.arch.sliding_window = Some((128, 12));
         let g = KvGroups::plan(&m, true);
         assert_eq!((g.kinds.len(), g.layers_per_group), (2, 13));
+    }
+
+    /// Qwen3-Next's 36 linear and 12 full layers: 3 linear groups and 1 full of 12; the
+    /// block size and padded page of vLLM 0.33 (docs: `/work/mamba-notes.md` section 5.2).
+    #[test]
+    fn qwen3_next_aligns_its_block_to_the_linear_attention_state() {
+        let m = Model::preset("qwen3-next-80b-a3b").unwrap();
+        let g = KvGroups::plan(&m, true);
+        assert_eq!(g.layers_per_group, 12);
+        assert_eq!(
+            g.kinds
+                .iter()
+                .filter(|&&k| k == LayerAttention::Linear)
+                .count(),
+            3
+        );
+        assert_eq!(g.kinds[3], LayerAttention::Full);
+        assert_eq!(
+            g.describe(),
+            "4 groups of 12 layers (3 linear attention, 1 full attention)"
+        );
+        let a = GDN_PREFILL_CHECKPOINT_ALIGNMENT;
+        let tp1 = MambaLayout::plan(&m, 16, true, a).unwrap();
+        assert_eq!(
+            (tp1.block_size, tp1.page_bytes, tp1.state_bytes),
+            (576, 1_179_648, 1_097_728)
+        );
+        assert_eq!(g.bytes_per_block(tp1.page_bytes), 14_155_776);
+        let tp4 = MambaLayout::plan(&m.shard(4, 1).unwrap(), 16, true, a).unwrap();
+        assert_eq!(
+            (tp4.block_size, tp4.page_bytes, tp4.state_bytes),
+            (320, 327_680, 274_432)
+        );
+        assert_eq!(g.bytes_per_block(tp4.page_bytes), 3_932_160);
+        // Prefix caching off ("none" mode): no checkpoint alignment.
+        assert_eq!(MambaLayout::plan(&m, 16, false, a).unwrap().block_size, 544);
+        let none4 = MambaLayout::plan(&m.shard(4, 1).unwrap(), 16, false, a).unwrap();
+        assert_eq!(none4.block_size, 272);
+        // A configured block is the starting value; the Triton GDN backend has no alignment.
+        assert_eq!(
+            MambaLayout::plan(&m, 1024, true, a).unwrap().block_size,
+            1024
+        );
+        assert_eq!(MambaLayout::plan(&m, 16, true, 1).unwrap().block_size, 544);
+        assert!(MambaLayout::plan(&Model::preset("llama-3.1-8b").unwrap(), 16, true, a).is_none());
     }
 }

@@ -322,6 +322,7 @@ impl Scheduler {
             n = n
                 .min(*budget)
                 .min(self.cfg.max_model_len.saturating_sub(1 + r.num_computed));
+            n = self.mamba_split(slot, r.num_computed, n, cap);
             if n == 0 {
                 i += 1;
                 continue;
@@ -372,7 +373,10 @@ impl Scheduler {
             if !self.cfg.enable_chunked_prefill && n > *budget {
                 break;
             }
-            n = n.min(*budget);
+            n = self.mamba_split(slot, start, n.min(*budget), cap);
+            if n == 0 {
+                break;
+            }
             let full = self.cfg.full_prompt_admission.then_some(known);
             let reserve = if self.scheduled.is_empty() {
                 0
@@ -399,6 +403,21 @@ impl Scheduler {
             self.push_scheduled(slot, n, start);
             *budget -= n;
         }
+    }
+
+    /// Clip a prefill chunk of `n` tokens from `start` to the block boundaries linear
+    /// attention caches its state at ([`KvCacheManager::mamba_split`]); `n` unchanged for
+    /// other models.
+    fn mamba_split(&self, slot: u32, start: u32, n: u32, cap: u32) -> u32 {
+        let r = self.request(slot);
+        let known = r.num_tokens();
+        let prefill_end = r.req.input_tokens.max(known.saturating_sub(1));
+        let mut max_prefill = self.cfg.max_num_batched_tokens;
+        if cap > 0 {
+            max_prefill = max_prefill.min(cap);
+        }
+        self.kv
+            .mamba_split(start, n, prefill_end, known, max_prefill)
     }
 
     /// Mark a waiting request running from `start` computed tokens.

@@ -14,12 +14,23 @@
 //!   blocks of earlier chunks count as computed for a hit, which continues from the current
 //!   chunk's first block.
 //!
+//! - Linear attention (vLLM's `MambaManager`, mamba cache mode "align" with prefix
+//!   caching on) keeps one state block per request, the one of its last computed token:
+//!   a table of `cdiv(tokens, block_size)` entries, the earlier ones null. The previous
+//!   step's state block is freed once the settled tokens are past it, so a request holds
+//!   at most 2 blocks per group, 3 while its prefill's last chunk also writes the
+//!   checkpoint block (the state at the prompt's last block boundary, the only one cached
+//!   with `prefix_cache_retention_interval` 0). Its hit is the rightmost cached state
+//!   block. With prefix caching off ("none" mode) a request holds one block per group for
+//!   its whole life.
+//!
 //! A lookup takes the full-attention hit first, then each local kind's within it, until the
 //! length stops shrinking; admission caps a local group at the blocks it can ever hold
 //! (`max_admission_blocks_per_request`). Blocks are hashed per group: the same content in
 //! two groups is two cache entries.
 
 use super::{BlockId, CacheHit, KvCacheManager, RequestBlocks};
+use crate::engine::kv_groups::GDN_PREFILL_CHECKPOINT_ALIGNMENT;
 use crate::model::LayerAttention;
 use crate::paging::NEVER;
 
@@ -41,6 +52,9 @@ pub(super) struct Hybrid {
     lookup: Vec<LayerAttention>,
     /// The last lookup's blocks per group (null where skipped).
     hits: Vec<Vec<BlockId>>,
+    /// Linear-attention groups in vLLM's mamba cache mode "align" (prefix caching on): a
+    /// state block per `block_size` tokens; off, "none": one block per request.
+    mamba_align: bool,
 }
 
 /// One group's block table of a request.
@@ -48,6 +62,21 @@ pub(super) struct Hybrid {
 pub(super) struct GroupTable {
     blocks: Vec<BlockId>,
     num_cached: usize,
+    /// Linear attention: the index of the state block before the current one
+    /// (`last_state_block_idx`), freed once the settled tokens pass it.
+    last_state: Option<usize>,
+    /// Linear attention: entries below this index are already freed (`_num_retired_blocks`).
+    retired: usize,
+}
+
+impl GroupTable {
+    /// Empty the table.
+    fn reset(&mut self) {
+        self.blocks.clear();
+        self.num_cached = 0;
+        self.last_state = None;
+        self.retired = 0;
+    }
 }
 
 /// The cache key of `hash` in group `g` (group 0 keeps the content hash).
@@ -60,11 +89,13 @@ fn group_hash(hash: u64, g: usize) -> u64 {
 }
 
 /// Tokens at the start of a sequence of `n` processed tokens that no later token of a
-/// layer of this kind attends to (`get_num_skipped_tokens`).
-fn skipped_tokens(kind: LayerAttention, n: u64) -> u64 {
+/// layer of this kind attends to (`get_num_skipped_tokens`); linear attention in align
+/// mode needs only the last token's state (`n - 1`), in "none" mode its one block.
+fn skipped_tokens(kind: LayerAttention, n: u64, mamba_align: bool) -> u64 {
     match kind {
-        // Linear-attention models are refused before a manager is built.
-        LayerAttention::Full | LayerAttention::Linear => 0,
+        LayerAttention::Full => 0,
+        LayerAttention::Linear if mamba_align => n.saturating_sub(1),
+        LayerAttention::Linear => 0,
         LayerAttention::SlidingWindow(w) => n.saturating_sub(w as u64 - 1),
         LayerAttention::ChunkedLocal(c) => n / c as u64 * c as u64,
     }
@@ -86,7 +117,19 @@ impl Hybrid {
             kinds,
             max_in_flight,
             max_model_len,
+            mamba_align: true,
         }
+    }
+
+    /// Linear-attention groups in align mode (prefix caching on) or "none" mode.
+    pub(super) fn set_mamba_align(&mut self, align: bool) {
+        self.mamba_align = align;
+    }
+
+    /// The block size prefill chunks are clipped to, if any: align mode with a
+    /// linear-attention group.
+    pub(super) fn mamba_align_block(&self, bs: u32) -> Option<u32> {
+        (self.mamba_align && self.kinds.contains(&LayerAttention::Linear)).then_some(bs)
     }
 
     /// Groups.
@@ -134,10 +177,15 @@ impl KvCacheManager {
         let hit = |i: usize| self.cached_in_kind(h, kind, hashes[i]);
         // Which blocks are hits: [first, len), the ones below `first` null.
         let (first, len) = match kind {
-            LayerAttention::Full | LayerAttention::Linear => {
+            LayerAttention::Full => {
                 let len = (0..n).take_while(|&i| hit(i)).count();
                 (0, len)
             }
+            // The rightmost cached state block; the ones before it are null.
+            LayerAttention::Linear => (0..n)
+                .rev()
+                .find(|&i| hit(i))
+                .map_or((0, 0), |i| (i, i + 1)),
             LayerAttention::SlidingWindow(w) => {
                 let need = (w as u64 - 1).div_ceil(bs) as usize;
                 let mut run = 0;
@@ -250,9 +298,14 @@ impl KvCacheManager {
         computed: u64,
         cap: bool,
         hits: &[BlockId],
+        prefill_end: u64,
     ) -> u64 {
         let bs = self.block_size as u64;
         let kind = h.kinds[g];
+        if kind == LayerAttention::Linear {
+            let t = &rb.groups[g];
+            return self.linear_blocks_to_allocate(h, t, num_tokens, computed, hits, prefill_end);
+        }
         let mut req_n = num_tokens.div_ceil(bs);
         if cap {
             if let Some(c) = h.admission_cap(kind, bs) {
@@ -263,7 +316,7 @@ impl KvCacheManager {
         if rb.allocated {
             return req_n.saturating_sub(have);
         }
-        let skipped = skipped_tokens(kind, computed) / bs;
+        let skipped = skipped_tokens(kind, computed, h.mamba_align) / bs;
         let new = req_n.saturating_sub(skipped.max(hits.len() as u64 + have));
         let from = (skipped.saturating_sub(have) as usize).min(hits.len());
         let evictable = hits[from..]
@@ -279,7 +332,13 @@ impl KvCacheManager {
         let bs = self.block_size as u64;
         let rb = self.requests.get_mut(&id).expect("registered");
         for (g, t) in rb.groups.iter_mut().enumerate() {
-            let skip = skipped_tokens(h.kinds[g], processed);
+            if h.kinds[g] == LayerAttention::Linear {
+                if h.mamba_align {
+                    retire_states(&mut self.pool, t, processed, bs);
+                }
+                continue;
+            }
+            let skip = skipped_tokens(h.kinds[g], processed, h.mamba_align);
             if skip == 0 {
                 continue;
             }
@@ -344,10 +403,17 @@ impl KvCacheManager {
         let computed = num_computed as u64 + hit_tokens;
         let free = self.pool.num_free_blocks() as u64;
         let groups = h.kinds.len();
+        let prefill_end = {
+            let rb = &self.requests[&id];
+            (rb.prompt as u64).max((known as u64).saturating_sub(1))
+        };
         let total = |m: &Self, tokens: u64, cap: bool| -> u64 {
             let rb = &m.requests[&id];
             (0..groups)
-                .map(|g| m.group_blocks_to_allocate(h, rb, g, tokens, computed, cap, hits_of(g)))
+                .map(|g| {
+                    let hits = hits_of(g);
+                    m.group_blocks_to_allocate(h, rb, g, tokens, computed, cap, hits, prefill_end)
+                })
                 .sum()
         };
         if let Some(full) = full_tokens {
@@ -369,7 +435,7 @@ impl KvCacheManager {
         for (g, t) in tables.iter_mut().enumerate() {
             if new_request {
                 // `add_local_computed_blocks`: skipped hits become null, the rest are touched.
-                let skip = (skipped_tokens(h.kinds[g], computed) / bs) as usize;
+                let skip = (skipped_tokens(h.kinds[g], computed, h.mamba_align) / bs) as usize;
                 let hits = hits_of(g);
                 let kept = &hits[skip.min(hits.len())..];
                 for &b in kept.iter().filter(|&&b| b != NULL) {
@@ -378,6 +444,10 @@ impl KvCacheManager {
                 t.blocks.resize(skip, NULL);
                 t.blocks.extend_from_slice(kept);
                 t.num_cached = t.blocks.len();
+            }
+            if h.kinds[g] == LayerAttention::Linear {
+                self.allocate_linear(h, t, need_slot, computed, prefill_end);
+                continue;
             }
             let want = need_slot.div_ceil(bs) as usize;
             if want > t.blocks.len() {
@@ -418,6 +488,13 @@ impl KvCacheManager {
                     let end = (prompt.saturating_sub(1) / bs) as usize;
                     (run(end), run((rb.junction / bs) as usize))
                 }
+                // The state block ending at the prompt's last block boundary below its
+                // last token (`reachable_block_mask`, retention interval 0); its junction
+                // state exists only with vLLM's opt-in shared-prefix checkpoints.
+                LayerAttention::Linear => {
+                    let end = (prompt.saturating_sub(1) / bs) as usize;
+                    (end.saturating_sub(1)..end, 0..0)
+                }
                 _ => (0..usize::MAX, 0..0),
             };
             let first = t.num_cached;
@@ -447,8 +524,7 @@ impl KvCacheManager {
                 t.blocks.iter().rev().copied().filter(|&b| b != NULL),
                 |_| NEVER,
             );
-            t.blocks.clear();
-            t.num_cached = 0;
+            t.reset();
         }
     }
 
@@ -470,9 +546,161 @@ impl KvCacheManager {
             .iter()
             .map(|&k| {
                 let n = tokens.div_ceil(bs);
-                h.admission_cap(k, bs).map_or(n, |c| n.min(c))
+                match k {
+                    // `MambaSpec.max_memory_usage_bytes`: 2 state blocks and a checkpoint
+                    // block in align mode, one block in "none" mode.
+                    LayerAttention::Linear => {
+                        n.min(if h.mamba_align { MAMBA_PEAK_BLOCKS } else { 1 })
+                    }
+                    _ => h.admission_cap(k, bs).map_or(n, |c| n.min(c)),
+                }
             })
             .sum()
+    }
+}
+
+/// Most blocks a request holds in one linear-attention group in align mode: the state
+/// blocks of this step and the last, and the prefill's checkpoint block
+/// (`MambaSpec.max_memory_usage_bytes`: `2 + num_speculative_blocks +
+/// num_prefill_checkpoint_blocks` pages, without speculative decoding).
+pub const MAMBA_PEAK_BLOCKS: u64 = 3;
+
+/// Where a prefill chunk of tokens `[start, end)` writes its internal checkpoint, the state
+/// at the last block boundary below `end` (`get_mamba_prefill_checkpoint_position`), when
+/// the GDN kernel can export it there (`is_mamba_prefill_checkpoint_valid`): the chunk
+/// starts on a block boundary, the checkpoint lies a block or more past its start on a
+/// multiple of the kernel's alignment, and in a later block than the chunk's initial state.
+/// Returns the checkpoint in tokens and its block index.
+pub(crate) fn prefill_checkpoint(start: u64, end: u64, bs: u64) -> Option<(u64, u64)> {
+    if end == 0 || bs == 0 {
+        return None;
+    }
+    let cp = (end - 1) / bs * bs;
+    let col = end.div_ceil(bs) as i64 - 2;
+    let initial = if start == 0 {
+        -1
+    } else {
+        ((start - 1) / bs) as i64
+    };
+    let align = GDN_PREFILL_CHECKPOINT_ALIGNMENT as u64;
+    let valid = start.is_multiple_of(bs)
+        && col > initial
+        && start + bs <= cp
+        && start < cp
+        && cp < end
+        && (cp - start).is_multiple_of(align);
+    (valid && col >= 0).then_some((cp, col as u64))
+}
+
+/// Free a linear-attention table's state blocks below the one of the last of `processed`
+/// settled tokens, newest first (`MambaManager.remove_skipped_blocks`: the range below
+/// `processed - 1`, null gaps skipped, and the previous step's state block).
+fn retire_states(pool: &mut super::BlockPool, t: &mut GroupTable, processed: u64, bs: u64) {
+    if processed == 0 {
+        return;
+    }
+    let k = (((processed - 1) / bs) as usize).min(t.blocks.len());
+    if t.retired < k {
+        let range = &mut t.blocks[t.retired..k];
+        pool.free_blocks(range.iter().rev().copied().filter(|&b| b != NULL), |_| {
+            NEVER
+        });
+        range.fill(NULL);
+        t.retired = k;
+    }
+    if let Some(i) = t.last_state {
+        if (i as u64) < processed.div_ceil(bs) - 1 && t.blocks[i] != NULL {
+            pool.free_blocks(std::iter::once(t.blocks[i]), |_| NEVER);
+            t.blocks[i] = NULL;
+        }
+    }
+}
+
+impl KvCacheManager {
+    /// The internal checkpoint block index of a chunk `[start, end)` in table `t`, if it
+    /// writes one (`_needs_internal_checkpoint`): the chunk reaches the end of the prefill
+    /// and the checkpoint's entry is past the table or null.
+    fn checkpoint_index(
+        t: &GroupTable,
+        start: u64,
+        end: u64,
+        prefill_end: u64,
+        bs: u64,
+    ) -> Option<usize> {
+        if end < prefill_end {
+            return None;
+        }
+        let (_, col) = prefill_checkpoint(start, end, bs)?;
+        let col = col as usize;
+        (col >= t.blocks.len() || t.blocks[col] == NULL).then_some(col)
+    }
+
+    /// Blocks a linear-attention group must take for `num_tokens` (`MambaManager
+    /// .get_num_blocks_to_allocate`): in align mode the missing entries, at most one state
+    /// block plus the checkpoint block, and the evictable hit; in "none" mode one block
+    /// the first time.
+    fn linear_blocks_to_allocate(
+        &self,
+        h: &Hybrid,
+        t: &GroupTable,
+        num_tokens: u64,
+        computed: u64,
+        hits: &[BlockId],
+        prefill_end: u64,
+    ) -> u64 {
+        if !h.mamba_align {
+            return u64::from(num_tokens > 0).saturating_sub(t.blocks.len() as u64);
+        }
+        let bs = self.block_size as u64;
+        let required = num_tokens.div_ceil(bs);
+        let checkpoint = Self::checkpoint_index(t, computed, num_tokens, prefill_end, bs).is_some();
+        let mut new = required.saturating_sub(hits.len() as u64 + t.blocks.len() as u64);
+        if new > 0 {
+            new = new.min(1 + checkpoint as u64);
+        }
+        let evictable = hits
+            .iter()
+            .filter(|&&b| b != NULL && self.pool.ref_cnt(b) == 0)
+            .count() as u64;
+        new + evictable
+    }
+
+    /// Give a linear-attention table room for `num_tokens` (`MambaManager
+    /// .allocate_new_blocks`): remember the current state block as the previous one, pad
+    /// with nulls up to the new state block (the checkpoint's entry aside) and take the
+    /// new blocks.
+    fn allocate_linear(
+        &mut self,
+        h: &Hybrid,
+        t: &mut GroupTable,
+        num_tokens: u64,
+        computed: u64,
+        prefill_end: u64,
+    ) {
+        if !h.mamba_align {
+            if t.blocks.is_empty() && num_tokens > 0 {
+                self.pool.get_new_blocks(1, &mut t.blocks);
+            }
+            return;
+        }
+        let bs = self.block_size as u64;
+        let required = num_tokens.div_ceil(bs) as usize;
+        let checkpoint = Self::checkpoint_index(t, computed, num_tokens, prefill_end, bs).is_some();
+        if required <= t.blocks.len() && !checkpoint {
+            return;
+        }
+        let prev = t.blocks.len();
+        if prev > 0 {
+            t.last_state = Some(prev - 1);
+        }
+        let skipped = required.saturating_sub(1);
+        if prev < skipped {
+            t.blocks.resize(skipped - checkpoint as usize, NULL);
+        }
+        let k = required.saturating_sub(t.blocks.len());
+        if k > 0 {
+            self.pool.get_new_blocks(k as u32, &mut t.blocks);
+        }
     }
 }
 
@@ -480,8 +708,7 @@ impl KvCacheManager {
 pub(super) fn reset_tables(rb: &mut RequestBlocks, groups: usize) {
     rb.groups.resize_with(groups, GroupTable::default);
     for t in &mut rb.groups {
-        t.blocks.clear();
-        t.num_cached = 0;
+        t.reset();
     }
     rb.allocated = false;
     rb.junction = 0;
@@ -664,5 +891,108 @@ mod tests {
         let cl = LayerAttention::ChunkedLocal(8192);
         assert_eq!(h.admission_cap(cl, 16), Some((8192 + 16384) / 16));
         assert_eq!(h.admission_cap(LayerAttention::Full, 16), None);
+    }
+
+    const LIN: LayerAttention = LayerAttention::Linear;
+
+    /// Qwen3-Next's groups at TP 1: 3 linear-attention groups and 1 full, blocks of 576.
+    fn qwen3_next(blocks: u32) -> KvCacheManager {
+        let mut m = KvCacheManager::new(blocks, 576, true, true);
+        m.set_groups(vec![LIN, LIN, LIN, LayerAttention::Full], 16384, 262_144);
+        m
+    }
+
+    fn live(t: &GroupTable) -> usize {
+        t.blocks.iter().filter(|&&b| b != NULL).count()
+    }
+
+    /// A 1,300-token prompt in one chunk: the state table is [null, checkpoint, state],
+    /// the checkpoint (the state after 1,152 = floor(1299 / 576) 576 tokens) is the one
+    /// block cached; replayed, the hit is 1,152 tokens. A prompt sharing only its first
+    /// block misses: no state block is cached within 576 tokens.
+    #[test]
+    fn linear_attention_hits_at_the_prompts_last_block_boundary() {
+        let mut m = qwen3_next(200);
+        m.add_request(1, 1, hashes(3));
+        m.set_prompt(1, 1300);
+        assert!(m.allocate_slots(1, 0, 1300, None, Some(1300), 0, 1300, 0));
+        let t = &m.requests[&1].groups;
+        for g in &t[..3] {
+            assert_eq!(g.blocks.len(), 3);
+            assert_eq!(g.blocks[0], NULL);
+            assert_eq!(live(g), 2);
+        }
+        assert_eq!(t[3].blocks.len(), 3);
+        assert_eq!(m.audit().unwrap().used, 9);
+        m.free(1);
+        m.remove_request(1);
+        m.add_request(2, 2, hashes(3));
+        m.set_prompt(2, 1300);
+        let hit = m.get_computed_blocks(2, 1300);
+        assert_eq!(hit.tokens, 1152);
+        assert!(m.allocate_slots(2, 0, 1300 - 1152, Some(hit), Some(1300), 0, 1300, 0));
+        m.audit().unwrap();
+        m.free(2);
+        m.remove_request(2);
+        m.add_request(3, 3, |v| v.extend([1, 10_001, 10_003]));
+        m.set_prompt(3, 1300);
+        assert_eq!(m.get_computed_blocks(3, 1300).tokens, 0);
+    }
+
+    /// A prompt of 10,000 tokens in chunks of 8,064 (clipped to a block boundary) and
+    /// 1,936, then 3,000 decoded tokens with asynchronous scheduling (one step in flight):
+    /// each linear group holds at most 3 blocks (2 once the prefill has settled), the full
+    /// group one per 576 tokens, and the pool's count is the tables' at every step.
+    #[test]
+    fn linear_attention_holds_at_most_three_blocks_per_group() {
+        let mut m = qwen3_next(400);
+        let (p, o) = (10_000u32, 3_000u32);
+        m.add_request(1, 1, hashes(((p + o) / 576) as u64));
+        m.set_prompt(1, p);
+        assert_eq!(m.mamba_split(0, 8192, p, p, 8192), 8064);
+        assert!(m.allocate_slots(1, 0, 8064, None, Some(p), 0, p, 0));
+        assert!(m.allocate_slots(1, 8064, p - 8064, None, None, 0, p, 8064));
+        let mut peak = 0;
+        for g in 0..3 {
+            let t = &m.requests[&1].groups[g];
+            assert_eq!(live(t), 3, "state 8064, checkpoint 9792, state 10000");
+        }
+        for computed in p..p + o - 1 {
+            let in_flight = if computed == p { p - 8064 } else { 1 };
+            assert!(m.allocate_slots(1, computed, 1, None, None, 0, computed + 1, in_flight));
+            let t = &m.requests[&1].groups;
+            for g in &t[..3] {
+                peak = peak.max(live(g));
+                // Once the prefill has settled: this step's state block and the last one.
+                if computed > p {
+                    assert!(live(g) <= 2, "step {computed}");
+                }
+            }
+            assert_eq!(t[3].blocks.len(), (computed as usize + 1).div_ceil(576));
+            let c = m.audit().unwrap();
+            let held: usize = t.iter().map(live).sum();
+            assert_eq!(c.used as usize, held);
+        }
+        // The first decode step still holds the prefill's three (its last chunk in flight).
+        assert_eq!(peak, MAMBA_PEAK_BLOCKS as usize);
+        m.free(1);
+        assert_eq!(m.audit().unwrap().used, 0);
+    }
+
+    /// Prefix caching off ("none" mode): one block per linear group for the request's life.
+    #[test]
+    fn linear_attention_without_prefix_caching_keeps_one_block() {
+        let mut m = KvCacheManager::new(100, 544, false, true);
+        m.set_groups(vec![LIN, LIN, LIN, LayerAttention::Full], 16384, 262_144);
+        m.add_request(1, 1, |_| {});
+        m.set_prompt(1, 2000);
+        assert!(m.allocate_slots(1, 0, 2000, None, Some(2000), 0, 2000, 0));
+        for c in 2000..3000 {
+            assert!(m.allocate_slots(1, c, 1, None, None, 0, c + 1, 1));
+        }
+        let t = &m.requests[&1].groups;
+        assert!(t[..3].iter().all(|t| t.blocks.len() == 1 && live(t) == 1));
+        assert_eq!(t[3].blocks.len(), 3000usize.div_ceil(544));
+        assert_eq!(m.mamba_split(0, 8192, 9000, 9000, 8192), 8192);
     }
 }
