@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{csv_rows, json, native_scenario, run, run_ok, temp_dir};
+use common::{csv_rows, json, kv_available_bytes, native_scenario, run, run_ok, temp_dir};
 
 fn summary(
     d: &std::path::Path,
@@ -67,13 +67,9 @@ fn deepseek_v3_with_dp_attention_and_ep_8_plans_vllms_block_count_per_core() {
     let m = &dp8["memory"];
     assert_eq!(m["block_bytes"], 61 * 16 * 576 * 2);
     assert_eq!(m["gpus_per_replica"], 1);
-    let available = m["gpu_memory_bytes"].as_f64().unwrap() * 0.92
-        - m["weight_bytes"].as_f64().unwrap()
-        - m["activation_bytes"].as_f64().unwrap()
-        - m["non_torch_bytes"].as_f64().unwrap();
     assert_eq!(
         m["num_gpu_blocks"].as_u64().unwrap(),
-        (available / 1_124_352.0).floor() as u64
+        (kv_available_bytes(m) / 1_124_352.0).floor() as u64
     );
     let c = &dp8["cluster"];
     assert_eq!(

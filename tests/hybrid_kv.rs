@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{json, native_scenario, run, run_ok, temp_dir};
+use common::{json, kv_available_bytes, native_scenario, run, run_ok, temp_dir};
 
 fn memory(d: &std::path::Path, preset: &str, extra: &[&str]) -> serde_json::Value {
     let scenario = native_scenario(d, "arrival_s,input_tokens,output_tokens\n0,100,2000\n", "");
@@ -39,13 +39,7 @@ fn gpt_oss_120b_on_an_h100_plans_vllms_block_count() {
         m["kv_cache_groups"],
         "2 groups of 18 layers (1 sliding window 128, 1 full attention)"
     );
-    let available = |m: &serde_json::Value| {
-        (m["gpu_memory_bytes"].as_f64().unwrap() * 0.92)
-            - m["weight_bytes"].as_f64().unwrap()
-            - m["activation_bytes"].as_f64().unwrap()
-            - m["non_torch_bytes"].as_f64().unwrap()
-    };
-    let by_hand = (available(m) / 589_824.0).floor() as u64;
+    let by_hand = (kv_available_bytes(m) / 589_824.0).floor() as u64;
     assert_eq!(m["num_gpu_blocks"].as_u64().unwrap(), by_hand);
     let off = memory(
         &d,
@@ -57,7 +51,7 @@ fn gpt_oss_120b_on_an_h100_plans_vllms_block_count() {
     assert_eq!(m["kv_cache_groups"], "1 group of 36 layers");
     assert_eq!(
         m["num_gpu_blocks"].as_u64().unwrap(),
-        (available(m) / 1_179_648.0).floor() as u64
+        (kv_available_bytes(m) / 1_179_648.0).floor() as u64
     );
     // The capacity in tokens is the same: the full group holds one block per 16 tokens.
     assert_eq!(
@@ -134,23 +128,10 @@ fn deepseek_v3_on_8_h200_plans_vllms_block_count() {
     assert_eq!(m["block_bytes"], 61 * 16 * 576 * 2);
     assert_eq!(m["kv_cache_groups"], "1 group of 61 layers");
     assert_eq!(m["gpus_per_replica"], 8);
-    let available = m["gpu_memory_bytes"].as_f64().unwrap() * 0.92
-        - m["weight_bytes"].as_f64().unwrap()
-        - m["activation_bytes"].as_f64().unwrap()
-        - m["non_torch_bytes"].as_f64().unwrap();
     assert_eq!(
         m["num_gpu_blocks"].as_u64().unwrap(),
-        (available / 1_124_352.0).floor() as u64
+        (kv_available_bytes(m) / 1_124_352.0).floor() as u64
     );
-}
-
-/// The memory plan's available bytes: `gpu_memory_utilization` (0.92) of the device less
-/// weights, activations and memory outside PyTorch.
-fn available(m: &serde_json::Value) -> f64 {
-    m["gpu_memory_bytes"].as_f64().unwrap() * 0.92
-        - m["weight_bytes"].as_f64().unwrap()
-        - m["activation_bytes"].as_f64().unwrap()
-        - m["non_torch_bytes"].as_f64().unwrap()
 }
 
 /// Qwen3-Next-80B-A3B (FP8 weights) on one H200: 36 Gated DeltaNet layers and 12 full,
@@ -175,7 +156,10 @@ fn qwen3_next_on_h200_plans_vllms_aligned_blocks() {
     );
     assert_eq!(m["full_attention_groups"], 1);
     let blocks = m["num_gpu_blocks"].as_u64().unwrap();
-    assert_eq!(blocks, (available(m) / 14_155_776.0).floor() as u64);
+    assert_eq!(
+        blocks,
+        (kv_available_bytes(m) / 14_155_776.0).floor() as u64
+    );
     // The block size is 576 tokens: the one full group's capacity.
     assert_eq!(
         s["kv_capacity_tokens"].as_u64().unwrap(),
@@ -191,7 +175,7 @@ fn qwen3_next_on_h200_plans_vllms_aligned_blocks() {
     let m = &s["memory"];
     assert_eq!(m["block_bytes"], 3_932_160);
     let blocks = m["num_gpu_blocks"].as_u64().unwrap();
-    assert_eq!(blocks, (available(m) / 3_932_160.0).floor() as u64);
+    assert_eq!(blocks, (kv_available_bytes(m) / 3_932_160.0).floor() as u64);
     assert_eq!(
         s["kv_capacity_tokens"].as_u64().unwrap(),
         (blocks - 1) * 320

@@ -235,7 +235,9 @@ impl Cluster {
         } else {
             1
         };
-        let entry_groups = (0..n / dp).filter(|g| entry.contains(&(g * dp))).collect();
+        let entry_groups = (0..n / dp)
+            .filter(|g| replicas[g * dp].role() != Role::Decode)
+            .collect();
         Cluster {
             replicas,
             router,

@@ -109,3 +109,13 @@ pub const PLAIN_EFFICIENCY: &str = "{gemm_compute: 0.7, gemm_memory: 0.8, \
     attention_causal_compute: 0.5, attention_tile: 1, attention_memory: 0.7, \
     prefill_attention_floor_us: 0, decode_attention_floor_us: 0, \
     elementwise_memory: 1, elementwise_floor_us: 0, elementwise_kernels: false}";
+
+/// A memory plan's available bytes (`memory` of a JSON summary): vLLM's default
+/// `gpu_memory_utilization` (0.92) of the device less weights, activations and memory
+/// outside PyTorch, what `num_gpu_blocks` divides.
+pub fn kv_available_bytes(m: &serde_json::Value) -> f64 {
+    m["gpu_memory_bytes"].as_f64().unwrap() * 0.92
+        - m["weight_bytes"].as_f64().unwrap()
+        - m["activation_bytes"].as_f64().unwrap()
+        - m["non_torch_bytes"].as_f64().unwrap()
+}
