@@ -84,6 +84,13 @@ impl Config<'_> {
         self.get(key).and_then(|v| v.as_str())
     }
 
+    /// `quantization_config.quant_method` (`fp8`, `mxfp4`, ...), if any.
+    fn quant_method(&self) -> Option<&str> {
+        self.get("quantization_config")
+            .and_then(|q| q.get("quant_method"))
+            .and_then(|q| q.as_str())
+    }
+
     fn bool(&self, key: &str) -> Option<bool> {
         self.get(key).and_then(|v| v.as_bool())
     }
@@ -171,11 +178,7 @@ fn parse(root: &Value, name: &str) -> std::result::Result<Model, String> {
 
 /// The weights' dtype: `torch_dtype` (or `dtype`), and an FP8 checkpoint's quantization.
 fn dtype(c: &Config) -> std::result::Result<String, String> {
-    let quant = c
-        .get("quantization_config")
-        .and_then(|q| q.get("quant_method"))
-        .and_then(|q| q.as_str());
-    if quant == Some("fp8") {
+    if c.quant_method() == Some("fp8") {
         return Ok("fp8".to_string());
     }
     let named = c
@@ -247,11 +250,7 @@ fn moe(c: &Config, family: &str) -> std::result::Result<Option<Moe>, String> {
         shared_expert_gate: matches!(family, "qwen2_moe" | "qwen3_next") && shared > 0,
         expert_parallel: 1,
         biases: family == "gpt_oss",
-        expert_bytes: match c
-            .get("quantization_config")
-            .and_then(|q| q.get("quant_method"))
-            .and_then(|q| q.as_str())
-        {
+        expert_bytes: match c.quant_method() {
             // 4-bit values and one 8-bit scale per 32.
             Some("mxfp4") => Some(0.53125),
             _ => None,

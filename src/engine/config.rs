@@ -72,11 +72,6 @@ impl Parallelism {
     pub fn gpus(&self) -> u32 {
         self.tp * self.pp
     }
-
-    /// GPUs of one deployment: every data-parallel core's.
-    pub fn deployment_gpus(&self) -> u32 {
-        self.gpus() * self.dp
-    }
 }
 
 /// Everything the engine needs, resolved from a scenario.
