@@ -878,7 +878,9 @@ fn fidelity_kernels(vidur: &Path, csv: Option<&Path>) -> Result<()> {
 fn conformance_cases(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut cases = Vec::new();
     for p in inputs {
-        if p.join("scenario.yaml").is_file() {
+        let is_case =
+            |d: &Path| d.join("scenario.yaml").is_file() || crate::conformance::sglang::is_case(d);
+        if is_case(p) {
             cases.push(p.clone());
             continue;
         }
@@ -886,11 +888,11 @@ fn conformance_cases(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             .map_err(|e| Error::input(format!("cannot read case folder {}: {e}", p.display())))?;
         let mut found: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|d| d.join("scenario.yaml").is_file())
+            .filter(|d| is_case(d))
             .collect();
         if found.is_empty() {
             return Err(Error::input(format!(
-                "{}: neither a conformance case (no scenario.yaml) nor a folder of cases",
+                "{}: neither a conformance case (a vLLM case's scenario.yaml, an SGLang case's case.json and sglang_steps.csv) nor a folder of cases",
                 p.display()
             )));
         }

@@ -455,3 +455,21 @@ mod segment_key_tests {
         }
     }
 }
+
+/// Token ids of a request's first `n` tokens, prompt then output, appended to `out`: a
+/// token's id mixes its segment key's chain with its offset in the key, so two requests
+/// share a token id exactly where the trace says their content agrees (what a radix tree
+/// over token ids compares); the request's unique tail, generated tokens included, gets
+/// ids no other request has.
+pub fn token_ids(req: &crate::workload::Request, n: usize, out: &mut Vec<u64>) {
+    let mut keys = Vec::new();
+    request_segment_keys(req, &mut keys);
+    out.reserve(n);
+    let mut k = 0;
+    for t in 0..n as u64 {
+        while keys[k].end <= t {
+            k += 1;
+        }
+        out.push(mix(keys[k].chain, t - keys[k].start));
+    }
+}

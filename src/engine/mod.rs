@@ -12,6 +12,7 @@ pub mod learned;
 pub mod replica;
 pub mod request;
 pub mod scheduler;
+pub mod sglang;
 pub mod token_policy;
 
 /// The vLLM source this engine follows.

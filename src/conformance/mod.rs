@@ -12,6 +12,8 @@
 //! column of every step, every request's row and every step's per-request schedule for
 //! exact equality and reports the first divergent step with both sides' rows.
 
+pub mod sglang;
+
 use crate::engine::config::EngineSetup;
 use crate::engine::replica::Replica;
 use crate::error::{Error, Result};
@@ -535,6 +537,9 @@ fn describe_sched(out: &mut String, k: Option<&StepSchedule>, v: Option<&StepSch
 
 /// Replay and compare every vLLM run of a case; returns `(run name, comparison)` pairs.
 pub fn check_case(case: &Path) -> Result<Vec<(String, Comparison)>> {
+    if sglang::is_case(case) {
+        return Ok(vec![("sglang".to_string(), sglang::check_case(case)?)]);
+    }
     let runs = vllm_runs(case);
     if runs.is_empty() {
         return Err(Error::input(format!(

@@ -1,0 +1,569 @@
+//! Step-for-step conformance with SGLang 0.5.23's own scheduler.
+//!
+//! A case directory (the layout of `../shared/conformance/sglang-0.5.23/cases/NAME`) holds
+//! `case.json` (the settings), `trace.jsonl` (Mooncake rows, all arriving before step 0)
+//! and SGLang's run: `sglang_steps.csv`, `sglang_requests.csv` and `sglang_sched.jsonl.gz`.
+//!
+//! [`replay`] drives kvsim's SGLang scheduler the way the kit's driver drives SGLang's
+//! (`event_loop_normal`'s body, synchronous): schedule, run (one token per request that
+//! completes its prefill or decodes), process the result. [`compare`] checks every column
+//! of every step row, every request row and every step's schedule record for exact
+//! equality and reports the first divergent step.
+
+use crate::engine::request::EngineRequest;
+use crate::engine::scheduler::StepOutcome;
+use crate::engine::sglang::config::{SchedulePolicy, SglangConfig, POLICY_NAMES};
+use crate::engine::sglang::scheduler::SglScheduler;
+use crate::error::{Error, Result};
+use crate::workload::Request;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+/// The columns of `sglang_steps.csv`, in order.
+pub const STEP_COLUMNS: [&str; 18] = [
+    "step",
+    "mode",
+    "batch_size",
+    "prefill_seqs",
+    "prefill_tokens",
+    "decode_tokens",
+    "cached_hit_tokens",
+    "retracted",
+    "new",
+    "resumed",
+    "chunked_rid",
+    "kv_used",
+    "tree_evictable",
+    "tree_protected",
+    "kv_free",
+    "waiting",
+    "running",
+    "new_token_ratio",
+];
+
+/// The columns of `sglang_requests.csv`, in order.
+pub const REQUEST_COLUMNS: [&str; 11] = [
+    "request_id",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "first_sched_step",
+    "first_token_step",
+    "finish_step",
+    "retractions",
+    "recomputed_tokens",
+    "generated",
+    "sglang_cached_tokens",
+];
+
+/// A value of a row: an integer, text (`mode`, an empty `chunked_rid`) or the ratio.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// An integer column.
+    Int(i64),
+    /// A text column, or an empty one.
+    Text(String),
+    /// `new_token_ratio` (rounded to 6 decimals by the driver).
+    Float(f64),
+}
+
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cell::Int(v) => write!(f, "{v}"),
+            Cell::Text(t) => write!(f, "{t}"),
+            Cell::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+/// One step's schedule record (`sglang_sched.jsonl.gz`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepRecord {
+    /// Request to `(new tokens, tokens computed before)`.
+    pub sched: BTreeMap<u64, (u64, u64)>,
+    /// First admissions, in order.
+    pub new: Vec<u64>,
+    /// Re-admissions after a retraction, in order.
+    pub resumed: Vec<u64>,
+    /// Retracted this step, in order.
+    pub retracted: Vec<u64>,
+    /// Prefix hit of each (re)admitted request.
+    pub hits: BTreeMap<u64, u64>,
+    /// The request left mid-prefill.
+    pub chunked: Option<u64>,
+    /// Queue length before the step.
+    pub waiting_before: u64,
+    /// The policy the step sorted with.
+    pub active_policy: String,
+    /// New-token ratio before and after scheduling.
+    pub ratio_before: f64,
+    /// After scheduling.
+    pub ratio: f64,
+    /// After the result: free slots, evictable and protected tree tokens.
+    pub after: (u64, u64, u64),
+}
+
+/// One side of a comparison.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    /// Step rows by step.
+    pub steps: BTreeMap<i64, Vec<Cell>>,
+    /// Request rows by request.
+    pub requests: BTreeMap<i64, Vec<Cell>>,
+    /// Schedule records by step.
+    pub sched: BTreeMap<i64, StepRecord>,
+}
+
+/// The settings of `case.json` as SGLang resolved them for the run.
+pub fn case_config(case: &Path) -> Result<SglangConfig> {
+    let path = case.join("case.json");
+    let text = crate::input::read_bounded(&path, "case.json", crate::input::MAX_TEXT_BYTES)?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::input(format!("{}: not JSON: {e}", path.display())))?;
+    let int = |key: &str| -> Result<u64> {
+        v[key].as_u64().ok_or_else(|| {
+            Error::input(format!(
+                "{}: `{key}` must be a whole number",
+                path.display()
+            ))
+        })
+    };
+    let policy = v["schedule_policy"].as_str().unwrap_or("fcfs");
+    let schedule_policy = SchedulePolicy::parse(policy).ok_or_else(|| {
+        Error::input(format!(
+            "{}: unknown schedule_policy `{policy}`; known: {POLICY_NAMES}",
+            path.display()
+        ))
+    })?;
+    let chunk = v["chunked_prefill_size"].as_i64().unwrap_or(-1);
+    Ok(SglangConfig {
+        page_size: int("page_size")? as u32,
+        max_total_tokens: int("max_total_tokens")?,
+        max_running_requests: int("max_running_requests")? as u32,
+        max_prefill_tokens: v["max_prefill_tokens"].as_u64().unwrap_or(16384) as u32,
+        chunked_prefill_size: (chunk > 0).then_some(chunk as u32),
+        schedule_policy,
+        schedule_conservativeness: 1.0,
+        context_len: int("context_length")? as u32,
+        ignore_eos: v["ignore_eos"].as_bool().unwrap_or(false),
+        disable_overlap_schedule: true,
+        seed: 0,
+    })
+}
+
+/// The case's requests, in trace order.
+fn case_requests(case: &Path) -> Result<Vec<Request>> {
+    let mut out = Vec::new();
+    for (i, r) in crate::workload::mooncake::open(&case.join("trace.jsonl"), 512)?.enumerate() {
+        let r = r?;
+        out.push(Request {
+            id: i as u64,
+            arrival_ns: 0,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            session: r.session,
+            segments: r.segments,
+        });
+    }
+    Ok(out)
+}
+
+/// Per-request bookkeeping, as the driver keeps it.
+#[derive(Debug, Clone)]
+struct Log {
+    cached: i64,
+    first_sched: i64,
+    first_token: i64,
+    finish: i64,
+    retractions: i64,
+    generated: i64,
+    high_water: u64,
+    recomputed: u64,
+    sglang_cached: i64,
+}
+
+/// Replay a case through kvsim's SGLang scheduler.
+pub fn replay(case: &Path) -> Result<Run> {
+    let cfg = case_config(case)?;
+    let total = cfg.max_total_tokens as i64;
+    let requests = case_requests(case)?;
+    let mut sched = SglScheduler::new(cfg);
+    let mut slot_of = Vec::with_capacity(requests.len());
+    let mut inputs = Vec::with_capacity(requests.len());
+    for r in requests {
+        inputs.push((r.input_tokens, r.output_tokens));
+        slot_of.push(sched.add(EngineRequest::new(r)));
+    }
+    let n = slot_of.len();
+    let mut logs = vec![
+        Log {
+            cached: -1,
+            first_sched: -1,
+            first_token: -1,
+            finish: -1,
+            retractions: 0,
+            generated: 0,
+            high_water: 0,
+            recomputed: 0,
+            sglang_cached: -1,
+        };
+        n
+    ];
+    let mut run = Run::default();
+    let mut out = StepOutcome::default();
+    let mut step = 0i64;
+    loop {
+        let ratio_before = sched.ratio();
+        let waiting_before = sched.num_waiting() as u64;
+        let active = sched.active_policy().as_str().to_string();
+        sched.schedule()?;
+        if sched.scheduled.is_empty() {
+            if sched.is_idle() {
+                break;
+            }
+            if sched.log.retracted.is_empty() {
+                return Err(Error::failure(format!(
+                    "{}: kvsim stalled at step {step} ({} waiting, {} running)",
+                    case.display(),
+                    sched.num_waiting(),
+                    sched.num_running()
+                )));
+            }
+        }
+        let mut rec = StepRecord {
+            waiting_before,
+            active_policy: active,
+            ratio_before,
+            ratio: sched.ratio(),
+            ..Default::default()
+        };
+        let extend = sched.log.extend && !sched.scheduled.is_empty();
+        let (mut prefill_seqs, mut prefill_tokens, mut decode_tokens, mut hit) = (0, 0, 0, 0);
+        for &(slot, prefix, first) in &sched.log.admitted {
+            let id = sched.request(slot).er.req.id;
+            hit += prefix as i64;
+            rec.hits.insert(id, prefix as u64);
+            if first {
+                rec.new.push(id);
+                logs[id as usize].cached = prefix as i64;
+                logs[id as usize].first_sched = step;
+            } else {
+                rec.resumed.push(id);
+            }
+        }
+        for s in &sched.scheduled {
+            let (n, ctx) = (s.new_tokens as u64, s.context as u64);
+            if extend {
+                prefill_seqs += 1;
+                prefill_tokens += n as i64;
+            } else {
+                decode_tokens += 1;
+            }
+            rec.sched.insert(s.id, (n, ctx));
+            let log = &mut logs[s.id as usize];
+            if ctx < log.high_water {
+                log.recomputed += (ctx + n).min(log.high_water) - ctx;
+            }
+            log.high_water = log.high_water.max(ctx + n);
+        }
+        for &slot in &sched.log.retracted {
+            let id = sched.request(slot).er.req.id;
+            rec.retracted.push(id);
+            logs[id as usize].retractions += 1;
+        }
+        rec.chunked = sched.chunked().map(|c| sched.request(c).er.req.id);
+        let free = sched.pool().available() as i64;
+        let mode = match (sched.scheduled.is_empty(), extend) {
+            (true, _) => "idle",
+            (false, true) => "extend",
+            (false, false) => "decode",
+        };
+        let row = vec![
+            Cell::Int(step),
+            Cell::Text(mode.into()),
+            Cell::Int(sched.scheduled.len() as i64),
+            Cell::Int(prefill_seqs),
+            Cell::Int(prefill_tokens),
+            Cell::Int(decode_tokens),
+            Cell::Int(hit),
+            Cell::Int(rec.retracted.len() as i64),
+            Cell::Int(rec.new.len() as i64),
+            Cell::Int(rec.resumed.len() as i64),
+            rec.chunked
+                .map_or(Cell::Text(String::new()), |c| Cell::Int(c as i64)),
+            Cell::Int(total - free),
+            Cell::Int(sched.tree().evictable() as i64),
+            Cell::Int(sched.tree().protected() as i64),
+            Cell::Int(free),
+            Cell::Int(sched.num_waiting() as i64),
+            Cell::Int(sched.num_running() as i64),
+            Cell::Float(round6(sched.ratio())),
+        ];
+        if !sched.scheduled.is_empty() {
+            sched.update_from_output(&mut out);
+            for &slot in &out.sampled {
+                let id = sched.request(slot).er.req.id as usize;
+                if logs[id].first_token < 0 {
+                    logs[id].first_token = step;
+                }
+                logs[id].generated = sched.request(slot).generated() as i64;
+            }
+            for k in 0..out.finished.len() {
+                let r = sched.take_finished(out.finished[k]);
+                let id = r.er.req.id as usize;
+                logs[id].finish = step;
+                logs[id].sglang_cached = r.sglang_cached_tokens as i64;
+            }
+        }
+        rec.after = (
+            sched.pool().available(),
+            sched.tree().evictable(),
+            sched.tree().protected(),
+        );
+        run.steps.insert(step, row);
+        run.sched.insert(step, rec);
+        step += 1;
+    }
+    for (i, log) in logs.iter().enumerate() {
+        let (input, output) = inputs[i];
+        let row = [
+            i as i64,
+            input as i64,
+            output as i64,
+            log.cached,
+            log.first_sched,
+            log.first_token,
+            log.finish,
+            log.retractions,
+            log.recomputed as i64,
+            log.generated,
+            log.sglang_cached,
+        ];
+        run.requests
+            .insert(i as i64, row.into_iter().map(Cell::Int).collect());
+    }
+    Ok(run)
+}
+
+/// Python's `round(x, 6)`: the double nearest the value rounded to 6 decimals.
+fn round6(x: f64) -> f64 {
+    format!("{x:.6}").parse().unwrap_or(x)
+}
+
+/// Read SGLang's run of a case.
+pub fn read_sglang(case: &Path) -> Result<Run> {
+    let mut run = Run::default();
+    for row in read_rows(&case.join("sglang_steps.csv"), &STEP_COLUMNS)? {
+        if let Some(Cell::Int(s)) = row.first() {
+            run.steps.insert(*s, row);
+        }
+    }
+    for row in read_rows(&case.join("sglang_requests.csv"), &REQUEST_COLUMNS)? {
+        if let Some(Cell::Int(id)) = row.first() {
+            run.requests.insert(*id, row);
+        }
+    }
+    run.sched = read_sched(&case.join("sglang_sched.jsonl.gz"))?;
+    Ok(run)
+}
+
+fn read_rows(path: &Path, columns: &[&str]) -> Result<Vec<Vec<Cell>>> {
+    let mut rd = csv::Reader::from_path(path)
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
+    let headers = rd
+        .headers()
+        .map_err(|e| Error::input(format!("{}: {e}", path.display())))?
+        .clone();
+    let idx: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            headers
+                .iter()
+                .position(|h| h == *c)
+                .ok_or_else(|| Error::input(format!("{}: no column `{c}`", path.display())))
+        })
+        .collect::<Result<_>>()?;
+    let mut rows = Vec::new();
+    for (i, rec) in rd.records().enumerate() {
+        let rec =
+            rec.map_err(|e| Error::input(format!("{}: row {}: {e}", path.display(), i + 2)))?;
+        let mut row = Vec::with_capacity(columns.len());
+        for (&k, c) in idx.iter().zip(columns) {
+            let v = rec.get(k).unwrap_or("");
+            row.push(if *c == "new_token_ratio" {
+                Cell::Float(v.parse().map_err(|_| {
+                    Error::input(format!(
+                        "{}: row {}: `{c}` is not a number",
+                        path.display(),
+                        i + 2
+                    ))
+                })?)
+            } else if let Ok(x) = v.parse::<i64>() {
+                Cell::Int(x)
+            } else {
+                Cell::Text(v.to_string())
+            });
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn read_sched(path: &Path) -> Result<BTreeMap<i64, StepRecord>> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
+    let mut out = BTreeMap::new();
+    for (i, line) in BufReader::new(flate2::read::GzDecoder::new(f))
+        .lines()
+        .enumerate()
+    {
+        let line = line.map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |what: &str| Error::input(format!("{}: line {}: {what}", path.display(), i + 1));
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| bad(&format!("not JSON: {e}")))?;
+        let num = |key: &str| v[key].as_u64().ok_or_else(|| bad(&format!("no `{key}`")));
+        let ids = |key: &str| -> Result<Vec<u64>> {
+            v[key]
+                .as_array()
+                .ok_or_else(|| bad(&format!("no list `{key}`")))?
+                .iter()
+                .map(|x| x.as_u64().ok_or_else(|| bad(&format!("bad `{key}` entry"))))
+                .collect()
+        };
+        let map = |key: &str| -> Result<Vec<(u64, &serde_json::Value)>> {
+            v[key]
+                .as_object()
+                .ok_or_else(|| bad(&format!("no object `{key}`")))?
+                .iter()
+                .map(|(k, x)| {
+                    Ok((
+                        k.parse()
+                            .map_err(|_| bad("a request id is not an integer"))?,
+                        x,
+                    ))
+                })
+                .collect()
+        };
+        let mut rec = StepRecord {
+            new: ids("new")?,
+            resumed: ids("resumed")?,
+            retracted: ids("retracted")?,
+            chunked: v["chunked"].as_u64(),
+            waiting_before: num("waiting_before")?,
+            active_policy: v["active_policy"].as_str().unwrap_or("").to_string(),
+            ratio_before: v["ratio_before"]
+                .as_f64()
+                .ok_or_else(|| bad("no `ratio_before`"))?,
+            ratio: v["ratio"].as_f64().ok_or_else(|| bad("no `ratio`"))?,
+            after: (
+                num("kv_free_after")?,
+                num("tree_evictable_after")?,
+                num("tree_protected_after")?,
+            ),
+            ..Default::default()
+        };
+        for (id, pair) in map("sched")? {
+            let n = pair[0].as_u64().ok_or_else(|| bad("bad `sched` entry"))?;
+            let ctx = pair[1].as_u64().ok_or_else(|| bad("bad `sched` entry"))?;
+            rec.sched.insert(id, (n, ctx));
+        }
+        for (id, h) in map("hits")? {
+            rec.hits
+                .insert(id, h.as_u64().ok_or_else(|| bad("bad `hits` entry"))?);
+        }
+        out.insert(num("step")? as i64, rec);
+    }
+    Ok(out)
+}
+
+fn fmt_row(columns: &[&str], row: Option<&Vec<Cell>>) -> String {
+    match row {
+        None => "(none)".to_string(),
+        Some(r) => columns
+            .iter()
+            .zip(r)
+            .map(|(c, v)| format!("{c}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// Compare kvsim's replay with SGLang's run, exactly.
+pub fn compare(kvsim: &Run, sglang: &Run) -> super::Comparison {
+    let mut c = super::Comparison {
+        steps: sglang.steps.len(),
+        requests: sglang.requests.len(),
+        ..Default::default()
+    };
+    let steps: std::collections::BTreeSet<i64> = kvsim
+        .steps
+        .keys()
+        .chain(sglang.steps.keys())
+        .copied()
+        .collect();
+    for &s in &steps {
+        let rows_ok = kvsim.steps.get(&s) == sglang.steps.get(&s);
+        let (k, v) = (kvsim.sched.get(&s), sglang.sched.get(&s));
+        if rows_ok && k == v {
+            continue;
+        }
+        c.first_divergent_step = Some(s);
+        let _ = writeln!(c.detail, "first divergent step: {s}");
+        for t in (s - 1).max(0)..=s {
+            let _ = writeln!(
+                c.detail,
+                "  kvsim  {}",
+                fmt_row(&STEP_COLUMNS, kvsim.steps.get(&t))
+            );
+            let _ = writeln!(
+                c.detail,
+                "  sglang {}",
+                fmt_row(&STEP_COLUMNS, sglang.steps.get(&t))
+            );
+        }
+        if k != v {
+            let _ = writeln!(c.detail, "  kvsim  record {k:?}");
+            let _ = writeln!(c.detail, "  sglang record {v:?}");
+        }
+        break;
+    }
+    let ids: std::collections::BTreeSet<i64> = kvsim
+        .requests
+        .keys()
+        .chain(sglang.requests.keys())
+        .copied()
+        .collect();
+    let mut shown = 0;
+    for id in ids {
+        let (k, v) = (kvsim.requests.get(&id), sglang.requests.get(&id));
+        if k == v {
+            continue;
+        }
+        c.mismatched_requests += 1;
+        if shown < 3 {
+            shown += 1;
+            let _ = writeln!(c.detail, "request {id} differs:");
+            let _ = writeln!(c.detail, "  kvsim  {}", fmt_row(&REQUEST_COLUMNS, k));
+            let _ = writeln!(c.detail, "  sglang {}", fmt_row(&REQUEST_COLUMNS, v));
+        }
+    }
+    c
+}
+
+/// True if `case` is an SGLang case (it has `case.json` and SGLang's step rows).
+pub fn is_case(case: &Path) -> bool {
+    case.join("case.json").is_file() && case.join("sglang_steps.csv").is_file()
+}
+
+/// Replay and compare a case.
+pub fn check_case(case: &Path) -> Result<super::Comparison> {
+    let sglang = read_sglang(case)?;
+    let kvsim = replay(case)?;
+    Ok(compare(&kvsim, &sglang))
+}
