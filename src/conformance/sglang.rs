@@ -318,6 +318,9 @@ pub fn replay(case: &Path) -> Result<Run> {
                 logs[id].sglang_cached = r.sglang_cached_tokens as i64;
             }
         }
+        sched
+            .audit()
+            .map_err(|e| Error::failure(format!("{}: step {step}: {e}", case.display())))?;
         rec.after = (
             sched.pool().available(),
             sched.tree().evictable(),

@@ -98,7 +98,9 @@ impl Policy {
         if active.is_cache_aware() || waiting.is_empty() {
             return;
         }
-        let refresh = self.refresh_calls % WAITING_PREFIX_REFRESH_INTERVAL == 0;
+        let refresh = self
+            .refresh_calls
+            .is_multiple_of(WAITING_PREFIX_REFRESH_INTERVAL);
         self.refresh_calls += 1;
         if !refresh {
             return;

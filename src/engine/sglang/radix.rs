@@ -125,7 +125,7 @@ impl RadixTree {
         }
         tokens[..self.page]
             .iter()
-            .fold(0x5067_6b65_79, |h, &t| mix(h, t))
+            .fold(0x0050_676b_6579, |h, &t| mix(h, t))
     }
 
     /// The child of `node` whose first page is `key`'s.

@@ -469,7 +469,7 @@ impl SglScheduler {
     fn check_decode_mem(&mut self, slots: impl Iterator<Item = u32>) -> bool {
         let page = self.page;
         let full = slots
-            .filter(|&s| self.request(s).committed as u64 % page == 0)
+            .filter(|&s| (self.request(s).committed as u64).is_multiple_of(page))
             .count() as u64;
         let need = full * page;
         self.evict_to_free(need);
@@ -552,7 +552,7 @@ impl SglScheduler {
         self.evict_to_free(if self.page == 1 { bs } else { bs * self.page });
         for i in 0..self.running.len() {
             let s = self.running[i];
-            if self.request(s).allocated as u64 % self.page == 0 && !self.pool.alloc(1) {
+            if (self.request(s).allocated as u64).is_multiple_of(self.page) && !self.pool.alloc(1) {
                 return Err(self.out_of_memory(self.page));
             }
             let r = self.req_mut(s);
