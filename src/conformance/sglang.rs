@@ -219,7 +219,7 @@ pub fn replay(case: &Path) -> Result<Run> {
         let ratio_before = sched.ratio();
         let waiting_before = sched.num_waiting() as u64;
         let active = sched.active_policy().as_str().to_string();
-        sched.schedule()?;
+        sched.schedule(0)?;
         if sched.scheduled.is_empty() {
             if sched.is_idle() {
                 break;

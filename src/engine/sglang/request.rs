@@ -36,6 +36,9 @@ pub struct SglReq {
     pub holds_row: bool,
     /// Was ever retracted (`retracted_stain`).
     pub retracted_stain: bool,
+    /// Retracted and not yet re-admitted (`is_retracted`): a result still in flight for
+    /// it is dropped.
+    pub is_retracted: bool,
     /// Chunks scheduled whose result still leaves it mid-prefill
     /// (`inflight_middle_chunks`).
     pub inflight_middle_chunks: u32,
@@ -71,6 +74,7 @@ impl SglReq {
             allocated: 0,
             holds_row: false,
             retracted_stain: false,
+            is_retracted: false,
             inflight_middle_chunks: 0,
             sglang_cached_tokens: 0,
             already_computed: 0,

@@ -34,6 +34,13 @@ pub struct StepLog {
     pub admitted: Vec<(u32, usize, bool)>,
 }
 
+/// A batch scheduled whose result is not processed yet.
+#[derive(Debug, Clone, Default)]
+struct Pending {
+    slots: Vec<u32>,
+    extend: bool,
+}
+
 /// The prefill batch run last, as the next pass merges it.
 #[derive(Debug, Clone, Default)]
 struct LastExtend {
@@ -60,6 +67,10 @@ pub struct SglScheduler {
     ratio: RatioTracker,
     policy: Policy,
     rows_held: u32,
+    /// Batches scheduled whose results are not processed, oldest first (one at most when
+    /// the next is scheduled: SGLang's `result_queue`).
+    pending: std::collections::VecDeque<Pending>,
+    spare: Vec<Vec<u32>>,
     /// The batch to run, as the engine-independent step description.
     pub scheduled: Vec<Scheduled>,
     /// What this pass did.
@@ -87,6 +98,8 @@ impl SglScheduler {
             ratio: RatioTracker::new(cfg.schedule_conservativeness),
             policy: Policy::new(cfg.schedule_policy, cfg.seed),
             rows_held: 0,
+            pending: std::collections::VecDeque::new(),
+            spare: Vec::new(),
             scheduled: Vec::new(),
             log: StepLog::default(),
             total_retractions: 0,
@@ -257,10 +270,11 @@ impl SglScheduler {
         (r - running_bs as i64).min(rows_free + held_rows as i64)
     }
 
-    /// Schedule one step (`get_next_batch_to_run`). Afterwards [`SglScheduler::scheduled`]
-    /// holds the batch (empty if nothing can run) and [`SglScheduler::log`] what was
-    /// decided.
-    pub fn schedule(&mut self) -> Result<()> {
+    /// Schedule one step at `now_ns` (`get_next_batch_to_run`). Afterwards
+    /// [`SglScheduler::scheduled`] holds the batch (empty if nothing can run) and
+    /// [`SglScheduler::log`] what was decided; the batch waits for
+    /// [`SglScheduler::update_from_output`].
+    pub fn schedule(&mut self, now_ns: u64) -> Result<()> {
         self.scheduled.clear();
         self.log.retracted.clear();
         self.log.admitted.clear();
@@ -287,27 +301,65 @@ impl SglScheduler {
         if std::mem::take(&mut self.running_shrank) {
             self.batch_is_full = false;
         }
-        if self.new_prefill_batch()? {
-            return Ok(());
-        }
-        if !self.running.is_empty() {
-            self.update_running_batch()?;
+        if !self.new_prefill_batch()? && !self.running.is_empty() && self.update_running_batch()?
+        {
             for &s in &self.running {
                 let r = self.reqs[s as usize].as_ref().expect("live slot");
                 self.scheduled.push(Scheduled {
                     slot: s,
                     id: r.er.req.id,
                     new_tokens: 1,
-                    context: (r.fill_len() - 1) as u32,
+                    context: (r.committed - 1) as u32,
                     decode: true,
                     samples: true,
                 });
             }
         }
-        if self.scheduled.is_empty() && self.is_idle() {
-            self.ratio.reset();
+        if self.scheduled.is_empty() {
+            if self.is_idle() {
+                self.ratio.reset();
+            }
+            return Ok(());
         }
+        self.account(now_ns);
+        let mut slots = self.spare.pop().unwrap_or_default();
+        slots.clear();
+        slots.extend(self.scheduled.iter().map(|s| s.slot));
+        let extend = self.log.extend;
+        self.pending.push_back(Pending { slots, extend });
         Ok(())
+    }
+
+    /// The engine-independent bookkeeping of the step just scheduled: first admission
+    /// (time, prefix hit), retractions, tokens computed again below a request's high
+    /// water mark.
+    fn account(&mut self, now_ns: u64) {
+        for i in 0..self.log.admitted.len() {
+            let (slot, prefix, first) = self.log.admitted[i];
+            if first {
+                let er = &mut self.req_mut(slot).er;
+                er.cached_tokens = prefix as i64;
+                er.first_scheduled_ns = Some(now_ns);
+            }
+        }
+        for i in 0..self.log.retracted.len() {
+            let slot = self.log.retracted[i];
+            self.req_mut(slot).er.preemptions += 1;
+        }
+        for i in 0..self.scheduled.len() {
+            let s = self.scheduled[i];
+            let er = &mut self.reqs[s.slot as usize].as_mut().expect("live slot").er;
+            let end = s.context + s.new_tokens;
+            if s.context < er.computed_high_water {
+                er.recomputed_tokens += (end.min(er.computed_high_water) - s.context) as u64;
+            }
+            er.computed_high_water = er.computed_high_water.max(end);
+        }
+    }
+
+    /// Running with the overlap scheduler (SGLang's default).
+    pub fn overlaps(&self) -> bool {
+        !self.cfg.disable_overlap_schedule
     }
 
     /// `_get_new_batch_prefill_raw`: build a prefill batch; false if none.
@@ -430,6 +482,7 @@ impl SglScheduler {
             let r = self.req_mut(s);
             r.holds_row = true;
             r.admitted_once = true;
+            r.is_retracted = false;
             if !r.retracted_stain {
                 r.sglang_cached_tokens += (r.prefix_len - r.already_computed) as u64;
                 r.already_computed = r.extend_end;
@@ -477,12 +530,24 @@ impl SglScheduler {
     }
 
     /// `update_running_batch`: the decode memory check, retraction, the ratio, and
-    /// `prepare_for_decode`.
-    fn update_running_batch(&mut self) -> Result<()> {
+    /// `prepare_for_decode`. False when the step decodes nothing. With the overlap
+    /// scheduler, requests whose result in flight gives them their last token leave the
+    /// batch first (`_reqs_finishing_inflight`), and decode waits a step for their memory
+    /// rather than retract.
+    fn update_running_batch(&mut self) -> Result<bool> {
         let initial = self.running.len();
+        let finishing = self.exclude_finishing_inflight();
+        if self.running.is_empty() {
+            self.batch_is_full = false;
+            return Ok(false);
+        }
         let running = std::mem::take(&mut self.running);
         let fits = self.check_decode_mem(running.iter().copied());
         self.running = running;
+        if !fits && finishing {
+            self.batch_is_full = false;
+            return Ok(false);
+        }
         if !fits {
             self.retract_decode()?;
             let reqs = &self.reqs;
@@ -498,7 +563,26 @@ impl SglScheduler {
         if self.running.len() < initial {
             self.batch_is_full = false;
         }
-        self.prepare_for_decode()
+        self.prepare_for_decode()?;
+        Ok(true)
+    }
+
+    /// With the overlap scheduler: drop from the running batch the requests of the batch
+    /// in flight whose result is their last token. True if any left.
+    fn exclude_finishing_inflight(&mut self) -> bool {
+        if !self.overlaps() {
+            return false;
+        }
+        let Some(inflight) = self.pending.front() else {
+            return false;
+        };
+        let reqs = &self.reqs;
+        let before = self.running.len();
+        self.running.retain(|&s| {
+            let r = reqs[s as usize].as_ref().expect("live slot");
+            !(inflight.slots.contains(&s) && r.generated() + 1 >= r.max_new as usize)
+        });
+        self.running.len() < before
     }
 
     /// `retract_decode` (retraction policy "length"): retract the requests with the
@@ -534,6 +618,7 @@ impl SglScheduler {
             r.matched_for_sort = 0;
             r.extend_end = 0;
             r.retracted_stain = true;
+            r.is_retracted = true;
             r.inflight_middle_chunks = 0;
             r.already_computed = 0;
             self.log.retracted.push(slot);
@@ -562,17 +647,22 @@ impl SglScheduler {
         Ok(())
     }
 
-    /// Process the result of the batch last scheduled (`process_batch_result`): every
+    /// Process the result of the oldest batch scheduled (`process_batch_result`): every
     /// request that completed its prefill or decoded gets a token; finished requests give
-    /// their KV to the tree; prefilled ones insert theirs.
+    /// their KV to the tree; prefilled ones insert theirs. A request retracted since the
+    /// batch was scheduled (overlap only) gets nothing.
     pub fn update_from_output(&mut self, out: &mut StepOutcome) {
         out.sampled.clear();
         out.finished.clear();
-        let extend = self.log.extend;
-        let batch: Vec<u32> = self.scheduled.iter().map(|s| s.slot).collect();
-        for slot in batch {
+        let Some(batch) = self.pending.pop_front() else {
+            return;
+        };
+        for &slot in &batch.slots {
             let r = self.req_mut(slot);
-            if extend && r.inflight_middle_chunks > 0 {
+            if r.is_retracted || r.finished {
+                continue;
+            }
+            if batch.extend && r.inflight_middle_chunks > 0 {
                 r.inflight_middle_chunks -= 1;
                 continue;
             }
@@ -580,27 +670,35 @@ impl SglScheduler {
             out.sampled.push(slot);
             if r.generated() >= r.max_new as usize {
                 r.finished = true;
+                r.er.status = crate::engine::request::Status::Finished;
                 out.finished.push(slot);
                 self.release(slot, true);
-            } else if extend {
+            } else if batch.extend {
                 let end = r.extend_end;
                 self.checkpoint(slot, end);
                 self.req_mut(slot).prefix_len = end;
             }
         }
+        self.spare.push(batch.slots);
         if !out.finished.is_empty() {
             let reqs = &self.reqs;
             let live = |s: &u32| !reqs[*s as usize].as_ref().is_some_and(|r| r.finished);
-            if extend {
-                if let Some(l) = self.last_extend.as_mut() {
-                    l.slots.retain(live);
-                    l.shrank = true;
-                }
-            } else {
-                self.running.retain(live);
-                self.running_shrank = true;
+            if let Some(l) = self.last_extend.as_mut() {
+                let n = l.slots.len();
+                l.slots.retain(live);
+                l.shrank |= l.slots.len() < n;
             }
+            let n = self.running.len();
+            self.running.retain(live);
+            self.running_shrank |= self.running.len() < n;
         }
+    }
+
+    /// Record the time of a request's latest token (and its first).
+    pub fn set_last_token(&mut self, slot: u32, now_ns: u64) {
+        let er = &mut self.req_mut(slot).er;
+        er.first_token_ns.get_or_insert(now_ns);
+        er.last_token_ns = now_ns;
     }
 
     /// Check token-slot conservation: free + tree (evictable + protected) + the requests'
