@@ -1148,7 +1148,7 @@ fn run_into(s: &Scenario, setup: &EngineSetup, dir: &Path, o: RunOptions) -> Res
         let (d, r, st) = OutputDir::create(dir, s.output.per_request, s.output.per_step)?;
         (Some(d), r, st)
     };
-    let mut rec = Recorder::new(req_file, step_file, s.slo.clone())?;
+    let mut rec = Recorder::for_engine(req_file, step_file, s.slo.clone(), &s.engine.kind)?;
     let tracing = o.trace || s.output.trace;
     let mut outdir = outdir;
     if let (Some(d), true) = (&mut outdir, tracing) {

@@ -206,13 +206,16 @@ pub struct Summary {
     pub busy_fraction: f64,
     /// Largest batch in a step.
     pub max_batch: u32,
-    /// Scheduler limits used.
+    /// Scheduler limits used (SGLang: the chunk size, or `max_prefill_tokens` without
+    /// chunking).
     pub max_num_batched_tokens: u32,
-    /// Scheduler limits used.
+    /// Scheduler limits used (SGLang: `max_running_requests`).
     pub max_num_seqs: u32,
-    /// Asynchronous scheduling (vLLM 0.33's default): the CPU work of a step overlaps the
-    /// GPU work of the one before.
+    /// Asynchronous scheduling (vLLM 0.33's default; SGLang's overlap scheduler): the CPU
+    /// work of a step overlaps the GPU work of the one before.
     pub async_scheduling: bool,
+    /// SGLang's resolved settings, when the engine is SGLang.
+    pub sglang: Option<SglangSummary>,
     /// The deployment.
     pub cluster: ClusterSummary,
     /// Per replica.
@@ -231,6 +234,42 @@ pub struct Summary {
     pub token_policy: Option<crate::engine::token_policy::TokenPolicy>,
     /// Warnings about the configuration.
     pub warnings: Vec<String>,
+}
+
+/// SGLang's settings as the run resolved them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SglangSummary {
+    /// `--schedule-policy`.
+    pub schedule_policy: String,
+    /// Tokens per KV page.
+    pub page_size: u32,
+    /// Token slots of the KV pool (`max_total_num_tokens`).
+    pub max_total_tokens: u64,
+    /// `--max-running-requests`.
+    pub max_running_requests: u32,
+    /// `--chunked-prefill-size` (`None`: chunking off).
+    pub chunked_prefill_size: Option<u32>,
+    /// `--max-prefill-tokens`.
+    pub max_prefill_tokens: u32,
+    /// `--schedule-conservativeness`.
+    pub schedule_conservativeness: f64,
+    /// The overlap scheduler is on.
+    pub overlap_schedule: bool,
+}
+
+impl SglangSummary {
+    fn of(c: &crate::engine::sglang::config::SglangConfig) -> Self {
+        SglangSummary {
+            schedule_policy: c.schedule_policy.as_str().to_string(),
+            page_size: c.page_size,
+            max_total_tokens: c.max_total_tokens,
+            max_running_requests: c.max_running_requests,
+            chunked_prefill_size: c.chunked_prefill_size,
+            max_prefill_tokens: c.max_prefill_tokens,
+            schedule_conservativeness: c.schedule_conservativeness,
+            overlap_schedule: !c.disable_overlap_schedule,
+        }
+    }
 }
 
 impl Summary {
@@ -279,7 +318,10 @@ impl Summary {
             scenario: s.name.clone(),
             model: setup.model.name.clone(),
             gpu: setup.gpu.name.clone(),
-            engine: VLLM_REFERENCE.to_string(),
+            engine: match setup.sglang {
+                Some(_) => crate::engine::sglang::SGLANG_REFERENCE.to_string(),
+                None => VLLM_REFERENCE.to_string(),
+            },
             cost_model,
             cost_model_warnings: Vec::new(),
             load_warning: None,
@@ -337,9 +379,23 @@ impl Summary {
                 0.0
             },
             max_batch: rec.max_batch,
-            max_num_batched_tokens: setup.scheduler.max_num_batched_tokens,
-            max_num_seqs: setup.scheduler.max_num_seqs,
-            async_scheduling: setup.scheduler.async_scheduling,
+            max_num_batched_tokens: setup
+                .sglang
+                .as_ref()
+                .map_or(setup.scheduler.max_num_batched_tokens, |c| {
+                    c.chunked_prefill_size.unwrap_or(c.max_prefill_tokens)
+                }),
+            max_num_seqs: setup
+                .sglang
+                .as_ref()
+                .map_or(setup.scheduler.max_num_seqs, |c| c.max_running_requests),
+            async_scheduling: setup
+                .sglang
+                .as_ref()
+                .map_or(setup.scheduler.async_scheduling, |c| {
+                    !c.disable_overlap_schedule
+                }),
+            sglang: setup.sglang.as_ref().map(SglangSummary::of),
             cluster: ClusterSummary::default(),
             per_replica: Vec::new(),
             cpu_hit_rate: 0.0,
@@ -421,20 +477,24 @@ impl Summary {
                 }
             })
             .collect();
-        let traffic = c.replicas.iter().fold((0, 0, 0, 0), |acc, r| {
-            let t = r.scheduler().total_traffic;
-            (
-                acc.0 + t.cpu_load_blocks,
-                acc.1 + t.swap_out_blocks,
-                acc.2 + t.swap_in_blocks,
-                acc.3 + r.scheduler().swap_preemptions,
-            )
-        });
+        let traffic = c
+            .replicas
+            .iter()
+            .filter_map(|r| r.vllm())
+            .fold((0, 0, 0, 0), |acc, s| {
+                let t = s.total_traffic;
+                (
+                    acc.0 + t.cpu_load_blocks,
+                    acc.1 + t.swap_out_blocks,
+                    acc.2 + t.swap_in_blocks,
+                    acc.3 + s.swap_preemptions,
+                )
+            });
         if let Some((blocks, policy)) = &setup.cpu_offload {
             let tiers = c
                 .replicas
                 .iter()
-                .filter_map(|r| r.scheduler().kv().cpu_tier());
+                .filter_map(|r| r.vllm().and_then(|s| s.kv().cpu_tier()));
             let (stored, dropped) = tiers.fold((0, 0), |a, t| (a.0 + t.stored, a.1 + t.dropped));
             self.cpu_tier = Some(CpuTierSummary {
                 blocks_per_replica: *blocks,
@@ -496,19 +556,35 @@ impl Summary {
                 self.memory.activation_bytes as f64 / GIB
             ),
         );
-        line(
-            "scheduler limits",
-            format!(
-                "max_num_batched_tokens {}, max_num_seqs {}, {} scheduling",
-                self.max_num_batched_tokens,
-                self.max_num_seqs,
-                if self.async_scheduling {
-                    "asynchronous"
-                } else {
-                    "synchronous"
-                }
-            ),
-        );
+        if let Some(g) = &self.sglang {
+            line(
+                "sglang",
+                format!(
+                    "schedule_policy {}, page_size {}, max_total_tokens {}, max_running_requests {}, chunked_prefill_size {}, max_prefill_tokens {}, {} scheduling",
+                    g.schedule_policy,
+                    g.page_size,
+                    g.max_total_tokens,
+                    g.max_running_requests,
+                    g.chunked_prefill_size.map_or("off".to_string(), |c| c.to_string()),
+                    g.max_prefill_tokens,
+                    if g.overlap_schedule { "overlap" } else { "synchronous" }
+                ),
+            );
+        } else {
+            line(
+                "scheduler limits",
+                format!(
+                    "max_num_batched_tokens {}, max_num_seqs {}, {} scheduling",
+                    self.max_num_batched_tokens,
+                    self.max_num_seqs,
+                    if self.async_scheduling {
+                        "asynchronous"
+                    } else {
+                        "synchronous"
+                    }
+                ),
+            );
+        }
         let rejected: u64 = self.requests_rejected.values().sum();
         let reasons: Vec<String> = self
             .requests_rejected

@@ -87,7 +87,7 @@ impl DpBalancer {
 
     /// A core's load: its requests, plus a penalty for a queue on a full KV cache.
     fn score(core: &Replica) -> f64 {
-        let waiting = core.scheduler().num_waiting() as f64;
+        let waiting = core.core().num_waiting() as f64;
         let mut score = core.outstanding_requests() as f64;
         if waiting > 0.0 {
             score += waiting * 6.0 * (core.kv_usage() - 0.5).max(0.0);

@@ -224,7 +224,9 @@ pub fn replay(case: &Path, asynchronous: bool) -> Result<Run> {
 
 /// The step row and schedule of the step just scheduled.
 fn record_step(replica: &Replica, step: i64, logs: &mut [RequestLog], run: &mut Run) {
-    let s = replica.scheduler();
+    let Some(s) = replica.vllm() else {
+        return;
+    };
     let r = replica.last_step();
     let row = vec![
         step,

@@ -104,6 +104,9 @@ pub struct EngineSetup {
     pub token_policy: Option<super::token_policy::TokenPolicy>,
     /// The KV cache groups (one block table each).
     pub kv_groups: KvGroups,
+    /// SGLang's resolved settings when `engine.kind` is `sglang` (then the vLLM scheduler
+    /// and block settings above are unused).
+    pub sglang: Option<super::sglang::config::SglangConfig>,
 }
 
 impl EngineSetup {
@@ -180,9 +183,23 @@ impl EngineSetup {
         };
         let non_torch_bytes = (k.non_torch_gib * GIB) as u64;
         let weight_bytes = shard.weight_bytes();
-        let (num_gpu_blocks, explicit) = match k.num_gpu_blocks {
-            Some(n) => (n, true),
-            None => {
+        if e.kind == "sglang" && (kv_groups.is_hybrid() || mamba.is_some()) {
+            return Err(Error::input(format!(
+                "engine.kind: model {} has sliding-window, chunked-local or linear-attention layers; kvsim's SGLang engine models full attention only (SGLang keeps such layers in separate pools)",
+                model.name
+            )));
+        }
+        let sglang = match e.kind.as_str() {
+            "sglang" => Some(super::sglang::plan::resolve(s, &model, &shard, &gpu)?),
+            _ => None,
+        };
+        let (num_gpu_blocks, explicit) = match (&sglang, k.num_gpu_blocks) {
+            (Some(p), _) => (
+                p.config.max_total_tokens / p.config.page_size as u64 + 1,
+                p.explicit,
+            ),
+            (None, Some(n)) => (n, true),
+            (None, None) => {
                 let budget = gpu.memory_bytes as f64 * k.gpu_memory_utilization;
                 let left =
                     budget - weight_bytes as f64 - activation_bytes as f64 - non_torch_bytes as f64;
@@ -217,11 +234,15 @@ impl EngineSetup {
         }
         let memory = MemoryPlan {
             gpu_memory_bytes: gpu.memory_bytes,
-            utilization: k.gpu_memory_utilization,
+            utilization: sglang
+                .as_ref()
+                .map_or(k.gpu_memory_utilization, |p| p.mem_fraction_static),
             weight_bytes,
-            activation_bytes,
+            activation_bytes: sglang.as_ref().map_or(activation_bytes, |p| {
+                (p.reserved_mib * 1024.0 * 1024.0) as u64
+            }),
             non_torch_bytes,
-            block_bytes,
+            block_bytes: sglang.as_ref().map_or(block_bytes, |p| p.page_bytes),
             kv_cache_groups: kv_groups.describe(),
             full_attention_groups: kv_groups
                 .kinds
@@ -279,11 +300,12 @@ impl EngineSetup {
             gpu,
             scheduler,
             memory,
-            block_size,
+            block_size: sglang.as_ref().map_or(block_size, |p| p.config.page_size),
             enable_prefix_caching: k.enable_prefix_caching,
             free_unhashed_first: k.free_unhashed_first,
             token_policy,
             kv_groups,
+            sglang: sglang.map(|p| p.config),
         })
     }
 }

@@ -1,9 +1,11 @@
-//! The modelled serving engine (vLLM v1): block pool, KV cache manager, scheduler, and the
-//! replica that runs steps on the cost model. The seams follow vLLM: requests reach blocks
-//! only through the KV cache manager.
+//! The modelled serving engines: vLLM v1 (block pool, KV cache manager, scheduler) and
+//! SGLang ([`sglang`]: radix cache, slot pool, schedule policy, prefill adder,
+//! scheduler), behind one [`core::EngineCore`], and the replica that runs steps on the
+//! cost model. The seams follow each engine: requests reach KV only through its cache.
 
 pub mod block_pool;
 pub mod config;
+pub mod core;
 pub mod cpu_tier;
 pub mod evictor;
 pub mod kv_cache_manager;

@@ -2,9 +2,11 @@
 //! reports what happened to a [`Recorder`].
 
 use super::config::EngineSetup;
+use super::core::EngineCore;
 use super::kv_cache_manager::KvCacheManager;
 use super::request::EngineRequest;
 use super::scheduler::{Scheduled, Scheduler, StepOutcome};
+use super::sglang::scheduler::SglScheduler;
 use crate::cluster::topology::Route;
 use crate::cost::{BatchShape, CostModel, SeqWork};
 use crate::error::{Error, Result};
@@ -52,7 +54,7 @@ pub enum Role {
 pub struct Replica {
     index: u32,
     role: Role,
-    scheduler: Scheduler,
+    core: EngineCore,
     cost: Box<dyn CostModel>,
     /// Route between this replica's GPUs and host memory (CPU tier, swap).
     host_route: Route,
@@ -79,6 +81,36 @@ pub struct Replica {
     applied: Vec<Applied>,
     applied_step: bool,
     last_step: StepRecord,
+}
+
+/// vLLM's scheduler over a KV cache manager built from `setup`.
+fn vllm_scheduler(setup: &EngineSetup) -> Scheduler {
+    let mut kv = KvCacheManager::new(
+        setup.memory.num_gpu_blocks as u32,
+        setup.block_size,
+        setup.enable_prefix_caching,
+        setup.free_unhashed_first,
+    );
+    if let Some(t) = &setup.token_policy {
+        kv.set_token_policy(t.clone());
+    }
+    let kinds = &setup.kv_groups.kinds;
+    if kinds.len() > 1 || kinds[0] != crate::model::LayerAttention::Full {
+        // vLLM's `max_concurrent_batches`: two with asynchronous scheduling, else one
+        // per pipeline stage.
+        let sched = &setup.scheduler;
+        let batches = if sched.async_scheduling && setup.parallel.pp == 1 {
+            2
+        } else {
+            setup.parallel.pp as u64
+        };
+        kv.set_groups(
+            kinds.clone(),
+            batches * sched.max_num_batched_tokens as u64,
+            sched.max_model_len as u64,
+        );
+    }
+    Scheduler::new(setup.scheduler.clone(), kv)
 }
 
 /// A request that got a token when a step's output was applied.
@@ -139,31 +171,16 @@ impl Replica {
         role: Role,
         host_route: Route,
     ) -> Self {
-        let mut kv = KvCacheManager::new(
-            setup.memory.num_gpu_blocks as u32,
-            setup.block_size,
-            setup.enable_prefix_caching,
-            setup.free_unhashed_first,
-        );
-        if let Some(t) = &setup.token_policy {
-            kv.set_token_policy(t.clone());
-        }
-        let kinds = &setup.kv_groups.kinds;
-        if kinds.len() > 1 || kinds[0] != crate::model::LayerAttention::Full {
-            // vLLM's `max_concurrent_batches`: two with asynchronous scheduling, else one
-            // per pipeline stage.
-            let sched = &setup.scheduler;
-            let batches = if sched.async_scheduling && setup.parallel.pp == 1 {
-                2
-            } else {
-                setup.parallel.pp as u64
-            };
-            kv.set_groups(
-                kinds.clone(),
-                batches * sched.max_num_batched_tokens as u64,
-                sched.max_model_len as u64,
-            );
-        }
+        let (core, max_model_len) = match &setup.sglang {
+            Some(cfg) => (
+                EngineCore::Sglang(Box::new(SglScheduler::new(cfg.clone()))),
+                cfg.context_len,
+            ),
+            None => (
+                EngineCore::Vllm(Box::new(vllm_scheduler(setup))),
+                setup.scheduler.max_model_len,
+            ),
+        };
         Replica {
             index,
             role,
@@ -171,11 +188,11 @@ impl Replica {
             block_bytes: setup.memory.block_bytes as f64,
             kv_bytes_per_token: setup.shard.kv_bytes_per_token() as f64,
             handoffs: Vec::new(),
-            scheduler: Scheduler::new(setup.scheduler.clone(), kv),
+            core,
             cost,
             batch: BatchShape::default(),
             outcome: StepOutcome::default(),
-            max_model_len: setup.scheduler.max_model_len,
+            max_model_len,
             busy: false,
             audit,
             in_flight: VecDeque::new(),
@@ -189,9 +206,14 @@ impl Replica {
         }
     }
 
-    /// The scheduler (read only).
-    pub fn scheduler(&self) -> &Scheduler {
-        &self.scheduler
+    /// The engine core (read only).
+    pub fn core(&self) -> &EngineCore {
+        &self.core
+    }
+
+    /// The vLLM scheduler, if the replica runs vLLM.
+    pub fn vllm(&self) -> Option<&Scheduler> {
+        self.core.vllm()
     }
 
     /// The replica's index in the cluster.
@@ -206,23 +228,22 @@ impl Replica {
 
     /// Tokens still to produce (prompt and output) over the requests it holds.
     pub fn outstanding_tokens(&self) -> u64 {
-        self.scheduler.outstanding_tokens()
+        self.core.outstanding_tokens()
     }
 
     /// Requests it holds.
     pub fn outstanding_requests(&self) -> u64 {
-        (self.scheduler.num_waiting() + self.scheduler.num_running()) as u64
+        (self.core.num_waiting() + self.core.num_running()) as u64
     }
 
     /// Fraction of usable blocks referenced by requests.
     pub fn kv_usage(&self) -> f64 {
-        let c = self.scheduler.kv().counts();
-        c.used as f64 / self.scheduler.kv().num_usable_blocks().max(1) as f64
+        self.core.kv_usage()
     }
 
     /// Leading blocks of `hashes` this replica holds (GPU, then CPU tier).
     pub fn cached_prefix_blocks(&self, hashes: &[u64]) -> usize {
-        self.scheduler.kv().cached_prefix_blocks(hashes)
+        self.core.cached_prefix_blocks(hashes)
     }
 
     /// Move the requests whose prompt finished here (for a decode replica) into `out`.
@@ -232,7 +253,9 @@ impl Replica {
 
     /// Use a CPU tier for evicted blocks.
     pub fn set_cpu_tier(&mut self, tier: super::cpu_tier::CpuTier) {
-        self.scheduler.kv_mut().set_cpu_tier(tier);
+        if let Some(s) = self.core.vllm_mut() {
+            s.kv_mut().set_cpu_tier(tier);
+        }
     }
 
     /// Accept a request whose prompt ran on a prefill replica: its KV (`input_tokens`) and
@@ -247,7 +270,7 @@ impl Replica {
         er.output_limit = er.req.output_tokens;
         er.first_token_ns = Some(now_ns);
         er.last_token_ns = now_ns;
-        self.scheduler.add_request(er);
+        self.core.add_request(er);
     }
 
     /// True while a step is executing.
@@ -257,7 +280,7 @@ impl Replica {
 
     /// True when the replica has work that a new step could do, or output in flight.
     pub fn has_work(&self) -> bool {
-        !self.scheduler.is_idle() || !self.in_flight.is_empty()
+        !self.core.is_idle() || !self.in_flight.is_empty()
     }
 
     /// Accept an arriving request, or reject it with a reason.
@@ -269,15 +292,8 @@ impl Replica {
             Some(RejectReason::ZeroOutputTokens)
         } else if total > self.max_model_len as u64 {
             Some(RejectReason::ExceedsMaxModelLen)
-        } else if self
-            .scheduler
-            .kv()
-            .peak_blocks(req.input_tokens, req.output_tokens)
-            > self.scheduler.kv().num_usable_blocks() as u64
-        {
-            Some(RejectReason::ExceedsKvCapacity)
         } else {
-            None
+            self.core.refuse(req.input_tokens, req.output_tokens)
         };
         match reason {
             Some(r) => rec.on_reject(&req, r, now_ns),
@@ -287,7 +303,7 @@ impl Replica {
                 if self.role == Role::Prefill {
                     er.output_limit = 1;
                 }
-                self.scheduler.add_request(er);
+                self.core.add_request(er);
                 Ok(())
             }
         }
@@ -317,11 +333,11 @@ impl Replica {
     /// with nothing new to run but output in flight waits for it (and is busy until then).
     pub fn plan_step(&mut self, now_ns: u64) -> Result<Planned> {
         debug_assert!(!self.busy);
-        if self.scheduler.is_idle() && self.in_flight.is_empty() {
+        if self.core.is_idle() && self.in_flight.is_empty() {
             return Ok(Planned::Idle);
         }
-        self.scheduler.schedule(now_ns);
-        if !self.scheduler.scheduled.is_empty() {
+        self.core.schedule(now_ns)?;
+        if !self.core.scheduled().is_empty() {
             return Ok(Planned::Batch);
         }
         // Nothing new can run: wait for the output of the step in flight.
@@ -329,8 +345,8 @@ impl Replica {
             return Err(Error::failure(format!(
                 "scheduler stalled at t={:.3}s with {} waiting and {} running requests",
                 now_ns as f64 / 1e9,
-                self.scheduler.num_waiting(),
-                self.scheduler.num_running()
+                self.core.num_waiting(),
+                self.core.num_running()
             )));
         };
         self.apply_due = true;
@@ -340,8 +356,8 @@ impl Replica {
 
     /// Tokens of the step just planned.
     pub fn scheduled_tokens(&self) -> u64 {
-        self.scheduler
-            .scheduled
+        self.core
+            .scheduled()
             .iter()
             .map(|s| s.new_tokens as u64)
             .sum()
@@ -352,7 +368,7 @@ impl Replica {
     pub fn price_step(&mut self, now_ns: u64, moe_tokens: u64) -> StepTiming {
         let cost = self.step_cost(moe_tokens);
         let cpu = (cost.overhead_ns.ceil() as u64).min(cost.total_ns());
-        if self.scheduler.is_async() {
+        if self.core.is_async() {
             StepTiming {
                 start_ns: (now_ns + cpu).max(self.gpu_free_ns),
                 duration_ns: (cost.total_ns() - cpu).max(1),
@@ -368,7 +384,7 @@ impl Replica {
     /// Start the step just planned with `timing` (its own [`Replica::price_step`], or a
     /// data-parallel group's common one). Returns when [`Replica::finish_step`] is due.
     pub fn commit_step(&mut self, timing: StepTiming, rec: &mut Recorder) -> Result<u64> {
-        let asynchronous = self.scheduler.is_async();
+        let asynchronous = self.core.is_async();
         let StepTiming {
             start_ns: start,
             duration_ns: duration,
@@ -378,7 +394,7 @@ impl Replica {
         self.gpu_free_ns = end_ns;
         let mut plan = self.spare_plans.pop().unwrap_or_default();
         plan.clear();
-        plan.extend_from_slice(&self.scheduler.scheduled);
+        plan.extend_from_slice(self.core.scheduled());
         self.in_flight.push_back(InFlight { plan, end_ns });
         self.steps_started += 1;
         self.apply_due = !asynchronous || self.in_flight.len() >= 2;
@@ -397,14 +413,15 @@ impl Replica {
         self.batch.clear();
         self.batch.moe_tokens = moe_tokens;
         let mut host_value_tokens = 0.0f64;
-        for s in &self.scheduler.scheduled {
-            let r = self.scheduler.request(s.slot);
+        let token_policy = self.core.vllm().and_then(|v| v.kv().token_policy());
+        for s in self.core.scheduled() {
+            let r = self.core.request(s.slot);
             let mut work = SeqWork {
                 new_tokens: s.new_tokens,
                 context: s.context,
             };
             if s.decode {
-                if let Some(t) = self.scheduler.kv().token_policy() {
+                if let Some(t) = token_policy {
                     // The step reads the policy's share of the context (decode attention
                     // reads `context + 1` tokens).
                     let ctx = s.context as u64 + 1;
@@ -421,7 +438,7 @@ impl Replica {
             }
         }
         let mut cost = self.cost.step_cost(&self.batch);
-        let t = self.scheduler.step_traffic;
+        let t = self.core.step_traffic();
         // Loads and swap-ins come in, swap-outs go out: the two directions overlap.
         // Offloaded values fetched for the step (ShadowKV): half of each token's KV bytes.
         let load = (t.cpu_load_blocks + t.swap_in_blocks) as f64 * self.block_bytes
@@ -441,12 +458,9 @@ impl Replica {
     /// Check the block counts and write the step's row.
     fn record_step(&mut self, start_ns: u64, duration_ns: u64, rec: &mut Recorder) -> Result<()> {
         let counts = if self.audit {
-            self.scheduler
-                .kv()
-                .audit()
-                .map_err(|e| Error::failure(format!("block audit failed: {e}")))?
+            self.core.audit()?
         } else {
-            let c = self.scheduler.kv().counts();
+            let c = self.core.counts();
             if c.used + c.cached + c.free != c.total {
                 return Err(Error::failure(format!(
                     "block conservation violated: {c:?}"
@@ -454,7 +468,7 @@ impl Replica {
             }
             c
         };
-        let scheduled = &self.scheduler.scheduled;
+        let scheduled = self.core.scheduled();
         let decode_tokens = scheduled.iter().filter(|s| s.decode).count() as u64;
         let prefill_tokens = scheduled
             .iter()
@@ -470,9 +484,10 @@ impl Replica {
             prefill_tokens,
             decode_tokens,
             blocks: counts,
-            waiting: self.scheduler.num_waiting() as u32,
-            running: self.scheduler.num_running() as u32,
-            preemptions: self.scheduler.step_preemptions,
+            waiting: self.core.num_waiting() as u32,
+            running: self.core.num_running() as u32,
+            preemptions: self.core.step_preemptions(),
+            sglang: self.core.sglang_step(),
         };
         rec.on_step(&self.last_step)
     }
@@ -495,21 +510,21 @@ impl Replica {
             return Ok(());
         };
         self.applied_step = true;
-        self.scheduler
+        self.core
             .update_from_output(now_ns, &done.plan, &mut self.outcome);
         self.spare_plans.push(done.plan);
         for &slot in &self.outcome.sampled {
-            let r = self.scheduler.request(slot);
+            let r = self.core.token_view(slot);
             let gap = (r.generated > 1).then(|| now_ns - r.last_token_ns);
-            rec.on_token(r.req.id, gap);
+            rec.on_token(r.id, gap);
             self.applied.push(Applied {
-                id: r.req.id,
-                finished: r.status == super::request::Status::Finished,
+                id: r.id,
+                finished: r.finished,
             });
-            self.scheduler.set_last_token(slot, now_ns);
+            self.core.set_last_token(slot, now_ns);
         }
         for k in 0..self.outcome.finished.len() {
-            let r = self.scheduler.take_finished(self.outcome.finished[k]);
+            let r = self.core.take_finished(self.outcome.finished[k]);
             if self.role == Role::Prefill && r.req.output_tokens > 1 {
                 self.handoffs.push(r);
             } else {
@@ -517,10 +532,7 @@ impl Replica {
             }
         }
         if self.audit {
-            self.scheduler
-                .kv()
-                .audit()
-                .map_err(|e| Error::failure(format!("block audit failed: {e}")))?;
+            self.core.audit()?;
         }
         Ok(())
     }
@@ -548,16 +560,18 @@ impl Replica {
         evictor: super::evictor::PolicyEvictor,
         oracle: Option<std::sync::Arc<super::evictor::TraceNextUse>>,
     ) {
-        let kv = self.scheduler.kv_mut();
-        kv.set_evictor(evictor);
-        if let Some(o) = oracle {
-            kv.set_oracle(o);
+        if let Some(s) = self.core.vllm_mut() {
+            let kv = s.kv_mut();
+            kv.set_evictor(evictor);
+            if let Some(o) = oracle {
+                kv.set_oracle(o);
+            }
         }
     }
 
     /// Total preemptions.
     pub fn preemptions(&self) -> u64 {
-        self.scheduler.total_preemptions
+        self.core.total_preemptions()
     }
 
     /// Description of the cost model.

@@ -380,12 +380,7 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
     }
     let g = &s.engine;
     non_negative("engine.server_latency_us", g.server_latency_us)?;
-    if g.kind != "vllm" {
-        return Err((
-            "engine.kind".into(),
-            format!("unknown engine `{}`; known: vllm", g.kind),
-        ));
-    }
+    super::engine_keys::check(s)?;
     if g.max_num_batched_tokens == Some(0) {
         return Err((
             "engine.max_num_batched_tokens".into(),

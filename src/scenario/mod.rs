@@ -2,6 +2,7 @@
 //! (documented in `docs/scenario.md`); unknown fields are errors.
 
 mod bench;
+mod engine_keys;
 mod load;
 mod readers;
 mod source;
@@ -360,9 +361,40 @@ impl Efficiency {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSpec {
-    /// The engine modelled. Only `vllm` for now.
+    /// The engine modelled: `vllm` (vLLM 0.33.0, the default) or `sglang` (SGLang
+    /// 0.5.23). Keys of one engine are refused under the other.
     #[serde(default = "default_engine_kind")]
     pub kind: String,
+    /// SGLang `--schedule-policy`: `fcfs` (default), `lpm`, `dfs-weight`, `lof`, `random`.
+    #[serde(default)]
+    pub schedule_policy: Option<String>,
+    /// SGLang `--chunked-prefill-size`: tokens per prefill chunk (page-aligned); -1 or 0
+    /// disables chunking; default by GPU memory (8192 on H100 and H200).
+    #[serde(default)]
+    pub chunked_prefill_size: Option<i64>,
+    /// SGLang `--max-running-requests`; default from the KV pool size.
+    #[serde(default)]
+    pub max_running_requests: Option<u32>,
+    /// SGLang `--max-prefill-tokens`: prompt tokens one prefill batch may take (16384).
+    #[serde(default)]
+    pub max_prefill_tokens: Option<u32>,
+    /// SGLang `--schedule-conservativeness`: scales the new-token ratio (1.0).
+    #[serde(default)]
+    pub schedule_conservativeness: Option<f64>,
+    /// SGLang `--disable-overlap-schedule`: schedule synchronously (SGLang overlaps the
+    /// CPU work of step n+1 with step n by default).
+    #[serde(default)]
+    pub disable_overlap_schedule: Option<bool>,
+    /// SGLang `--enable-mixed-chunk` (default false; kvsim does not model mixing yet).
+    #[serde(default)]
+    pub enable_mixed_chunk: Option<bool>,
+    /// SGLang sampling parameter `ignore_eos` for every request: admission reserves each
+    /// running request's whole remaining output (ratio 1) instead of the new-token ratio.
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
+    /// SGLang `--context-length`; default: the model's maximum context.
+    #[serde(default)]
+    pub context_length: Option<u32>,
     /// Token budget per step; default by GPU memory class as vLLM's API server sets it.
     #[serde(default)]
     pub max_num_batched_tokens: Option<u32>,
@@ -481,6 +513,15 @@ impl Default for EngineSpec {
     fn default() -> Self {
         EngineSpec {
             kind: default_engine_kind(),
+            schedule_policy: None,
+            chunked_prefill_size: None,
+            max_running_requests: None,
+            max_prefill_tokens: None,
+            schedule_conservativeness: None,
+            disable_overlap_schedule: None,
+            enable_mixed_chunk: None,
+            ignore_eos: None,
+            context_length: None,
             max_num_batched_tokens: None,
             max_num_seqs: None,
             enable_chunked_prefill: true,
@@ -554,6 +595,16 @@ pub struct KvCacheSpec {
     /// (`docs/policies.md`, "Token-level policies").
     #[serde(default)]
     pub token_policy: Option<TokenPolicySpec>,
+    /// SGLang `--page-size`: tokens per KV page of the radix cache (1).
+    #[serde(default)]
+    pub page_size: Option<u32>,
+    /// SGLang `--max-total-tokens`: caps the token slots of the KV pool.
+    #[serde(default)]
+    pub max_total_tokens: Option<u64>,
+    /// SGLang `--mem-fraction-static`: the share of device memory for weights and the KV
+    /// pool; default as SGLang derives it from the GPU memory (0.830 on H100).
+    #[serde(default)]
+    pub mem_fraction_static: Option<f64>,
 }
 
 /// `kv_cache.token_policy`: which token-level policy runs and its budget. Fields a policy
@@ -673,6 +724,9 @@ impl Default for KvCacheSpec {
             predictor: None,
             cpu_offload: None,
             token_policy: None,
+            page_size: None,
+            max_total_tokens: None,
+            mem_fraction_static: None,
         }
     }
 }

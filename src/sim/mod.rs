@@ -112,7 +112,7 @@ pub fn run_with_cost(
                 let sent = req.arrival_ns;
                 cluster.replicas[target].add_request(req, now, rec)?;
                 wake(&mut queue, &mut start_pending, &cluster, target, now);
-                let waiting = cluster.replicas.iter().map(|r| r.scheduler().num_waiting());
+                let waiting = cluster.replicas.iter().map(|r| r.core().num_waiting());
                 last_send = (sent, waiting.sum());
             }
             EventKind::StepDone { replica } => {
@@ -207,20 +207,20 @@ fn arm_arrival(
 
 fn summarize(scenario: &Scenario, setup: &EngineSetup, rec: &Recorder, c: &Cluster) -> Summary {
     let first = &c.replicas[0];
-    let evictions = c
-        .replicas
-        .iter()
-        .map(|r| r.scheduler().kv().evictions())
-        .sum();
+    let evictions = c.replicas.iter().map(|r| r.core().evictions()).sum();
     let mut summary = Summary::build(scenario, setup, rec, first.cost_model(), evictions);
     summary.cost_model_warnings = first.cost_warnings();
     summary.slo_bounds = crate::slo::check_all(&scenario.slo.bounds, &summary);
-    let kv = first.scheduler().kv();
-    summary.eviction = kv.eviction_name().to_string();
-    summary.learned_predictor = kv.learned_stats().map(|(updates, mse)| LearnedStats {
-        updates,
-        mean_squared_log_error: mse,
-    });
+    match first.vllm().map(|s| s.kv()) {
+        Some(kv) => {
+            summary.eviction = kv.eviction_name().to_string();
+            summary.learned_predictor = kv.learned_stats().map(|(updates, mse)| LearnedStats {
+                updates,
+                mean_squared_log_error: mse,
+            });
+        }
+        None => summary.eviction = "sglang-radix-lru".to_string(),
+    }
     summary.add_cluster(setup, rec, c);
     summary
 }

@@ -37,6 +37,8 @@ pub struct StepRecord {
     pub running: u32,
     /// Preemptions while scheduling this step.
     pub preemptions: u32,
+    /// SGLang's own columns, when the engine is SGLang.
+    pub sglang: Option<crate::engine::sglang::scheduler::StepSummary>,
 }
 
 /// Latencies of one completed request, milliseconds.
@@ -166,21 +168,38 @@ fn io_err(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 impl Recorder {
-    /// A recorder that writes rows to the given files (if any).
+    /// A recorder that writes rows to the given files (if any), vLLM's columns.
     pub fn new(requests_csv: Option<File>, steps_csv: Option<File>, slo: SloSpec) -> Result<Self> {
+        Self::for_engine(requests_csv, steps_csv, slo, "vllm")
+    }
+
+    /// A recorder whose files carry the columns of `engine` (`vllm`, or `sglang`: the
+    /// SGLang kit's step columns, and `retractions` for `preemptions`).
+    pub fn for_engine(
+        requests_csv: Option<File>,
+        steps_csv: Option<File>,
+        slo: SloSpec,
+        engine: &str,
+    ) -> Result<Self> {
+        let sglang = engine == "sglang";
         let mut r = Recorder {
             requests_csv: requests_csv.map(|f| BufWriter::with_capacity(1 << 16, f)),
             steps_csv: steps_csv.map(|f| BufWriter::with_capacity(1 << 16, f)),
             slo,
             ..Default::default()
         };
+        let preempted = if sglang { "retractions" } else { "preemptions" };
         if let Some(w) = &mut r.requests_csv {
-            writeln!(w, "request_id,arrival_s,input_tokens,output_tokens,status,reason,cached_tokens,first_scheduled_s,first_token_s,finish_s,ttft_ms,tpot_ms,e2e_ms,preemptions,recomputed_tokens,cpu_hit_tokens,prefill_replica,replica")
+            writeln!(w, "request_id,arrival_s,input_tokens,output_tokens,status,reason,cached_tokens,first_scheduled_s,first_token_s,finish_s,ttft_ms,tpot_ms,e2e_ms,{preempted},recomputed_tokens,cpu_hit_tokens,prefill_replica,replica")
                 .map_err(io_err("requests.csv"))?;
         }
         if let Some(w) = &mut r.steps_csv {
-            writeln!(w, "replica,start_s,duration_ms,batch_size,prefill_seqs,prefill_tokens,decode_tokens,blocks_used,blocks_cached,blocks_free,waiting,running,preemptions")
-                .map_err(io_err("steps.csv"))?;
+            let header = if sglang {
+                "replica,start_s,duration_ms,mode,batch_size,prefill_seqs,prefill_tokens,decode_tokens,cached_hit_tokens,retracted,new,resumed,chunked_rid,kv_used,tree_evictable,tree_protected,kv_free,waiting,running,new_token_ratio"
+            } else {
+                "replica,start_s,duration_ms,batch_size,prefill_seqs,prefill_tokens,decode_tokens,blocks_used,blocks_cached,blocks_free,waiting,running,preemptions"
+            };
+            writeln!(w, "{header}").map_err(io_err("steps.csv"))?;
         }
         Ok(r)
     }
@@ -290,7 +309,33 @@ impl Recorder {
         if let Some(t) = &mut self.trace {
             t.on_step(st)?;
         }
-        if let Some(w) = &mut self.steps_csv {
+        if let (Some(w), Some(g)) = (&mut self.steps_csv, &st.sglang) {
+            let mode = if g.extend { "extend" } else { "decode" };
+            let chunked = g.chunked.map(|c| c.to_string()).unwrap_or_default();
+            writeln!(
+                w,
+                "{},{:.6},{:.4},{mode},{},{},{},{},{},{},{},{},{chunked},{},{},{},{},{},{},{:.6}",
+                st.replica,
+                s(st.start_ns),
+                st.duration_ns as f64 / 1e6,
+                st.batch_size,
+                st.prefill_seqs,
+                st.prefill_tokens,
+                st.decode_tokens,
+                g.cached_hit_tokens,
+                g.retracted,
+                g.new,
+                g.resumed,
+                g.kv_used,
+                g.tree_evictable,
+                g.tree_protected,
+                g.kv_free,
+                st.waiting,
+                st.running,
+                g.new_token_ratio
+            )
+            .map_err(io_err("steps.csv"))?;
+        } else if let Some(w) = &mut self.steps_csv {
             writeln!(
                 w,
                 "{},{:.6},{:.4},{},{},{},{},{},{},{},{},{},{}",

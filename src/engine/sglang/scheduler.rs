@@ -41,6 +41,34 @@ struct Pending {
     extend: bool,
 }
 
+/// The SGLang columns of one step's row (`steps.csv`, the kit's `sglang_steps.csv`),
+/// taken after scheduling and allocation, before the step's result.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepSummary {
+    /// An extend (prefill) batch; otherwise decode.
+    pub extend: bool,
+    /// Prefix hit tokens of the requests (re)admitted this step.
+    pub cached_hit_tokens: u64,
+    /// Requests retracted this step.
+    pub retracted: u32,
+    /// First admissions.
+    pub new: u32,
+    /// Re-admissions after a retraction.
+    pub resumed: u32,
+    /// The request left mid-prefill (its workload id).
+    pub chunked: Option<u64>,
+    /// Token slots not free (tree's evictable ones included).
+    pub kv_used: u64,
+    /// Tokens of the tree no request locks.
+    pub tree_evictable: u64,
+    /// Tokens of the tree some request locks.
+    pub tree_protected: u64,
+    /// Free token slots.
+    pub kv_free: u64,
+    /// The new-token ratio after scheduling.
+    pub new_token_ratio: f64,
+}
+
 /// The prefill batch run last, as the next pass merges it.
 #[derive(Debug, Clone, Default)]
 struct LastExtend {
@@ -77,6 +105,8 @@ pub struct SglScheduler {
     pub log: StepLog,
     /// Retractions so far.
     pub total_retractions: u64,
+    /// Token slots the tree evicted so far.
+    pub evicted_tokens: u64,
 }
 
 impl SglScheduler {
@@ -103,6 +133,7 @@ impl SglScheduler {
             scheduled: Vec::new(),
             log: StepLog::default(),
             total_retractions: 0,
+            evicted_tokens: 0,
             cfg,
         }
     }
@@ -213,6 +244,7 @@ impl SglScheduler {
         let available = self.pool.available();
         if need > available {
             let freed = self.tree.evict(need - available);
+            self.evicted_tokens += freed;
             self.pool.free(freed / self.page);
         }
     }
@@ -301,8 +333,7 @@ impl SglScheduler {
         if std::mem::take(&mut self.running_shrank) {
             self.batch_is_full = false;
         }
-        if !self.new_prefill_batch()? && !self.running.is_empty() && self.update_running_batch()?
-        {
+        if !self.new_prefill_batch()? && !self.running.is_empty() && self.update_running_batch()? {
             for &s in &self.running {
                 let r = self.reqs[s as usize].as_ref().expect("live slot");
                 self.scheduled.push(Scheduled {
@@ -355,6 +386,30 @@ impl SglScheduler {
             }
             er.computed_high_water = er.computed_high_water.max(end);
         }
+    }
+
+    /// The SGLang columns of the step just scheduled.
+    pub fn step_summary(&self) -> StepSummary {
+        let mut s = StepSummary {
+            extend: self.log.extend,
+            retracted: self.log.retracted.len() as u32,
+            chunked: self.chunked.map(|c| self.request(c).er.req.id),
+            kv_free: self.pool.available(),
+            kv_used: self.pool.total() - self.pool.available(),
+            tree_evictable: self.tree.evictable(),
+            tree_protected: self.tree.protected(),
+            new_token_ratio: self.ratio.current,
+            ..StepSummary::default()
+        };
+        for &(_, prefix, first) in &self.log.admitted {
+            s.cached_hit_tokens += prefix as u64;
+            if first {
+                s.new += 1;
+            } else {
+                s.resumed += 1;
+            }
+        }
+        s
     }
 
     /// Running with the overlap scheduler (SGLang's default).
