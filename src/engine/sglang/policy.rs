@@ -181,3 +181,79 @@ fn dfs_weight_sort(waiting: &mut [u32], reqs: &Slots, tree: &RadixTree) {
     }
     waiting.copy_from_slice(&order);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::request::EngineRequest;
+    use crate::workload::Request;
+
+    fn sgl_req(id: u64, tokens: Vec<u64>, max_new: u32) -> SglReq {
+        let er = EngineRequest::new(Request {
+            id,
+            arrival_ns: 0,
+            input_tokens: tokens.len() as u32,
+            output_tokens: max_new,
+            session: None,
+            segments: Vec::new(),
+        });
+        SglReq::new(er, tokens, max_new, false)
+    }
+
+    fn order(policy: SchedulePolicy, seed: u64, reqs: &mut Vec<Option<SglReq>>) -> Vec<u32> {
+        let mut tree = RadixTree::new(1);
+        for t in [vec![1, 2, 3, 4], vec![1, 2, 5, 6], vec![7, 8]] {
+            tree.insert(&t, 0);
+        }
+        let mut waiting: Vec<u32> = (0..reqs.len() as u32).collect();
+        Policy::new(policy, seed).calc_priority(&mut waiting, reqs, &mut tree);
+        waiting
+    }
+
+    fn queue() -> Vec<Option<SglReq>> {
+        vec![
+            Some(sgl_req(0, vec![7, 8, 9], 10)),
+            Some(sgl_req(1, vec![1, 2, 3, 4, 10], 30)),
+            Some(sgl_req(2, vec![1, 2, 5, 6, 11], 20)),
+            Some(sgl_req(3, vec![1, 2, 3, 4, 12], 30)),
+        ]
+    }
+
+    #[test]
+    fn dfs_weight_walks_heavier_subtrees_first_and_a_node_after_its_children() {
+        // Paths: [1,2] carries three waiting requests ([3,4] two, [5,6] one), [7,8] one.
+        assert_eq!(
+            order(SchedulePolicy::DfsWeight, 0, &mut queue()),
+            [1, 3, 2, 0]
+        );
+    }
+
+    #[test]
+    fn lof_puts_the_longest_output_first_and_keeps_ties_in_queue_order() {
+        assert_eq!(order(SchedulePolicy::Lof, 0, &mut queue()), [1, 3, 2, 0]);
+        let mut q = queue();
+        q[0].as_mut().unwrap().max_new = 40;
+        assert_eq!(order(SchedulePolicy::Lof, 0, &mut q), [0, 1, 3, 2]);
+    }
+
+    #[test]
+    fn random_is_a_seeded_permutation_and_fcfs_keeps_the_queue() {
+        let a = order(SchedulePolicy::Random, 7, &mut queue());
+        assert_eq!(a, order(SchedulePolicy::Random, 7, &mut queue()));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, [0, 1, 2, 3]);
+        let differs = (0..20).any(|s| order(SchedulePolicy::Random, s, &mut queue()) != a);
+        assert!(differs, "the shuffle depends on the seed");
+        assert_eq!(order(SchedulePolicy::Fcfs, 0, &mut queue()), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn lpm_sorts_by_cached_prefix_and_falls_back_to_fcfs_above_128_waiting() {
+        // Matches: r0 2, r1 4, r2 4, r3 4 tokens (no len-1 cap when sorting).
+        assert_eq!(order(SchedulePolicy::Lpm, 0, &mut queue()), [1, 2, 3, 0]);
+        let p = Policy::new(SchedulePolicy::Lpm, 0);
+        assert_eq!(p.active(128), SchedulePolicy::Lpm);
+        assert_eq!(p.active(129), SchedulePolicy::Fcfs);
+    }
+}

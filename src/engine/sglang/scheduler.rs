@@ -781,3 +781,112 @@ impl SglScheduler {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::request::EngineRequest;
+    use crate::workload::Request;
+
+    fn config(overlap: bool, tokens: u64) -> SglangConfig {
+        SglangConfig {
+            page_size: 1,
+            max_total_tokens: tokens,
+            max_running_requests: 8,
+            max_prefill_tokens: 16384,
+            chunked_prefill_size: None,
+            schedule_policy: super::super::config::SchedulePolicy::Fcfs,
+            schedule_conservativeness: 1.0,
+            context_len: 4096,
+            ignore_eos: false,
+            disable_overlap_schedule: !overlap,
+            seed: 0,
+        }
+    }
+
+    fn add(s: &mut SglScheduler, id: u64, input: u32, output: u32) -> u32 {
+        s.add(EngineRequest::new(Request {
+            id,
+            arrival_ns: 0,
+            input_tokens: input,
+            output_tokens: output,
+            session: None,
+            segments: Vec::new(),
+        }))
+    }
+
+    /// (mode, batch) of each step and the tokens each result gave, driven as the overlap
+    /// loop drives it (schedule n+1, then process n) or synchronously.
+    fn drive(overlap: bool, outputs: &[u32]) -> (Vec<String>, Vec<usize>) {
+        let mut s = SglScheduler::new(config(overlap, 1000));
+        for (i, &o) in outputs.iter().enumerate() {
+            add(&mut s, i as u64, 8, o);
+        }
+        let (mut steps, mut tokens) = (Vec::new(), Vec::new());
+        let mut out = StepOutcome::default();
+        let mut in_flight = 0;
+        for _ in 0..20 {
+            s.schedule(0).unwrap();
+            s.audit().unwrap();
+            steps.push(match (s.scheduled.len(), s.log.extend) {
+                (0, _) => "-".to_string(),
+                (n, true) => format!("extend{n}"),
+                (n, false) => format!("decode{n}"),
+            });
+            in_flight += !s.scheduled.is_empty() as usize;
+            // Overlap: the result of the step before this one; sync: this one's.
+            if in_flight > overlap as usize || (s.scheduled.is_empty() && in_flight > 0) {
+                s.update_from_output(&mut out);
+                in_flight -= 1;
+                tokens.push(out.sampled.len());
+                for k in 0..out.finished.len() {
+                    s.take_finished(out.finished[k]);
+                }
+                s.audit().unwrap();
+            }
+            if s.is_idle() && in_flight == 0 {
+                break;
+            }
+        }
+        (steps, tokens)
+    }
+
+    #[test]
+    fn synchronous_steps_apply_each_result_before_the_next() {
+        let (steps, tokens) = drive(false, &[3]);
+        assert_eq!(steps, ["extend1", "decode1", "decode1"]);
+        assert_eq!(tokens, [1, 1, 1]);
+    }
+
+    #[test]
+    fn overlap_schedules_ahead_and_skips_requests_finishing_in_flight() {
+        // Step 2 decodes before step 1's token is in; step 3 finds the request's last
+        // token in flight and leaves it out, so nothing runs and the result is awaited.
+        let (steps, tokens) = drive(true, &[3]);
+        assert_eq!(steps, ["extend1", "decode1", "decode1", "-"]);
+        assert_eq!(tokens, [1, 1, 1]);
+        // A one-token request finishes with its prefill: the next step has nothing.
+        let (steps, tokens) = drive(true, &[1]);
+        assert_eq!(steps, ["extend1", "-"]);
+        assert_eq!(tokens, [1]);
+    }
+
+    #[test]
+    fn overlap_holds_a_finished_requests_slots_until_its_result() {
+        let mut s = SglScheduler::new(config(true, 1000));
+        add(&mut s, 0, 8, 1);
+        let mut out = StepOutcome::default();
+        s.schedule(0).unwrap();
+        let held = s.pool().total() - s.pool().available();
+        assert_eq!(held, 8);
+        // The next pass runs before the result: the request still holds its 8 slots.
+        s.schedule(0).unwrap();
+        assert!(s.scheduled.is_empty());
+        assert_eq!(s.pool().total() - s.pool().available(), 8);
+        s.update_from_output(&mut out);
+        assert_eq!(out.finished.len(), 1);
+        // Its KV went to the tree, evictable.
+        assert_eq!(s.tree().evictable(), 8);
+        s.audit().unwrap();
+    }
+}
