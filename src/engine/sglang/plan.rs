@@ -93,6 +93,19 @@ pub fn reserved_mib(
     r
 }
 
+/// `max_running_requests` for a pool of `tokens` slots: the given value or
+/// `clamp(tokens / context_len * 512, 2048, 4096)`, at most half the slots.
+pub fn max_running_requests(given: Option<u32>, tokens: u64, context_len: u32) -> u64 {
+    let by_pool = tokens / 2;
+    match given {
+        Some(m) => (m as u64).min(by_pool),
+        None => {
+            let by_context = (tokens as f64 / context_len as f64 * 512.0) as u64;
+            by_context.clamp(2048, 4096).min(by_pool)
+        }
+    }
+}
+
 /// Resolve SGLang's settings for a scenario on `gpu`, for the part of `model` one GPU
 /// holds (`shard`).
 pub fn resolve(s: &Scenario, model: &Model, shard: &Model, gpu: &Gpu) -> Result<SglangPlan> {
@@ -147,14 +160,7 @@ pub fn resolve(s: &Scenario, model: &Model, shard: &Model, gpu: &Gpu) -> Result<
         )));
     }
     let context_len = e.context_length.unwrap_or(model.max_position);
-    let by_pool = tokens / 2;
-    let max_running = match e.max_running_requests {
-        Some(m) => (m as u64).min(by_pool),
-        None => {
-            let by_context = (tokens as f64 / context_len as f64 * 512.0) as u64;
-            by_context.min(4096).max(2048).min(by_pool)
-        }
-    };
+    let max_running = max_running_requests(e.max_running_requests, tokens, context_len);
     let policy = e.schedule_policy.as_deref().unwrap_or("fcfs");
     let schedule_policy = SchedulePolicy::parse(policy).ok_or_else(|| {
         Error::input(format!(

@@ -200,7 +200,7 @@ mod tests {
         SglReq::new(er, tokens, max_new, false)
     }
 
-    fn order(policy: SchedulePolicy, seed: u64, reqs: &mut Vec<Option<SglReq>>) -> Vec<u32> {
+    fn order(policy: SchedulePolicy, seed: u64, reqs: &mut [Option<SglReq>]) -> Vec<u32> {
         let mut tree = RadixTree::new(1);
         for t in [vec![1, 2, 3, 4], vec![1, 2, 5, 6], vec![7, 8]] {
             tree.insert(&t, 0);
