@@ -465,11 +465,14 @@ pub fn token_ids(req: &crate::workload::Request, n: usize, out: &mut Vec<u64>) {
     let mut keys = Vec::new();
     request_segment_keys(req, &mut keys);
     out.reserve(n);
-    let mut k = 0;
-    for t in 0..n as u64 {
-        while keys[k].end <= t {
-            k += 1;
+    let (n, mut t) = (n as u64, 0u64);
+    for key in &keys {
+        let end = key.end.min(n);
+        out.extend((t.max(key.start)..end).map(|i| mix(key.chain, i - key.start)));
+        t = t.max(end);
+        if t == n {
+            break;
         }
-        out.push(mix(keys[k].chain, t - keys[k].start));
     }
+    debug_assert_eq!(t, n, "the segment keys cover every token");
 }

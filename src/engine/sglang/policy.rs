@@ -92,7 +92,7 @@ impl Policy {
         &mut self,
         active: SchedulePolicy,
         waiting: &[u32],
-        reqs: &Slots,
+        reqs: &mut Slots,
         tree: &mut RadixTree,
     ) {
         if active.is_cache_aware() || waiting.is_empty() {
@@ -107,7 +107,9 @@ impl Policy {
         }
         let n = waiting.len().min(WAITING_QUEUE_PREFIX_MATCH_MAX);
         for &s in waiting[..n].iter().rev() {
-            tree.match_prefix(req(reqs, s).fill_ids(), usize::MAX);
+            let r = req_mut(reqs, s);
+            r.materialize();
+            tree.match_prefix(r.fill_ids(), usize::MAX);
         }
     }
 }
@@ -124,6 +126,7 @@ fn compute_prefix_matches(
     let mut simulated = RadixTree::new(1);
     for &s in waiting {
         let r = req_mut(reqs, s);
+        r.materialize();
         let m = tree.match_prefix(r.fill_ids(), usize::MAX);
         r.prefix_len = m.len;
         r.last_node = m.node;

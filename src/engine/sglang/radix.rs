@@ -140,11 +140,18 @@ impl RadixTree {
     fn common_pages(&self, child: NodeId, key: &[u64]) -> usize {
         let ck = &self.nodes[child as usize].key;
         let n = ck.len().min(key.len());
+        // Whole runs first (one comparison each), then token by token to the mismatch.
+        const RUN: usize = 64;
         let mut m = 0;
-        while m + self.page <= n && ck[m..m + self.page] == key[m..m + self.page] {
-            m += self.page;
+        while m + RUN <= n && ck[m..m + RUN] == key[m..m + RUN] {
+            m += RUN;
         }
-        m
+        m += ck[m..n]
+            .iter()
+            .zip(&key[m..n])
+            .take_while(|(a, b)| a == b)
+            .count();
+        self.floor_page(m)
     }
 
     fn is_evictable_leaf(&self, id: NodeId) -> bool {

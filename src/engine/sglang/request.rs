@@ -9,7 +9,8 @@ use crate::engine::request::EngineRequest;
 pub struct SglReq {
     /// The engine-independent state (the trace's request, output count, timestamps).
     pub er: EngineRequest,
-    /// Token ids of the prompt and of every output token it will generate.
+    /// Token ids of the prompt and of every output token it will generate; empty until
+    /// [`SglReq::materialize`] (a request deep in the queue needs none yet).
     pub tokens: Vec<u64>,
     /// Prompt tokens (`len(origin_input_ids)`).
     pub input_len: usize,
@@ -85,6 +86,14 @@ impl SglReq {
         }
     }
 
+    /// Give the request its token ids (from the trace's segments) if it has none.
+    pub fn materialize(&mut self) {
+        if self.tokens.is_empty() {
+            let n = self.input_len + self.max_new as usize;
+            crate::prefix::token_ids(&self.er.req, n, &mut self.tokens);
+        }
+    }
+
     /// Output tokens generated (`len(output_ids)`).
     pub fn generated(&self) -> usize {
         self.er.generated as usize
@@ -97,6 +106,7 @@ impl SglReq {
 
     /// The prompt and generated output's ids.
     pub fn fill_ids(&self) -> &[u64] {
+        debug_assert!(!self.tokens.is_empty(), "materialize() first");
         &self.tokens[..self.fill_len()]
     }
 

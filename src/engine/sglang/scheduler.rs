@@ -99,6 +99,8 @@ pub struct SglScheduler {
     /// the next is scheduled: SGLang's `result_queue`).
     pending: std::collections::VecDeque<Pending>,
     spare: Vec<Vec<u32>>,
+    /// Scratch flags by slot (all false between uses).
+    marks: Vec<bool>,
     /// The batch to run, as the engine-independent step description.
     pub scheduled: Vec<Scheduled>,
     /// What this pass did.
@@ -130,6 +132,7 @@ impl SglScheduler {
             rows_held: 0,
             pending: std::collections::VecDeque::new(),
             spare: Vec::new(),
+            marks: Vec::new(),
             scheduled: Vec::new(),
             log: StepLog::default(),
             total_retractions: 0,
@@ -214,10 +217,8 @@ impl SglScheduler {
         let input = er.req.input_tokens as u64;
         let max_new = self.cfg.clamp_max_new(input, er.output_limit as u64) as u32;
         er.output_limit = max_new;
-        let mut tokens = Vec::new();
-        crate::prefix::token_ids(&er.req, (input + max_new as u64) as usize, &mut tokens);
         let ignore_eos = self.cfg.ignore_eos;
-        self.add_request(SglReq::new(er, tokens, max_new, ignore_eos))
+        self.add_request(SglReq::new(er, Vec::new(), max_new, ignore_eos))
     }
 
     /// Queue a request (`_add_request_to_queue`); returns its slot.
@@ -452,8 +453,7 @@ impl SglScheduler {
         if adder.can_run.is_empty() {
             return Ok(false);
         }
-        let taken: std::collections::HashSet<u32> = adder.can_run.iter().copied().collect();
-        self.waiting.retain(|s| !taken.contains(s));
+        self.remove_from_waiting(&adder.can_run);
         if let Some(n) = adder.new_chunked {
             self.chunked = Some(n);
         }
@@ -487,6 +487,21 @@ impl SglScheduler {
         Ok(true)
     }
 
+    /// Take `slots` out of the waiting queue, keeping its order.
+    fn remove_from_waiting(&mut self, slots: &[u32]) {
+        let marks = &mut self.marks;
+        if marks.len() < self.reqs.len() {
+            marks.resize(self.reqs.len(), false);
+        }
+        for &s in slots {
+            marks[s as usize] = true;
+        }
+        self.waiting.retain(|&s| !marks[s as usize]);
+        for &s in slots {
+            marks[s as usize] = false;
+        }
+    }
+
     /// The waiting loop of `_get_new_batch_prefill_raw`.
     fn admit_waiting(&mut self, adder: &mut PrefillAdder, running_bs: usize) {
         for i in 0..self.waiting.len() {
@@ -507,6 +522,7 @@ impl SglScheduler {
             }
             // `init_next_round_input`: match again, at most `len - 1` tokens.
             let r = self.reqs[slot as usize].as_mut().expect("live slot");
+            r.materialize();
             let limit = r.fill_len() - 1;
             let m = self.tree.match_prefix(r.fill_ids(), limit);
             r.prefix_len = m.len;
