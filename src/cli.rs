@@ -1310,16 +1310,32 @@ fn validate(path: &Path, sets: &[String]) -> Result<()> {
     let (scenario, setup) = load_checked(path, sets)?;
     let cost = crate::sim::build_cost_model(&scenario, &setup)?;
     let m = &setup.model;
-    println!(
-        "{}: ok ({} on {}, {} GPU blocks of {} tokens, max_num_batched_tokens {}, max_num_seqs {})",
-        path.display(),
-        m.name,
-        setup.gpu.name,
-        setup.memory.num_gpu_blocks,
-        setup.block_size,
-        setup.scheduler.max_num_batched_tokens,
-        setup.scheduler.max_num_seqs
-    );
+    match &setup.sglang {
+        Some(g) => println!(
+            "{}: ok ({} on {}, SGLang: {} KV token slots in pages of {}, mem_fraction_static {}, max_running_requests {}, chunked_prefill_size {}, max_prefill_tokens {}, schedule_policy {})",
+            path.display(),
+            m.name,
+            setup.gpu.name,
+            g.max_total_tokens,
+            g.page_size,
+            setup.memory.utilization,
+            g.max_running_requests,
+            g.chunked_prefill_size
+                .map_or("off".to_string(), |c| c.to_string()),
+            g.max_prefill_tokens,
+            g.schedule_policy.as_str()
+        ),
+        None => println!(
+            "{}: ok ({} on {}, {} GPU blocks of {} tokens, max_num_batched_tokens {}, max_num_seqs {})",
+            path.display(),
+            m.name,
+            setup.gpu.name,
+            setup.memory.num_gpu_blocks,
+            setup.block_size,
+            setup.scheduler.max_num_batched_tokens,
+            setup.scheduler.max_num_seqs
+        ),
+    }
     println!(
         "model: {:.3} B parameters, {:.2} GiB of weights, {} KV bytes per token (KV cache dtype {}), {:.2} GFLOP per token (linear layers and LM head)",
         m.total_params() as f64 / 1e9,
