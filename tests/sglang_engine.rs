@@ -75,20 +75,7 @@ fn mooncake_and_azure_replay_under_sglang_with_audited_slots() {
 #[test]
 fn files_carry_the_kits_columns_and_repeat_byte_for_byte() {
     let dir = temp_dir("sglang-files");
-    // Three groups whose prompts share their first 40 blocks of 16 tokens.
-    let mut trace = String::from("arrival_s,input_tokens,output_tokens,session,prefix_hashes\n");
-    for i in 0..60u64 {
-        let input = 900 + 37 * i;
-        let ids: Vec<String> = (0..input.div_ceil(16))
-            .map(|k| match k < 40 {
-                true => (i % 3) * 1000 + k,
-                false => (i + 1) * 100_000 + k,
-            })
-            .map(|id| id.to_string())
-            .collect();
-        let t = i as f64 * 0.05;
-        trace += &format!("{t:.2},{input},{},,{}\n", 20 + i % 7, ids.join(" "));
-    }
+    let trace = grouped_trace(60, 900, 37);
     let extra = "engine: {kind: sglang, chunked_prefill_size: 1024}\nkv_cache: {max_total_tokens: 12000}\noutput: {per_step: true}\n";
     let sc = native_scenario(&dir, &trace, extra);
     let sc = sc.to_str().unwrap();
@@ -132,6 +119,55 @@ fn files_carry_the_kits_columns_and_repeat_byte_for_byte() {
     let hits: u64 = reqs.iter().map(|r| int(r, "cached_tokens")).sum();
     assert!(hits > 0);
     assert!(reqs.iter().all(|r| r.contains_key("retractions")));
+}
+
+/// Three groups of prompts sharing their first 40 blocks of 16 tokens, `n` requests of
+/// `base + step * i` prompt tokens.
+fn grouped_trace(n: u64, base: u64, step: u64) -> String {
+    let mut trace = String::from("arrival_s,input_tokens,output_tokens,session,prefix_hashes\n");
+    for i in 0..n {
+        let input = base + step * i;
+        let ids: Vec<String> = (0..input.div_ceil(16))
+            .map(|k| match k < 40 {
+                true => (i % 3) * 1000 + k,
+                false => (i + 1) * 100_000 + k,
+            })
+            .map(|id| id.to_string())
+            .collect();
+        let t = i as f64 * 0.05;
+        trace += &format!("{t:.2},{input},{},,{}\n", 20 + i % 7, ids.join(" "));
+    }
+    trace
+}
+
+#[test]
+fn prefix_affinity_asks_the_sglang_replicas_radix_trees() {
+    let dir = temp_dir("sglang-affinity");
+    let sc = native_scenario(&dir, &grouped_trace(60, 700, 5), "engine: {kind: sglang}\n");
+    let hit = |router: &str| {
+        let set = format!("cluster.router.kind={router}");
+        let s = json(&run_ok(&[
+            "run",
+            sc.to_str().unwrap(),
+            "--no-files",
+            "--json",
+            "-q",
+            "--audit",
+            "--set",
+            "cluster.replicas=2",
+            "--set",
+            &set,
+        ]));
+        assert_eq!(s["requests_completed"], 60);
+        s["prefix_hit_rate"].as_f64().unwrap()
+    };
+    // Round robin splits every group over both replicas; affinity keeps a group where its
+    // prefix is cached, so each prefix is computed once instead of twice.
+    let (rr, affinity) = (hit("round_robin"), hit("prefix_affinity"));
+    assert!(
+        affinity > rr,
+        "prefix_affinity {affinity} against round_robin {rr}"
+    );
 }
 
 #[test]

@@ -47,7 +47,7 @@ impl ClusterView for GroupView<'_> {
     fn cached_prefix_blocks(&self, i: usize, hashes: &[u64]) -> usize {
         self.group(i)
             .iter()
-            .map(|r| r.cached_prefix_blocks(hashes))
+            .map(|r| r.cached_prefix_blocks(hashes, &[], 1))
             .max()
             .unwrap_or(0)
     }

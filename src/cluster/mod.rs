@@ -15,18 +15,26 @@ use data_parallel::{DpBalancer, GroupView};
 use routers::{ClusterView, Router};
 use topology::{Route, Topology};
 
-impl ClusterView for Vec<Replica> {
+/// The replicas as a router sees them, with the token ids of the prompt being routed
+/// (an SGLang replica's radix tree is keyed by them; empty for vLLM).
+struct ReplicaView<'a> {
+    replicas: &'a [Replica],
+    tokens: &'a [u64],
+    block_size: u32,
+}
+
+impl ClusterView for ReplicaView<'_> {
     fn outstanding_tokens(&self, i: usize) -> u64 {
-        self[i].outstanding_tokens()
+        self.replicas[i].outstanding_tokens()
     }
     fn outstanding_requests(&self, i: usize) -> u64 {
-        self[i].outstanding_requests()
+        self.replicas[i].outstanding_requests()
     }
     fn kv_usage(&self, i: usize) -> f64 {
-        self[i].kv_usage()
+        self.replicas[i].kv_usage()
     }
     fn cached_prefix_blocks(&self, i: usize, hashes: &[u64]) -> usize {
-        self[i].cached_prefix_blocks(hashes)
+        self.replicas[i].cached_prefix_blocks(hashes, self.tokens, self.block_size)
     }
 }
 
@@ -212,6 +220,11 @@ pub struct Cluster {
     /// Deployments that take arriving requests (with data parallelism).
     entry_groups: Vec<usize>,
     plans: Vec<crate::engine::replica::Planned>,
+    /// Token ids of the prompt being routed, for routers that ask SGLang replicas what
+    /// they hold ([`Cluster::wants_prompt_tokens`]); the caller fills it before routing.
+    pub prompt_tokens: Vec<u64>,
+    /// Tokens per block of the hashes routers see.
+    block_size: u32,
 }
 
 impl Cluster {
@@ -255,7 +268,17 @@ impl Cluster {
             balancer: DpBalancer::new(n / dp, dp),
             entry_groups,
             plans: Vec::new(),
+            prompt_tokens: Vec::new(),
+            block_size: setup.block_size,
         }
+    }
+
+    /// True when routing reads the prompt's token ids: a router that asks for cached
+    /// prefixes over SGLang replicas.
+    pub fn wants_prompt_tokens(&self) -> bool {
+        self.router.needs_hashes()
+            && self.entry.len() > 1
+            && self.replicas.iter().any(|r| r.core().sglang().is_some())
     }
 
     /// Choose a replica among `candidates` for a prompt with these block hashes. With
@@ -279,7 +302,12 @@ impl Cluster {
         if c.len() == 1 {
             return c[0];
         }
-        self.router.route(hashes, &self.replicas, c)
+        let view = ReplicaView {
+            replicas: &self.replicas,
+            tokens: &self.prompt_tokens,
+            block_size: self.block_size,
+        };
+        self.router.route(hashes, &view, c)
     }
 
     /// Step units: data-parallel groups whose cores step together, else single replicas.

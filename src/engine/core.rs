@@ -280,12 +280,16 @@ impl EngineCore {
         }
     }
 
-    /// Leading blocks of `hashes` the vLLM cache holds; 0 for SGLang (routers that ask
-    /// are refused with SGLang when the scenario is loaded).
-    pub fn cached_prefix_blocks(&self, hashes: &[u64]) -> usize {
+    /// Leading blocks of a prompt the cache holds: of its full-block `hashes` (vLLM), or
+    /// the tokens of its ids `tokens` the radix tree holds, in blocks of `block_size`
+    /// (SGLang), at most `hashes.len()`.
+    pub fn cached_prefix_blocks(&self, hashes: &[u64], tokens: &[u64], block_size: u32) -> usize {
         match self {
             EngineCore::Vllm(s) => s.kv().cached_prefix_blocks(hashes),
-            EngineCore::Sglang(_) => 0,
+            EngineCore::Sglang(s) => {
+                let blocks = s.tree().cached_prefix(tokens) / block_size.max(1) as usize;
+                blocks.min(hashes.len())
+            }
         }
     }
 }

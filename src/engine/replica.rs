@@ -241,9 +241,11 @@ impl Replica {
         self.core.kv_usage()
     }
 
-    /// Leading blocks of `hashes` this replica holds (GPU, then CPU tier).
-    pub fn cached_prefix_blocks(&self, hashes: &[u64]) -> usize {
-        self.core.cached_prefix_blocks(hashes)
+    /// Leading blocks of a prompt this replica holds (GPU, then CPU tier): of its block
+    /// `hashes` (vLLM) or its token ids `tokens` (SGLang; see
+    /// [`EngineCore::cached_prefix_blocks`]).
+    pub fn cached_prefix_blocks(&self, hashes: &[u64], tokens: &[u64], block_size: u32) -> usize {
+        self.core.cached_prefix_blocks(hashes, tokens, block_size)
     }
 
     /// Move the requests whose prompt finished here (for a decode replica) into `out`.

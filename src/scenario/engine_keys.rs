@@ -175,12 +175,6 @@ fn refuse_vllm_only_features(s: &Scenario) -> Check {
             return refuse(field, not_yet);
         }
     }
-    if c.router.kind == "prefix_affinity" {
-        return refuse(
-            "cluster.router.kind",
-            "prefix_affinity asks each replica's vLLM block cache; with SGLang use round_robin, least_outstanding_tokens or least_kv_usage",
-        );
-    }
     Ok(())
 }
 

@@ -75,6 +75,7 @@ pub fn run_with_cost(
     let mut hashes = Vec::new();
     let mut handoffs: Vec<EngineRequest> = Vec::new();
     let wants_hashes = cluster.router.needs_hashes() && cluster.entry.len() > 1;
+    let wants_tokens = cluster.wants_prompt_tokens();
     let wants_decode_hashes = cluster.router.needs_hashes() && cluster.decode.len() > 1;
     let bs = setup.block_size;
     // Events name step units: a replica, or a data-parallel group stepping together.
@@ -107,6 +108,11 @@ pub fn run_with_cost(
                 hashes.clear();
                 if wants_hashes {
                     prompt_block_hashes(&req, bs, &mut hashes);
+                }
+                if wants_tokens {
+                    cluster.prompt_tokens.clear();
+                    let n = req.input_tokens as usize;
+                    crate::prefix::token_ids(&req, n, &mut cluster.prompt_tokens);
                 }
                 let target = cluster.route(&hashes, false);
                 let sent = req.arrival_ns;

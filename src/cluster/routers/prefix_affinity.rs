@@ -10,7 +10,9 @@
 //! 3. Otherwise to the replica with the fewest outstanding tokens.
 //!
 //! SGLang's router keeps an approximate radix tree of the text it routed to each worker;
-//! kvsim asks each replica's KV cache manager directly (the router's ideal knowledge).
+//! kvsim asks each replica's cache directly (the router's ideal knowledge): a vLLM
+//! replica's KV cache manager for the prompt's block hashes, an SGLang replica's radix
+//! tree for its token ids.
 
 use super::{argmin_by, ClusterView, Router};
 use crate::scenario::RouterSpec;

@@ -250,6 +250,25 @@ impl RadixTree {
         Match { len: off, node }
     }
 
+    /// Tokens of `tokens` the tree holds as a prefix, page-aligned down, without touching
+    /// anything (what a router asks; [`RadixTree::match_prefix`] is the engine's match).
+    pub fn cached_prefix(&self, tokens: &[u64]) -> usize {
+        let key = &tokens[..self.floor_page(tokens.len())];
+        let (mut node, mut off) = (ROOT, 0);
+        while off < key.len() {
+            let Some(child) = self.child(node, &key[off..]) else {
+                break;
+            };
+            let m = self.common_pages(child, &key[off..]);
+            off += m;
+            if m < self.nodes[child as usize].key.len() {
+                break;
+            }
+            node = child;
+        }
+        off
+    }
+
     /// Insert the first `tokens.len()` tokens, page-aligned down (`begin_insert` and its
     /// walk): every node walked is touched, a node the key ends or diverges in is split,
     /// the rest becomes a new leaf. Tokens the tree already had past `prev_prefix_len`
