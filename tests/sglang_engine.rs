@@ -246,6 +246,15 @@ fn keys_of_the_other_engine_are_refused_with_the_key_to_use() {
             "engine.enable_mixed_chunk",
             "not modelled",
         ),
+        (
+            vec![
+                "engine.kind=sglang",
+                "kv_cache.page_size=16",
+                "engine.chunked_prefill_size=24",
+            ],
+            "engine.chunked_prefill_size",
+            "not a multiple of kv_cache.page_size 16",
+        ),
         (vec!["engine.kind=tgi"], "engine.kind", "vllm, sglang"),
     ] {
         let mut args = vec!["run", sc, "--no-files", "-q"];

@@ -106,6 +106,35 @@ pub fn max_running_requests(given: Option<u32>, tokens: u64, context_len: u32) -
     }
 }
 
+/// `chunked_prefill_size`: `given` or the GPU's default; `None` (off) for -1 or 0; a
+/// multiple of the page size, as SGLang asserts at startup
+/// (`arg_groups/validation_hook.py:243-246`).
+fn resolve_chunk(
+    given: Option<i64>,
+    default: u32,
+    page_size: u32,
+    gpu: &str,
+) -> Result<Option<u32>> {
+    let chunk =
+        match given {
+            None => Some(default),
+            Some(c) if c <= 0 => None,
+            Some(c) => Some(u32::try_from(c).map_err(|_| {
+                Error::input(format!("engine.chunked_prefill_size: {c} is too large"))
+            })?),
+        };
+    if let Some(c) = chunk.filter(|c| c % page_size != 0) {
+        let which = match given {
+            Some(_) => String::new(),
+            None => format!(" (the default on {gpu})"),
+        };
+        return Err(Error::input(format!(
+            "engine.chunked_prefill_size: {c}{which} is not a multiple of kv_cache.page_size {page_size} (SGLang requires it)"
+        )));
+    }
+    Ok(chunk)
+}
+
 /// Resolve SGLang's settings for a scenario on `gpu`, for the part of `model` one GPU
 /// holds (`shard`).
 pub fn resolve(s: &Scenario, model: &Model, shard: &Model, gpu: &Gpu) -> Result<SglangPlan> {
@@ -114,14 +143,7 @@ pub fn resolve(s: &Scenario, model: &Model, shard: &Model, gpu: &Gpu) -> Result<
     let gpu_mib = gpu.memory_bytes as f64 / MIB;
     let (default_chunk, mut decode_max_bs) = gpu_memory_defaults(gpu_mib, tp);
     let page_size = k.page_size.unwrap_or(1);
-    let chunk =
-        match e.chunked_prefill_size {
-            None => Some(default_chunk),
-            Some(c) if c <= 0 => None,
-            Some(c) => Some(u32::try_from(c).map_err(|_| {
-                Error::input(format!("engine.chunked_prefill_size: {c} is too large"))
-            })?),
-        };
+    let chunk = resolve_chunk(e.chunked_prefill_size, default_chunk, page_size, &gpu.name)?;
     let max_prefill_tokens = e.max_prefill_tokens.unwrap_or(DEFAULT_MAX_PREFILL_TOKENS);
     if let Some(m) = e.max_running_requests {
         decode_max_bs = decode_max_bs.min(m);
