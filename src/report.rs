@@ -544,9 +544,17 @@ impl Summary {
         if let Some(w) = &self.load_warning {
             line("load warning", w.clone());
         }
-        line(
-            "kv cache",
-            format!(
+        let kv = match &self.sglang {
+            Some(g) => format!(
+                "{} token slots{} in pages of {} (mem_fraction_static {}: weights {:.2} GiB, {:.2} GiB reserved outside the pool)",
+                g.max_total_tokens,
+                if self.memory.explicit { " (capped)" } else { "" },
+                g.page_size,
+                self.memory.utilization,
+                self.memory.weight_bytes as f64 / GIB,
+                self.memory.activation_bytes as f64 / GIB
+            ),
+            None => format!(
                 "{} GPU blocks{} x {:.2} MiB = {} tokens (weights {:.2} GiB, activations {:.2} GiB)",
                 self.memory.num_gpu_blocks,
                 if self.memory.explicit { " (explicit)" } else { "" },
@@ -555,7 +563,8 @@ impl Summary {
                 self.memory.weight_bytes as f64 / GIB,
                 self.memory.activation_bytes as f64 / GIB
             ),
-        );
+        };
+        line("kv cache", kv);
         if let Some(g) = &self.sglang {
             line(
                 "sglang",
