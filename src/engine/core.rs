@@ -179,6 +179,15 @@ impl EngineCore {
         }
     }
 
+    /// Requests it holds (waiting or running; SGLang's mid-prefill and just-prefilled ones
+    /// too, which are in neither of its queues).
+    pub fn num_held(&self) -> usize {
+        match self {
+            EngineCore::Vllm(s) => s.num_waiting() + s.num_running(),
+            EngineCore::Sglang(s) => s.num_held(),
+        }
+    }
+
     /// Running requests (SGLang: the decoding batch).
     pub fn num_running(&self) -> usize {
         match self {

@@ -233,7 +233,7 @@ impl Replica {
 
     /// Requests it holds.
     pub fn outstanding_requests(&self) -> u64 {
-        (self.core.num_waiting() + self.core.num_running()) as u64
+        self.core.num_held() as u64
     }
 
     /// Fraction of usable blocks referenced by requests.

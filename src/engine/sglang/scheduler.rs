@@ -175,6 +175,11 @@ impl SglScheduler {
         self.waiting.len()
     }
 
+    /// Requests it holds: waiting, running, mid-prefill or just prefilled.
+    pub fn num_held(&self) -> usize {
+        self.reqs.len() - self.free_slots.len()
+    }
+
     /// Requests in the running (decode) batch.
     pub fn num_running(&self) -> usize {
         self.running.len()
