@@ -101,7 +101,7 @@ impl EngineCore {
             }
             EngineCore::Sglang(s) => {
                 let r = s.request(slot);
-                (&r.er, r.finished)
+                (&r.er, r.finished())
             }
         };
         TokenView {

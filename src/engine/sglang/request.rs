@@ -53,8 +53,6 @@ pub struct SglReq {
     pub retractions: u32,
     /// Admitted at least once.
     pub admitted_once: bool,
-    /// All output generated.
-    pub finished: bool,
 }
 
 impl SglReq {
@@ -82,7 +80,6 @@ impl SglReq {
             matched_for_sort: 0,
             retractions: 0,
             admitted_once: false,
-            finished: false,
         }
     }
 
@@ -92,6 +89,11 @@ impl SglReq {
             let n = self.input_len + self.max_new as usize;
             crate::prefix::token_ids(&self.er.req, n, &mut self.tokens);
         }
+    }
+
+    /// All output generated.
+    pub fn finished(&self) -> bool {
+        self.er.status == crate::engine::request::Status::Finished
     }
 
     /// Output tokens generated (`len(output_ids)`).

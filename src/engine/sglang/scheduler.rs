@@ -208,7 +208,7 @@ impl SglScheduler {
         self.reqs
             .iter()
             .flatten()
-            .filter(|r| !r.finished)
+            .filter(|r| !r.finished())
             .map(|r| {
                 let left_prompt = r.fill_len().saturating_sub(r.committed) as u64;
                 left_prompt + r.remaining_new()
@@ -494,17 +494,10 @@ impl SglScheduler {
 
     /// Take `slots` out of the waiting queue, keeping its order.
     fn remove_from_waiting(&mut self, slots: &[u32]) {
-        let marks = &mut self.marks;
-        if marks.len() < self.reqs.len() {
-            marks.resize(self.reqs.len(), false);
-        }
-        for &s in slots {
-            marks[s as usize] = true;
-        }
+        set_marks(&mut self.marks, self.reqs.len(), slots, true);
+        let marks = &self.marks;
         self.waiting.retain(|&s| !marks[s as usize]);
-        for &s in slots {
-            marks[s as usize] = false;
-        }
+        set_marks(&mut self.marks, self.reqs.len(), slots, false);
     }
 
     /// The waiting loop of `_get_new_batch_prefill_raw`.
@@ -652,12 +645,14 @@ impl SglScheduler {
         let Some(inflight) = self.pending.front() else {
             return false;
         };
-        let reqs = &self.reqs;
+        set_marks(&mut self.marks, self.reqs.len(), &inflight.slots, true);
+        let (reqs, marks) = (&self.reqs, &self.marks);
         let before = self.running.len();
         self.running.retain(|&s| {
             let r = reqs[s as usize].as_ref().expect("live slot");
-            !(inflight.slots.contains(&s) && r.generated() + 1 >= r.max_new as usize)
+            !(marks[s as usize] && r.generated() + 1 >= r.max_new as usize)
         });
+        set_marks(&mut self.marks, self.reqs.len(), &inflight.slots, false);
         self.running.len() < before
     }
 
@@ -735,7 +730,7 @@ impl SglScheduler {
         };
         for &slot in &batch.slots {
             let r = self.req_mut(slot);
-            if r.is_retracted || r.finished {
+            if r.is_retracted || r.finished() {
                 continue;
             }
             if batch.extend && r.inflight_middle_chunks > 0 {
@@ -745,7 +740,6 @@ impl SglScheduler {
             r.er.generated += 1;
             out.sampled.push(slot);
             if r.generated() >= r.max_new as usize {
-                r.finished = true;
                 r.er.status = crate::engine::request::Status::Finished;
                 out.finished.push(slot);
                 self.release(slot, true);
@@ -758,7 +752,7 @@ impl SglScheduler {
         self.spare.push(batch.slots);
         if !out.finished.is_empty() {
             let reqs = &self.reqs;
-            let live = |s: &u32| !reqs[*s as usize].as_ref().is_some_and(|r| r.finished);
+            let live = |s: &u32| !reqs[*s as usize].as_ref().is_some_and(|r| r.finished());
             if let Some(l) = self.last_extend.as_mut() {
                 let n = l.slots.len();
                 l.slots.retain(live);
@@ -800,6 +794,16 @@ impl SglScheduler {
             ));
         }
         Ok(())
+    }
+}
+
+/// Set the scratch flags of `slots` to `on` (growing them to `len` slots first).
+fn set_marks(marks: &mut Vec<bool>, len: usize, slots: &[u32], on: bool) {
+    if marks.len() < len {
+        marks.resize(len, false);
+    }
+    for &s in slots {
+        marks[s as usize] = on;
     }
 }
 
