@@ -171,47 +171,28 @@ fn case_requests(case: &Path) -> Result<Vec<Request>> {
     Ok(out)
 }
 
-/// Per-request bookkeeping, as the driver keeps it.
-#[derive(Debug, Clone)]
+/// Per-request steps the driver records; the rest of a request's row is its own
+/// accounting, read when it finishes.
+#[derive(Debug, Clone, Default)]
 struct Log {
-    cached: i64,
-    first_sched: i64,
-    first_token: i64,
-    finish: i64,
-    retractions: i64,
-    generated: i64,
-    high_water: u64,
-    recomputed: u64,
-    sglang_cached: i64,
+    first_sched: Option<i64>,
+    first_token: Option<i64>,
+    finish: Option<i64>,
+    /// `cached_tokens, retractions, recomputed_tokens, generated, sglang_cached_tokens`.
+    finished: Option<[i64; 5]>,
 }
 
 /// Replay a case through kvsim's SGLang scheduler.
 pub fn replay(case: &Path) -> Result<Run> {
     let cfg = case_config(case)?;
-    let total = cfg.max_total_tokens as i64;
     let requests = case_requests(case)?;
     let mut sched = SglScheduler::new(cfg);
-    let mut slot_of = Vec::with_capacity(requests.len());
     let mut inputs = Vec::with_capacity(requests.len());
     for r in requests {
         inputs.push((r.input_tokens, r.output_tokens));
-        slot_of.push(sched.add(EngineRequest::new(r)));
+        sched.add(EngineRequest::new(r));
     }
-    let n = slot_of.len();
-    let mut logs = vec![
-        Log {
-            cached: -1,
-            first_sched: -1,
-            first_token: -1,
-            finish: -1,
-            retractions: 0,
-            generated: 0,
-            high_water: 0,
-            recomputed: 0,
-            sglang_cached: -1,
-        };
-        n
-    ];
+    let mut logs = vec![Log::default(); inputs.len()];
     let mut run = Run::default();
     let mut out = StepOutcome::default();
     let mut step = 0i64;
@@ -237,85 +218,32 @@ pub fn replay(case: &Path) -> Result<Run> {
             waiting_before,
             active_policy: active,
             ratio_before,
-            ratio: sched.ratio(),
-            ..Default::default()
+            ..schedule_record(&sched)
         };
-        let extend = sched.log.extend && !sched.scheduled.is_empty();
-        let (mut prefill_seqs, mut prefill_tokens, mut decode_tokens, mut hit) = (0, 0, 0, 0);
-        for &(slot, prefix, first) in &sched.log.admitted {
-            let id = sched.request(slot).er.req.id;
-            hit += prefix as i64;
-            rec.hits.insert(id, prefix as u64);
+        for &(slot, _, first) in &sched.log.admitted {
             if first {
-                rec.new.push(id);
-                logs[id as usize].cached = prefix as i64;
-                logs[id as usize].first_sched = step;
-            } else {
-                rec.resumed.push(id);
+                let id = sched.request(slot).er.req.id as usize;
+                logs[id].first_sched = Some(step);
             }
         }
-        for s in &sched.scheduled {
-            let (n, ctx) = (s.new_tokens as u64, s.context as u64);
-            if extend {
-                prefill_seqs += 1;
-                prefill_tokens += n as i64;
-            } else {
-                decode_tokens += 1;
-            }
-            rec.sched.insert(s.id, (n, ctx));
-            let log = &mut logs[s.id as usize];
-            if ctx < log.high_water {
-                log.recomputed += (ctx + n).min(log.high_water) - ctx;
-            }
-            log.high_water = log.high_water.max(ctx + n);
-        }
-        for &slot in &sched.log.retracted {
-            let id = sched.request(slot).er.req.id;
-            rec.retracted.push(id);
-            logs[id as usize].retractions += 1;
-        }
-        rec.chunked = sched.chunked().map(|c| sched.request(c).er.req.id);
-        let free = sched.pool().available() as i64;
-        let mode = match (sched.scheduled.is_empty(), extend) {
-            (true, _) => "idle",
-            (false, true) => "extend",
-            (false, false) => "decode",
-        };
-        let row = vec![
-            Cell::Int(step),
-            Cell::Text(mode.into()),
-            Cell::Int(sched.scheduled.len() as i64),
-            Cell::Int(prefill_seqs),
-            Cell::Int(prefill_tokens),
-            Cell::Int(decode_tokens),
-            Cell::Int(hit),
-            Cell::Int(rec.retracted.len() as i64),
-            Cell::Int(rec.new.len() as i64),
-            Cell::Int(rec.resumed.len() as i64),
-            rec.chunked
-                .map_or(Cell::Text(String::new()), |c| Cell::Int(c as i64)),
-            Cell::Int(total - free),
-            Cell::Int(sched.tree().evictable() as i64),
-            Cell::Int(sched.tree().protected() as i64),
-            Cell::Int(free),
-            Cell::Int(sched.num_waiting() as i64),
-            Cell::Int(sched.num_running() as i64),
-            Cell::Float(round6(sched.ratio())),
-        ];
+        run.steps.insert(step, step_row(step, &sched));
         if !sched.scheduled.is_empty() {
             sched.update_from_output(&mut out);
             for &slot in &out.sampled {
                 let id = sched.request(slot).er.req.id as usize;
-                if logs[id].first_token < 0 {
-                    logs[id].first_token = step;
-                }
-                logs[id].generated = sched.request(slot).generated() as i64;
+                logs[id].first_token.get_or_insert(step);
             }
             for k in 0..out.finished.len() {
                 let r = sched.take_finished(out.finished[k]);
-                let id = r.er.req.id as usize;
-                logs[id].finish = step;
-                logs[id].sglang_cached = r.sglang_cached_tokens as i64;
+                let log = &mut logs[r.er.req.id as usize];
+                log.finish = Some(step);
+                log.finished = Some([
+                    r.er.cached_tokens,
+                    r.er.preemptions as i64,
+                    r.er.recomputed_tokens as i64,
+                    r.er.generated as i64,
+                    r.sglang_cached_tokens as i64,
+                ]);
             }
         }
         sched
@@ -326,29 +254,92 @@ pub fn replay(case: &Path) -> Result<Run> {
             sched.tree().evictable(),
             sched.tree().protected(),
         );
-        run.steps.insert(step, row);
         run.sched.insert(step, rec);
         step += 1;
     }
     for (i, log) in logs.iter().enumerate() {
         let (input, output) = inputs[i];
+        let [cached, retractions, recomputed, generated, sglang_cached] =
+            log.finished.unwrap_or([-1, 0, 0, 0, -1]);
         let row = [
             i as i64,
             input as i64,
             output as i64,
-            log.cached,
-            log.first_sched,
-            log.first_token,
-            log.finish,
-            log.retractions,
-            log.recomputed as i64,
-            log.generated,
-            log.sglang_cached,
+            cached,
+            log.first_sched.unwrap_or(-1),
+            log.first_token.unwrap_or(-1),
+            log.finish.unwrap_or(-1),
+            retractions,
+            recomputed,
+            generated,
+            sglang_cached,
         ];
         run.requests
             .insert(i as i64, row.into_iter().map(Cell::Int).collect());
     }
     Ok(run)
+}
+
+/// The schedule record of the step just scheduled (all but what comes before the step
+/// and after its result).
+fn schedule_record(sched: &SglScheduler) -> StepRecord {
+    let id = |slot: u32| sched.request(slot).er.req.id;
+    let mut rec = StepRecord {
+        ratio: sched.ratio(),
+        chunked: sched.chunked().map(id),
+        retracted: sched.log.retracted.iter().map(|&s| id(s)).collect(),
+        ..Default::default()
+    };
+    for &(slot, prefix, first) in &sched.log.admitted {
+        rec.hits.insert(id(slot), prefix as u64);
+        match first {
+            true => rec.new.push(id(slot)),
+            false => rec.resumed.push(id(slot)),
+        }
+    }
+    for s in &sched.scheduled {
+        rec.sched
+            .insert(s.id, (s.new_tokens as u64, s.context as u64));
+    }
+    rec
+}
+
+/// The `sglang_steps.csv` row of the step just scheduled.
+fn step_row(step: i64, sched: &SglScheduler) -> Vec<Cell> {
+    let g = sched.step_summary();
+    let batch = sched.scheduled.len() as i64;
+    let extend = g.extend && batch > 0;
+    let mode = match (batch, extend) {
+        (0, _) => "idle",
+        (_, true) => "extend",
+        (_, false) => "decode",
+    };
+    let prefill_tokens: i64 = match extend {
+        true => sched.scheduled.iter().map(|s| s.new_tokens as i64).sum(),
+        false => 0,
+    };
+    let int = |v: u64| Cell::Int(v as i64);
+    vec![
+        Cell::Int(step),
+        Cell::Text(mode.into()),
+        Cell::Int(batch),
+        Cell::Int(if extend { batch } else { 0 }),
+        Cell::Int(prefill_tokens),
+        Cell::Int(if extend { 0 } else { batch }),
+        int(g.cached_hit_tokens),
+        int(g.retracted as u64),
+        int(g.new as u64),
+        int(g.resumed as u64),
+        g.chunked
+            .map_or(Cell::Text(String::new()), |c| Cell::Int(c as i64)),
+        int(g.kv_used),
+        int(g.tree_evictable),
+        int(g.tree_protected),
+        int(g.kv_free),
+        int(sched.num_waiting() as u64),
+        int(sched.num_running() as u64),
+        Cell::Float(round6(g.new_token_ratio)),
+    ]
 }
 
 /// Python's `round(x, 6)`: the double nearest the value rounded to 6 decimals.
