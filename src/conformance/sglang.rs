@@ -257,6 +257,13 @@ pub fn replay(case: &Path) -> Result<Run> {
         run.sched.insert(step, rec);
         step += 1;
     }
+    request_rows(&logs, &inputs, &mut run);
+    Ok(run)
+}
+
+/// The `sglang_requests.csv` rows: the trace's lengths, the steps logged, and each
+/// request's own counts.
+fn request_rows(logs: &[Log], inputs: &[(u32, u32)], run: &mut Run) {
     for (i, log) in logs.iter().enumerate() {
         let (input, output) = inputs[i];
         let [cached, retractions, recomputed, generated, sglang_cached] =
@@ -277,7 +284,6 @@ pub fn replay(case: &Path) -> Result<Run> {
         run.requests
             .insert(i as i64, row.into_iter().map(Cell::Int).collect());
     }
-    Ok(run)
 }
 
 /// The schedule record of the step just scheduled (all but what comes before the step
