@@ -309,51 +309,8 @@ impl Recorder {
         if let Some(t) = &mut self.trace {
             t.on_step(st)?;
         }
-        if let (Some(w), Some(g)) = (&mut self.steps_csv, &st.sglang) {
-            let mode = if g.extend { "extend" } else { "decode" };
-            let chunked = g.chunked.map(|c| c.to_string()).unwrap_or_default();
-            writeln!(
-                w,
-                "{},{:.6},{:.4},{mode},{},{},{},{},{},{},{},{},{chunked},{},{},{},{},{},{},{:.6}",
-                st.replica,
-                s(st.start_ns),
-                st.duration_ns as f64 / 1e6,
-                st.batch_size,
-                st.prefill_seqs,
-                st.prefill_tokens,
-                st.decode_tokens,
-                g.cached_hit_tokens,
-                g.retracted,
-                g.new,
-                g.resumed,
-                g.kv_used,
-                g.tree_evictable,
-                g.tree_protected,
-                g.kv_free,
-                st.waiting,
-                st.running,
-                g.new_token_ratio
-            )
-            .map_err(io_err("steps.csv"))?;
-        } else if let Some(w) = &mut self.steps_csv {
-            writeln!(
-                w,
-                "{},{:.6},{:.4},{},{},{},{},{},{},{},{},{},{}",
-                st.replica,
-                s(st.start_ns),
-                st.duration_ns as f64 / 1e6,
-                st.batch_size,
-                st.prefill_seqs,
-                st.prefill_tokens,
-                st.decode_tokens,
-                st.blocks.used,
-                st.blocks.cached,
-                st.blocks.free,
-                st.waiting,
-                st.running,
-                st.preemptions
-            )
-            .map_err(io_err("steps.csv"))?;
+        if let Some(w) = &mut self.steps_csv {
+            write_step_row(w, st).map_err(io_err("steps.csv"))?;
         }
         Ok(())
     }
@@ -458,6 +415,49 @@ impl Recorder {
         }
         Ok(())
     }
+}
+
+/// One `steps.csv` row: the common columns, then vLLM's block counts or SGLang's own.
+fn write_step_row(w: &mut BufWriter<File>, st: &StepRecord) -> std::io::Result<()> {
+    let (start, ms) = (s(st.start_ns), st.duration_ns as f64 / 1e6);
+    write!(w, "{},{start:.6},{ms:.4},", st.replica)?;
+    let Some(g) = &st.sglang else {
+        return writeln!(
+            w,
+            "{},{},{},{},{},{},{},{},{},{}",
+            st.batch_size,
+            st.prefill_seqs,
+            st.prefill_tokens,
+            st.decode_tokens,
+            st.blocks.used,
+            st.blocks.cached,
+            st.blocks.free,
+            st.waiting,
+            st.running,
+            st.preemptions
+        );
+    };
+    let mode = if g.extend { "extend" } else { "decode" };
+    let chunked = g.chunked.map(|c| c.to_string()).unwrap_or_default();
+    writeln!(
+        w,
+        "{mode},{},{},{},{},{},{},{},{},{chunked},{},{},{},{},{},{},{:.6}",
+        st.batch_size,
+        st.prefill_seqs,
+        st.prefill_tokens,
+        st.decode_tokens,
+        g.cached_hit_tokens,
+        g.retracted,
+        g.new,
+        g.resumed,
+        g.kv_used,
+        g.tree_evictable,
+        g.tree_protected,
+        g.kv_free,
+        st.waiting,
+        st.running,
+        g.new_token_ratio
+    )
 }
 
 fn s(ns: u64) -> f64 {
