@@ -66,6 +66,45 @@ pub struct Roofline {
     mla_gemms: Option<[(u64, u64); 4]>,
     /// Context rows MLA's prefill up-projects per launch ([`Roofline::mla_context_chunks`]).
     mla_workspace: f64,
+    /// The step terms that depend on the token count alone, computed once per count.
+    by_tokens: TokenMemo,
+}
+
+/// Step terms that are functions of one integer count (the step's tokens, its sampled
+/// sequences), remembered per count: each GEMM's soft roofline costs two `powf`, and a
+/// replay asks for the same few hundred batch sizes hundreds of thousands of times. The
+/// value returned is the one computed, bit for bit.
+#[derive(Debug, Clone, Default)]
+struct TokenMemo {
+    /// `linear_ns` of a dense step by token count (NaN: not computed yet).
+    linear: std::cell::RefCell<Vec<f64>>,
+    /// The LM head and sampler by sampled sequences (NaN: not computed yet).
+    lm_head: std::cell::RefCell<Vec<f64>>,
+}
+
+/// Counts above this are computed every time (a memo entry is 8 bytes).
+const MEMO_MAX_COUNT: usize = 1 << 16;
+
+impl TokenMemo {
+    /// `table[count]`, computing it with `f` the first time.
+    fn get(table: &std::cell::RefCell<Vec<f64>>, count: f64, f: impl FnOnce() -> f64) -> f64 {
+        let i = count as usize;
+        if i as f64 != count || i > MEMO_MAX_COUNT {
+            return f();
+        }
+        if let Some(&v) = table.borrow().get(i) {
+            if !v.is_nan() {
+                return v;
+            }
+        }
+        let v = f();
+        let mut t = table.borrow_mut();
+        if t.len() <= i {
+            t.resize(i + 1, f64::NAN);
+        }
+        t[i] = v;
+        v
+    }
 }
 
 impl Roofline {
@@ -115,6 +154,7 @@ impl Roofline {
                 [first, second, (kl, heads * (nope + v)), (heads * v, h)]
             }),
             mla_workspace: (8.0 * model.max_position as f64).min(MLA_WORKSPACE_CAP),
+            by_tokens: TokenMemo::default(),
         }
     }
 
@@ -479,6 +519,31 @@ impl Roofline {
             .sum()
     }
 
+    /// The GEMMs of every layer for a step of `tokens` tokens (`StepCost::linear_ns`).
+    fn linear_ns(&self, batch: &BatchShape, tokens: f64) -> f64 {
+        let m = &self.model;
+        let layers = m.layers as f64;
+        let gemm = |i: usize| self.gemm_ns(tokens, self.gemms[i].0, self.gemms[i].1);
+        let attention_gemms = if self.mla_gemms.is_some() {
+            self.mla_linear_ns(batch, tokens)
+        } else {
+            gemm(0) + gemm(1)
+        };
+        let moe_layers = m.moe_layers() as f64;
+        let mut ns = (layers - moe_layers) * (attention_gemms + gemm(2) + gemm(3));
+        if moe_layers > 0.0 {
+            let experts = batch.expert_tokens() as f64;
+            ns += moe_layers * (attention_gemms + self.moe_mlp_group_ns(tokens, experts));
+        }
+        let linear = m.linear_attention_layers() as f64;
+        if linear > 0.0 {
+            // Linear-attention layers run their own projections instead of QKV and O.
+            ns += linear * (self.linear_attention_gemms_ns(tokens) - attention_gemms);
+        }
+
+        ns
+    }
+
     /// CPU overhead of a step with `seqs` sequences.
     pub fn overhead_ns(&self, seqs: usize) -> f64 {
         self.step_overhead_ns + self.per_request_overhead_ns * seqs as f64
@@ -488,7 +553,6 @@ impl Roofline {
 impl CostModel for Roofline {
     fn step_cost(&self, batch: &BatchShape) -> StepCost {
         let m = &self.model;
-        let layers = m.layers as f64;
         let tokens = batch.total_tokens() as f64;
         let mut cost = StepCost {
             overhead_ns: self.overhead_ns(batch.num_seqs()),
@@ -497,24 +561,15 @@ impl CostModel for Roofline {
         if tokens == 0.0 {
             return cost;
         }
-        let gemm = |i: usize| self.gemm_ns(tokens, self.gemms[i].0, self.gemms[i].1);
-        let attention_gemms = if self.mla_gemms.is_some() {
-            self.mla_linear_ns(batch, tokens)
+        // Dense layers' GEMMs depend on the token count alone (MLA's on the batch's split,
+        // MoE's on the experts' tokens).
+        cost.linear_ns = if self.mla_gemms.is_none() && m.moe_layers() == 0 {
+            TokenMemo::get(&self.by_tokens.linear, tokens, || {
+                self.linear_ns(batch, tokens)
+            })
         } else {
-            gemm(0) + gemm(1)
+            self.linear_ns(batch, tokens)
         };
-        let moe_layers = m.moe_layers() as f64;
-        cost.linear_ns = (layers - moe_layers) * (attention_gemms + gemm(2) + gemm(3));
-        if moe_layers > 0.0 {
-            let experts = batch.expert_tokens() as f64;
-            cost.linear_ns +=
-                moe_layers * (attention_gemms + self.moe_mlp_group_ns(tokens, experts));
-        }
-        let linear = m.linear_attention_layers() as f64;
-        if linear > 0.0 {
-            // Linear-attention layers run their own projections instead of QKV and O.
-            cost.linear_ns += linear * (self.linear_attention_gemms_ns(tokens) - attention_gemms);
-        }
 
         if !batch.prefills.is_empty() {
             cost.prefill_attention_ns =
@@ -526,8 +581,9 @@ impl CostModel for Roofline {
         }
         if batch.sampled > 0 {
             let sampled = batch.sampled as f64;
-            cost.lm_head_ns =
-                self.gemm_ns(sampled, m.hidden as u64, m.vocab as u64) + self.sampler_ns(sampled);
+            cost.lm_head_ns = TokenMemo::get(&self.by_tokens.lm_head, sampled, || {
+                self.gemm_ns(sampled, m.hidden as u64, m.vocab as u64) + self.sampler_ns(sampled)
+            });
         }
         cost.elementwise_ns = self.elementwise_group_ns(tokens, batch.expert_tokens() as f64);
         cost

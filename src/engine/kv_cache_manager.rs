@@ -25,7 +25,7 @@ use super::block_pool::{BlockCounts, BlockId, BlockPool};
 use super::cpu_tier::CpuTier;
 use super::evictor::TraceNextUse;
 use super::token_policy::TokenPolicy;
-use crate::idhash::IdMap;
+use crate::idhash::SlotMap;
 use crate::paging::NEVER;
 use crate::prefix::SegmentKey;
 use std::sync::Arc;
@@ -82,7 +82,8 @@ pub struct KvCacheManager {
     pool: BlockPool,
     block_size: u32,
     enable_caching: bool,
-    requests: IdMap<RequestBlocks>,
+    /// The requests holding blocks, by scheduler slot.
+    requests: SlotMap<RequestBlocks>,
     hit_scratch: Vec<BlockId>,
     spare: Vec<RequestBlocks>,
     cpu: Option<CpuTier>,
@@ -110,7 +111,7 @@ impl KvCacheManager {
             pool: BlockPool::new(num_gpu_blocks, free_unhashed_first),
             block_size,
             enable_caching,
-            requests: IdMap::default(),
+            requests: SlotMap::default(),
             hit_scratch: Vec::new(),
             spare: Vec::new(),
             cpu: None,
@@ -253,7 +254,7 @@ impl KvCacheManager {
 
     /// The next uses of the request's first blocks (shorter than its blocks, or empty
     /// without an oracle: the others are unknown).
-    fn next_uses_of(requests: &IdMap<RequestBlocks>, id: u64, blocks: usize) -> &[u64] {
+    fn next_uses_of(requests: &SlotMap<RequestBlocks>, id: u64, blocks: usize) -> &[u64] {
         let v = &requests[&id].next_uses;
         &v[..blocks.min(v.len())]
     }
@@ -400,7 +401,8 @@ impl KvCacheManager {
     }
 
     /// Register a request with the hashes of its full blocks. `fill` appends them to the
-    /// vector it is given.
+    /// vector it is given. `id` is the scheduler's slot of the request (a small integer,
+    /// reused: requests are kept in a vector indexed by it).
     pub fn add_request(&mut self, id: u64, owner: u64, fill: impl FnOnce(&mut Vec<u64>)) {
         let mut rb = self.spare.pop().unwrap_or_default();
         rb.owner = owner;
@@ -509,6 +511,12 @@ impl KvCacheManager {
                 in_flight,
             );
         }
+        if hit.is_none() && full_tokens.is_none() && reserve == 0 {
+            let end = num_computed_tokens + num_new_tokens;
+            if self.fits_in_held_blocks(id, end, known_tokens) {
+                return true;
+            }
+        }
         let hit = hit.unwrap_or(CacheHit::NONE);
         let hit_blocks: &[BlockId] = if hit.blocks > 0 {
             &self.hit_scratch[..hit.blocks]
@@ -575,6 +583,31 @@ impl KvCacheManager {
             self.register(id, full);
         }
         true
+    }
+
+    /// True when a request growing to `end` tokens (`known` of them known) needs no new
+    /// block and fills none it has not registered: then `allocate_slots` has nothing to do
+    /// (the common decode step: one token into a block with room). Only for the plain
+    /// cache (no token policy, CPU tier or groups, whose allocations do more).
+    fn fits_in_held_blocks(&self, id: u64, end: u32, known: u32) -> bool {
+        if self.token.is_some() || self.cpu.is_some() {
+            return false;
+        }
+        let Some(rb) = self.requests.get(&id) else {
+            return false;
+        };
+        let bs = self.block_size as u64;
+        let held = rb.blocks.len() as u64;
+        if (end as u64).div_ceil(bs) != held {
+            return false;
+        }
+        if !self.enable_caching {
+            return true;
+        }
+        let full = ((end.min(known) as u64 / bs) as usize)
+            .min(rb.hashes.len())
+            .min(rb.blocks.len());
+        full <= rb.num_cached
     }
 
     /// Register the request's blocks up to `full` (those not yet registered) as cached.
