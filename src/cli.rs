@@ -42,6 +42,10 @@ enum Command {
         /// Recount every block after every step (slow; for debugging).
         #[arg(long)]
         audit: bool,
+        /// Run every engine step through the event loop: no steady decode steps
+        /// fast-forwarded (same results, slower; docs/performance.md).
+        #[arg(long)]
+        no_fast_forward: bool,
         /// Latency percentiles to report, e.g. `50,90,95,99,99.9` (output.percentiles).
         #[arg(long, value_name = "P,P,...")]
         percentiles: Option<String>,
@@ -639,6 +643,7 @@ fn dispatch(cmd: Command, quiet: bool) -> Result<()> {
             json,
             no_files,
             audit,
+            no_fast_forward,
             percentiles,
             bench_json,
             trace,
@@ -659,6 +664,7 @@ fn dispatch(cmd: Command, quiet: bool) -> Result<()> {
                     json,
                     no_files,
                     audit,
+                    step_by_step: no_fast_forward,
                     trace,
                     seeds,
                     jobs,
@@ -1115,6 +1121,7 @@ struct RunOptions {
     json: bool,
     no_files: bool,
     audit: bool,
+    step_by_step: bool,
     trace: bool,
     seeds: Option<u32>,
     jobs: Option<usize>,
@@ -1149,6 +1156,7 @@ fn run_into(s: &Scenario, setup: &EngineSetup, dir: &Path, o: RunOptions) -> Res
         (Some(d), r, st)
     };
     let mut rec = Recorder::for_engine(req_file, step_file, s.slo.clone(), &s.engine.kind)?;
+    rec.set_step_by_step(o.step_by_step);
     let tracing = o.trace || s.output.trace;
     let mut outdir = outdir;
     if let (Some(d), true) = (&mut outdir, tracing) {

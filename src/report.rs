@@ -202,6 +202,9 @@ pub struct Summary {
     pub recomputed_tokens: u64,
     /// Engine steps.
     pub steps: u64,
+    /// Steps run by fast-forwarding (steady decode steps run back to back, outside the
+    /// event loop; the results are the same without it: `kvsim run --no-fast-forward`).
+    pub fast_forwarded_steps: u64,
     /// Fraction of the makespan the engine was busy.
     pub busy_fraction: f64,
     /// Largest batch in a step.
@@ -373,6 +376,7 @@ impl Summary {
             preemptions: rec.preemptions,
             recomputed_tokens: rec.recomputed_tokens,
             steps: rec.steps,
+            fast_forwarded_steps: rec.fast_forwarded_steps,
             busy_fraction: if makespan_s > 0.0 {
                 rec.busy_ns as f64 / 1e9 / makespan_s
             } else {
@@ -764,10 +768,11 @@ impl Summary {
         line(
             "steps",
             format!(
-                "{} (busy {:.1} % of makespan, max batch {})",
+                "{} (busy {:.1} % of makespan, max batch {}; {:.1} % fast-forwarded)",
                 self.steps,
                 100.0 * self.busy_fraction,
-                self.max_batch
+                self.max_batch,
+                100.0 * self.fast_forwarded_steps as f64 / self.steps.max(1) as f64
             ),
         );
         if let Some(l) = &self.learned_predictor {

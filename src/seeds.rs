@@ -175,6 +175,7 @@ pub fn run_seeds(
     let Some((&first_seed, rest)) = seeds.split_first() else {
         return Ok(Vec::new());
     };
+    let step_by_step = rec.is_step_by_step();
     let run_first = || {
         let mut first = s.clone();
         first.seed = first_seed;
@@ -185,6 +186,7 @@ pub fn run_seeds(
         sc.seed = seed;
         let setup = EngineSetup::from_scenario(&sc)?;
         let mut r = Recorder::new(None, None, sc.slo.clone())?;
+        r.set_step_by_step(step_by_step);
         if let Some(t) = progress.ticker() {
             r.set_progress(t);
         }

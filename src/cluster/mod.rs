@@ -331,15 +331,21 @@ impl Cluster {
         !r.iter().any(|c| c.is_busy()) && r.iter().any(|c| c.has_work())
     }
 
-    /// Start a step of unit `u` at `now_ns`; returns when its finish is due.
+    /// Start a step of unit `u` at `now_ns`; returns when its finish is due. A replica
+    /// first fast-forwards the steady decode steps whose events are due before
+    /// `horizon_ns`, the next event of the rest of the simulation
+    /// ([`Replica::fast_forward`]; data-parallel groups step one by one).
     pub fn start_unit_step(
         &mut self,
         u: usize,
         now_ns: u64,
+        horizon_ns: u64,
         rec: &mut crate::sim::recorder::Recorder,
     ) -> crate::error::Result<Option<u64>> {
         if self.unit == 1 {
-            return self.replicas[u].start_step(now_ns, rec);
+            let r = &mut self.replicas[u];
+            let at = r.fast_forward(now_ns, horizon_ns, rec)?;
+            return r.start_step(at, rec);
         }
         let range = self.unit_replicas(u);
         data_parallel::start_group_step(&mut self.replicas[range], now_ns, rec, &mut self.plans)

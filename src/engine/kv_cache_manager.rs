@@ -295,6 +295,18 @@ impl KvCacheManager {
         }
     }
 
+    /// Free blocks (cached ones included: they are evicted on demand).
+    pub fn num_free_blocks(&self) -> u32 {
+        self.pool.num_free_blocks()
+    }
+
+    /// True when a decode token's allocation is the plain one (no token policy, CPU tier
+    /// or KV cache groups), so steps of decodes alone may be run back to back
+    /// (`Scheduler::steady_decode_steps`).
+    pub fn allows_steady_decode(&self) -> bool {
+        self.token.is_none() && self.cpu.is_none() && self.hybrid.is_none()
+    }
+
     /// The CPU tier, if any.
     pub fn cpu_tier(&self) -> Option<&CpuTier> {
         self.cpu.as_ref()

@@ -14,6 +14,8 @@ use crate::sim::recorder::{Recorder, StepRecord};
 use crate::workload::Request;
 use std::collections::VecDeque;
 
+mod fast_forward;
+
 /// Why a request was rejected on arrival.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RejectReason {
@@ -81,6 +83,8 @@ pub struct Replica {
     applied: Vec<Applied>,
     applied_step: bool,
     last_step: StepRecord,
+    /// Run steady decode steps back to back ([`Replica::fast_forward`]).
+    fast_forward: bool,
 }
 
 /// vLLM's scheduler over a KV cache manager built from `setup`.
@@ -203,6 +207,7 @@ impl Replica {
             applied: Vec::new(),
             applied_step: false,
             last_step: StepRecord::default(),
+            fast_forward: true,
         }
     }
 
@@ -553,6 +558,11 @@ impl Replica {
     /// Steps started so far.
     pub fn steps_started(&self) -> u64 {
         self.steps_started
+    }
+
+    /// Turn fast-forwarding of steady decode steps on or off ([`Replica::fast_forward`]).
+    pub fn set_fast_forward(&mut self, on: bool) {
+        self.fast_forward = on;
     }
 
     /// Choose cached-block evictions with a paging policy, told next uses by `oracle` if

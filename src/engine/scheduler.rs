@@ -20,6 +20,8 @@ use super::request::{EngineRequest, Status};
 use crate::prefix::request_block_hashes;
 use std::collections::VecDeque;
 
+mod steady;
+
 /// Scheduler limits.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {

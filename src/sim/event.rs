@@ -64,6 +64,11 @@ impl EventQueue {
             .map(|((time_ns, _), kind)| Event { time_ns, kind })
     }
 
+    /// When the earliest event is due.
+    pub fn next_time(&self) -> Option<u64> {
+        self.schedule.next_due().map(|(time_ns, _)| time_ns)
+    }
+
     /// Events pending.
     pub fn len(&self) -> usize {
         self.schedule.len()

@@ -148,7 +148,8 @@ pub fn run_with_cost(
             EventKind::StepStart { replica } => {
                 let u = replica as usize;
                 start_pending[u] = false;
-                if let Some(at) = cluster.start_unit_step(u, now, rec)? {
+                let horizon = queue.next_time().unwrap_or(u64::MAX);
+                if let Some(at) = cluster.start_unit_step(u, now, horizon, rec)? {
                     queue.push(at, EventKind::StepDone { replica });
                 }
             }

@@ -157,6 +157,10 @@ pub struct Recorder {
     pub done: Option<Vec<u64>>,
     /// The Perfetto trace being written, if asked for ([`Recorder::set_trace`]).
     trace: Option<crate::trace_events::TraceWriter>,
+    /// Every step goes through the event loop (`kvsim run --no-fast-forward`).
+    step_by_step: bool,
+    /// Steps the replicas ran by fast-forwarding (`Replica::fast_forward`).
+    pub fast_forwarded_steps: u64,
     /// Every request's figures for `bench_result.json`, if asked for.
     pub bench: Option<crate::bench_result::BenchRecorder>,
     /// The progress display's handle, if one is shown ([`Recorder::set_progress`]).
@@ -265,6 +269,24 @@ impl Recorder {
             self.replicas.resize_with(i + 1, ReplicaStats::default);
         }
         &mut self.replicas[i]
+    }
+
+    /// True when steps may be fast-forwarded: nothing recorded per token by request
+    /// (`bench_result.json`), no trace, no closed-loop client waiting on completions, and
+    /// not turned off ([`Recorder::set_step_by_step`]).
+    pub fn allows_fast_forward(&self) -> bool {
+        !self.step_by_step && self.bench.is_none() && self.trace.is_none() && self.done.is_none()
+    }
+
+    /// Run every step through the event loop, none fast-forwarded (the results are the
+    /// same; this is the check that they are).
+    pub fn set_step_by_step(&mut self, on: bool) {
+        self.step_by_step = on;
+    }
+
+    /// True when [`Recorder::set_step_by_step`] turned fast-forwarding off.
+    pub fn is_step_by_step(&self) -> bool {
+        self.step_by_step
     }
 
     /// A step started.

@@ -1,0 +1,98 @@
+//! Fast-forwarding: runs of steps in which every running request decodes one token and
+//! nothing else happens are run back to back, without the event queue, each step exactly
+//! as the step-by-step loop runs it: the same schedule, the same blocks allocated and
+//! registered in the same order, the same step time from the cost model, the same
+//! `steps.csv` row, tokens and latencies. A run ends before the first step in which a
+//! request would finish, a block might run short, or any other event is due (an arrival,
+//! another replica's step, a transfer): the replica then goes on step by step.
+
+use super::{InFlight, Replica, Role};
+use crate::error::Result;
+use crate::sim::recorder::Recorder;
+
+impl Replica {
+    /// From a step start at `now_ns`, run the steady decode steps whose events are all
+    /// due before `horizon_ns` (the next event of the rest of the simulation). Returns
+    /// when the step after them is to be scheduled: `now_ns` when none ran. The caller
+    /// goes on with [`Replica::start_step`] at that time.
+    pub fn fast_forward(
+        &mut self,
+        now_ns: u64,
+        horizon_ns: u64,
+        rec: &mut Recorder,
+    ) -> Result<u64> {
+        if !self.fast_forward
+            || self.audit
+            || self.busy
+            || self.apply_due
+            || self.role != Role::Unified
+            || !rec.allows_fast_forward()
+        {
+            return Ok(now_ns);
+        }
+        let asynchronous = self.core.is_async();
+        let Some(sched) = self.core.vllm() else {
+            return Ok(now_ns);
+        };
+        let in_flight = match (asynchronous, self.in_flight.len()) {
+            (true, 1) => Some(self.in_flight[0].plan.as_slice()),
+            (false, 0) => None,
+            _ => return Ok(now_ns),
+        };
+        let Some(steps) = sched.steady_decode_steps(in_flight) else {
+            return Ok(now_ns);
+        };
+        self.batch.clear();
+        sched.steady_batch(&mut self.batch.decodes);
+        self.batch.sampled = self.batch.decodes.len() as u32;
+        let mut t = now_ns;
+        for _ in 0..steps {
+            let (start, duration, due) = self.steady_timing(t, asynchronous);
+            if due >= horizon_ns {
+                break;
+            }
+            let sched = self.core.vllm_mut().expect("a vLLM core");
+            if !sched.schedule_steady_decode() {
+                break;
+            }
+            self.record_step(start, duration, rec)?;
+            self.gpu_free_ns = start + duration;
+            self.steps_started += 1;
+            rec.fast_forwarded_steps += 1;
+            let mut plan = self.spare_plans.pop().unwrap_or_default();
+            plan.clear();
+            plan.extend_from_slice(self.core.scheduled());
+            let applied = if asynchronous {
+                let end_ns = start + duration;
+                let oldest = self.in_flight.pop_front().expect("a step in flight");
+                self.in_flight.push_back(InFlight { plan, end_ns });
+                oldest.plan
+            } else {
+                plan
+            };
+            let sched = self.core.vllm_mut().expect("a vLLM core");
+            sched.apply_steady_decode(due, &applied, |id, last| rec.on_token(id, Some(due - last)));
+            self.spare_plans.push(applied);
+            for w in &mut self.batch.decodes {
+                w.context += 1;
+            }
+            t = due;
+        }
+        Ok(t)
+    }
+
+    /// The next steady step scheduled at `now_ns`, priced as [`Replica::price_step`]
+    /// prices it: its GPU start, its duration, and when its output (with asynchronous
+    /// scheduling, the previous step's) is applied.
+    fn steady_timing(&self, now_ns: u64, asynchronous: bool) -> (u64, u64, u64) {
+        let cost = self.cost.step_cost(&self.batch);
+        let total = cost.total_ns();
+        let cpu = (cost.overhead_ns.ceil() as u64).min(total);
+        if asynchronous {
+            let start = (now_ns + cpu).max(self.gpu_free_ns);
+            (start, (total - cpu).max(1), start)
+        } else {
+            (now_ns, total, now_ns + total)
+        }
+    }
+}
