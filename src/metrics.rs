@@ -143,13 +143,21 @@ impl LogHistogram {
 
     /// Record one value.
     pub fn record(&mut self, v: u64) {
+        self.record_n(v, 1);
+    }
+
+    /// Record the value `v` `n` times (the same as `n` calls of [`LogHistogram::record`]).
+    pub fn record_n(&mut self, v: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
         let b = Self::bucket(v);
         if b >= self.counts.len() {
             self.counts.resize(b + 1, 0);
         }
-        self.counts[b] += 1;
-        self.total += 1;
-        self.sum += v as u128;
+        self.counts[b] += n;
+        self.total += n;
+        self.sum += v as u128 * n as u128;
         self.max = self.max.max(v);
     }
 

@@ -522,10 +522,11 @@ fn trace_stats_shows_a_spinner_on_a_terminal_only() {
 
 #[test]
 fn a_command_without_its_own_bar_counts_on_a_spinner_after_a_second() {
-    // `fidelity serving` replaying a `vllm bench serve` result of 2,400 lone requests of
-    // 4,000 tokens each: about ten million decode steps, two seconds or more.
+    // `fidelity serving` replaying a `vllm bench serve` result of 9,600 lone requests of
+    // 4,000 tokens each: about 38 million decode steps, fast-forwarded (`docs/performance.md`)
+    // at about 85 ns each: three seconds or more.
     let dir = temp_dir("delayed-spinner");
-    let n = 2400;
+    let n = 9600;
     let list = |v: &str| vec![v; n].join(",");
     let starts: Vec<String> = (0..n).map(|i| format!("{}.0", i * 30)).collect();
     std::fs::write(

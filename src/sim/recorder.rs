@@ -272,10 +272,11 @@ impl Recorder {
     }
 
     /// True when steps may be fast-forwarded: nothing recorded per token by request
-    /// (`bench_result.json`), no trace, no closed-loop client waiting on completions, and
-    /// not turned off ([`Recorder::set_step_by_step`]).
+    /// (`bench_result.json`), no trace, and not turned off
+    /// ([`Recorder::set_step_by_step`]). (A closed-loop client is fine: fast-forwarded
+    /// steps finish no request, so they send it nothing.)
     pub fn allows_fast_forward(&self) -> bool {
-        !self.step_by_step && self.bench.is_none() && self.trace.is_none() && self.done.is_none()
+        !self.step_by_step && self.bench.is_none() && self.trace.is_none()
     }
 
     /// Run every step through the event loop, none fast-forwarded (the results are the
@@ -346,6 +347,15 @@ impl Recorder {
         if let Some(g) = gap_ns {
             self.itl.record(g);
         }
+    }
+
+    /// `n` output tokens were produced, each `gap_ns` after its request's previous one,
+    /// by requests that `bench_result.json` does not follow (the same as `n` calls of
+    /// [`Recorder::on_token`] then).
+    pub fn on_tokens(&mut self, gap_ns: u64, n: u64) {
+        debug_assert!(self.bench.is_none());
+        self.output_tokens += n;
+        self.itl.record_n(gap_ns, n);
     }
 
     /// A request finished on `replica`.

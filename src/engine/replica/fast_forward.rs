@@ -71,7 +71,18 @@ impl Replica {
                 plan
             };
             let sched = self.core.vllm_mut().expect("a vLLM core");
-            sched.apply_steady_decode(due, &applied, |id, last| rec.on_token(id, Some(due - last)));
+            // Tokens with the same gap (after the first step, all of them) are counted
+            // together.
+            let mut same_gap = (0u64, 0u64);
+            sched.apply_steady_decode(due, &applied, |last| {
+                let gap = due - last;
+                if gap != same_gap.0 {
+                    rec.on_tokens(same_gap.0, same_gap.1);
+                    same_gap = (gap, 0);
+                }
+                same_gap.1 += 1;
+            });
+            rec.on_tokens(same_gap.0, same_gap.1);
             self.spare_plans.push(applied);
             for w in &mut self.batch.decodes {
                 w.context += 1;

@@ -121,13 +121,13 @@ impl Scheduler {
 
     /// Apply the output of a steady decode step at `now_ns` (as
     /// [`Scheduler::update_from_output`] does for it): every request of `plan` gets its
-    /// token, none finishes. `on_token` is told each request's index and the time of its
-    /// previous token, in plan order.
+    /// token, none finishes. `on_token` is told the time of each request's previous token,
+    /// in plan order.
     pub fn apply_steady_decode(
         &mut self,
         now_ns: u64,
         plan: &[Scheduled],
-        mut on_token: impl FnMut(u64, u64),
+        mut on_token: impl FnMut(u64),
     ) {
         let bs = self.kv.block_size();
         let promise = self.cfg.async_scheduling;
@@ -137,7 +137,7 @@ impl Scheduler {
             r.in_flight_tokens -= 1;
             r.generated += 1;
             debug_assert!(r.generated < r.output_limit);
-            on_token(r.req.id, r.last_token_ns);
+            on_token(r.last_token_ns);
             r.last_token_ns = now_ns;
             if promise {
                 r.placeholders -= 1;
