@@ -111,6 +111,27 @@ fn synchronous_scheduling_and_a_prefix_cache_policy_write_the_same_files_both_wa
     assert!(share > 0.0);
 }
 
+#[test]
+fn a_cache_small_enough_to_preempt_writes_the_same_files_both_ways() {
+    // 700 and 1,500 blocks: requests are preempted and recomputed between the runs of
+    // steady steps, which must stop a step before a block could run short.
+    for blocks in [700, 1500] {
+        for asynchronous in [true, false] {
+            let name = format!("small-{blocks}-{asynchronous}");
+            let b = format!("kv_cache.num_gpu_blocks={blocks}");
+            let a = format!("engine.async_scheduling={asynchronous}");
+            let args = ["scenarios/quickstart.yaml", "--set", &b, "--set", &a];
+            let share = same_both_ways(&name, &args);
+            let mut summary_args = vec!["run"];
+            summary_args.extend_from_slice(&args);
+            summary_args.extend_from_slice(&["--no-files", "--json", "-q"]);
+            let s = json(&run_ok(&summary_args));
+            assert!(s["preemptions"].as_u64().unwrap() > 0, "{name}");
+            assert!(share > 0.05, "{name}: {share}");
+        }
+    }
+}
+
 fn azure() -> String {
     format!(
         "workload.source.path={}",
