@@ -169,7 +169,10 @@ fn azure_conversation_writes_the_same_files_both_ways_and_skips_most_steps() {
 fn mooncake_conversation_writes_the_same_files_both_ways() {
     let set = mooncake();
     let s = "scenarios/mooncake-conversation.yaml";
-    same_both_ways("mooncake", &[s, "--set", &set]);
+    // One H100 is overloaded by the trace: thousands of requests wait throughout, and
+    // the runs are those in which the head of the queue cannot be admitted.
+    let share = same_both_ways("mooncake", &[s, "--set", &set]);
+    assert!(share > 0.3, "{share}");
     let four = ["--set", "cluster.replicas=4"];
     same_both_ways("mooncake-4", &[s, "--set", &set, four[0], four[1]]);
     // At a quarter of the rate nothing waits for long, so decode runs are long.

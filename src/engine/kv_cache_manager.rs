@@ -56,6 +56,19 @@ struct RequestBlocks {
     junction: u64,
 }
 
+/// What an allocation would need ([`KvCacheManager::room_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    /// The blocks are free (keeping the reserve).
+    pub fits: bool,
+    /// Blocks the request needs in all.
+    pub needed: u64,
+    /// Blocks to take from the free queue.
+    pub new_blocks: u64,
+    /// Hit blocks that are evictable (touching them takes them out of the free queue).
+    pub evictable_hits: u64,
+}
+
 /// A prefix-cache lookup result, valid until the next call on the manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheHit {
@@ -530,33 +543,21 @@ impl KvCacheManager {
             }
         }
         let hit = hit.unwrap_or(CacheHit::NONE);
-        let hit_blocks: &[BlockId] = if hit.blocks > 0 {
-            &self.hit_scratch[..hit.blocks]
-        } else {
-            &[]
-        };
-        let evictable_hits = hit_blocks
-            .iter()
-            .filter(|&&b| self.pool.ref_cnt(b) == 0)
-            .count() as u64;
-        let prompt = self.requests[&id].prompt;
-        let held = self.requests[&id].blocks.len() as u64 + hit.blocks as u64;
+        let room = self.room_for(
+            id,
+            num_computed_tokens,
+            num_new_tokens,
+            hit,
+            full_tokens,
+            reserve,
+        );
+        if !room.fits {
+            return false;
+        }
+        let (needed, new_blocks) = (room.needed, room.new_blocks);
         let computed = num_computed_tokens as u64
             + hit.tokens as u64
             + (hit.cpu_blocks as u64 * self.block_size as u64);
-        let free = self.pool.num_free_blocks() as u64;
-        if let Some(full) = full_tokens {
-            let need =
-                self.blocks_needed(prompt, full as u64).saturating_sub(held) + evictable_hits;
-            if need + reserve as u64 > free {
-                return false;
-            }
-        }
-        let needed = self.blocks_needed(prompt, computed + num_new_tokens as u64);
-        let new_blocks = needed.saturating_sub(held);
-        if new_blocks + evictable_hits + reserve as u64 > free {
-            return false;
-        }
         let hit_blocks: &[BlockId] = &self.hit_scratch[..hit.blocks];
         let next_uses = Self::next_uses_of(&self.requests, id, hit.blocks);
         self.pool.touch(hit_blocks, next_uses);
@@ -595,6 +596,45 @@ impl KvCacheManager {
             self.register(id, full);
         }
         true
+    }
+
+    /// Whether [`KvCacheManager::allocate_slots`] would find the blocks it needs (its
+    /// check, without allocating): `hit` is the last `get_computed_blocks`'s result.
+    pub fn room_for(
+        &self,
+        id: u64,
+        num_computed_tokens: u32,
+        num_new_tokens: u32,
+        hit: CacheHit,
+        full_tokens: Option<u32>,
+        reserve: u32,
+    ) -> Room {
+        let hit_blocks: &[BlockId] = &self.hit_scratch[..hit.blocks];
+        let evictable_hits = hit_blocks
+            .iter()
+            .filter(|&&b| self.pool.ref_cnt(b) == 0)
+            .count() as u64;
+        let rb = &self.requests[&id];
+        let held = rb.blocks.len() as u64 + hit.blocks as u64;
+        let computed = num_computed_tokens as u64
+            + hit.tokens as u64
+            + (hit.cpu_blocks as u64 * self.block_size as u64);
+        let free = self.pool.num_free_blocks() as u64;
+        let full_fits = full_tokens.is_none_or(|full| {
+            let need = self
+                .blocks_needed(rb.prompt, full as u64)
+                .saturating_sub(held)
+                + evictable_hits;
+            need + reserve as u64 <= free
+        });
+        let needed = self.blocks_needed(rb.prompt, computed + num_new_tokens as u64);
+        let new_blocks = needed.saturating_sub(held);
+        Room {
+            fits: full_fits && new_blocks + evictable_hits + reserve as u64 <= free,
+            needed,
+            new_blocks,
+            evictable_hits,
+        }
     }
 
     /// True when a request growing to `end` tokens (`known` of them known) needs no new

@@ -31,7 +31,7 @@ impl Replica {
             return Ok(now_ns);
         }
         let asynchronous = self.core.is_async();
-        let Some(sched) = self.core.vllm() else {
+        let Some(sched) = self.core.vllm_mut() else {
             return Ok(now_ns);
         };
         let in_flight = match (asynchronous, self.in_flight.len()) {

@@ -1,26 +1,25 @@
 //! Steady decode: the steps in which every running request decodes one token and nothing
-//! else happens (no waiting request, no preemption, no request finishing, no prefill
-//! chunk). For those steps [`Scheduler::schedule_steady_decode`] and
+//! else happens (no waiting request that could be admitted, no preemption, no request
+//! finishing, no prefill chunk). For those steps [`Scheduler::schedule_steady_decode`] and
 //! [`Scheduler::apply_steady_decode`] do what [`Scheduler::schedule`] and
 //! [`Scheduler::update_from_output`] would, without their general cases, so that the
 //! replica can run such steps back to back without the event queue
 //! (`Replica::fast_forward`). Blocks are still allocated and registered through the KV
 //! cache manager's own calls, in the same order, so the cache ends in the same state.
 
-use super::{Scheduled, Scheduler, Status};
+use super::{CacheHit, Scheduled, Scheduler, Status};
 use crate::cost::SeqWork;
 
 impl Scheduler {
     /// How many steady decode steps can run from now, each exactly as the general
     /// scheduler would run it: `None` unless every running request is decoding one token
-    /// per step with nothing waiting. `in_flight` is the plan of the step whose output is
-    /// not yet applied (asynchronous scheduling), which must be such a step of the same
+    /// per step and the waiting queue's head, if any, cannot be admitted until a request
+    /// finishes. `in_flight` is the plan of the step whose output is not yet applied (asynchronous scheduling), which must be such a step of the same
     /// requests. The count stops a step short of any request's last token, of its length
     /// limit, and of the scheduler's token budget.
-    pub fn steady_decode_steps(&self, in_flight: Option<&[Scheduled]>) -> Option<u32> {
+    pub fn steady_decode_steps(&mut self, in_flight: Option<&[Scheduled]>) -> Option<u32> {
         let promise = self.cfg.async_scheduling;
-        if !self.waiting.is_empty()
-            || self.running.is_empty()
+        if self.running.is_empty()
             || self.finished_waiting
             || !self.kv.allows_steady_decode()
             || self.running.len() as u32 > self.cfg.max_num_batched_tokens
@@ -37,6 +36,9 @@ impl Scheduler {
             if !steady {
                 return None;
             }
+        }
+        if !self.waiting.is_empty() && !self.waiting_head_stays_blocked() {
+            return None;
         }
         let placeholders = promise as u32;
         let mut steps = u32::MAX;
@@ -64,6 +66,58 @@ impl Scheduler {
             steps = steps.min(n.max(0) as u32);
         }
         Some(steps)
+    }
+
+    /// True when, in every steady step from now, [`Scheduler::schedule`] would admit
+    /// nobody from the waiting queue: it stops at the head, which it cannot admit now and
+    /// will not be able to while only decodes run. Either the loop does not start (no token
+    /// budget left by the decodes, or `max_num_seqs` running), or the head's blocks are
+    /// not free and its prefix hit holds only blocks in use: running requests keep those,
+    /// decodes register only their own new contents, so the hit cannot change, while the
+    /// free blocks only decrease. (An evictable hit could shrink as decodes evict, and
+    /// with it what the head needs; such a head is left to the general scheduler.)
+    fn waiting_head_stays_blocked(&mut self) -> bool {
+        let budget = self
+            .cfg
+            .max_num_batched_tokens
+            .saturating_sub(self.running.len() as u32);
+        if budget == 0 || self.running.len() as u32 >= self.cfg.max_num_seqs {
+            return true;
+        }
+        let Some(&slot) = self.waiting.front() else {
+            return true;
+        };
+        if !self.kv.has_request(slot as u64) {
+            return false; // not registered yet: the general scheduler does that first
+        }
+        let r = self.slots[slot as usize].as_ref().expect("live slot");
+        let (known, resume) = (r.num_tokens(), r.resume_tokens);
+        let hit = if resume > 0 {
+            CacheHit::NONE
+        } else {
+            self.kv.get_computed_blocks(slot as u64, known)
+        };
+        if hit.cpu_blocks > 0 {
+            return false;
+        }
+        let start = resume + hit.tokens;
+        let cap = self.long_prefill_cap();
+        let mut n = known - start;
+        if cap > 0 {
+            n = n.min(cap);
+        }
+        if !self.cfg.enable_chunked_prefill && n > budget {
+            return true; // waits for a budget that holds the whole prompt
+        }
+        let n = n.min(budget);
+        if n == 0 {
+            return false;
+        }
+        let full = self.cfg.full_prompt_admission.then_some(known);
+        let room = self
+            .kv
+            .room_for(slot as u64, resume, n, hit, full, self.cfg.watermark_blocks);
+        !room.fits && room.evictable_hits == 0
     }
 
     /// The work of the next steady decode step for the cost model: each running request,
