@@ -14,8 +14,9 @@ impl Scheduler {
     /// How many steady decode steps can run from now, each exactly as the general
     /// scheduler would run it: `None` unless every running request is decoding one token
     /// per step and the waiting queue's head, if any, cannot be admitted until a request
-    /// finishes. `in_flight` is the plan of the step whose output is not yet applied (asynchronous scheduling), which must be such a step of the same
-    /// requests. The count stops a step short of any request's last token, of its length
+    /// finishes. `in_flight` is the plan of the step whose output is not yet applied
+    /// (asynchronous scheduling), which must be such a step of the same requests. The
+    /// count stops a step short of any request's last token, of its length
     /// limit, and of the scheduler's token budget.
     pub fn steady_decode_steps(&mut self, in_flight: Option<&[Scheduled]>) -> Option<u32> {
         let promise = self.cfg.async_scheduling;
