@@ -28,11 +28,13 @@ impl Hasher for IdHasher {
 pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// A map keyed by small dense integers (a scheduler's request slots): one vector indexed
-/// by the key, so a lookup is an index, not a probe. Memory grows with the largest key
-/// inserted, so it suits keys that are reused, not arbitrary ids.
+/// by the key, so a lookup is an index, not a probe. Values are boxed, so a key without a
+/// value costs 8 bytes (a scheduler has a slot for every waiting request, most of which
+/// hold nothing here yet). Memory grows with the largest key inserted, so it suits keys
+/// that are reused, not arbitrary ids.
 #[derive(Debug, Clone)]
 pub struct SlotMap<V> {
-    entries: Vec<Option<V>>,
+    entries: Vec<Option<Box<V>>>,
     len: usize,
 }
 
@@ -48,12 +50,12 @@ impl<V> Default for SlotMap<V> {
 impl<V> SlotMap<V> {
     /// The value under `key`.
     pub fn get(&self, key: &u64) -> Option<&V> {
-        self.entries.get(*key as usize)?.as_ref()
+        self.entries.get(*key as usize)?.as_deref()
     }
 
     /// The value under `key`, mutably.
     pub fn get_mut(&mut self, key: &u64) -> Option<&mut V> {
-        self.entries.get_mut(*key as usize)?.as_mut()
+        self.entries.get_mut(*key as usize)?.as_deref_mut()
     }
 
     /// True when `key` holds a value.
@@ -67,11 +69,11 @@ impl<V> SlotMap<V> {
         if self.entries.len() <= i {
             self.entries.resize_with(i + 1, || None);
         }
-        let old = self.entries[i].replace(value);
+        let old = self.entries[i].replace(Box::new(value));
         if old.is_none() {
             self.len += 1;
         }
-        old
+        old.map(|b| *b)
     }
 
     /// Take the value under `key` out.
@@ -80,12 +82,12 @@ impl<V> SlotMap<V> {
         if old.is_some() {
             self.len -= 1;
         }
-        old
+        old.map(|b| *b)
     }
 
     /// The values, by key.
     pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.entries.iter().flatten()
+        self.entries.iter().flatten().map(|b| &**b)
     }
 
     /// Values held.
