@@ -750,6 +750,39 @@ mod tests {
     }
 
     #[test]
+    fn room_for_says_what_allocate_slots_then_does() {
+        // Requests sharing a prefix, admitted and freed in turn on a small pool, with
+        // whole-prompt admission and a reserve: before every admission, `room_for` must
+        // predict whether `allocate_slots` succeeds.
+        let mut m = KvCacheManager::new(12, 16, true, true); // 11 usable
+        let mut checked = (0, 0);
+        for id in 1..40u64 {
+            let blocks = 1 + id % 6;
+            m.add_request(id, id, |v| {
+                v.extend((0..blocks).map(|i| 100 + i + (id % 3) * 1000))
+            });
+            let known = (blocks * 16) as u32;
+            let hit = m.get_computed_blocks(id, known);
+            let full = (id % 2 == 0).then_some(known);
+            let reserve = (id % 4) as u32;
+            let n = known - hit.tokens;
+            let room = m.room_for(id, 0, n, hit, full, reserve);
+            let ok = m.allocate_slots(id, 0, n, Some(hit), full, reserve, known, 0);
+            assert_eq!(room.fits, ok, "request {id}");
+            if ok {
+                checked.0 += 1;
+            } else {
+                checked.1 += 1;
+            }
+            m.audit().unwrap();
+            if id % 3 != 1 {
+                m.free(id);
+            }
+        }
+        assert!(checked.0 > 5 && checked.1 > 5, "{checked:?}");
+    }
+
+    #[test]
     fn allocation_fails_without_side_effects() {
         let mut m = KvCacheManager::new(3, 16, true, true); // 2 usable
         m.add_request(1, 1, hashes(0, 4));

@@ -55,41 +55,56 @@ impl Replica {
             if !sched.schedule_steady_decode() {
                 break;
             }
-            self.record_step(start, duration, rec)?;
-            self.gpu_free_ns = start + duration;
-            self.steps_started += 1;
-            rec.fast_forwarded_steps += 1;
-            let mut plan = self.spare_plans.pop().unwrap_or_default();
-            plan.clear();
-            plan.extend_from_slice(self.core.scheduled());
-            let applied = if asynchronous {
-                let end_ns = start + duration;
-                let oldest = self.in_flight.pop_front().expect("a step in flight");
-                self.in_flight.push_back(InFlight { plan, end_ns });
-                oldest.plan
-            } else {
-                plan
-            };
-            let sched = self.core.vllm_mut().expect("a vLLM core");
-            // Tokens with the same gap (after the first step, all of them) are counted
-            // together.
-            let mut same_gap = (0u64, 0u64);
-            sched.apply_steady_decode(due, &applied, |last| {
-                let gap = due - last;
-                if gap != same_gap.0 {
-                    rec.on_tokens(same_gap.0, same_gap.1);
-                    same_gap = (gap, 0);
-                }
-                same_gap.1 += 1;
-            });
-            rec.on_tokens(same_gap.0, same_gap.1);
-            self.spare_plans.push(applied);
-            for w in &mut self.batch.decodes {
-                w.context += 1;
-            }
+            self.run_steady_step(start, duration, due, asynchronous, rec)?;
             t = due;
         }
         Ok(t)
+    }
+
+    /// Record the steady step just scheduled (GPU from `start_ns` for `duration_ns`),
+    /// and apply at `due_ns` the output it makes due: its own, or with asynchronous
+    /// scheduling the step's before it, which it replaces in flight.
+    fn run_steady_step(
+        &mut self,
+        start_ns: u64,
+        duration_ns: u64,
+        due_ns: u64,
+        asynchronous: bool,
+        rec: &mut Recorder,
+    ) -> Result<()> {
+        self.record_step(start_ns, duration_ns, rec)?;
+        let end_ns = start_ns + duration_ns;
+        self.gpu_free_ns = end_ns;
+        self.steps_started += 1;
+        rec.fast_forwarded_steps += 1;
+        let mut plan = self.spare_plans.pop().unwrap_or_default();
+        plan.clear();
+        plan.extend_from_slice(self.core.scheduled());
+        let applied = if asynchronous {
+            let oldest = self.in_flight.pop_front().expect("a step in flight");
+            self.in_flight.push_back(InFlight { plan, end_ns });
+            oldest.plan
+        } else {
+            plan
+        };
+        let sched = self.core.vllm_mut().expect("a vLLM core");
+        // Tokens with the same gap (after the first step, all of them) are counted
+        // together.
+        let mut same_gap = (0u64, 0u64);
+        sched.apply_steady_decode(due_ns, &applied, |last| {
+            let gap = due_ns - last;
+            if gap != same_gap.0 {
+                rec.on_tokens(same_gap.0, same_gap.1);
+                same_gap = (gap, 0);
+            }
+            same_gap.1 += 1;
+        });
+        rec.on_tokens(same_gap.0, same_gap.1);
+        self.spare_plans.push(applied);
+        for w in &mut self.batch.decodes {
+            w.context += 1;
+        }
+        Ok(())
     }
 
     /// The next steady step scheduled at `now_ns`, priced as [`Replica::price_step`]
