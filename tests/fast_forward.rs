@@ -132,59 +132,52 @@ fn a_cache_small_enough_to_preempt_writes_the_same_files_both_ways() {
     }
 }
 
-fn azure() -> String {
-    format!(
+/// [`same_both_ways`] on `scenario` replaying the real trace at `trace` (under
+/// `../shared/traces`), with `sets` (`key=value` each) overriding it.
+fn trace_both_ways(name: &str, scenario: &str, trace: &str, sets: &[&str]) -> f64 {
+    let source = format!(
         "workload.source.path={}",
-        shared_traces()
-            .join("azure2023/AzureLLMInferenceTrace_conv.csv")
-            .display()
-    )
+        shared_traces().join(trace).display()
+    );
+    let mut args = vec![scenario, "--set", &source];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    same_both_ways(name, &args)
 }
 
-fn mooncake() -> String {
-    format!(
-        "workload.source.path={}",
-        shared_traces()
-            .join("mooncake/conversation_trace.jsonl")
-            .display()
-    )
-}
+const AZURE: (&str, &str) = (
+    "scenarios/azure-conversation.yaml",
+    "azure2023/AzureLLMInferenceTrace_conv.csv",
+);
+const MOONCAKE: (&str, &str) = (
+    "scenarios/mooncake-conversation.yaml",
+    "mooncake/conversation_trace.jsonl",
+);
 
 #[test]
 #[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn azure_conversation_writes_the_same_files_both_ways_and_skips_most_steps() {
-    let set = azure();
-    let s = "scenarios/azure-conversation.yaml";
-    let share = same_both_ways("azure", &[s, "--set", &set]);
+    let (s, t) = AZURE;
     // Most of the trace's steps are decode steps between arrivals and completions.
+    let share = trace_both_ways("azure", s, t, &[]);
     assert!(share > 0.5, "{share}");
-    let sync = ["--set", "engine.async_scheduling=false"];
-    assert!(same_both_ways("azure-sync", &[s, "--set", &set, sync[0], sync[1]]) > 0.5);
-    let four = ["--set", "cluster.replicas=4"];
-    same_both_ways("azure-4", &[s, "--set", &set, four[0], four[1]]);
+    let sync = trace_both_ways("azure-sync", s, t, &["engine.async_scheduling=false"]);
+    assert!(sync > 0.5, "{sync}");
+    trace_both_ways("azure-4", s, t, &["cluster.replicas=4"]);
 }
 
 #[test]
 #[cfg_attr(not(kvsim_shared), ignore = "needs ../shared (or KVSIM_SHARED)")]
 fn mooncake_conversation_writes_the_same_files_both_ways() {
-    let set = mooncake();
-    let s = "scenarios/mooncake-conversation.yaml";
+    let (s, t) = MOONCAKE;
     // One H100 is overloaded by the trace: thousands of requests wait throughout, and
     // the runs are those in which the head of the queue cannot be admitted.
-    let share = same_both_ways("mooncake", &[s, "--set", &set]);
+    let share = trace_both_ways("mooncake", s, t, &[]);
     assert!(share > 0.3, "{share}");
-    let four = ["--set", "cluster.replicas=4"];
-    same_both_ways("mooncake-4", &[s, "--set", &set, four[0], four[1]]);
+    trace_both_ways("mooncake-4", s, t, &["cluster.replicas=4"]);
     // At a quarter of the rate nothing waits for long, so decode runs are long.
-    let light = [
-        "--set",
-        "workload.rate_scale=0.25",
-        "--set",
-        "workload.limit=3000",
-    ];
-    let share = same_both_ways(
-        "mooncake-light",
-        &[s, "--set", &set, light[0], light[1], light[2], light[3]],
-    );
+    let light = ["workload.rate_scale=0.25", "workload.limit=3000"];
+    let share = trace_both_ways("mooncake-light", s, t, &light);
     assert!(share > 0.2, "{share}");
 }

@@ -540,7 +540,6 @@ impl Roofline {
             // Linear-attention layers run their own projections instead of QKV and O.
             ns += linear * (self.linear_attention_gemms_ns(tokens) - attention_gemms);
         }
-
         ns
     }
 

@@ -555,9 +555,7 @@ impl KvCacheManager {
             return false;
         }
         let (needed, new_blocks) = (room.needed, room.new_blocks);
-        let computed = num_computed_tokens as u64
-            + hit.tokens as u64
-            + (hit.cpu_blocks as u64 * self.block_size as u64);
+        let computed = self.computed_with_hit(num_computed_tokens, hit);
         let hit_blocks: &[BlockId] = &self.hit_scratch[..hit.blocks];
         let next_uses = Self::next_uses_of(&self.requests, id, hit.blocks);
         self.pool.touch(hit_blocks, next_uses);
@@ -616,9 +614,7 @@ impl KvCacheManager {
             .count() as u64;
         let rb = &self.requests[&id];
         let held = rb.blocks.len() as u64 + hit.blocks as u64;
-        let computed = num_computed_tokens as u64
-            + hit.tokens as u64
-            + (hit.cpu_blocks as u64 * self.block_size as u64);
+        let computed = self.computed_with_hit(num_computed_tokens, hit);
         let free = self.pool.num_free_blocks() as u64;
         let full_fits = full_tokens.is_none_or(|full| {
             let need = self
@@ -635,6 +631,14 @@ impl KvCacheManager {
             new_blocks,
             evictable_hits,
         }
+    }
+
+    /// Tokens a request has once `hit` (GPU and CPU-tier blocks) is added to its
+    /// `num_computed_tokens`.
+    fn computed_with_hit(&self, num_computed_tokens: u32, hit: CacheHit) -> u64 {
+        num_computed_tokens as u64
+            + hit.tokens as u64
+            + hit.cpu_blocks as u64 * self.block_size as u64
     }
 
     /// True when a request growing to `end` tokens (`known` of them known) needs no new

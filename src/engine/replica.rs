@@ -83,8 +83,6 @@ pub struct Replica {
     applied: Vec<Applied>,
     applied_step: bool,
     last_step: StepRecord,
-    /// Run steady decode steps back to back ([`Replica::fast_forward`]).
-    fast_forward: bool,
 }
 
 /// vLLM's scheduler over a KV cache manager built from `setup`.
@@ -207,7 +205,6 @@ impl Replica {
             applied: Vec::new(),
             applied_step: false,
             last_step: StepRecord::default(),
-            fast_forward: true,
         }
     }
 
@@ -374,6 +371,13 @@ impl Replica {
     /// routed experts seeing `moe_tokens` tokens (0: its own; [`BatchShape::moe_tokens`]).
     pub fn price_step(&mut self, now_ns: u64, moe_tokens: u64) -> StepTiming {
         let cost = self.step_cost(moe_tokens);
+        self.timing_of(&cost, now_ns)
+    }
+
+    /// When a step of `cost` scheduled at `now_ns` runs on the GPU: with asynchronous
+    /// scheduling its CPU work is done by `now + cpu` and the GPU starts it when the step
+    /// before ends; otherwise it starts at once and its CPU work is part of its duration.
+    fn timing_of(&self, cost: &crate::cost::StepCost, now_ns: u64) -> StepTiming {
         let cpu = (cost.overhead_ns.ceil() as u64).min(cost.total_ns());
         if self.core.is_async() {
             StepTiming {
@@ -558,11 +562,6 @@ impl Replica {
     /// Steps started so far.
     pub fn steps_started(&self) -> u64 {
         self.steps_started
-    }
-
-    /// Turn fast-forwarding of steady decode steps on or off ([`Replica::fast_forward`]).
-    pub fn set_fast_forward(&mut self, on: bool) {
-        self.fast_forward = on;
     }
 
     /// Choose cached-block evictions with a paging policy, told next uses by `oracle` if

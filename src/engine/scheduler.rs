@@ -85,6 +85,36 @@ pub struct StepOutcome {
     pub finished: Vec<u32>,
 }
 
+/// What [`Scheduler::plan_admission`] found for the head of the waiting queue.
+#[derive(Debug, Clone, Copy)]
+enum Admission {
+    /// Without chunked prefill, its remaining tokens exceed the budget left.
+    WaitsForBudget,
+    /// No token of it can run this step.
+    NothingToRun,
+    /// A chunk to allocate and run.
+    Chunk(AdmissionPlan),
+}
+
+/// The chunk of a waiting request that admission would run.
+#[derive(Debug, Clone, Copy)]
+struct AdmissionPlan {
+    /// Its tokens now (prompt and output so far).
+    known: u32,
+    /// Tokens whose KV arrives without being computed (`EngineRequest::resume_tokens`).
+    resume: u32,
+    /// Its prefix-cache hit (none when resuming).
+    hit: CacheHit,
+    /// Tokens loaded from the CPU tier.
+    cpu_tokens: u32,
+    /// Tokens computed before the chunk.
+    start: u32,
+    /// Tokens of the chunk.
+    n: u32,
+    /// With whole-prompt admission, the tokens blocks must be free for first.
+    full: Option<u32>,
+}
+
 /// The scheduler with its request table and KV cache manager.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -359,27 +389,9 @@ impl Scheduler {
                 break;
             };
             self.ensure_registered(slot);
-            let known = self.request(slot).num_tokens();
-            let resume = self.request(slot).resume_tokens;
-            let hit = if resume > 0 {
-                CacheHit::NONE
-            } else {
-                self.kv.get_computed_blocks(slot as u64, known)
+            let Admission::Chunk(a) = self.plan_admission(slot, cap, *budget) else {
+                break;
             };
-            let cpu_tokens = self.kv.tokens_of(hit.cpu_blocks);
-            let start = resume + hit.tokens + cpu_tokens;
-            let mut n = known - start;
-            if cap > 0 {
-                n = n.min(cap);
-            }
-            if !self.cfg.enable_chunked_prefill && n > *budget {
-                break;
-            }
-            n = self.mamba_split(slot, start, n.min(*budget), cap);
-            if n == 0 {
-                break;
-            }
-            let full = self.cfg.full_prompt_admission.then_some(known);
             let reserve = if self.scheduled.is_empty() {
                 0
             } else {
@@ -388,23 +400,58 @@ impl Scheduler {
             let in_flight = self.request(slot).in_flight_tokens;
             if !self.kv.allocate_slots(
                 slot as u64,
-                resume,
-                n,
-                Some(hit),
-                full,
+                a.resume,
+                a.n,
+                Some(a.hit),
+                a.full,
                 reserve,
-                known,
+                a.known,
                 in_flight,
             ) {
                 break;
             }
             self.waiting.pop_front();
             self.running.push(slot);
-            self.step_traffic.cpu_load_blocks += hit.cpu_blocks as u64;
-            self.admit(slot, hit.tokens, cpu_tokens, start, now_ns);
-            self.push_scheduled(slot, n, start);
-            *budget -= n;
+            self.step_traffic.cpu_load_blocks += a.hit.cpu_blocks as u64;
+            self.admit(slot, a.hit.tokens, a.cpu_tokens, a.start, now_ns);
+            self.push_scheduled(slot, a.n, a.start);
+            *budget -= a.n;
         }
+    }
+
+    /// What admitting the waiting request in `slot` (registered with the KV cache
+    /// manager) would schedule with `budget` tokens left: its prefix hit looked up, its
+    /// remaining tokens capped and chunked. The allocation is the caller's.
+    fn plan_admission(&mut self, slot: u32, cap: u32, budget: u32) -> Admission {
+        let known = self.request(slot).num_tokens();
+        let resume = self.request(slot).resume_tokens;
+        let hit = if resume > 0 {
+            CacheHit::NONE
+        } else {
+            self.kv.get_computed_blocks(slot as u64, known)
+        };
+        let cpu_tokens = self.kv.tokens_of(hit.cpu_blocks);
+        let start = resume + hit.tokens + cpu_tokens;
+        let mut n = known - start;
+        if cap > 0 {
+            n = n.min(cap);
+        }
+        if !self.cfg.enable_chunked_prefill && n > budget {
+            return Admission::WaitsForBudget;
+        }
+        let n = self.mamba_split(slot, start, n.min(budget), cap);
+        if n == 0 {
+            return Admission::NothingToRun;
+        }
+        Admission::Chunk(AdmissionPlan {
+            known,
+            resume,
+            hit,
+            cpu_tokens,
+            start,
+            n,
+            full: self.cfg.full_prompt_admission.then_some(known),
+        })
     }
 
     /// Clip a prefill chunk of `n` tokens from `start` to the block boundaries linear

@@ -21,8 +21,7 @@ impl Replica {
         horizon_ns: u64,
         rec: &mut Recorder,
     ) -> Result<u64> {
-        if !self.fast_forward
-            || self.audit
+        if self.audit
             || self.busy
             || self.apply_due
             || self.role != Role::Unified
@@ -111,14 +110,12 @@ impl Replica {
     /// prices it: its GPU start, its duration, and when its output (with asynchronous
     /// scheduling, the previous step's) is applied.
     fn steady_timing(&self, now_ns: u64, asynchronous: bool) -> (u64, u64, u64) {
-        let cost = self.cost.step_cost(&self.batch);
-        let total = cost.total_ns();
-        let cpu = (cost.overhead_ns.ceil() as u64).min(total);
-        if asynchronous {
-            let start = (now_ns + cpu).max(self.gpu_free_ns);
-            (start, (total - cpu).max(1), start)
+        let t = self.timing_of(&self.cost.step_cost(&self.batch), now_ns);
+        let due = if asynchronous {
+            t.start_ns
         } else {
-            (now_ns, total, now_ns + total)
-        }
+            t.start_ns + t.duration_ns
+        };
+        (t.start_ns, t.duration_ns, due)
     }
 }

@@ -7,7 +7,7 @@
 //! (`Replica::fast_forward`). Blocks are still allocated and registered through the KV
 //! cache manager's own calls, in the same order, so the cache ends in the same state.
 
-use super::{CacheHit, Scheduled, Scheduler, Status};
+use super::{Admission, Scheduled, Scheduler, Status};
 use crate::cost::SeqWork;
 
 impl Scheduler {
@@ -30,10 +30,12 @@ impl Scheduler {
         }
         if let Some(plan) = in_flight {
             let steady = plan.len() == self.running.len()
-                && plan
-                    .iter()
-                    .zip(&self.running)
-                    .all(|(s, &slot)| s.slot == slot && s.new_tokens == 1 && s.decode && s.samples);
+                && plan.iter().zip(&self.running).all(|(s, &slot)| {
+                    let same = self.slots[slot as usize]
+                        .as_ref()
+                        .is_some_and(|r| r.req.id == s.id);
+                    same && s.slot == slot && s.new_tokens == 1 && s.decode && s.samples
+                });
             if !steady {
                 return None;
             }
@@ -51,8 +53,7 @@ impl Scheduler {
                 && r.placeholders == placeholders
                 && r.in_flight_tokens == placeholders
                 && r.num_computed == r.computed_high_water
-                && r.num_computed + 1 == r.num_tokens_with_placeholders()
-                && in_flight.is_none_or(|p| p.iter().any(|s| s.slot == slot && s.id == r.req.id));
+                && r.num_computed + 1 == r.num_tokens_with_placeholders();
             if !steady {
                 return None;
             }
@@ -91,34 +92,17 @@ impl Scheduler {
         if !self.kv.has_request(slot as u64) {
             return false; // not registered yet: the general scheduler does that first
         }
-        let r = self.slots[slot as usize].as_ref().expect("live slot");
-        let (known, resume) = (r.num_tokens(), r.resume_tokens);
-        let hit = if resume > 0 {
-            CacheHit::NONE
-        } else {
-            self.kv.get_computed_blocks(slot as u64, known)
-        };
-        if hit.cpu_blocks > 0 {
-            return false;
+        match self.plan_admission(slot, self.long_prefill_cap(), budget) {
+            Admission::WaitsForBudget => true,
+            Admission::NothingToRun => false,
+            Admission::Chunk(a) => {
+                let watermark = self.cfg.watermark_blocks;
+                let room = self
+                    .kv
+                    .room_for(slot as u64, a.resume, a.n, a.hit, a.full, watermark);
+                a.hit.cpu_blocks == 0 && !room.fits && room.evictable_hits == 0
+            }
         }
-        let start = resume + hit.tokens;
-        let cap = self.long_prefill_cap();
-        let mut n = known - start;
-        if cap > 0 {
-            n = n.min(cap);
-        }
-        if !self.cfg.enable_chunked_prefill && n > budget {
-            return true; // waits for a budget that holds the whole prompt
-        }
-        let n = n.min(budget);
-        if n == 0 {
-            return false;
-        }
-        let full = self.cfg.full_prompt_admission.then_some(known);
-        let room = self
-            .kv
-            .room_for(slot as u64, resume, n, hit, full, self.cfg.watermark_blocks);
-        !room.fits && room.evictable_hits == 0
     }
 
     /// The work of the next steady decode step for the cost model: each running request,
