@@ -24,12 +24,34 @@ use rand_distr::{Distribution, LogNormal};
 /// (a segment of a few hundred tokens covers many blocks): for every segment chain, the
 /// requests whose prompts hold it, in order, with the last block offset each covers. Built
 /// with [`TraceNextUse::add`], then frozen with [`TraceNextUse::finish`] into one flat array.
+///
+/// A request asks for the later holders of its own segments, so `finish` also keeps, per
+/// request and in the order of its segments, where each segment's later holders start in the
+/// flat array: the lookup of a request's segment reads one short run of that request's
+/// records instead of probing a map of every chain and searching the chain's holders (both
+/// cache misses, as the workload's chains do not fit a cache).
 #[derive(Default)]
 pub struct TraceNextUse {
+    /// While building: (chain, request, last offset), in the order added.
     entries: Vec<(u64, u32, u32)>,
     /// Chain to its range of `flat`.
     by_chain: IdMap<(u32, u32)>,
     flat: Vec<(u32, u32)>,
+    /// Per request, in the order added: its segments' chains with the range of `flat` that
+    /// holds their later holders.
+    own: Vec<OwnSegment>,
+    /// Request `r`'s records are `own[own_start[r]..own_start[r + 1]]` (empty when request
+    /// ids are too sparse to index: the map serves every lookup then).
+    own_start: Vec<u32>,
+}
+
+/// One segment of one request, with where its later holders lie in [`TraceNextUse`]'s flat
+/// array.
+#[derive(Debug, Clone, Copy)]
+struct OwnSegment {
+    chain: u64,
+    start: u32,
+    end: u32,
 }
 
 impl TraceNextUse {
@@ -51,38 +73,98 @@ impl TraceNextUse {
         }
     }
 
-    /// Group the recorded entries by chain (each chain's requests in order).
+    /// Group the recorded entries by chain (each chain's requests in order), and keep each
+    /// request's own records.
     pub fn finish(mut self) -> Self {
-        let mut entries = std::mem::take(&mut self.entries);
-        entries.sort_unstable();
+        let entries = std::mem::take(&mut self.entries);
+        // Sort positions, not the entries, so that each entry's own record can be written
+        // back in the order added.
+        let mut order: Vec<u32> = (0..entries.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| entries[i as usize]);
         self.flat.reserve_exact(entries.len());
+        self.own = vec![
+            OwnSegment {
+                chain: 0,
+                start: 0,
+                end: 0
+            };
+            entries.len()
+        ];
         let mut i = 0;
-        while i < entries.len() {
-            let chain = entries[i].0;
+        while i < order.len() {
+            let chain = entries[order[i] as usize].0;
             let start = self.flat.len() as u32;
-            while i < entries.len() && entries[i].0 == chain {
-                let (_, r, o) = entries[i];
+            let first = i;
+            while i < order.len() && entries[order[i] as usize].0 == chain {
+                let (_, r, o) = entries[order[i] as usize];
                 let len = self.flat.len() as u32;
                 match self.flat.last_mut() {
                     Some(e) if len > start && e.0 == r => e.1 = e.1.max(o),
                     _ => self.flat.push((r, o)),
                 }
+                // The later holders start after this request's (merged) holder.
+                self.own[order[i] as usize] = OwnSegment {
+                    chain,
+                    start: self.flat.len() as u32,
+                    end: 0,
+                };
                 i += 1;
             }
-            self.by_chain
-                .insert(chain, (start, self.flat.len() as u32 - start));
+            let end = self.flat.len() as u32;
+            for &j in &order[first..i] {
+                self.own[j as usize].end = end;
+            }
+            self.by_chain.insert(chain, (start, end - start));
         }
+        self.index_own(&entries);
         self.flat.shrink_to_fit();
         self
     }
 
+    /// Index the own records by request (entries were added in request order); left empty
+    /// when request ids are too sparse for a dense index.
+    fn index_own(&mut self, entries: &[(u64, u32, u32)]) {
+        let Some(&(_, last, _)) = entries.last() else {
+            return;
+        };
+        let in_order = entries.windows(2).all(|w| w[0].1 <= w[1].1);
+        if !in_order || last as usize > 4 * entries.len() + 1024 {
+            self.own = Vec::new();
+            return;
+        }
+        self.own_start = vec![0; last as usize + 2];
+        for &(_, r, _) in entries {
+            self.own_start[r as usize + 1] += 1;
+        }
+        for r in 1..self.own_start.len() {
+            self.own_start[r] += self.own_start[r - 1];
+        }
+    }
+
     /// The requests holding `chain` after request `after`, with their last offsets.
     pub fn after(&self, chain: u64, after: u64) -> &[(u32, u32)] {
+        if let Some(own) = self.own_records(after) {
+            if let Some(s) = own.iter().find(|s| s.chain == chain) {
+                return &self.flat[s.start as usize..s.end as usize];
+            }
+        }
+        self.after_by_chain(chain, after)
+    }
+
+    /// [`TraceNextUse::after`] by the chain map and a search of the chain's holders.
+    fn after_by_chain(&self, chain: u64, after: u64) -> &[(u32, u32)] {
         let Some(&(start, len)) = self.by_chain.get(&chain) else {
             return &[];
         };
         let v = &self.flat[start as usize..(start + len) as usize];
         &v[v.partition_point(|&(r, _)| r as u64 <= after)..]
+    }
+
+    /// Request `r`'s own records, if indexed.
+    fn own_records(&self, r: u64) -> Option<&[OwnSegment]> {
+        let r = usize::try_from(r).ok()?;
+        let (&a, &b) = (self.own_start.get(r)?, self.own_start.get(r + 1)?);
+        Some(&self.own[a as usize..b as usize])
     }
 }
 
@@ -434,6 +516,48 @@ mod tests {
     use super::*;
     use crate::prefix::{block_hashes, key_of_token, segment_keys};
     use crate::workload::Segment;
+
+    /// Random requests over a few chains (some repeated within a request), with ids
+    /// `i * step` (a large step makes them too sparse for the per-request index).
+    fn random_oracle(seed: u64, step: u64) -> TraceNextUse {
+        use rand::Rng;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut oracle = TraceNextUse::default();
+        for i in 0..60u64 {
+            let mut keys = Vec::new();
+            let mut start = 0;
+            for _ in 0..rng.gen_range(0..6) {
+                let len = rng.gen_range(1..80);
+                keys.push(SegmentKey {
+                    chain: rng.gen_range(1..8),
+                    start,
+                    end: start + len,
+                    unique: rng.gen_range(0..5) == 0,
+                });
+                start += len;
+            }
+            oracle.add(i * step, &keys, start as u32, 16);
+        }
+        oracle.finish()
+    }
+
+    #[test]
+    fn a_requests_own_records_give_what_the_chain_map_gives() {
+        for seed in 0..30 {
+            let dense = random_oracle(seed, 1);
+            let sparse = random_oracle(seed, 1000);
+            assert!(!dense.own_start.is_empty(), "indexed");
+            assert!(sparse.own_start.is_empty(), "too sparse to index");
+            for r in 0..62u64 {
+                for chain in 0..9 {
+                    let own = dense.after(chain, r);
+                    assert_eq!(own, dense.after_by_chain(chain, r), "seed {seed}");
+                    let ids: Vec<(u32, u32)> = own.iter().map(|&(q, o)| (q * 1000, o)).collect();
+                    assert_eq!(sparse.after(chain, r * 1000), &ids[..], "seed {seed}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn next_uses_by_segment_match_a_scan_of_every_block() {
