@@ -540,25 +540,38 @@ impl BitSet {
     }
 }
 
-/// Pages in insertion order, each evictable or not (in use), with O(1) insertion and
-/// removal and a fast search for the next evictable page in insertion order. Insertion
-/// numbers are slots of a [`BitSet`] of the evictable pages; when the slots run out, the
-/// pages still present are renumbered in order (amortized O(1) per insertion).
-#[derive(Debug, Clone, Default)]
-pub struct SeqQueue {
-    evictable: BitSet,
+/// Pages in insertion order, each a member of any of `N` sets, with O(1) insertion and
+/// removal and a fast search for a set's earliest-inserted member. Insertion numbers are
+/// slots of one [`BitSet`] per set; when the slots run out, the pages still present are
+/// renumbered in order (amortized O(1) per insertion), so the order never changes.
+#[derive(Debug, Clone)]
+pub struct SeqSets<const N: usize> {
+    sets: [BitSet; N],
     /// Slot to page ([`NONE`]: the page left).
     page_at: Vec<u32>,
     /// Page to slot ([`NONE`]: absent).
     slot_of: Vec<u32>,
     next: u32,
     live: usize,
-    /// No evictable slot lies below this one.
-    low: u32,
+    /// Per set: no member lies below this slot.
+    low: [u32; N],
 }
 
-impl SeqQueue {
-    /// Pages present (evictable or not).
+impl<const N: usize> Default for SeqSets<N> {
+    fn default() -> Self {
+        SeqSets {
+            sets: std::array::from_fn(|_| BitSet::default()),
+            page_at: Vec::new(),
+            slot_of: Vec::new(),
+            next: 0,
+            live: 0,
+            low: [0; N],
+        }
+    }
+}
+
+impl<const N: usize> SeqSets<N> {
+    /// Pages present (in any set or none).
     pub fn len(&self) -> usize {
         self.live
     }
@@ -568,9 +581,9 @@ impl SeqQueue {
         self.live == 0
     }
 
-    /// Evictable pages.
-    pub fn evictable_len(&self) -> usize {
-        self.evictable.len()
+    /// Members of set `set`.
+    pub fn set_len(&self, set: usize) -> usize {
+        self.sets[set].len()
     }
 
     /// The slot of `page`, if present.
@@ -591,13 +604,13 @@ impl SeqQueue {
         self.slot(page).is_some()
     }
 
-    /// Is `page` present and evictable?
-    pub fn is_evictable(&self, page: u32) -> bool {
-        self.slot(page).is_some_and(|s| self.evictable.contains(s))
+    /// Is `page` present and a member of `set`?
+    pub fn in_set(&self, set: usize, page: u32) -> bool {
+        self.slot(page).is_some_and(|s| self.sets[set].contains(s))
     }
 
-    /// Append `page` (absent) as the newest, evictable or not. May renumber the slots.
-    pub fn push(&mut self, page: u32, evictable: bool) {
+    /// Append `page` (absent) as the newest, in no set. May renumber the slots.
+    pub fn push(&mut self, page: u32) -> u32 {
         if self.next as usize >= self.page_at.len() {
             self.renumber();
         }
@@ -608,14 +621,12 @@ impl SeqQueue {
         debug_assert_eq!(self.slot_of[page as usize], NONE);
         self.slot_of[page as usize] = s;
         self.live += 1;
-        if evictable {
-            self.evictable.insert(s);
-        }
+        s
     }
 
     fn renumber(&mut self) {
         let cap = (2 * self.live).max(1024);
-        let mut bits = BitSet::new(cap);
+        let mut sets: [BitSet; N] = std::array::from_fn(|_| BitSet::new(cap));
         let mut at = vec![NONE; cap];
         let mut n = 0u32;
         for (old, &p) in self.page_at[..self.next as usize].iter().enumerate() {
@@ -624,48 +635,138 @@ impl SeqQueue {
             }
             at[n as usize] = p;
             self.slot_of[p as usize] = n;
-            if self.evictable.contains(old as u32) {
-                bits.insert(n);
+            for (new, set) in sets.iter_mut().zip(&self.sets) {
+                if set.contains(old as u32) {
+                    new.insert(n);
+                }
             }
             n += 1;
         }
-        self.evictable = bits;
+        self.sets = sets;
         self.page_at = at;
         self.next = n;
-        self.low = 0;
+        self.low = [0; N];
     }
 
-    /// Make present `page` evictable or not; returns false if it already was so.
-    pub fn set_evictable(&mut self, page: u32, evictable: bool) -> bool {
+    /// Add present `page` to `set`; returns false if it was a member.
+    #[inline]
+    pub fn insert(&mut self, set: usize, page: u32) -> bool {
         let s = self.slot_of[page as usize];
-        if evictable {
-            self.low = self.low.min(s);
-            self.evictable.insert(s)
-        } else {
-            self.evictable.remove(s)
-        }
+        self.low[set] = self.low[set].min(s);
+        self.sets[set].insert(s)
     }
 
-    /// Take `page` out (if present).
-    pub fn remove(&mut self, page: u32) {
+    /// Take present `page` out of `set`; returns false if it was not a member.
+    #[inline]
+    pub fn remove(&mut self, set: usize, page: u32) -> bool {
+        let s = self.slot_of[page as usize];
+        self.sets[set].remove(s)
+    }
+
+    /// Take `page` out (if present), and out of every set.
+    pub fn remove_page(&mut self, page: u32) {
         if let Some(s) = self.slot(page) {
-            self.evictable.remove(s);
+            for set in &mut self.sets {
+                set.remove(s);
+            }
             self.page_at[s as usize] = NONE;
             self.slot_of[page as usize] = NONE;
             self.live -= 1;
         }
     }
 
+    /// The slot of the earliest-inserted member of `set`.
+    pub fn first(&mut self, set: usize) -> Option<u32> {
+        let s = self.sets[set].next_at_or_after(self.low[set])?;
+        self.low[set] = s;
+        Some(s)
+    }
+
+    /// The slot of the first member of `set` at or after `slot`.
+    pub fn next_at_or_after(&self, set: usize, slot: u32) -> Option<u32> {
+        self.sets[set].next_at_or_after(slot)
+    }
+
+    /// Slots allocated (what the memory grows with: at most twice the pages present, or
+    /// 1024, after a renumbering).
+    pub fn capacity(&self) -> usize {
+        self.page_at.len()
+    }
+}
+
+/// Pages in insertion order, each evictable or not (in use): a [`SeqSets`] with one set,
+/// the evictable pages.
+#[derive(Debug, Clone, Default)]
+pub struct SeqQueue {
+    seq: SeqSets<1>,
+}
+
+impl SeqQueue {
+    /// Pages present (evictable or not).
+    pub fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    /// True when no page is present.
+    pub fn is_empty(&self) -> bool {
+        self.seq.is_empty()
+    }
+
+    /// Evictable pages.
+    pub fn evictable_len(&self) -> usize {
+        self.seq.set_len(0)
+    }
+
+    /// The slot of `page`, if present.
+    pub fn slot(&self, page: u32) -> Option<u32> {
+        self.seq.slot(page)
+    }
+
+    /// The page at `slot`.
+    pub fn page_at(&self, slot: u32) -> u32 {
+        self.seq.page_at(slot)
+    }
+
+    /// Is `page` present?
+    pub fn contains(&self, page: u32) -> bool {
+        self.seq.contains(page)
+    }
+
+    /// Is `page` present and evictable?
+    pub fn is_evictable(&self, page: u32) -> bool {
+        self.seq.in_set(0, page)
+    }
+
+    /// Append `page` (absent) as the newest, evictable or not. May renumber the slots.
+    pub fn push(&mut self, page: u32, evictable: bool) {
+        self.seq.push(page);
+        if evictable {
+            self.seq.insert(0, page);
+        }
+    }
+
+    /// Make present `page` evictable or not; returns false if it already was so.
+    pub fn set_evictable(&mut self, page: u32, evictable: bool) -> bool {
+        if evictable {
+            self.seq.insert(0, page)
+        } else {
+            self.seq.remove(0, page)
+        }
+    }
+
+    /// Take `page` out (if present).
+    pub fn remove(&mut self, page: u32) {
+        self.seq.remove_page(page);
+    }
+
     /// The slot of the oldest evictable page.
     pub fn first(&mut self) -> Option<u32> {
-        let s = self.evictable.next_at_or_after(self.low)?;
-        self.low = s;
-        Some(s)
+        self.seq.first(0)
     }
 
     /// The slot of the first evictable page at or after `slot`.
     pub fn next_at_or_after(&self, slot: u32) -> Option<u32> {
-        self.evictable.next_at_or_after(slot)
+        self.seq.next_at_or_after(0, slot)
     }
 }
 
@@ -742,6 +843,59 @@ mod tests {
             assert_eq!(first, o.values().next().copied());
             assert_eq!(q.evictable_len(), o.len());
         }
+    }
+
+    #[test]
+    fn seq_sets_match_one_ordered_set_per_set() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::BTreeSet;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut q = SeqSets::<3>::default();
+        // Model: each page's insertion time, and per set the (time, page) members.
+        let mut time: Vec<Option<u64>> = vec![None; 400];
+        let mut model: [BTreeSet<(u64, u32)>; 3] = Default::default();
+        let mut t = 0u64;
+        for _ in 0..200_000 {
+            let p = rng.gen_range(0..400u32);
+            let set = rng.gen_range(0..3usize);
+            match (time[p as usize], rng.gen_range(0..5)) {
+                (None, _) => {
+                    t += 1;
+                    q.push(p);
+                    time[p as usize] = Some(t);
+                }
+                (Some(s), 0) => {
+                    q.remove_page(p);
+                    for m in &mut model {
+                        m.remove(&(s, p));
+                    }
+                    time[p as usize] = None;
+                }
+                (Some(s), 1 | 2) => {
+                    assert_eq!(q.insert(set, p), model[set].insert((s, p)));
+                }
+                (Some(s), _) => {
+                    assert_eq!(q.remove(set, p), model[set].remove(&(s, p)));
+                }
+            }
+            for (i, m) in model.iter().enumerate() {
+                let first = q.first(i).map(|s| q.page_at(s));
+                assert_eq!(first, m.iter().next().map(|&(_, p)| p));
+                assert_eq!(q.set_len(i), m.len());
+                assert_eq!(
+                    q.in_set(i, p),
+                    time[p as usize].is_some_and(|s| m.contains(&(s, p)))
+                );
+            }
+            // The members of a set after `p`, in order, are the model's.
+            if let Some(s) = q.slot(p) {
+                let after = q.next_at_or_after(set, s + 1).map(|s| q.page_at(s));
+                let ts = time[p as usize].unwrap();
+                let want = model[set].range((ts + 1, 0)..).next().map(|&(_, p)| p);
+                assert_eq!(after, want);
+            }
+        }
+        assert!(t > 4 * 1024 && q.capacity() <= 1024);
     }
 
     #[test]

@@ -26,33 +26,24 @@
 //! longer holds, so the combination has ghosts: a page id is forgotten once neither the
 //! combined cache nor a virtual cache holds it.
 //!
-//! Cost: three min-heaps of placement keys with lazy deletion stand for the set of unpinned
-//! cached pages (`free`) and, per sub-policy `s`, the set of those its virtual cache does
-//! not hold (`outside[s]`). An entry is valid, that is its page is a member, while the page
-//! is cached and unpinned with the placement the key names and, for `outside[s]`, not held
-//! by `s`; leaving a set (pinned, evicted, removed, taken back by `s`) touches no heap.
-//! Every member has a valid entry: a page gets one when it may have joined a set (it
-//! becomes unpinned: in `free`, and in each `outside[s]` whose `s` does not hold it; `s`
-//! drops an unpinned page: in `outside[s]`), unless it has an entry of its latest
-//! placement there already (a bit per page and heap), so a page has at most one such entry
-//! per heap and pin/unpin cycles push nothing new. So the minimum valid entry is the set's
-//! minimum: `evict` pops invalid tops (each entry is popped once; a page that joins the set
-//! again gets a new entry) until a valid one. A heap longer than twice the number of
-//! unpinned pages plus a slack is compacted in linear time to the entries of unpinned pages
-//! of their latest placement (at most one per unpinned page), which keeps it within the
-//! cache's size at amortized O(1) per push. Pins and gains by a sub-policy are O(1); unpins
-//! and losses push (O(1) expected for recently placed pages, O(log k) at worst); evictions
-//! pop, O(log k) amortized. The sub-policies are driven as the lab does (find, then evict
-//! and insert on a miss) and asked `contains` only where the answer matters: after a hit of
-//! a page not pinned here (a sub-policy may drop a page on its hit), for a victim that the
-//! combined cache does not hold (does the other one?), at unpins without an entry, at pops
-//! of `outside` and at drops.
+//! Cost: the cached pages in placement order ([`SeqSets`]: insert numbers as slots of bit
+//! sets, renumbered in order when they run out) with three sets over them, kept exact: the
+//! unpinned pages (`free`) and, per sub-policy `s`, those of them its virtual cache does not
+//! hold (`outside[s]`). A page joins `free` and the `outside` sets of the sub-policies that
+//! do not hold it when it is unpinned, leaves them all when pinned or dropped, joins
+//! `outside[s]` when `s` loses it and leaves it when `s` gains it (only the requested page
+//! can be gained). `evict` takes the first member of `outside[followed]`, else of `free`: a
+//! search of the bit sets from the lowest slot that may hold one, so every operation is O(1)
+//! but the search, which skips 64 slots a word and 4,096 a summary word. The sub-policies
+//! are driven as the lab does (find, then evict and insert on a miss) and asked `contains`
+//! only where the answer matters: after an access of a page unpinned here, for a page being
+//! unpinned, for a victim that the combined cache does not hold (does the other one?) and
+//! at drops.
 
+use crate::paging::util::SeqSets;
 use crate::paging::{Eviction, Req};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 /// How the combination chooses which policy to follow.
 pub enum Scheme {
@@ -95,48 +86,25 @@ impl Virtual {
     }
 }
 
-/// A cached page's place in the order of placement: its insert number (high 32 bits) and
-/// the page (low 32 bits). Requests come in time order, so placement time order is insert
-/// order.
-type Key = u64;
-
-/// A min-heap of keys with lazy deletion (see the module doc).
-type KeyHeap = BinaryHeap<Reverse<Key>>;
-
-/// The heaps: `heaps[s]` (s = 0, 1) is `outside[s]`, `heaps[ALL]` is `free`.
+/// The sets over the placement order: `outside[0]`, `outside[1]` and `free` (`ALL`).
 const ALL: usize = 2;
-
-/// Entries a heap may hold beyond twice the number of unpinned pages before it is compacted.
-const SLACK: usize = 64;
-
-/// Is `k` of `slot`'s latest placement?
-fn latest(slot: &Slot, k: Key) -> bool {
-    slot.placed as u64 == k >> 32
-}
 
 const ABSENT: u8 = 0;
 const PINNED: u8 = 1;
 const FREE: u8 = 2;
 
-/// What the combined cache knows of one page (one small record, so that a look-up touches
-/// one cache line).
+/// What the combined cache knows of one page.
 #[derive(Clone, Copy)]
 struct Slot {
-    /// Insert number of the latest placement (meaningful while cached).
-    placed: u32,
     /// ABSENT, PINNED or FREE (cached, unpinned).
     state: u8,
     /// Listed in `forgotten`.
     listed: bool,
-    /// Bit `h`: heap `h` holds an entry of the latest placement (at most one).
-    queued: u8,
 }
 
 const UNKNOWN: Slot = Slot {
-    placed: 0,
     state: ABSENT,
     listed: false,
-    queued: 0,
 };
 
 /// A lazy follower of two simulated policies.
@@ -154,15 +122,12 @@ pub struct Combined {
     // Own cache, per page.
     slots: Vec<Slot>,
     last_t: u64,
-    inserts: u64,
     len: usize,
     /// Cached pages that are unpinned (FREE).
     num_free: usize,
-    /// Lazy heaps of keys. `heaps[ALL]` (`free`): the unpinned cached pages by placement
-    /// (valid entries: unpinned, of the latest placement). `heaps[s]` (`outside[s]`):
-    /// those that sub-policy `s`'s virtual cache does not hold (valid entries: also not
-    /// held by `s`).
-    heaps: [KeyHeap; 3],
+    /// The cached pages in placement order, with the sets `free` (`ALL`: the unpinned
+    /// ones) and `outside[s]` (those that sub-policy `s`'s virtual cache does not hold).
+    order: SeqSets<3>,
     /// Pages that may be held by nobody any more (checked when taken; `Slot::listed`).
     forgotten: Vec<u32>,
 }
@@ -199,10 +164,9 @@ impl Combined {
             rng,
             slots: vec![UNKNOWN; num_pages],
             last_t: 0,
-            inserts: 0,
             len: 0,
             num_free: 0,
-            heaps: [KeyHeap::new(), KeyHeap::new(), KeyHeap::new()],
+            order: SeqSets::default(),
             forgotten: Vec::new(),
         }
     }
@@ -216,10 +180,6 @@ impl Combined {
         self.slots.get(page as usize).map_or(ABSENT, |s| s.state)
     }
 
-    fn key(&self, page: u32) -> Key {
-        ((self.slots[page as usize].placed as u64) << 32) | page as u64
-    }
-
     fn held_by_a_sub(&self, page: u32) -> bool {
         self.subs.iter().any(|s| s.policy.contains(page))
     }
@@ -227,9 +187,9 @@ impl Combined {
     /// Serve `r` on both simulated policies, track what changed in their caches and
     /// choose which one to follow.
     ///
-    /// A gain changes no heap, so a miss needs no look at the requested page; a hit does
-    /// when the page is not pinned here (if the sub-policy dropped it, an unpinned page
-    /// joins `outside[s]` and an uncached one may be forgotten; a pinned page is in no set).
+    /// Only the requested page can be gained, and it may be dropped on a hit too: if it is
+    /// unpinned here, its `outside[s]` membership is set from `s`'s answer; if it is not
+    /// cached here, a drop may leave it held by nobody. A pinned page is in no set.
     fn step_subs(&mut self, r: &Req) {
         let mut loss = [0u64; 2];
         for (s, l) in loss.iter_mut().enumerate() {
@@ -238,8 +198,16 @@ impl Combined {
             if let Some(v) = lost {
                 self.sub_lost(s, v);
             }
-            if hit && self.state(r.page) != PINNED && !self.subs[s].policy.contains(r.page) {
-                self.sub_lost(s, r.page);
+            match self.state(r.page) {
+                FREE => {
+                    if self.subs[s].policy.contains(r.page) {
+                        self.order.remove(s, r.page);
+                    } else {
+                        self.order.insert(s, r.page);
+                    }
+                }
+                ABSENT if hit && !self.subs[s].policy.contains(r.page) => self.sub_lost(s, r.page),
+                _ => {}
             }
         }
         self.choose(loss);
@@ -274,61 +242,18 @@ impl Combined {
         }
     }
 
-    /// Give the cached `page` an entry in heap `h` unless it has one of its latest
-    /// placement; compact the heap if it grew too long.
-    fn push(&mut self, h: usize, page: u32) {
-        let k = self.key(page);
-        let slot = &mut self.slots[page as usize];
-        if slot.queued & 1 << h != 0 {
-            return;
-        }
-        slot.queued |= 1 << h;
-        self.heaps[h].push(Reverse(k));
-        if self.heaps[h].len() > 2 * self.num_free + SLACK {
-            self.compact(h);
-        }
-    }
-
-    /// Keep in heap `h` only the entries of unpinned pages of their latest placement (at
-    /// most one per unpinned page); O(length).
-    fn compact(&mut self, h: usize) {
-        let slots = &mut self.slots;
-        let mut v = std::mem::take(&mut self.heaps[h]).into_vec();
-        v.retain(|&Reverse(k)| {
-            let slot = &mut slots[k as u32 as usize];
-            if !latest(slot, k) {
-                return false;
-            }
-            let keep = slot.state == FREE;
-            if !keep {
-                slot.queued &= !(1 << h);
-            }
-            keep
-        });
-        self.heaps[h] = BinaryHeap::from(v);
-    }
-
-    /// Pop heap `h` until a valid entry, and return its page (popped: the caller drops the
-    /// page, which makes its other entries invalid); `None` when the heap runs out.
-    fn pop_valid(&mut self, h: usize) -> Option<u32> {
-        while let Some(Reverse(k)) = self.heaps[h].pop() {
-            let page = k as u32;
-            let slot = &mut self.slots[page as usize];
-            if !latest(slot, k) {
-                continue;
-            }
-            slot.queued &= !(1 << h);
-            if slot.state == FREE && (h == ALL || !self.subs[h].policy.contains(page)) {
-                return Some(page);
-            }
-        }
-        None
+    /// The earliest-placed member of set `set`.
+    fn first(&mut self, set: usize) -> Option<u32> {
+        let slot = self.order.first(set)?;
+        Some(self.order.page_at(slot))
     }
 
     /// Sub-policy `s`'s virtual cache lost `page` (so `s` does not hold it).
     fn sub_lost(&mut self, s: usize, page: u32) {
         match self.state(page) {
-            FREE => self.push(s, page),
+            FREE => {
+                self.order.insert(s, page);
+            }
             ABSENT if !self.subs[1 - s].policy.contains(page) => self.forget(page),
             _ => {}
         }
@@ -355,11 +280,7 @@ impl Combined {
         debug_assert_eq!(self.slots[p].state, ABSENT, "page {p} is cached");
         debug_assert!(r.t >= self.last_t, "requests in time order");
         self.last_t = r.t;
-        assert!(self.inserts < 1 << 32, "insert numbers fit in 32 bits");
-        // Entries of earlier placements are invalid and never become valid again.
-        self.slots[p].placed = self.inserts as u32;
-        self.slots[p].queued = 0;
-        self.inserts += 1;
+        self.order.push(r.page);
         self.len += 1;
         self.slots[p].state = PINNED;
         if !pinned {
@@ -371,21 +292,21 @@ impl Combined {
     fn make_free(&mut self, page: u32) {
         self.slots[page as usize].state = FREE;
         self.num_free += 1;
-        self.push(ALL, page);
+        self.order.insert(ALL, page);
         for s in 0..2 {
-            // An entry already there is valid when `s` does not hold the page.
-            let queued = self.slots[page as usize].queued & 1 << s != 0;
-            if !queued && !self.subs[s].policy.contains(page) {
-                self.push(s, page);
+            if !self.subs[s].policy.contains(page) {
+                self.order.insert(s, page);
             }
         }
     }
 
-    /// The unpinned cached `page` becomes unevictable (pinned): its heap entries become
-    /// invalid.
+    /// The unpinned cached `page` becomes unevictable (pinned): it leaves every set.
     fn make_pinned(&mut self, page: u32) {
         self.slots[page as usize].state = PINNED;
         self.num_free -= 1;
+        for set in 0..3 {
+            self.order.remove(set, page);
+        }
     }
 
     /// Forget cached `page` (pinned or not); `outside_of`: a sub-policy known not to hold
@@ -394,6 +315,7 @@ impl Combined {
         if self.slots[page as usize].state == FREE {
             self.make_pinned(page);
         }
+        self.order.remove_page(page);
         self.slots[page as usize].state = ABSENT;
         self.len -= 1;
         let held = match outside_of {
@@ -420,13 +342,11 @@ impl Eviction for Combined {
     fn evict(&mut self, _: &Req) -> u32 {
         // In the lab the followed policy holds the requested page and k-1 others, so some
         // page of ours is not among them; in serving, fall back to the earliest unpinned.
-        // The first valid entry is the set's minimum; popping it is right since dropping
-        // the page makes every entry of it invalid.
         let cur = self.current;
-        let (v, known) = match self.pop_valid(cur) {
+        let (v, known) = match self.first(cur) {
             Some(v) => (v, Some(cur)),
             None => {
-                let v = self.pop_valid(ALL).expect("evict with no unpinned page");
+                let v = self.first(ALL).expect("evict with no unpinned page");
                 (v, None)
             }
         };
@@ -487,12 +407,18 @@ impl Eviction for Combined {
 mod tests {
     use super::*;
     use crate::paging::{make_policy, PolicyParams, NEVER};
-    use std::collections::{BTreeSet, HashMap, HashSet};
+    use std::collections::{BTreeSet, HashSet};
 
     fn combo(a: &str, b: &str, k: usize, scheme: Scheme, seed: u64) -> Combined {
         let p = PolicyParams::new(k, 4, seed);
         let (a, b) = (make_policy(a, &p).unwrap(), make_policy(b, &p).unwrap());
         Combined::new("c".into(), a, b, k, 4, scheme, seed)
+    }
+
+    /// A cached page's placement: its slot in the placement order (slots only grow with
+    /// placement, renumbering keeps their order).
+    fn placed(c: &Combined, page: u32) -> u32 {
+        c.order.slot(page).expect("cached")
     }
 
     /// The rule, by a scan: the earliest-placed unpinned page outside the followed cache,
@@ -501,54 +427,35 @@ mod tests {
         let free = (0..c.slots.len() as u32).filter(|&p| c.state(p) == FREE);
         let lead = &c.subs[c.current].policy;
         let outside = free.clone().filter(|&p| !lead.contains(p));
-        let first = |it: &mut dyn Iterator<Item = u32>| it.min_by_key(|&p| c.key(p));
+        let first = |it: &mut dyn Iterator<Item = u32>| it.min_by_key(|&p| placed(c, p));
         first(&mut outside.into_iter()).or_else(|| first(&mut free.into_iter()))
     }
 
-    /// The keys of the valid entries of heap `h`.
-    fn members(c: &Combined, h: usize) -> BTreeSet<Key> {
-        let valid = |k: Key| {
-            let slot = &c.slots[k as u32 as usize];
-            let held = h != ALL && c.subs[h].policy.contains(k as u32);
-            latest(slot, k) && slot.state == FREE && !held
-        };
-        c.heaps[h]
-            .iter()
-            .map(|r| r.0)
-            .filter(|&k| valid(k))
+    /// The members of set `set`.
+    fn members(c: &Combined, set: usize) -> BTreeSet<u32> {
+        (0..c.slots.len() as u32)
+            .filter(|&p| c.order.in_set(set, p))
             .collect()
     }
 
-    /// The heaps' valid entries are exactly the sets they stand for, and a cached page has
-    /// an entry of its latest placement in a heap exactly when its `queued` bit says so.
+    /// The sets are exactly what they stand for, and the placement order holds exactly the
+    /// cached pages.
     fn check_sets(c: &Combined) {
         let pages = 0..c.slots.len() as u32;
-        let free: BTreeSet<Key> = pages
-            .filter(|&p| c.state(p) == FREE)
-            .map(|p| c.key(p))
-            .collect();
+        let free: BTreeSet<u32> = pages.clone().filter(|&p| c.state(p) == FREE).collect();
         assert_eq!(members(c, ALL), free);
         for s in 0..2 {
-            let held = |k: &Key| c.subs[s].policy.contains(*k as u32);
-            let out: BTreeSet<Key> = free.iter().copied().filter(|k| !held(k)).collect();
+            let held = |p: &u32| c.subs[s].policy.contains(*p);
+            let out: BTreeSet<u32> = free.iter().copied().filter(|p| !held(p)).collect();
             assert_eq!(members(c, s), out, "sub {s}");
         }
-        for h in 0..3 {
-            let mut count = HashMap::new();
-            for r in &c.heaps[h] {
-                *count.entry(r.0).or_insert(0) += 1;
-            }
-            for p in 0..c.slots.len() as u32 {
-                if c.state(p) != ABSENT {
-                    let n = count.get(&c.key(p)).copied().unwrap_or(0);
-                    let queued = c.slots[p as usize].queued >> h & 1;
-                    assert_eq!(n, queued, "page {p} heap {h}");
-                }
-            }
+        for p in pages {
+            assert_eq!(c.order.contains(p), c.state(p) != ABSENT, "page {p}");
         }
         assert_eq!(c.num_free, free.len());
         let n = c.slots.iter().filter(|s| s.state != ABSENT).count();
         assert_eq!(c.len, n);
+        assert_eq!(c.order.len(), n);
     }
 
     fn req(t: u64, page: u32, rng: &mut StdRng) -> Req {
@@ -629,13 +536,12 @@ mod tests {
     }
 
     #[test]
-    fn heaps_stay_bounded_under_pin_unpin_cycles_and_churn() {
+    fn the_order_stays_bounded_under_pin_unpin_cycles_and_churn() {
         // At most 40 cached pages (ids below 60), sub-policies of 8, so that hits make the
-        // sub-policies drop unpinned pages (pushes onto `outside`). Phase 1, pins, unpins
-        // and hits only: a page has at most one entry per heap, so no heap outgrows the
-        // cache. Phase 2 adds evictions and inserts (entries of earlier placements pile
-        // up): some 100,000 pushes, and compaction keeps each heap within twice the cached
-        // pages plus the slack.
+        // sub-policies drop unpinned pages. Some 80,000 operations with evictions and
+        // inserts: the placement order is renumbered many times and keeps its slots within
+        // twice the cached pages (or its minimum of 1,024), the sets stay exact and every
+        // eviction follows the rule.
         let n = 40;
         for (a, b) in [("ftp", "lru"), ("marker", "ftp")] {
             let mut c = combo(a, b, 8, Scheme::Randomized { eps: 0.5 }, 3);
@@ -647,22 +553,8 @@ mod tests {
                 c.unpin(&r);
                 t += 1;
             }
-            let heaps = |c: &Combined| c.heaps.each_ref().map(|h| h.len());
-            for round in 0..20_000 {
-                let r = req(t, rng.gen_range(0..n as u32), &mut rng);
-                match rng.gen_range(0..3) {
-                    0 => c.hit(&r),
-                    1 => c.pin(r.page),
-                    _ => c.unpin(&r),
-                }
-                t += 1;
-                assert!(heaps(&c).iter().all(|&h| h <= n), "round {round}");
-                if round % 1000 == 0 {
-                    check_sets(&c);
-                }
-            }
-            let mut most = [0; 3];
-            for round in 0..60_000 {
+            let mut placed = 0;
+            for round in 0..80_000 {
                 let r = req(t, rng.gen_range(0..60), &mut rng);
                 match (rng.gen_range(0..5), c.state(r.page)) {
                     (0, ABSENT) => {
@@ -673,6 +565,7 @@ mod tests {
                             }
                         }
                         c.insert_pinned(&r);
+                        placed += 1;
                     }
                     (0, _) => c.hit(&r),
                     (1 | 2, _) => c.unpin(&r),
@@ -680,15 +573,15 @@ mod tests {
                     _ => c.hit(&r),
                 }
                 t += 1;
-                for (m, h) in most.iter_mut().zip(heaps(&c)) {
-                    assert!(h <= 2 * n + SLACK, "round {round}: {h} entries");
-                    *m = (*m).max(h);
-                }
+                assert!(c.order.capacity() <= 1024, "round {round}");
                 if round % 1000 == 0 {
                     check_sets(&c);
                 }
             }
-            assert!(most.iter().all(|&m| m > n), "{most:?}: no garbage seen");
+            assert!(
+                placed > 4 * 1024,
+                "{placed} placements: too few to renumber"
+            );
             check_sets(&c);
             while let Some(v) = expected_victim(&c) {
                 assert_eq!(c.evict(&req(t, 0, &mut rng)), v);
