@@ -21,10 +21,12 @@
 //! while a copy is cached counts as a hit of the copy and stays unregistered (freed empty).
 //!
 //! With a policy that remembers evicted contents (ghost lists, [`PolicyEvictor::has_ghosts`]),
-//! the hash map also keeps a *ghost entry* for each content evicted but still remembered:
-//! no block, only the content's page id, so that a content computed again gets back the id
-//! the policy knows it by, found by the same probe that registers it. Ghost entries are never
-//! lookup hits, and are dropped when the policy forgets the content (its id is freed).
+//! the hash map names each content's *page id* instead of its block, and a table from page
+//! id to block says where it is cached (none once evicted). An evicted content still
+//! remembered is then a *ghost entry*, with no map write at eviction, so that a content
+//! computed again gets back the id the policy knows it by, found by the same probe that
+//! registers it. Ghost entries are never lookup hits, and are dropped when the policy forgets
+//! the content (its id is freed).
 //!
 //! Next uses (`next_uses`, one per block given, in the same order; empty for "unknown")
 //! feed policies that look ahead (Belady, oracle predictions).
@@ -70,8 +72,9 @@ pub struct BlockCounts {
 }
 
 /// The blocks registered under one hash, in registration order (an intrusive list through
-/// `Block::dup_next`). A ghost entry (content evicted, still remembered by the policy) has
-/// `first == NIL` and the content's page id in `last`.
+/// `Block::dup_next`). With a policy that has ghost lists, an entry instead names the
+/// content's page id (`first == NIL`, the id in `last`), and `BlockPool::block_of_page` its
+/// block, if it is still cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct HashEntry {
     first: BlockId,
@@ -79,15 +82,17 @@ struct HashEntry {
 }
 
 impl HashEntry {
-    fn ghost(page: u32) -> Self {
+    /// The entry of the content known to the policy as `page`.
+    fn of_page(page: u32) -> Self {
         HashEntry {
             first: NIL,
             last: page,
         }
     }
 
-    fn is_ghost(&self) -> bool {
-        self.first == NIL
+    /// The page id, for an entry that names one.
+    fn page(&self) -> Option<u32> {
+        (self.first == NIL).then_some(self.last)
     }
 }
 
@@ -104,12 +109,13 @@ pub struct BlockPool {
     evictions: u64,
     scratch: Vec<BlockId>,
     evictor: Option<PolicyEvictor>,
-    /// With a policy that has ghost lists: the block holding each cached page (without
-    /// them, a page id is its block id).
+    /// With a policy that has ghost lists: the block holding each page, NIL for one evicted
+    /// (without them, a page id is its block id).
     block_of_page: Vec<BlockId>,
     /// Contents evicted since the last `take_evicted` (kept only when asked to).
     evicted: Option<Vec<u64>>,
-    /// The policy has ghost lists: evicted contents leave ghost entries in `cached`.
+    /// The policy has ghost lists: entries of `cached` name page ids, and evicted contents
+    /// leave ghost entries.
     ghosts: bool,
     /// Page ids the policy freed (with their contents), whose ghost entries are dropped.
     freed: Vec<(u32, u64)>,
@@ -245,13 +251,25 @@ impl BlockPool {
 
     /// The cached block holding content `hash`, if any: the earliest registered one left.
     pub fn get_cached_block(&self, hash: u64) -> Option<BlockId> {
-        self.cached
-            .get(&hash)
-            .and_then(|e| (!e.is_ghost()).then_some(e.first))
+        self.cached.get(&hash).and_then(|&e| self.block_of(e))
+    }
+
+    /// The block holding the content of map entry `e`; none for a ghost.
+    fn block_of(&self, e: HashEntry) -> Option<BlockId> {
+        match e.page() {
+            Some(page) => Some(self.block_of_page[page as usize]).filter(|&b| b != NIL),
+            None => Some(e.first),
+        }
     }
 
     /// Take block `id` (registered under `hash`) out of the hash map.
     fn unregister(&mut self, id: BlockId, hash: u64) {
+        if self.ghosts {
+            // One block per content; the entry, naming the page id, stays as its ghost.
+            let page = self.blocks[id as usize].page;
+            self.block_of_page[page as usize] = NIL;
+            return;
+        }
         let (prev, next) = {
             let b = &mut self.blocks[id as usize];
             let links = (b.dup_prev, b.dup_next);
@@ -266,15 +284,7 @@ impl BlockPool {
             self.blocks[next as usize].dup_prev = prev;
         }
         if prev == NIL && next == NIL {
-            if self.ghosts {
-                // The policy may remember the content: keep its page id.
-                let page = self.blocks[id as usize].page;
-                if let Some(e) = self.cached.get_mut(&hash) {
-                    *e = HashEntry::ghost(page);
-                }
-            } else {
-                self.cached.remove(&hash);
-            }
+            self.cached.remove(&hash);
         } else if let Some(e) = self.cached.get_mut(&hash) {
             if prev == NIL {
                 e.first = next;
@@ -315,8 +325,8 @@ impl BlockPool {
                     .get(j)
                     .filter(|_| self.ghosts)
                     .and_then(|h| self.cached.get(h))
-                    .filter(|e| e.is_ghost())
-                    .map(|e| e.last);
+                    .filter(|&&e| self.block_of(e).is_none())
+                    .and_then(|e| e.page());
                 self.take_policy_victim(remembered)
             };
             let b = &mut self.blocks[id as usize];
@@ -364,7 +374,7 @@ impl BlockPool {
         ev.take_freed(&mut freed);
         for &(page, hash) in &freed {
             if let Entry::Occupied(e) = self.cached.entry(hash) {
-                if *e.get() == HashEntry::ghost(page) {
+                if *e.get() == HashEntry::of_page(page) {
                     e.remove();
                 }
             }
@@ -474,47 +484,67 @@ impl BlockPool {
         debug_assert!(
             !self.blocks[id as usize].in_free_queue && self.blocks[id as usize].hash == 0
         );
-        // One probe of the map: it finds a cached copy, or the page id of a remembered
-        // (ghost) content.
-        let ghost = match self.cached.entry(hash) {
+        if self.ghosts {
+            self.cache_page(id, hash, next_use);
+            return;
+        }
+        // One probe of the map: it finds a cached copy, or room for the first.
+        match self.cached.entry(hash) {
             Entry::Occupied(mut e) => {
                 let entry = *e.get();
-                if !entry.is_ghost() {
-                    if let Some(ev) = self.evictor.as_mut() {
-                        ev.hit(self.blocks[entry.first as usize].page, next_use);
-                        return;
-                    }
-                    e.get_mut().last = id;
-                    self.blocks[entry.last as usize].dup_next = id;
-                    self.blocks[id as usize].dup_prev = entry.last;
-                    self.blocks[id as usize].hash = hash;
+                if let Some(ev) = self.evictor.as_mut() {
+                    ev.hit(self.blocks[entry.first as usize].page, next_use);
                     return;
                 }
-                *e.get_mut() = HashEntry {
-                    first: id,
-                    last: id,
-                };
-                Some(entry.last)
+                e.get_mut().last = id;
+                self.blocks[entry.last as usize].dup_next = id;
+                self.blocks[id as usize].dup_prev = entry.last;
             }
             Entry::Vacant(v) => {
                 v.insert(HashEntry {
                     first: id,
                     last: id,
                 });
-                None
-            }
-        };
-        self.blocks[id as usize].hash = hash;
-        if let Some(ev) = self.evictor.as_mut() {
-            let page = ev.insert(hash, next_use, ghost, id);
-            self.blocks[id as usize].page = page;
-            if self.ghosts {
-                if page as usize >= self.block_of_page.len() {
-                    self.block_of_page.resize(page as usize + 1, NIL);
+                if let Some(ev) = self.evictor.as_mut() {
+                    self.blocks[id as usize].page = ev.insert(hash, next_use, None, id);
                 }
-                self.block_of_page[page as usize] = id;
-                self.drop_freed_ghosts();
             }
+        }
+        self.blocks[id as usize].hash = hash;
+    }
+
+    /// [`BlockPool::cache_block`] with a policy that has ghost lists: the map's entry names
+    /// the content's page id, which a remembered (ghost) content keeps.
+    fn cache_page(&mut self, id: BlockId, hash: u64, next_use: u64) {
+        let entry = self.cached.get(&hash).copied();
+        let ev = self
+            .evictor
+            .as_mut()
+            .expect("ghost lists come with a policy");
+        let ghost = match entry {
+            Some(e) => {
+                let page = e.page().expect("entries name page ids");
+                let holder = self.block_of_page[page as usize];
+                if holder != NIL {
+                    ev.hit(page, next_use);
+                    return;
+                }
+                Some(page)
+            }
+            None => None,
+        };
+        let page = ev.insert(hash, next_use, ghost, id);
+        let b = &mut self.blocks[id as usize];
+        b.hash = hash;
+        b.page = page;
+        if page as usize >= self.block_of_page.len() {
+            self.block_of_page.resize(page as usize + 1, NIL);
+        }
+        self.block_of_page[page as usize] = id;
+        // Freed ids are dropped before the new entry goes in (one may be `page` itself).
+        self.drop_freed_ghosts();
+        if ghost.is_none() {
+            self.cached.insert(hash, HashEntry::of_page(page));
         }
     }
 
@@ -557,18 +587,26 @@ impl BlockPool {
         let mut registered = 0u64;
         let mut ghosts = 0u64;
         for (&h, e) in &self.cached {
-            if e.is_ghost() {
-                ghosts += 1;
-                let known = self.ghosts
-                    && self
-                        .evictor
-                        .as_ref()
-                        .is_some_and(|ev| ev.id_holds(e.last, h));
+            if let Some(page) = e.page() {
+                let known =
+                    self.ghosts && self.evictor.as_ref().is_some_and(|ev| ev.id_holds(page, h));
                 if !known {
                     return Err(format!(
-                        "ghost entry of hash {h:x} holds page {} the policy does not know it by",
-                        e.last
+                        "the entry of hash {h:x} names page {page} the policy does not know it by"
                     ));
+                }
+                match self.block_of(*e) {
+                    None => ghosts += 1,
+                    Some(b)
+                        if self.blocks[b as usize].hash == h
+                            && self.blocks[b as usize].page == page =>
+                    {
+                        registered += 1
+                    }
+                    Some(b) => return Err(format!(
+                        "page {page} of hash {h:x} is said to be in block {b}, which holds {:x}",
+                        self.blocks[b as usize].hash
+                    )),
                 }
                 continue;
             }
@@ -696,10 +734,9 @@ mod tests {
             .iter()
             .position(|&h| p.get_cached_block(h).is_none());
         let gone = gone.expect("one content was evicted");
-        assert!(p
-            .cached
-            .get(&[11u64, 12][gone])
-            .is_some_and(|e| e.is_ghost()));
+        let entry = *p.cached.get(&[11u64, 12][gone]).expect("a ghost entry");
+        assert_eq!(entry.page(), Some(pages[gone]));
+        assert_eq!(p.block_of(entry), None);
         p.audit().unwrap();
         // Computed again, the content gets back the page id the policy remembers.
         p.cache_block(b[0], [11u64, 12][gone], NEVER);
