@@ -603,10 +603,12 @@ impl BlockPool {
                     {
                         registered += 1
                     }
-                    Some(b) => return Err(format!(
+                    Some(b) => {
+                        return Err(format!(
                         "page {page} of hash {h:x} is said to be in block {b}, which holds {:x}",
                         self.blocks[b as usize].hash
-                    )),
+                    ))
+                    }
                 }
                 continue;
             }
