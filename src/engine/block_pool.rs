@@ -73,8 +73,8 @@ pub struct BlockCounts {
 
 /// The blocks registered under one hash, in registration order (an intrusive list through
 /// `Block::dup_next`). With a policy that has ghost lists, an entry instead names the
-/// content's page id (`first == NIL`, the id in `last`), and `BlockPool::block_of_page` its
-/// block, if it is still cached.
+/// content's page id (`first == NIL`, the id in `last`), and the policy evictor its block,
+/// if it is still cached ([`PolicyEvictor::block_of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct HashEntry {
     first: BlockId,
@@ -109,9 +109,6 @@ pub struct BlockPool {
     evictions: u64,
     scratch: Vec<BlockId>,
     evictor: Option<PolicyEvictor>,
-    /// With a policy that has ghost lists: the block holding each page, NIL for one evicted
-    /// (without them, a page id is its block id).
-    block_of_page: Vec<BlockId>,
     /// Contents evicted since the last `take_evicted` (kept only when asked to).
     evicted: Option<Vec<u64>>,
     /// The policy has ghost lists: entries of `cached` name page ids, and evicted contents
@@ -149,7 +146,6 @@ impl BlockPool {
             evictions: 0,
             scratch: Vec::new(),
             evictor: None,
-            block_of_page: Vec::new(),
             evicted: None,
             ghosts: false,
             freed: Vec::new(),
@@ -257,7 +253,7 @@ impl BlockPool {
     /// The block holding the content of map entry `e`; none for a ghost.
     fn block_of(&self, e: HashEntry) -> Option<BlockId> {
         match e.page() {
-            Some(page) => Some(self.block_of_page[page as usize]).filter(|&b| b != NIL),
+            Some(page) => self.evictor.as_ref().and_then(|ev| ev.block_of(page)),
             None => Some(e.first),
         }
     }
@@ -265,9 +261,8 @@ impl BlockPool {
     /// Take block `id` (registered under `hash`) out of the hash map.
     fn unregister(&mut self, id: BlockId, hash: u64) {
         if self.ghosts {
-            // One block per content; the entry, naming the page id, stays as its ghost.
-            let page = self.blocks[id as usize].page;
-            self.block_of_page[page as usize] = NIL;
+            // One block per content, evicted by the policy (which knows it no longer
+            // caches it); the entry, naming the page id, stays as its ghost.
             return;
         }
         let (prev, next) = {
@@ -400,12 +395,8 @@ impl BlockPool {
 
     fn take_policy_victim(&mut self, incoming: Option<u32>) -> BlockId {
         let ev = self.evictor.as_mut().expect("policy mode");
-        let page = ev.evict(incoming);
-        let id = if self.ghosts {
-            self.block_of_page[page as usize]
-        } else {
-            page // without ghost lists a content's page id is its block's
-        };
+        // Without ghost lists a content's page id is its block's.
+        let (_, id) = ev.evict(incoming);
         let b = &mut self.blocks[id as usize];
         assert!(
             b.in_policy && b.ref_cnt == 0,
@@ -524,8 +515,7 @@ impl BlockPool {
         let ghost = match entry {
             Some(e) => {
                 let page = e.page().expect("entries name page ids");
-                let holder = self.block_of_page[page as usize];
-                if holder != NIL {
+                if ev.block_of(page).is_some() {
                     ev.hit(page, next_use);
                     return;
                 }
@@ -537,10 +527,6 @@ impl BlockPool {
         let b = &mut self.blocks[id as usize];
         b.hash = hash;
         b.page = page;
-        if page as usize >= self.block_of_page.len() {
-            self.block_of_page.resize(page as usize + 1, NIL);
-        }
-        self.block_of_page[page as usize] = id;
         // Freed ids are dropped before the new entry goes in (one may be `page` itself).
         self.drop_freed_ghosts();
         if ghost.is_none() {

@@ -206,15 +206,18 @@ struct IdState {
     hash: u64,
     /// Assigned to a content (not in `free_ids`).
     live: bool,
-    /// With ghost lists: the content is cached.
-    cached: bool,
+    /// With ghost lists: the block caching the content, [`NO_BLOCK`] if none (evicted).
+    block: u32,
 }
+
+/// [`IdState::block`] of a content not cached.
+const NO_BLOCK: u32 = u32::MAX;
 
 impl IdState {
     const FREE: IdState = IdState {
         hash: 0,
         live: false,
-        cached: false,
+        block: NO_BLOCK,
     };
 }
 
@@ -358,7 +361,7 @@ impl PolicyEvictor {
     pub fn insert(&mut self, hash: u64, next_use: u64, ghost: Option<u32>, block: u32) -> u32 {
         let page = if self.ghosts {
             let page = self.id_of(hash, ghost);
-            self.ids[page as usize].cached = true;
+            self.ids[page as usize].block = block;
             page
         } else {
             self.block_page(hash, block)
@@ -400,8 +403,8 @@ impl PolicyEvictor {
 
     /// Choose a victim among the contents out of use, for a block that will hold the
     /// remembered (ghost) page `incoming` if known; returns its page id (valid until the
-    /// next call; without ghost lists, the victim's block id).
-    pub fn evict(&mut self, incoming: Option<u32>) -> u32 {
+    /// next call) and the block that cached it (without ghost lists, the page id itself).
+    pub fn evict(&mut self, incoming: Option<u32>) -> (u32, u32) {
         self.clock += 1;
         let r = Req {
             t: self.clock,
@@ -411,9 +414,11 @@ impl PolicyEvictor {
         };
         let page = self.policy.evict(&r);
         if self.ghosts {
-            self.ids[page as usize].cached = false;
+            let st = &mut self.ids[page as usize];
+            let block = std::mem::replace(&mut st.block, NO_BLOCK);
+            return (page, block);
         }
-        page
+        (page, page)
     }
 
     /// Reuse the ids of contents the policy no longer remembers (called when no free id is
@@ -427,7 +432,7 @@ impl PolicyEvictor {
             // A page may be reported again before its id is reused (then it is no longer
             // live) or while it is cached again (its ghost id given back before the batch).
             let st = &mut self.ids[page as usize];
-            if !st.live || st.cached {
+            if !st.live || st.block != NO_BLOCK {
                 continue;
             }
             st.live = false;
@@ -453,6 +458,12 @@ impl PolicyEvictor {
         self.ids
             .get(page as usize)
             .is_some_and(|st| st.live && st.hash == hash)
+    }
+
+    /// With ghost lists: the block caching content `page`, none if it was evicted.
+    #[inline]
+    pub fn block_of(&self, page: u32) -> Option<u32> {
+        Some(self.ids[page as usize].block).filter(|&b| b != NO_BLOCK)
     }
 
     /// True when the policy remembers evicted contents (the pool keeps ghost entries).
