@@ -21,8 +21,8 @@
 //! while a copy is cached counts as a hit of the copy and stays unregistered (freed empty).
 //!
 //! With a policy that remembers evicted contents (ghost lists, [`PolicyEvictor::has_ghosts`]),
-//! the hash map names each content's *page id* instead of its block, and a table from page
-//! id to block says where it is cached (none once evicted). An evicted content still
+//! the hash map names each content's *page id* instead of its block, and the evictor's
+//! record of the id names the block caching it (none once evicted). An evicted content still
 //! remembered is then a *ghost entry*, with no map write at eviction, so that a content
 //! computed again gets back the id the policy knows it by, found by the same probe that
 //! registers it. Ghost entries are never lookup hits, and are dropped when the policy forgets
@@ -395,8 +395,7 @@ impl BlockPool {
 
     fn take_policy_victim(&mut self, incoming: Option<u32>) -> BlockId {
         let ev = self.evictor.as_mut().expect("policy mode");
-        // Without ghost lists a content's page id is its block's.
-        let (_, id) = ev.evict(incoming);
+        let id = ev.evict(incoming);
         let b = &mut self.blocks[id as usize];
         assert!(
             b.in_policy && b.ref_cnt == 0,

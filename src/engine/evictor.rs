@@ -402,9 +402,9 @@ impl PolicyEvictor {
     }
 
     /// Choose a victim among the contents out of use, for a block that will hold the
-    /// remembered (ghost) page `incoming` if known; returns its page id (valid until the
-    /// next call) and the block that cached it (without ghost lists, the page id itself).
-    pub fn evict(&mut self, incoming: Option<u32>) -> (u32, u32) {
+    /// remembered (ghost) page `incoming` if known; returns the block that cached it
+    /// (without ghost lists, its page id is that block's).
+    pub fn evict(&mut self, incoming: Option<u32>) -> u32 {
         self.clock += 1;
         let r = Req {
             t: self.clock,
@@ -414,11 +414,9 @@ impl PolicyEvictor {
         };
         let page = self.policy.evict(&r);
         if self.ghosts {
-            let st = &mut self.ids[page as usize];
-            let block = std::mem::replace(&mut st.block, NO_BLOCK);
-            return (page, block);
+            return std::mem::replace(&mut self.ids[page as usize].block, NO_BLOCK);
         }
-        (page, page)
+        page
     }
 
     /// Reuse the ids of contents the policy no longer remembers (called when no free id is

@@ -610,7 +610,7 @@ impl<const N: usize> SeqSets<N> {
     }
 
     /// Append `page` (absent) as the newest, in no set. May renumber the slots.
-    pub fn push(&mut self, page: u32) -> u32 {
+    pub fn push(&mut self, page: u32) {
         if self.next as usize >= self.page_at.len() {
             self.renumber();
         }
@@ -621,7 +621,6 @@ impl<const N: usize> SeqSets<N> {
         debug_assert_eq!(self.slot_of[page as usize], NONE);
         self.slot_of[page as usize] = s;
         self.live += 1;
-        s
     }
 
     fn renumber(&mut self) {

@@ -122,9 +122,6 @@ pub struct Combined {
     // Own cache, per page.
     slots: Vec<Slot>,
     last_t: u64,
-    len: usize,
-    /// Cached pages that are unpinned (FREE).
-    num_free: usize,
     /// The cached pages in placement order, with the sets `free` (`ALL`: the unpinned
     /// ones) and `outside[s]` (those that sub-policy `s`'s virtual cache does not hold).
     order: SeqSets<3>,
@@ -164,8 +161,6 @@ impl Combined {
             rng,
             slots: vec![UNKNOWN; num_pages],
             last_t: 0,
-            len: 0,
-            num_free: 0,
             order: SeqSets::default(),
             forgotten: Vec::new(),
         }
@@ -281,7 +276,6 @@ impl Combined {
         debug_assert!(r.t >= self.last_t, "requests in time order");
         self.last_t = r.t;
         self.order.push(r.page);
-        self.len += 1;
         self.slots[p].state = PINNED;
         if !pinned {
             self.make_free(r.page);
@@ -291,7 +285,6 @@ impl Combined {
     /// The pinned cached `page` becomes evictable.
     fn make_free(&mut self, page: u32) {
         self.slots[page as usize].state = FREE;
-        self.num_free += 1;
         self.order.insert(ALL, page);
         for s in 0..2 {
             if !self.subs[s].policy.contains(page) {
@@ -303,7 +296,6 @@ impl Combined {
     /// The unpinned cached `page` becomes unevictable (pinned): it leaves every set.
     fn make_pinned(&mut self, page: u32) {
         self.slots[page as usize].state = PINNED;
-        self.num_free -= 1;
         for set in 0..3 {
             self.order.remove(set, page);
         }
@@ -317,7 +309,6 @@ impl Combined {
         }
         self.order.remove_page(page);
         self.slots[page as usize].state = ABSENT;
-        self.len -= 1;
         let held = match outside_of {
             Some(s) => self.subs[1 - s].policy.contains(page),
             None => self.held_by_a_sub(page),
@@ -359,7 +350,7 @@ impl Eviction for Combined {
         }
     }
     fn len(&self) -> usize {
-        self.len
+        self.order.len()
     }
     fn contains(&self, page: u32) -> bool {
         self.state(page) != ABSENT
@@ -452,9 +443,9 @@ mod tests {
         for p in pages {
             assert_eq!(c.order.contains(p), c.state(p) != ABSENT, "page {p}");
         }
-        assert_eq!(c.num_free, free.len());
+        assert_eq!(c.order.set_len(ALL), free.len());
         let n = c.slots.iter().filter(|s| s.state != ABSENT).count();
-        assert_eq!(c.len, n);
+        assert_eq!(c.len(), n);
         assert_eq!(c.order.len(), n);
     }
 
