@@ -66,8 +66,15 @@ pub enum Kernel {
     },
     /// One layer of prefill attention over these chunks.
     Prefill(Vec<SeqWork>),
-    /// One layer of decode attention over these sequences.
-    Decode(Vec<SeqWork>),
+    /// One layer of decode attention over these sequences, by a kernel sized for `kv_len`
+    /// keys (Vidur's benchmark allocates the cache for `max_model_len`; unset: the
+    /// longest sequence's, as in serving).
+    Decode {
+        /// The sequences.
+        seqs: Vec<SeqWork>,
+        /// The key length the kernel was sized for.
+        kv_len: Option<u32>,
+    },
 }
 
 /// One measured kernel with the shapes that predict it.
@@ -97,7 +104,7 @@ impl Kernel {
     pub fn csv_fields(&self) -> String {
         match self {
             Kernel::Gemm { tokens, k, n } => format!("{tokens},{k},{n},,"),
-            Kernel::Prefill(seqs) | Kernel::Decode(seqs) => {
+            Kernel::Prefill(seqs) | Kernel::Decode { seqs, .. } => {
                 let first = seqs.first().copied().unwrap_or(SeqWork {
                     new_tokens: 0,
                     context: 0,
@@ -115,7 +122,7 @@ impl KernelCase {
         match &self.kernel {
             Kernel::Gemm { tokens, k, n } => r.gemm_ns(*tokens, *k, *n),
             Kernel::Prefill(seqs) => r.prefill_layer_ns(seqs),
-            Kernel::Decode(seqs) => r.decode_layer_ns(seqs),
+            Kernel::Decode { seqs, kv_len } => r.decode_layer_ns_sized(seqs, *kv_len),
         }
     }
 
@@ -193,7 +200,10 @@ fn attention_cases(
             kernel: if row.prefill {
                 Kernel::Prefill(seqs)
             } else {
-                Kernel::Decode(seqs)
+                Kernel::Decode {
+                    seqs,
+                    kv_len: Some(row.max_model_len),
+                }
             },
             measured_ns: ms * 1e6,
         });
@@ -652,11 +662,12 @@ mod tests {
         assert_eq!(pts.len(), 1);
         let gpu = Gpu::preset("h100-sxm").unwrap();
         let eff = Efficiency::default();
-        // FLOPs 2 * 512 * 4096 * 6144 against the weight and activations, combined with
-        // the overlap exponent, plus the launch floor.
-        let flops = 2.0 * 512.0 * 4096.0 * 6144.0;
+        // The tiled compute of the 512 x 4096 x 6144 GEMM (TP 2 of 12288 columns) against
+        // the weight and activations, combined with the overlap exponent, plus the floor.
+        let model = crate::model::Model::preset("llama-2-7b").unwrap();
+        let c =
+            Roofline::new(&model, &gpu, &eff, 0.0, 0.0).tiled_gemm_compute_s(512.0, 4096.0, 6144.0);
         let bytes = 2.0 * (4096.0 * 6144.0 + 512.0 * (4096.0 + 6144.0));
-        let c = flops / (gpu.bf16_flops * eff.gemm_compute);
         let m = bytes / (gpu.hbm_bytes_per_s * eff.gemm_memory);
         let q = eff.gemm_overlap;
         let want = eff.gemm_floor_us * 1e3 + (c.powf(q) + m.powf(q)).powf(1.0 / q) * 1e9;

@@ -24,6 +24,12 @@ pub struct Gpu {
     /// Fraction of HBM bandwidth the engine's attention kernels reach on this GPU: the
     /// default of `hardware.efficiency.attention_memory` (`docs/cost-model.md`).
     pub attention_memory: f64,
+    /// Streaming multiprocessors (the datasheet's SM count).
+    pub sms: u32,
+    /// Whether vLLM's decode attention on this GPU is FlashAttention 2's split-KV kernel
+    /// (Ampere and Ada), whose splits and waves of thread blocks kvsim models: the default
+    /// of `hardware.efficiency.decode_splits` (`docs/cost-model.md`).
+    pub fa2_decode: bool,
 }
 
 struct Preset {
@@ -35,13 +41,18 @@ struct Preset {
     nvlink_gbps: f64,
     price: f64,
     attention_memory: f64,
+    sms: u32,
+    fa2_decode: bool,
 }
 
 /// Datasheet figures; memory is what `nvidia-smi` reports. Prices are typical on-demand
 /// cloud rates in 2025 and only a starting point: set `hardware.price_per_hour`.
 /// `attention_memory`: Ampere and Ada 0.78, fitted to Vidur's A100 FlashAttention-2 decode
 /// timings; Hopper and Blackwell 0.9, the H100 serving runs' decode steps (FlashAttention 3,
-/// which vLLM uses there); see `docs/cost-model.md`.
+/// which vLLM uses there); see `docs/cost-model.md`. `sms` from NVIDIA's datasheets
+/// (A100 108, H100 SXM and H200 132, L40S 142, B200 148). `fa2_decode`: vLLM 0.33 runs
+/// FlashAttention 2 on Ampere and Ada (A100, L40S) and FlashAttention 3 on Hopper, whose
+/// scheduling differs and has no kernel timings in `../shared`.
 const PRESETS: &[Preset] = &[
     Preset {
         name: "a100-80gb",
@@ -52,6 +63,8 @@ const PRESETS: &[Preset] = &[
         nvlink_gbps: 300.0,
         price: 1.80,
         attention_memory: 0.78,
+        sms: 108,
+        fa2_decode: true,
     },
     Preset {
         name: "h100-sxm",
@@ -62,6 +75,8 @@ const PRESETS: &[Preset] = &[
         nvlink_gbps: 450.0,
         price: 2.50,
         attention_memory: 0.9,
+        sms: 132,
+        fa2_decode: false,
     },
     Preset {
         name: "h200",
@@ -72,6 +87,8 @@ const PRESETS: &[Preset] = &[
         nvlink_gbps: 450.0,
         price: 3.50,
         attention_memory: 0.9,
+        sms: 132,
+        fa2_decode: false,
     },
     Preset {
         name: "l40s",
@@ -82,6 +99,8 @@ const PRESETS: &[Preset] = &[
         nvlink_gbps: 0.0,
         price: 1.00,
         attention_memory: 0.78,
+        sms: 142,
+        fa2_decode: true,
     },
     Preset {
         name: "b200",
@@ -92,6 +111,8 @@ const PRESETS: &[Preset] = &[
         nvlink_gbps: 900.0,
         price: 5.00,
         attention_memory: 0.9,
+        sms: 148,
+        fa2_decode: false,
     },
 ];
 
@@ -135,6 +156,8 @@ impl Gpu {
             nvlink_bytes_per_s: spec.nvlink_gbps.unwrap_or(p.nvlink_gbps) * 1e9,
             price_per_hour: spec.price_per_hour.unwrap_or(p.price),
             attention_memory: p.attention_memory,
+            sms: p.sms,
+            fa2_decode: p.fa2_decode,
         })
     }
 

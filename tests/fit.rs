@@ -18,6 +18,7 @@ fn truth() -> Efficiency {
         gemm_memory: 0.81,
         gemm_overlap: 1.7,
         gemm_floor_us: 4.2,
+        gemm_tile_exponent: 0.15,
         attention_compute: 0.52,
         attention_causal_compute: 0.23,
         attention_memory: Some(0.74),
@@ -128,6 +129,7 @@ fn a_synthetic_profile_gives_back_its_coefficients_within_one_percent() {
         ("gemm_memory", t.gemm_memory),
         ("gemm_overlap", t.gemm_overlap),
         ("gemm_floor_us", t.gemm_floor_us),
+        ("gemm_tile_exponent", t.gemm_tile_exponent),
         ("attention_compute", t.attention_compute),
         ("attention_causal_compute", t.attention_causal_compute),
         ("attention_memory", t.attention_memory.unwrap()),
@@ -160,7 +162,7 @@ fn coefficients_the_data_cannot_determine_are_refused_and_left_out() {
         report.contains("not fitted (no measurement here determines them"),
         "{report}"
     );
-    assert!(report.contains("fitted 4 coefficients"), "{report}");
+    assert!(report.contains("fitted 5 coefficients"), "{report}");
     // Asked for explicitly, they are refused, and nothing is written.
     let out = dir.join("never.yaml");
     let o = run(&[
@@ -186,9 +188,14 @@ fn coefficients_the_data_cannot_determine_are_refused_and_left_out() {
         "{err}"
     );
     assert!(!out.exists());
-    // One- and two-token GEMMs are memory bound: their compute efficiency is not determined.
+    // Untiled, one- and two-token GEMMs are memory bound: their compute efficiency is not
+    // determined. (Tiled, their rows are padded to 64 and their compute counts.)
     let small = dir.join("small");
-    write_profile(&small, &truth(), &[1, 2], true);
+    let untiled = Efficiency {
+        gemm_tiles: false,
+        ..truth()
+    };
+    write_profile(&small, &untiled, &[1, 2], true);
     let o = run(&[
         "fit",
         "kernels",
@@ -196,6 +203,8 @@ fn coefficients_the_data_cannot_determine_are_refused_and_left_out() {
         small.to_str().unwrap(),
         "--gpu",
         "h100-sxm",
+        "--set",
+        "gemm_tiles=false",
         "--fit",
         "gemm_compute,gemm_memory",
     ]);
@@ -387,10 +396,11 @@ fn a_vllm_bench_result_is_replayed_and_its_coefficients_recovered() {
             .unwrap_or_else(|| panic!("{n}\n{report}"))
             .1
     };
-    // Attention's bandwidth sets every decode step: it comes back within 1 %. The server
-    // latency is a tenth of the TTFT here, and a replay's statistics move in small
-    // discrete jumps as step boundaries shift: it comes back within 10 %.
-    assert!((get("attention_memory") - 0.7).abs() <= 0.007, "{report}");
+    // Attention's bandwidth sets every decode step: it comes back within 2 % (a replay's
+    // statistics move in small discrete jumps as step boundaries shift, and the tiled
+    // GEMMs' waves add steps of their own, so the search ends on a plateau 0.5 % from its
+    // statistics). The server latency is a tenth of the TTFT here: within 10 %.
+    assert!((get("attention_memory") - 0.7).abs() <= 0.014, "{report}");
     assert!(
         (get("server_latency_us") - 4000.0).abs() <= 400.0,
         "{report}"

@@ -193,6 +193,9 @@ pub struct AttentionRow {
     pub kv_heads: u32,
     /// Tensor-parallel degree.
     pub tp: u32,
+    /// The longest sequence the profiled cache holds (`max_model_len`): FlashAttention sizes
+    /// its decode splits by it.
+    pub max_model_len: u32,
     /// Sequences.
     pub batch: u64,
     /// Prefill chunk (prefill rows).
@@ -385,12 +388,13 @@ pub fn read_attention(path: &Path) -> Result<Vec<AttentionRow>> {
         "n_q_head",
         "n_kv_head",
         "num_tensor_parallel_workers",
+        "max_model_len",
         "batch_size",
         "prefill_chunk_size",
         "kv_cache_size",
         "is_prefill",
     ];
-    let [hidden, heads, kv, tp, batch, chunk, context, prefill] = t.cols(c)?;
+    let [hidden, heads, kv, tp, max_len, batch, chunk, context, prefill] = t.cols(c)?;
     let (decode, prefill_time) = (t.stat_cols("attn_decode")?, t.stat_cols("attn_prefill")?);
     let mut rows = Vec::with_capacity(t.records.len());
     for i in 0..t.records.len() {
@@ -399,6 +403,7 @@ pub fn read_attention(path: &Path) -> Result<Vec<AttentionRow>> {
             heads: t.int(i, heads)? as u32,
             kv_heads: t.int(i, kv)? as u32,
             tp: t.int(i, tp)? as u32,
+            max_model_len: t.int(i, max_len)? as u32,
             batch: t.int(i, batch)?,
             chunk: t.int(i, chunk)?,
             context: t.int(i, context)?,

@@ -10,8 +10,10 @@ use crate::hardware::Gpu;
 use crate::model::{LayerAttention, Model};
 use crate::scenario::Efficiency;
 
+mod gemm_tiles;
 mod linear_attention;
 mod mla;
+pub mod split_kv;
 
 /// vLLM's cap on the context rows its MLA prefill gathers and up-projects at once
 /// (`MLACommonMetadataBuilder.determine_chunked_prefill_workspace_size`: 64 Ki tokens).
@@ -57,6 +59,9 @@ pub struct Roofline {
     per_request_overhead_ns: f64,
     /// Fraction of HBM bandwidth attention reaches: the scenario's, else the GPU's.
     attention_memory: f64,
+    /// Full-attention decode as FlashAttention 2's split-KV kernel ([`split_kv`]): the
+    /// scenario's `decode_splits`, else the GPU's.
+    decode_splits: bool,
     /// Weight matrices of one layer, in elements: QKV, O, gate+up, down (with output widths).
     gemms: [(u64, u64); 4],
     /// The layers by how they attend and how many of each (`Model::layer_attention`, kept
@@ -126,6 +131,7 @@ impl Roofline {
             gpu: gpu.clone(),
             eff: eff.clone(),
             attention_memory: eff.attention_memory.unwrap_or(gpu.attention_memory),
+            decode_splits: eff.decode_splits.unwrap_or(gpu.fa2_decode),
             step_overhead_ns: step_overhead_us * 1e3,
             per_request_overhead_ns: per_request_overhead_us * 1e3,
             // (input width, output width) of each GEMM.
@@ -168,13 +174,20 @@ impl Roofline {
         bytes / (self.gpu.hbm_bytes_per_s * eff)
     }
 
-    /// One GEMM of `tokens` rows against a `k x n` weight: FLOPs `2 t k n`, bytes for the
-    /// weight plus the input and output activations; compute and memory time combined with
-    /// the overlap exponent, plus the launch floor.
+    /// One GEMM of `tokens` rows against a `k x n` weight: its compute time (tiled, with
+    /// `gemm_tiles`: [`Roofline::tiled_gemm_compute_s`]; else `2 t k n` FLOPs at
+    /// `gemm_compute`) and the memory time of the weight plus the input and output
+    /// activations, combined with the overlap exponent, plus the launch floor.
     pub fn gemm_ns(&self, tokens: f64, k: u64, n: u64) -> f64 {
         let b = self.model.dtype_bytes as f64;
         let (k, n) = (k as f64, n as f64);
-        self.gemm_kernel_ns(2.0 * tokens * k * n, (k * n + tokens * (k + n)) * b)
+        let bytes = (k * n + tokens * (k + n)) * b;
+        if !self.eff.gemm_tiles {
+            return self.gemm_kernel_ns(2.0 * tokens * k * n, bytes);
+        }
+        let compute = self.tiled_gemm_compute_s(tokens, k, n);
+        let memory = self.memory_s(bytes, self.eff.gemm_memory);
+        self.eff.gemm_floor_us * 1e3 + soft_max(compute, memory, self.eff.gemm_overlap) * 1e9
     }
 
     /// A GEMM-class kernel of `flops` and `bytes`: compute and memory time at the GEMM
@@ -498,12 +511,26 @@ impl Roofline {
         self.decode_attention_layer_ns(LayerAttention::Full, decodes)
     }
 
-    /// One layer of `kind` of decode attention over these sequences, as one kernel: the
-    /// decode floor plus the larger of the compute and memory times of
+    /// One full-attention layer of decode attention by a kernel sized for `kv_len` keys (a
+    /// benchmark's preallocated cache; unset: the longest sequence's, as in serving). Only
+    /// the split-KV model ([`split_kv`]) depends on it.
+    pub fn decode_layer_ns_sized(&self, decodes: &[SeqWork], kv_len: Option<u32>) -> f64 {
+        if self.decode_splits && self.mla_gemms.is_none() {
+            return self.split_kv_decode_ns(decodes, kv_len);
+        }
+        self.decode_layer_ns(decodes)
+    }
+
+    /// One layer of `kind` of decode attention over these sequences, as one kernel: for
+    /// full attention on a GPU with the split-KV model, [`Roofline::split_kv_decode_ns`];
+    /// otherwise the decode floor plus the larger of the compute and memory times of
     /// [`Roofline::decode_attention_work`].
     pub fn decode_attention_layer_ns(&self, kind: LayerAttention, decodes: &[SeqWork]) -> f64 {
         if kind == LayerAttention::Linear {
             return self.linear_decode_layer_ns(decodes);
+        }
+        if kind == LayerAttention::Full && self.decode_splits && self.mla_gemms.is_none() {
+            return self.split_kv_decode_ns(decodes, None);
         }
         let w = self.decode_attention_work(kind, decodes);
         let compute = self.compute_s(w.flops, self.eff.attention_compute);
@@ -695,8 +722,32 @@ mod tests {
         };
         let floorless = Efficiency {
             decode_attention_floor_us: 0.0,
+            decode_splits: Some(false),
             ..Efficiency::default()
         };
+        // The A100's default is FlashAttention 2's split-KV kernel; the H100's the line.
+        let a100 = Roofline::new(
+            &model,
+            &Gpu::preset("a100-80gb").unwrap(),
+            &Efficiency::default(),
+            0.0,
+            0.0,
+        );
+        assert_eq!(
+            a100.decode_layer_ns(&decode),
+            a100.split_kv_decode_ns(&decode, None)
+        );
+        let h100 = Roofline::new(
+            &model,
+            &Gpu::preset("h100-sxm").unwrap(),
+            &Efficiency::default(),
+            0.0,
+            0.0,
+        );
+        assert_ne!(
+            h100.decode_layer_ns(&decode),
+            h100.split_kv_decode_ns(&decode, None)
+        );
         // 10,000 tokens x 16 KiB (+ the query in and out) at 0.9 of 3.35 TB/s, 0.78 of 2.039.
         let bytes = 10_000.0 * 16384.0 + 2.0 * 4096.0 * 2.0;
         let h100 = plain("h100-sxm", &floorless);

@@ -77,6 +77,9 @@ fn kernel_cases(
         let (k, v) = s
             .split_once('=')
             .ok_or_else(|| Error::input(format!("--set {s}: expected coefficient=value")))?;
+        if kernels::set_switch(&mut eff, k.trim(), v.trim())? {
+            continue;
+        }
         let key = super::key(k.trim())?;
         let name = kernels::efficiency_name(&key)?;
         let v: f64 = v

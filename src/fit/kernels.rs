@@ -16,16 +16,21 @@ use std::path::Path;
 
 /// The `hardware.efficiency` coefficients kernel times depend on (the element-wise ones
 /// have no kernel in the data).
-pub const KERNEL_KEYS: [&str; 9] = [
+pub const KERNEL_KEYS: [&str; 14] = [
     "gemm_compute",
     "gemm_memory",
     "gemm_overlap",
     "gemm_floor_us",
+    "gemm_tile_exponent",
     "attention_compute",
     "attention_causal_compute",
     "attention_memory",
     "prefill_attention_floor_us",
     "decode_attention_floor_us",
+    "decode_split_floor_us",
+    "decode_split_wave_us",
+    "decode_split_combine_us",
+    "decode_split_sm_gbps",
 ];
 
 /// Set the efficiency field `name` (the last part of its key).
@@ -35,6 +40,11 @@ pub fn set_efficiency(eff: &mut Efficiency, name: &str, v: f64) -> Result<()> {
         "gemm_memory" => eff.gemm_memory = v,
         "gemm_overlap" => eff.gemm_overlap = v,
         "gemm_floor_us" => eff.gemm_floor_us = v,
+        "gemm_tile_exponent" => eff.gemm_tile_exponent = v,
+        "decode_split_floor_us" => eff.decode_split_floor_us = v,
+        "decode_split_wave_us" => eff.decode_split_wave_us = v,
+        "decode_split_combine_us" => eff.decode_split_combine_us = v,
+        "decode_split_sm_gbps" => eff.decode_split_sm_gbps = v,
         "attention_compute" => eff.attention_compute = v,
         "attention_causal_compute" => eff.attention_causal_compute = v,
         "attention_memory" => eff.attention_memory = Some(v),
@@ -51,6 +61,30 @@ pub fn set_efficiency(eff: &mut Efficiency, name: &str, v: f64) -> Result<()> {
     Ok(())
 }
 
+/// Set a model switch of `hardware.efficiency` (`gemm_tiles`, `decode_splits`; the key or
+/// its last part) to `value` (`true` or `false`); false when `key` names no switch.
+pub fn set_switch(eff: &mut Efficiency, key: &str, value: &str) -> Result<bool> {
+    let name = key.strip_prefix("hardware.efficiency.").unwrap_or(key);
+    if name != "gemm_tiles" && name != "decode_splits" {
+        return Ok(false);
+    }
+    let on = match value {
+        "true" => true,
+        "false" => false,
+        _ => {
+            return Err(Error::input(format!(
+                "--set {key}={value}: expected true or false"
+            )))
+        }
+    };
+    if name == "gemm_tiles" {
+        eff.gemm_tiles = on;
+    } else {
+        eff.decode_splits = Some(on);
+    }
+    Ok(true)
+}
+
 /// The value of the efficiency field `name` on `gpu` (its attention bandwidth default
 /// resolved).
 pub fn efficiency_value(eff: &Efficiency, gpu: &Gpu, name: &str) -> Result<f64> {
@@ -59,6 +93,11 @@ pub fn efficiency_value(eff: &Efficiency, gpu: &Gpu, name: &str) -> Result<f64> 
         "gemm_memory" => eff.gemm_memory,
         "gemm_overlap" => eff.gemm_overlap,
         "gemm_floor_us" => eff.gemm_floor_us,
+        "gemm_tile_exponent" => eff.gemm_tile_exponent,
+        "decode_split_floor_us" => eff.decode_split_floor_us,
+        "decode_split_wave_us" => eff.decode_split_wave_us,
+        "decode_split_combine_us" => eff.decode_split_combine_us,
+        "decode_split_sm_gbps" => eff.decode_split_sm_gbps,
         "attention_compute" => eff.attention_compute,
         "attention_causal_compute" => eff.attention_causal_compute,
         "attention_memory" => eff.attention_memory.unwrap_or(gpu.attention_memory),
@@ -167,13 +206,16 @@ pub fn profile_cases(
                 k: pt.k,
                 n: pt.n,
             },
-            Op::DecodeAttention => Kernel::Decode(vec![
-                SeqWork {
-                    new_tokens: 1,
-                    context: pt.context as u32,
-                };
-                pt.batch as usize
-            ]),
+            Op::DecodeAttention => Kernel::Decode {
+                seqs: vec![
+                    SeqWork {
+                        new_tokens: 1,
+                        context: pt.context as u32,
+                    };
+                    pt.batch as usize
+                ],
+                kv_len: None,
+            },
             Op::PrefillAttention => Kernel::Prefill(vec![SeqWork {
                 new_tokens: pt.chunk as u32,
                 context: pt.prefix as u32,

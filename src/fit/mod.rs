@@ -47,7 +47,7 @@ pub struct Key {
 }
 
 /// Every coefficient `kvsim fit` can fit.
-pub const KEYS: [Key; 14] = [
+pub const KEYS: [Key; 19] = [
     eff("hardware.efficiency.gemm_compute"),
     eff("hardware.efficiency.gemm_memory"),
     Key {
@@ -56,11 +56,20 @@ pub const KEYS: [Key; 14] = [
         max: f64::INFINITY,
     },
     floor("hardware.efficiency.gemm_floor_us"),
+    Key {
+        key: "hardware.efficiency.gemm_tile_exponent",
+        min: 0.0,
+        max: f64::INFINITY,
+    },
     eff("hardware.efficiency.attention_compute"),
     eff("hardware.efficiency.attention_causal_compute"),
     eff("hardware.efficiency.attention_memory"),
     floor("hardware.efficiency.prefill_attention_floor_us"),
     floor("hardware.efficiency.decode_attention_floor_us"),
+    floor("hardware.efficiency.decode_split_floor_us"),
+    floor("hardware.efficiency.decode_split_wave_us"),
+    floor("hardware.efficiency.decode_split_combine_us"),
+    floor("hardware.efficiency.decode_split_sm_gbps"),
     eff("hardware.efficiency.elementwise_memory"),
     floor("hardware.efficiency.elementwise_floor_us"),
     floor("engine.step_overhead_us"),

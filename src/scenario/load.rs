@@ -362,9 +362,29 @@ fn check_values(s: &Scenario) -> std::result::Result<(), (String, String)> {
             "hardware.efficiency.elementwise_floor_us",
             e.elementwise_floor_us,
         ),
+        (
+            "hardware.efficiency.decode_split_floor_us",
+            e.decode_split_floor_us,
+        ),
+        (
+            "hardware.efficiency.decode_split_wave_us",
+            e.decode_split_wave_us,
+        ),
+        (
+            "hardware.efficiency.decode_split_combine_us",
+            e.decode_split_combine_us,
+        ),
     ] {
         non_negative(f, v)?;
     }
+    non_negative(
+        "hardware.efficiency.gemm_tile_exponent",
+        e.gemm_tile_exponent,
+    )?;
+    positive(
+        "hardware.efficiency.decode_split_sm_gbps",
+        e.decode_split_sm_gbps,
+    )?;
     for (f, v) in [
         ("hardware.memory_gib", s.hardware.memory_gib),
         ("hardware.hbm_gbps", s.hardware.hbm_gbps),

@@ -247,6 +247,15 @@ pub struct Efficiency {
     /// Fixed GPU time of one GEMM launch, microseconds (a 1-token GEMM is never faster).
     #[serde(default = "eff_gemm_floor_us")]
     pub gemm_floor_us: f64,
+    /// Price a dense GEMM's compute as a tiled kernel (output tiles of six shapes, split-K
+    /// of 1, 2 or 4, waves of tiles over the SMs; `docs/cost-model.md`) instead of its
+    /// FLOPs alone. Grouped (MoE) GEMMs keep the FLOP count.
+    #[serde(default = "yes")]
+    pub gemm_tiles: bool,
+    /// How much a smaller tile loses: its efficiency is `gemm_compute x (intensity /
+    /// largest intensity)^gemm_tile_exponent`, intensity `BM BN / (BM + BN)`.
+    #[serde(default = "eff_gemm_tile_exponent")]
+    pub gemm_tile_exponent: f64,
     /// Fraction of peak FLOP/s reached by prefill attention's full tiles (the chunk
     /// against the keys before it).
     #[serde(default = "eff_attn_compute")]
@@ -268,6 +277,27 @@ pub struct Efficiency {
     /// Fixed GPU time of one layer's decode attention kernel, microseconds.
     #[serde(default = "eff_decode_attn_floor_us")]
     pub decode_attention_floor_us: f64,
+    /// Model decode attention as FlashAttention 2's split-KV kernel (its split heuristic,
+    /// waves of thread blocks, the SM that holds the most work, the combine kernel)
+    /// instead of one roofline with a floor; unset: the GPU preset's (on for Ampere and
+    /// Ada, where vLLM runs FlashAttention 2). Full-attention, non-MLA layers only.
+    #[serde(default)]
+    pub decode_splits: Option<bool>,
+    /// Split-KV decode: fixed GPU time of one layer's attention kernel, microseconds.
+    #[serde(default = "eff_decode_split_floor_us")]
+    pub decode_split_floor_us: f64,
+    /// Split-KV decode: time each wave of thread blocks after the first adds (two blocks
+    /// resident per SM), microseconds.
+    #[serde(default = "eff_decode_split_wave_us")]
+    pub decode_split_wave_us: f64,
+    /// Split-KV decode: the combine kernel that merges the splits' partial outputs,
+    /// microseconds (charged when there is more than one split).
+    #[serde(default = "eff_decode_split_combine_us")]
+    pub decode_split_combine_us: f64,
+    /// Split-KV decode: HBM bandwidth one SM's thread blocks reach together, GB/s (the
+    /// SM holding the most blocks bounds the kernel when the GPU is not saturated).
+    #[serde(default = "eff_decode_split_sm_gbps")]
+    pub decode_split_sm_gbps: f64,
     /// Fraction of HBM bandwidth reached by element-wise kernels (norms, RoPE, activation,
     /// KV-cache write, sampler).
     #[serde(default = "eff_elementwise_memory")]
@@ -281,10 +311,13 @@ pub struct Efficiency {
 }
 
 fn eff_gemm_compute() -> f64 {
-    0.72
+    0.77
 }
 fn eff_gemm_memory() -> f64 {
-    0.89
+    0.94
+}
+fn eff_gemm_tile_exponent() -> f64 {
+    0.08
 }
 fn eff_gemm_overlap() -> f64 {
     2.0
@@ -307,6 +340,18 @@ fn eff_prefill_attn_floor_us() -> f64 {
 fn eff_decode_attn_floor_us() -> f64 {
     16.0
 }
+fn eff_decode_split_floor_us() -> f64 {
+    8.9
+}
+fn eff_decode_split_wave_us() -> f64 {
+    7.8
+}
+fn eff_decode_split_combine_us() -> f64 {
+    2.6
+}
+fn eff_decode_split_sm_gbps() -> f64 {
+    21.0
+}
 fn eff_elementwise_memory() -> f64 {
     0.5
 }
@@ -321,12 +366,19 @@ impl Default for Efficiency {
             gemm_memory: eff_gemm_memory(),
             gemm_overlap: eff_gemm_overlap(),
             gemm_floor_us: eff_gemm_floor_us(),
+            gemm_tiles: true,
+            gemm_tile_exponent: eff_gemm_tile_exponent(),
             attention_compute: eff_attn_compute(),
             attention_causal_compute: eff_attn_causal_compute(),
             attention_tile: eff_attn_tile(),
             attention_memory: None,
             prefill_attention_floor_us: eff_prefill_attn_floor_us(),
             decode_attention_floor_us: eff_decode_attn_floor_us(),
+            decode_splits: None,
+            decode_split_floor_us: eff_decode_split_floor_us(),
+            decode_split_wave_us: eff_decode_split_wave_us(),
+            decode_split_combine_us: eff_decode_split_combine_us(),
+            decode_split_sm_gbps: eff_decode_split_sm_gbps(),
             elementwise_memory: eff_elementwise_memory(),
             elementwise_floor_us: eff_elementwise_floor_us(),
             elementwise_kernels: true,
@@ -344,12 +396,19 @@ impl Efficiency {
             gemm_memory: gemm.1,
             gemm_overlap: f64::INFINITY,
             gemm_floor_us: 0.0,
+            gemm_tiles: false,
+            gemm_tile_exponent: eff_gemm_tile_exponent(),
             attention_compute: attention.0,
             attention_causal_compute: attention.0,
             attention_tile: 1,
             attention_memory: Some(attention.1),
             prefill_attention_floor_us: 0.0,
             decode_attention_floor_us: 0.0,
+            decode_splits: Some(false),
+            decode_split_floor_us: eff_decode_split_floor_us(),
+            decode_split_wave_us: eff_decode_split_wave_us(),
+            decode_split_combine_us: eff_decode_split_combine_us(),
+            decode_split_sm_gbps: eff_decode_split_sm_gbps(),
             elementwise_memory: 1.0,
             elementwise_floor_us: 0.0,
             elementwise_kernels: false,

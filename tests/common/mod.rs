@@ -105,7 +105,7 @@ pub fn native_scenario(dir: &Path, trace: &str, extra: &str) -> PathBuf {
 /// times by hand use it.
 #[allow(dead_code)]
 pub const PLAIN_EFFICIENCY: &str = "{gemm_compute: 0.7, gemm_memory: 0.8, \
-    gemm_overlap: .inf, gemm_floor_us: 0, attention_compute: 0.5, \
+    gemm_overlap: .inf, gemm_floor_us: 0, gemm_tiles: false, decode_splits: false, attention_compute: 0.5, \
     attention_causal_compute: 0.5, attention_tile: 1, attention_memory: 0.7, \
     prefill_attention_floor_us: 0, decode_attention_floor_us: 0, \
     elementwise_memory: 1, elementwise_floor_us: 0, elementwise_kernels: false}";
