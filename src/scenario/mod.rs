@@ -294,8 +294,8 @@ pub struct Efficiency {
     /// microseconds (charged when there is more than one split).
     #[serde(default = "eff_decode_split_combine_us")]
     pub decode_split_combine_us: f64,
-    /// Split-KV decode: HBM bandwidth one SM's thread blocks reach together, GB/s (the
-    /// SM holding the most blocks bounds the kernel when the GPU is not saturated).
+    /// Split-KV decode: HBM bandwidth one SM's thread blocks reach together, GB/s (in
+    /// each round of blocks, the SM holding the most bounds it when HBM is not saturated).
     #[serde(default = "eff_decode_split_sm_gbps")]
     pub decode_split_sm_gbps: f64,
     /// Fraction of HBM bandwidth reached by element-wise kernels (norms, RoPE, activation,
@@ -341,16 +341,16 @@ fn eff_decode_attn_floor_us() -> f64 {
     16.0
 }
 fn eff_decode_split_floor_us() -> f64 {
-    8.9
+    8.8
 }
 fn eff_decode_split_wave_us() -> f64 {
-    7.8
+    5.5
 }
 fn eff_decode_split_combine_us() -> f64 {
-    2.6
+    3.0
 }
 fn eff_decode_split_sm_gbps() -> f64 {
-    21.0
+    21.7
 }
 fn eff_elementwise_memory() -> f64 {
     0.5

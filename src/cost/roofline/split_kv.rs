@@ -12,9 +12,10 @@
 //!   [`num_splits`]; each split reads `ceil(blocks / s)` blocks of its sequence, and a
 //!   split past a sequence's last key has nothing to read.
 //! - Time: the floor, plus one wave time per wave of thread blocks after the first (two
-//!   resident per SM), plus the longest of the HBM time of all the bytes, the time the SM
-//!   holding the most working blocks needs at one SM's bandwidth, and the compute time;
-//!   plus the combine kernel when `s > 1`.
+//!   resident per SM), plus the reading: the working blocks in rounds of two per SM, each
+//!   round the longer of its share of the bytes through HBM and its busiest SM's blocks at
+//!   one SM's bandwidth (no less than the compute time); plus the combine kernel when
+//!   `s > 1`.
 
 use super::Roofline;
 use crate::cost::SeqWork;
@@ -128,18 +129,31 @@ impl Roofline {
             .ceil()
             .max(1.0);
         let w = self.decode_attention_work(crate::model::LayerAttention::Full, decodes);
-        let memory = self.memory_s(w.bytes, self.attention_memory);
         let compute = self.compute_s(w.flops, e.attention_compute);
         let key_bytes = 2.0 * self.model.head_dim as f64 * self.model.kv_dtype_bytes as f64;
-        let busiest = (launch.working_blocks as f64 / sms).ceil();
-        let sm = busiest * launch.longest_keys * key_bytes / (e.decode_split_sm_gbps * 1e9);
+        let block_bytes = launch.longest_keys * key_bytes;
+        let working = (launch.working_blocks as f64).max(1.0);
+        // The working blocks run in rounds of two per SM; a round takes the longer of its
+        // share of the bytes through HBM and its busiest SM's blocks at one SM's bandwidth.
+        let round = |n: f64| {
+            let memory = self.memory_s(w.bytes * n / working, self.attention_memory);
+            let sm = (n / sms).ceil() * block_bytes / (e.decode_split_sm_gbps * 1e9);
+            memory.max(sm)
+        };
+        let slots = BLOCKS_PER_SM * sms;
+        let full = (working / slots).floor();
+        let rest = working - full * slots;
+        let mut reading = full * round(slots);
+        if rest > 0.0 {
+            reading += round(rest);
+        }
         let combine = if launch.splits > 1 {
             e.decode_split_combine_us
         } else {
             0.0
         };
         (e.decode_split_floor_us + (waves - 1.0) * e.decode_split_wave_us + combine) * 1e3
-            + memory.max(compute).max(sm) * 1e9
+            + reading.max(compute) * 1e9
     }
 }
 
@@ -230,26 +244,42 @@ mod tests {
     fn time_by_hand() {
         let r = llama70_tp2("a100-80gb");
         let e = Efficiency::default();
-        // 27 sequences of 4032 keys: 108 row blocks, no split, one wave; one block per SM
-        // reading 4032 x 512 bytes at 21 GB/s = 98.3 us; all 27 x 4 x 4032 x 512 bytes
-        // (plus queries and outputs) at 0.78 x 2039 GB/s = 140.0 us: memory bound.
+        let per_sm = e.decode_split_sm_gbps * 1e9;
+        // 27 sequences of 4032 keys: 108 row blocks, no split, one wave and one round; one
+        // block per SM reading 4032 x 512 bytes at 21.7 GB/s = 95.1 us; all 27 x 4 x 4032 x
+        // 512 bytes (plus queries and outputs) at 0.78 x 2039 GB/s = 140.0 us: HBM bound.
         let s = seqs(27, 4031);
         let kv = 27.0 * 4.0 * 4032.0 * 512.0;
         let q = 27.0 * 2.0 * 32.0 * 128.0 * 2.0;
         let want = e.decode_split_floor_us * 1e3 + (kv + q) / (0.78 * 2039e9) * 1e9;
         assert!((r.split_kv_decode_ns(&s, Some(4096)) - want).abs() < 1e-6);
         // 16 sequences of 1000 keys, 3 splits: 192 blocks fit one wave of 216; 64 working
-        // blocks, one per SM, each 1000 x 512 bytes at 21 GB/s = 24.4 us, longer than the
+        // blocks, one per SM, each 1000 x 512 bytes at 21.7 GB/s = 23.6 us, longer than the
         // 20.6 us all bytes take; plus the combine kernel.
         let s = seqs(16, 999);
-        let sm = 1000.0 * 512.0 / 21e9 * 1e9;
+        let sm = 1000.0 * 512.0 / per_sm * 1e9;
         let want = (e.decode_split_floor_us + e.decode_split_combine_us) * 1e3 + sm;
         assert!((r.split_kv_decode_ns(&s, Some(4096)) - want).abs() < 1e-6);
-        // 28 sequences: 112 blocks over 108 SMs, so some SM holds two (twice 98.3 us) and
+        // 28 sequences: 112 blocks over 108 SMs, so some SM holds two (twice 95.1 us) and
         // the kernel takes longer than 27 did by more than a 28th.
         let t27 = r.split_kv_decode_ns(&seqs(27, 4031), Some(4096));
         let t28 = r.split_kv_decode_ns(&seqs(28, 4031), Some(4096));
         assert!(t28 > t27 * 28.0 / 27.0 * 1.25, "{t27} {t28}");
+        // 56 sequences: 224 blocks, two waves; a round of 216 (two per SM: HBM bound, 216 /
+        // 224 of the bytes) and a round of the last 8 (one per SM at 21.7 GB/s).
+        let s = seqs(56, 4031);
+        let bytes: f64 = 56.0 * (4.0 * 4032.0 * 512.0 + 2.0 * 32.0 * 128.0 * 2.0);
+        let hbm: f64 = 0.78 * 2039e9;
+        let block: f64 = 4032.0 * 512.0;
+        let first = (bytes * 216.0 / 224.0 / hbm).max(2.0 * block / per_sm);
+        let last = (bytes * 8.0 / 224.0 / hbm).max(block / per_sm);
+        let want = (e.decode_split_floor_us + e.decode_split_wave_us) * 1e3 + (first + last) * 1e9;
+        let got = r.split_kv_decode_ns(&s, Some(4096));
+        assert!((got - want).abs() < 1e-6 * want, "{got} {want}");
+        assert!(
+            last / first > 0.3,
+            "the last round is not a 27th of the first"
+        );
     }
 
     #[test]
