@@ -60,8 +60,10 @@ pub struct Roofline {
     /// Fraction of HBM bandwidth attention reaches: the scenario's, else the GPU's.
     attention_memory: f64,
     /// Full-attention decode as FlashAttention 2's split-KV kernel ([`split_kv`]): the
-    /// scenario's `decode_splits`, else the GPU's.
+    /// scenario's `decode_splits`, else the GPU's; never for MLA.
     decode_splits: bool,
+    /// Each of [`gemm_tiles::TILES`]'s efficiency ([`gemm_tiles::tile_efficiencies`]).
+    tile_efficiency: [f64; gemm_tiles::TILES.len()],
     /// Weight matrices of one layer, in elements: QKV, O, gate+up, down (with output widths).
     gemms: [(u64, u64); 4],
     /// The layers by how they attend and how many of each (`Model::layer_attention`, kept
@@ -131,7 +133,8 @@ impl Roofline {
             gpu: gpu.clone(),
             eff: eff.clone(),
             attention_memory: eff.attention_memory.unwrap_or(gpu.attention_memory),
-            decode_splits: eff.decode_splits.unwrap_or(gpu.fa2_decode),
+            decode_splits: eff.decode_splits.unwrap_or(gpu.fa2_decode) && model.arch.mla.is_none(),
+            tile_efficiency: gemm_tiles::tile_efficiencies(eff),
             step_overhead_ns: step_overhead_us * 1e3,
             per_request_overhead_ns: per_request_overhead_us * 1e3,
             // (input width, output width) of each GEMM.
@@ -515,7 +518,7 @@ impl Roofline {
     /// benchmark's preallocated cache; unset: the longest sequence's, as in serving). Only
     /// the split-KV model ([`split_kv`]) depends on it.
     pub fn decode_layer_ns_sized(&self, decodes: &[SeqWork], kv_len: Option<u32>) -> f64 {
-        if self.decode_splits && self.mla_gemms.is_none() {
+        if self.decode_splits {
             return self.split_kv_decode_ns(decodes, kv_len);
         }
         self.decode_layer_ns(decodes)
@@ -529,7 +532,7 @@ impl Roofline {
         if kind == LayerAttention::Linear {
             return self.linear_decode_layer_ns(decodes);
         }
-        if kind == LayerAttention::Full && self.decode_splits && self.mla_gemms.is_none() {
+        if kind == LayerAttention::Full && self.decode_splits {
             return self.split_kv_decode_ns(decodes, None);
         }
         let w = self.decode_attention_work(kind, decodes);
@@ -716,38 +719,22 @@ mod tests {
             new_tokens: 1,
             context: 9999,
         }];
-        let plain = |gpu: &str, eff: &Efficiency| {
+        let roof = |gpu: &str, eff: &Efficiency| {
             Roofline::new(&model, &Gpu::preset(gpu).unwrap(), eff, 0.0, 0.0)
-                .decode_layer_ns(&decode)
         };
+        let plain = |gpu: &str, eff: &Efficiency| roof(gpu, eff).decode_layer_ns(&decode);
         let floorless = Efficiency {
             decode_attention_floor_us: 0.0,
             decode_splits: Some(false),
             ..Efficiency::default()
         };
         // The A100's default is FlashAttention 2's split-KV kernel; the H100's the line.
-        let a100 = Roofline::new(
-            &model,
-            &Gpu::preset("a100-80gb").unwrap(),
-            &Efficiency::default(),
-            0.0,
-            0.0,
-        );
+        let split = |gpu: &str| roof(gpu, &Efficiency::default()).split_kv_decode_ns(&decode, None);
         assert_eq!(
-            a100.decode_layer_ns(&decode),
-            a100.split_kv_decode_ns(&decode, None)
+            plain("a100-80gb", &Efficiency::default()),
+            split("a100-80gb")
         );
-        let h100 = Roofline::new(
-            &model,
-            &Gpu::preset("h100-sxm").unwrap(),
-            &Efficiency::default(),
-            0.0,
-            0.0,
-        );
-        assert_ne!(
-            h100.decode_layer_ns(&decode),
-            h100.split_kv_decode_ns(&decode, None)
-        );
+        assert_ne!(plain("h100-sxm", &Efficiency::default()), split("h100-sxm"));
         // 10,000 tokens x 16 KiB (+ the query in and out) at 0.9 of 3.35 TB/s, 0.78 of 2.039.
         let bytes = 10_000.0 * 16384.0 + 2.0 * 4096.0 * 2.0;
         let h100 = plain("h100-sxm", &floorless);

@@ -64,10 +64,12 @@ pub fn set_efficiency(eff: &mut Efficiency, name: &str, v: f64) -> Result<()> {
 /// Set a model switch of `hardware.efficiency` (`gemm_tiles`, `decode_splits`; the key or
 /// its last part) to `value` (`true` or `false`); false when `key` names no switch.
 pub fn set_switch(eff: &mut Efficiency, key: &str, value: &str) -> Result<bool> {
-    let name = key.strip_prefix("hardware.efficiency.").unwrap_or(key);
-    if name != "gemm_tiles" && name != "decode_splits" {
-        return Ok(false);
-    }
+    let set: fn(&mut Efficiency, bool) =
+        match key.strip_prefix("hardware.efficiency.").unwrap_or(key) {
+            "gemm_tiles" => |e, on| e.gemm_tiles = on,
+            "decode_splits" => |e, on| e.decode_splits = Some(on),
+            _ => return Ok(false),
+        };
     let on = match value {
         "true" => true,
         "false" => false,
@@ -77,11 +79,7 @@ pub fn set_switch(eff: &mut Efficiency, key: &str, value: &str) -> Result<bool> 
             )))
         }
     };
-    if name == "gemm_tiles" {
-        eff.gemm_tiles = on;
-    } else {
-        eff.decode_splits = Some(on);
-    }
+    set(eff, on);
     Ok(true)
 }
 

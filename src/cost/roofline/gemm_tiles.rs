@@ -6,6 +6,7 @@
 //! in `docs/cost-model.md`, "GEMMs".
 
 use super::Roofline;
+use crate::scenario::Efficiency;
 
 /// Tile shapes (rows x columns of the output) considered.
 pub const TILES: [(f64, f64); 6] = [
@@ -18,7 +19,7 @@ pub const TILES: [(f64, f64); 6] = [
 ];
 
 /// Split-K factors considered.
-pub const SPLITS: [f64; 3] = [1.0, 2.0, 4.0];
+const SPLITS: [f64; 3] = [1.0, 2.0, 4.0];
 
 /// Arithmetic intensity of a tile, `BM BN / (BM + BN)` (multiply-adds per element loaded
 /// per step of the inner dimension).
@@ -26,23 +27,26 @@ fn intensity(bm: f64, bn: f64) -> f64 {
     bm * bn / (bm + bn)
 }
 
+/// The efficiency each of [`TILES`] reaches: `gemm_compute x (intensity / largest
+/// intensity)^gemm_tile_exponent` (computed once per cost model, not per GEMM).
+pub fn tile_efficiencies(eff: &Efficiency) -> [f64; TILES.len()] {
+    let top = TILES
+        .iter()
+        .map(|&(m, c)| intensity(m, c))
+        .fold(0.0, f64::max);
+    TILES.map(|(bm, bn)| eff.gemm_compute * (intensity(bm, bn) / top).powf(eff.gemm_tile_exponent))
+}
+
 impl Roofline {
     /// Seconds of compute of a `tokens x k` by `k x n` GEMM, tiled (module doc): per tile
     /// shape and split, `ceil(tiles x s / SMs)` waves of one tile's `2 BM BN ceil(k / s)`
-    /// FLOPs at an SM's share of peak times the tile's efficiency
-    /// (`gemm_compute x (intensity / largest intensity)^gemm_tile_exponent`), plus the
-    /// split-K partial sums through HBM; the least over the shapes.
+    /// FLOPs at an SM's share of peak times the tile's efficiency ([`tile_efficiencies`]),
+    /// plus the split-K partial sums through HBM; the least over the shapes.
     pub fn tiled_gemm_compute_s(&self, tokens: f64, k: f64, n: f64) -> f64 {
         let sms = self.gpu.sms.max(1) as f64;
         let per_sm = self.gpu.bf16_flops / sms;
-        let top = TILES
-            .iter()
-            .map(|&(m, c)| intensity(m, c))
-            .fold(0.0, f64::max);
         let mut best = f64::INFINITY;
-        for &(bm, bn) in &TILES {
-            let eff =
-                self.eff.gemm_compute * (intensity(bm, bn) / top).powf(self.eff.gemm_tile_exponent);
+        for (&(bm, bn), &eff) in TILES.iter().zip(&self.tile_efficiency) {
             let tiles = (tokens / bm).ceil() * (n / bn).ceil();
             for &s in &SPLITS {
                 let waves = (tiles * s / sms).ceil();
