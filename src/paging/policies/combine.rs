@@ -10,7 +10,8 @@
 //!   gamma).
 //! - `Randomized` (Blum–Burch): weights `w_i ← w_i beta^{loss_i}` with `beta = 1 - eps/2`;
 //!   when the followed policy's probability drops, switch with the probability of the drop.
-//!   Cost at most `(1 + eps) min(cost_A, cost_B) + O(k/eps)` in expectation.
+//!   Cost at most `(1 + eps) min(cost_A, cost_B) + O(k/eps)` in expectation. Both
+//!   probabilities are kept at least `MIN_PROB` (1e-200), out of the subnormal range.
 //!
 //! In the paging lab a page outside the followed cache always exists at a miss (the
 //! followed policy holds the requested page and `k - 1` others after serving it, and the
@@ -85,6 +86,11 @@ impl Virtual {
         (false, lost)
     }
 }
+
+/// The least probability the randomized scheme gives a policy (far above the subnormal
+/// range, far below any switching probability that matters: 1,600 net losses below
+/// 1/2 at the default `eps`).
+const MIN_PROB: f64 = 1e-200;
 
 /// The sets over the placement order: `outside[0]`, `outside[1]` and `free` (`ALL`).
 const ALL: usize = 2;
@@ -225,7 +231,7 @@ impl Combined {
                 let f = |l: u64| if l == 0 { 1.0 } else { beta };
                 let w = [self.probs[0] * f(loss[0]), self.probs[1] * f(loss[1])];
                 let total = w[0] + w[1];
-                let new = [w[0] / total, w[1] / total];
+                let new = Self::floored([w[0] / total, w[1] / total]);
                 let c = self.current;
                 if new[c] < self.probs[c]
                     && self.rng.gen::<f64>() <= (self.probs[c] - new[c]) / self.probs[c]
@@ -234,6 +240,18 @@ impl Combined {
                 }
                 self.probs = new;
             }
+        }
+    }
+
+    /// Keep both probabilities at least [`MIN_PROB`]: a policy that keeps losing would
+    /// otherwise sink into subnormal numbers, where every multiplication and division of
+    /// the update takes a hundred cycles or more (and then to 0, never to be followed
+    /// again). Probabilities above the floor are untouched.
+    fn floored(p: [f64; 2]) -> [f64; 2] {
+        match p {
+            [a, _] if a < MIN_PROB => [MIN_PROB, 1.0 - MIN_PROB],
+            [_, b] if b < MIN_PROB => [1.0 - MIN_PROB, MIN_PROB],
+            p => p,
         }
     }
 
@@ -579,6 +597,24 @@ mod tests {
                 check_sets(&c);
             }
         }
+    }
+
+    #[test]
+    fn a_long_losing_streak_leaves_a_normal_probability_that_recovers() {
+        // 0.75^5000 is about 1e-625: without the floor the loser's probability sinks
+        // through the subnormal numbers to 0 and never comes back.
+        let mut c = combo("lru", "fifo", 4, Scheme::Randomized { eps: 0.5 }, 3);
+        for _ in 0..5000 {
+            c.choose([1, 0]);
+            assert!(c.probs.iter().all(|p| p.is_normal()), "{:?}", c.probs);
+        }
+        assert_eq!(c.probs[0], MIN_PROB);
+        assert_eq!(c.following(), 1, "switched away from the loser");
+        for _ in 0..5000 {
+            c.choose([0, 1]);
+        }
+        assert!(c.probs[0] > 0.99, "{:?}", c.probs);
+        assert_eq!(c.following(), 0, "the winner is followed again");
     }
 
     #[test]
