@@ -119,13 +119,30 @@ pub fn block_hashes(
                 }
             }
         }
-        out.push(mix(chain, last - seg_start) | 1);
+        out.push(block_hash(chain, last - seg_start, bs));
     }
+}
+
+/// Bits of a block hash that give the block's place in its run: consecutive blocks of a
+/// segment, [`HASH_RUN_BITS`]-aligned, share the other bits (the run's key).
+pub const HASH_RUN_BITS: u32 = 5;
+
+/// The hash of the block whose last token lies at `offset` in the segment with chain hash
+/// `chain`, for blocks of `block_size` tokens: the run's key, random and shared by the
+/// `2^HASH_RUN_BITS` consecutive blocks of the segment's run, above the block's place in
+/// the run (never zero). The block pool's map keeps a run's blocks in one record
+/// ([`crate::engine::content_map`]), so registering, looking up and evicting a prompt's
+/// blocks probes its hash table once per run instead of once per block.
+#[inline]
+pub fn block_hash(chain: u64, offset: u64, block_size: u64) -> u64 {
+    let index = offset / block_size;
+    let run = mix(chain, index >> HASH_RUN_BITS);
+    (run << HASH_RUN_BITS | index & ((1 << HASH_RUN_BITS) - 1)).max(1)
 }
 
 /// A stretch of a request's tokens with one identity: the chain hash of the trace segments
 /// up to and including it, and its token range `[start, end)`. A block whose last token lies
-/// at `start + offset` has the hash `mix(chain, offset) | 1` (see [`block_hashes`]); two
+/// at `start + offset` has the hash `block_hash(chain, offset, block_size)` ([`block_hashes`]); two
 /// requests share it exactly when they have a segment key with the same chain reaching the
 /// same offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -435,6 +452,39 @@ mod segment_key_tests {
     use super::*;
 
     #[test]
+    fn a_segments_consecutive_blocks_share_runs() {
+        // A 1,600-token segment after a 40-token one: its first block is the one ending
+        // at token 47 (offset 7), block 2 of the prompt.
+        let segs = [
+            Segment { id: 1, tokens: 40 },
+            Segment {
+                id: 2,
+                tokens: 1600,
+            },
+        ];
+        let mut h = Vec::new();
+        block_hashes(&segs, 1640, 1640, 16, 0, &mut h);
+        let run = 1u64 << HASH_RUN_BITS;
+        let long = &h[2..]; // blocks 2.. end in the second segment
+        for (i, w) in long.windows(2).enumerate() {
+            let (a, b) = (w[0], w[1]);
+            let index = i as u64 + 1; // the second block's index in its segment
+            if index.is_multiple_of(run) {
+                assert_ne!(
+                    a >> HASH_RUN_BITS,
+                    b >> HASH_RUN_BITS,
+                    "a new run at {index}"
+                );
+            } else {
+                assert_eq!(a >> HASH_RUN_BITS, b >> HASH_RUN_BITS, "one run at {index}");
+            }
+            assert_eq!(b % run, index % run);
+        }
+        let distinct: std::collections::HashSet<u64> = h.iter().copied().collect();
+        assert_eq!(distinct.len(), h.len(), "every block its own hash");
+    }
+
+    #[test]
     fn segment_keys_rebuild_every_block_hash() {
         let segs = [
             Segment { id: 7, tokens: 40 },
@@ -449,7 +499,7 @@ mod segment_key_tests {
             for (b, &h) in hashes.iter().enumerate() {
                 let last = (b as u64 + 1) * 16 - 1;
                 let (k, off) = key_of_token(&keys, last);
-                assert_eq!(mix(k.chain, off) | 1, h, "prompt {prompt} block {b}");
+                assert_eq!(block_hash(k.chain, off, 16), h, "prompt {prompt} block {b}");
                 assert_eq!(k.unique, last >= prompt as u64);
             }
         }

@@ -31,10 +31,9 @@
 //! Next uses (`next_uses`, one per block given, in the same order; empty for "unknown")
 //! feed policies that look ahead (Belady, oracle predictions).
 
+use super::content_map::ContentMap;
 use super::evictor::PolicyEvictor;
-use crate::idhash::IdMap;
 use crate::paging::NEVER;
-use std::collections::hash_map::Entry;
 
 /// Index of a block in the pool.
 pub type BlockId = u32;
@@ -82,6 +81,12 @@ struct HashEntry {
 }
 
 impl HashEntry {
+    /// No entry (a vacant slot of the map).
+    const VACANT: HashEntry = HashEntry {
+        first: NIL,
+        last: NIL,
+    };
+
     /// The entry of the content known to the policy as `page`.
     fn of_page(page: u32) -> Self {
         HashEntry {
@@ -104,7 +109,7 @@ pub struct BlockPool {
     tail: u32,
     num_free: u32,
     num_free_hashed: u32,
-    cached: IdMap<HashEntry>,
+    cached: ContentMap<HashEntry>,
     free_unhashed_first: bool,
     evictions: u64,
     scratch: Vec<BlockId>,
@@ -141,7 +146,7 @@ impl BlockPool {
             tail: NIL,
             num_free: 0,
             num_free_hashed: 0,
-            cached: IdMap::default(),
+            cached: ContentMap::new(HashEntry::VACANT),
             free_unhashed_first,
             evictions: 0,
             scratch: Vec::new(),
@@ -368,10 +373,8 @@ impl BlockPool {
         let mut freed = std::mem::take(&mut self.freed);
         ev.take_freed(&mut freed);
         for &(page, hash) in &freed {
-            if let Entry::Occupied(e) = self.cached.entry(hash) {
-                if *e.get() == HashEntry::of_page(page) {
-                    e.remove();
-                }
+            if self.cached.get(&hash) == Some(&HashEntry::of_page(page)) {
+                self.cached.remove(&hash);
             }
         }
         freed.clear();
@@ -478,23 +481,26 @@ impl BlockPool {
             self.cache_page(id, hash, next_use);
             return;
         }
-        // One probe of the map: it finds a cached copy, or room for the first.
-        match self.cached.entry(hash) {
-            Entry::Occupied(mut e) => {
-                let entry = *e.get();
+        // A cached copy, or room for the first.
+        match self.cached.get_mut(&hash) {
+            Some(e) => {
+                let entry = *e;
                 if let Some(ev) = self.evictor.as_mut() {
                     ev.hit(self.blocks[entry.first as usize].page, next_use);
                     return;
                 }
-                e.get_mut().last = id;
+                e.last = id;
                 self.blocks[entry.last as usize].dup_next = id;
                 self.blocks[id as usize].dup_prev = entry.last;
             }
-            Entry::Vacant(v) => {
-                v.insert(HashEntry {
-                    first: id,
-                    last: id,
-                });
+            None => {
+                self.cached.insert(
+                    hash,
+                    HashEntry {
+                        first: id,
+                        last: id,
+                    },
+                );
                 if let Some(ev) = self.evictor.as_mut() {
                     self.blocks[id as usize].page = ev.insert(hash, next_use, None, id);
                 }
@@ -571,7 +577,7 @@ impl BlockPool {
         }
         let mut registered = 0u64;
         let mut ghosts = 0u64;
-        for (&h, e) in &self.cached {
+        for (h, e) in self.cached.iter() {
             if let Some(page) = e.page() {
                 let known =
                     self.ghosts && self.evictor.as_ref().is_some_and(|ev| ev.id_holds(page, h));

@@ -5,6 +5,7 @@
 
 pub mod block_pool;
 pub mod config;
+pub mod content_map;
 pub mod core;
 pub mod cpu_tier;
 pub mod evictor;

@@ -79,12 +79,14 @@ impl GroupTable {
     }
 }
 
-/// The cache key of `hash` in group `g` (group 0 keeps the content hash).
+/// The cache key of `hash` in group `g` (group 0 keeps the content hash): the run's key
+/// changed by the group, the place in the run kept ([`crate::prefix::block_hash`]), so that
+/// a group's blocks share runs as the content's do.
 fn group_hash(hash: u64, g: usize) -> u64 {
     if g == 0 {
         return hash;
     }
-    let h = (hash ^ (g as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17);
+    let h = hash ^ (g as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) << crate::prefix::HASH_RUN_BITS;
     h.max(1)
 }
 
