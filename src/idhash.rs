@@ -27,6 +27,34 @@ impl Hasher for IdHasher {
 /// A map keyed by pre-mixed `u64` hashes.
 pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
+/// A hasher for block hashes, whose low bits are a block's place in its run
+/// ([`crate::prefix::block_hash`]) rather than random: one multiply, then the product's
+/// high half folded onto its low half, so that a run's consecutive blocks land in scattered
+/// buckets (a pass-through hasher would put them side by side and its probes would cluster).
+#[derive(Default, Clone, Copy)]
+pub struct BlockHasher(u64);
+
+impl Hasher for BlockHasher {
+    fn finish(&self) -> u64 {
+        let z = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z ^ (z >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A map keyed by block hashes (see [`BlockHasher`]); the block pool's own map is run-aware
+/// ([`crate::engine::content_map`]).
+pub type BlockHashMap<V> = HashMap<u64, V, BuildHasherDefault<BlockHasher>>;
+
 /// A map keyed by small dense integers (a scheduler's request slots): one vector indexed
 /// by the key, so a lookup is an index, not a probe. Values are boxed, so a key without a
 /// value costs 8 bytes (a scheduler has a slot for every waiting request, most of which

@@ -4,7 +4,7 @@
 //! over the host link. The tier holds a fixed number of blocks and drops one by its own
 //! policy (LRU or ARC as vLLM's offloading managers, or any paging-lab policy).
 
-use crate::idhash::IdMap;
+use crate::idhash::BlockHashMap;
 use crate::paging::{make_policy, Eviction, PolicyParams, Req, NEVER};
 
 /// Block contents in host memory.
@@ -13,7 +13,7 @@ pub struct CpuTier {
     policy: Box<dyn Eviction>,
     capacity: usize,
     /// Dense content id of every hash held (or remembered by the policy's ghost lists).
-    ids: IdMap<u32>,
+    ids: BlockHashMap<u32>,
     hashes: Vec<u64>,
     /// Ids free for reuse: a policy without ghost lists forgets a content when it drops
     /// it; one with ghost lists keeps every id (its ghosts must stay exact).
@@ -33,7 +33,7 @@ impl CpuTier {
             name: policy.to_string(),
             policy: make_policy(policy, &PolicyParams::new(capacity, 0, seed))?,
             capacity,
-            ids: IdMap::default(),
+            ids: BlockHashMap::default(),
             hashes: Vec::new(),
             free_ids: Vec::new(),
             clock: 0,

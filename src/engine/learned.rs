@@ -24,7 +24,7 @@
 //! reuses only), which biases absolute values low but keeps the ranking of blocks — the
 //! only thing follow-the-prediction uses — informative.
 
-use crate::idhash::IdMap;
+use crate::idhash::BlockHashMap;
 
 const FEATURES: usize = 6;
 
@@ -42,7 +42,7 @@ struct Record {
 /// Online reuse-distance regression for block contents.
 #[derive(Debug, Default)]
 pub struct LearnedReuse {
-    records: IdMap<Record>,
+    records: BlockHashMap<Record>,
     /// Records kept at most (oldest by last use are dropped beyond it).
     capacity: usize,
     weights: [f64; FEATURES],

@@ -20,7 +20,7 @@
 //! its own blocks) and no release order.
 
 use super::{Eviction, Req, NEVER};
-use crate::idhash::IdMap;
+use crate::idhash::BlockHashMap;
 
 /// One request of the replay.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub struct PrefixTrace {
 impl PrefixTrace {
     /// Number the contents and find next uses (one backward pass).
     pub fn new(requests: Vec<PrefixRequest>) -> Self {
-        let mut ids: IdMap<u32> = IdMap::default();
+        let mut ids: BlockHashMap<u32> = BlockHashMap::default();
         let pages: Vec<Vec<u32>> = requests
             .iter()
             .map(|r| {
