@@ -1,7 +1,7 @@
 //! Prefix identity: a request's prompt, given as segments at the trace's own granularity, is
 //! mapped onto the engine's block size. An engine block's hash is the chain hash of the
 //! segments up to the one holding the block's last token, mixed with that token's offset in
-//! the segment. Two requests therefore share an engine block exactly when the trace says
+//! the segment ([`block_hash`], which lays the bits out for the block pool's map). Two requests therefore share an engine block exactly when the trace says
 //! their prompts agree on every token up to the block's end.
 
 use crate::workload::{mix, Segment};
@@ -119,30 +119,39 @@ pub fn block_hashes(
                 }
             }
         }
-        out.push(block_hash(chain, last - seg_start, bs));
+        out.push(block_hash(chain, last - seg_start));
     }
 }
 
-/// Bits of a block hash that give the block's place in its run: consecutive blocks of a
-/// segment, [`HASH_RUN_BITS`]-aligned, share the other bits (the run's key).
+/// Bits of a block hash that give its place in its run (the other bits are the run's key).
 pub const HASH_RUN_BITS: u32 = 5;
 
+/// A run's places are slots of `2^HASH_SLOT_BITS` tokens: with blocks of 16 tokens, the
+/// 32 blocks of an aligned 512 tokens of a segment share a run, one per place.
+const HASH_SLOT_BITS: u32 = 4;
+
 /// The hash of the block whose last token lies at `offset` in the segment with chain hash
-/// `chain`, for blocks of `block_size` tokens: the run's key, random and shared by the
-/// `2^HASH_RUN_BITS` consecutive blocks of the segment's run, above the block's place in
-/// the run (never zero). The block pool's map keeps a run's blocks in one record
-/// ([`crate::engine::content_map`]), so registering, looking up and evicting a prompt's
-/// blocks probes its hash table once per run instead of once per block.
+/// `chain`: a function of the two alone, as identity must be (two blocks, of any size,
+/// whose content agrees up to the same token of the same segment chain share it). Its low
+/// [`HASH_RUN_BITS`] bits are the token's 16-token slot within its 512 tokens; the bits
+/// above, the run's key, are a mix of the chain, the 512-token span and the token's place
+/// within its slot, so blocks of 16 tokens of one segment fill the 32 places of one run in
+/// order (larger blocks fill every second, fourth, ... place). The block pool's map keeps a
+/// run in one record ([`crate::engine::content_map`]), so registering, looking up and
+/// evicting a prompt's blocks probes its hash table once per run instead of once per block.
+/// Never zero.
 #[inline]
-pub fn block_hash(chain: u64, offset: u64, block_size: u64) -> u64 {
-    let index = offset / block_size;
-    let run = mix(chain, index >> HASH_RUN_BITS);
-    (run << HASH_RUN_BITS | index & ((1 << HASH_RUN_BITS) - 1)).max(1)
+pub fn block_hash(chain: u64, offset: u64) -> u64 {
+    let span = offset >> (HASH_SLOT_BITS + HASH_RUN_BITS);
+    let within_slot = offset & ((1 << HASH_SLOT_BITS) - 1);
+    let place = (offset >> HASH_SLOT_BITS) & ((1 << HASH_RUN_BITS) - 1);
+    let run = mix(chain, span << HASH_SLOT_BITS | within_slot);
+    (run << HASH_RUN_BITS | place).max(1)
 }
 
 /// A stretch of a request's tokens with one identity: the chain hash of the trace segments
 /// up to and including it, and its token range `[start, end)`. A block whose last token lies
-/// at `start + offset` has the hash `block_hash(chain, offset, block_size)` ([`block_hashes`]); two
+/// at `start + offset` has the hash `block_hash(chain, offset)` ([`block_hashes`]); two
 /// requests share it exactly when they have a segment key with the same chain reaching the
 /// same offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -485,6 +494,35 @@ mod segment_key_tests {
     }
 
     #[test]
+    fn a_block_hash_is_its_chain_and_offset_whatever_the_block_size() {
+        // Every offset of a chain its own hash, and the same hash at any block size: a
+        // partial tail block (identified at block size 1) shares a hash only with blocks
+        // that end at the same token.
+        let n = 100_000u64;
+        let all: std::collections::HashSet<u64> = (0..n).map(|o| block_hash(77, o)).collect();
+        assert_eq!(all.len() as u64, n);
+        let segs = [
+            Segment { id: 1, tokens: 40 },
+            Segment { id: 2, tokens: 600 },
+        ];
+        for bs in [1u32, 16, 32, 128] {
+            let mut h = Vec::new();
+            block_hashes(&segs, 640, 640, bs, 0, &mut h);
+            let mut ones = Vec::new();
+            block_hashes(&segs, 640, 640, 1, 0, &mut ones);
+            for (b, &x) in h.iter().enumerate() {
+                let last = (b + 1) * bs as usize - 1;
+                assert_eq!(x, ones[last], "block size {bs}, block {b}");
+            }
+        }
+        let seg = |id, tokens| Segment { id, tokens };
+        let (a, b) = ([seg(1, 16), seg(2, 1)], [seg(1, 16), seg(2, 32)]);
+        let (ia, ib) = (fixed_block_ids(&a, 17, 16), fixed_block_ids(&b, 48, 16));
+        assert_eq!(ia[0], ib[0]);
+        assert_ne!(ia[1], ib[1], "a one-token tail is not a 16-token block");
+    }
+
+    #[test]
     fn segment_keys_rebuild_every_block_hash() {
         let segs = [
             Segment { id: 7, tokens: 40 },
@@ -499,7 +537,7 @@ mod segment_key_tests {
             for (b, &h) in hashes.iter().enumerate() {
                 let last = (b as u64 + 1) * 16 - 1;
                 let (k, off) = key_of_token(&keys, last);
-                assert_eq!(block_hash(k.chain, off, 16), h, "prompt {prompt} block {b}");
+                assert_eq!(block_hash(k.chain, off), h, "prompt {prompt} block {b}");
                 assert_eq!(k.unique, last >= prompt as u64);
             }
         }

@@ -7,9 +7,11 @@
 //!
 //! Semantically it is a plain map from `u64` to `V`: any hashes may be stored (two hashes
 //! that differ only in their place share a record, others do not), a value equal to the
-//! map's `empty` marks a vacant slot, and a record is dropped when its last slot empties.
+//! map's `empty` marks a vacant slot, and a record whose last slot empties leaves the table
+//! and waits on a free list for the next new run (records are never released: the map
+//! stays at its peak size).
 
-use crate::idhash::IdMap;
+use crate::idhash::BlockHashMap;
 
 /// Bits of a hash that give its place in its run.
 pub const RUN_BITS: u32 = crate::prefix::HASH_RUN_BITS;
@@ -29,8 +31,9 @@ struct Record<V> {
 /// A map from content hash to `V`, by runs (see the module doc).
 #[derive(Debug, Clone)]
 pub struct ContentMap<V: Copy + PartialEq> {
-    /// Run key to its record.
-    runs: IdMap<u32>,
+    /// Run key to its record (keys are hashes shifted right, so their top bits are zero:
+    /// they are mixed, not passed through, for the table's tags to tell them apart).
+    runs: BlockHashMap<u32>,
     records: Vec<Record<V>>,
     /// Records not in use.
     free: Vec<u32>,
@@ -48,7 +51,7 @@ impl<V: Copy + PartialEq> ContentMap<V> {
     /// An empty map; `empty` is the value of a vacant slot (never stored).
     pub fn new(empty: V) -> Self {
         ContentMap {
-            runs: IdMap::default(),
+            runs: BlockHashMap::default(),
             records: Vec::new(),
             free: Vec::new(),
             len: 0,
@@ -88,7 +91,7 @@ impl<V: Copy + PartialEq> ContentMap<V> {
 
     /// Store `value` (not `empty`) under `hash`, replacing any value there.
     pub fn insert(&mut self, hash: u64, value: V) {
-        debug_assert!(value != self.empty, "the empty value is not stored");
+        assert!(value != self.empty, "the empty value is not stored");
         let (key, place) = split(hash);
         let r = match self.runs.get(&key) {
             Some(&r) => r,

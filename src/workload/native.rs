@@ -163,6 +163,16 @@ impl Iterator for NativeReader {
     }
 }
 
+/// A block hash as a native trace writes it: 63 bits (so that tools reading ids as signed
+/// 64-bit integers keep them), dropping the lowest bit of the run's key rather than of the
+/// block's place in its run ([`crate::prefix::block_hash`]), so distinct blocks keep
+/// distinct ids.
+fn written_id(hash: u64) -> u64 {
+    let place_bits = crate::prefix::HASH_RUN_BITS;
+    let place = hash & ((1 << place_bits) - 1);
+    (hash >> (place_bits + 1)) << place_bits | place
+}
+
 /// Writes requests as a native trace with `block_tokens` tokens per prefix hash.
 pub fn write_native<W: Write>(
     out: W,
@@ -184,7 +194,7 @@ pub fn write_native<W: Write>(
         }
         let r = r?;
         let ids = fixed_block_ids(&r.segments, identified_tokens(&r), block_tokens);
-        let ids: Vec<String> = ids.iter().map(|i| (i >> 1).to_string()).collect();
+        let ids: Vec<String> = ids.iter().map(|&i| written_id(i).to_string()).collect();
         let session = r.session.map(|s| s.to_string()).unwrap_or_default();
         writeln!(
             out,
@@ -200,4 +210,22 @@ pub fn write_native<W: Write>(
     }
     out.flush().map_err(io)?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod written_id_tests {
+    use super::written_id;
+    use crate::prefix::block_hash;
+
+    #[test]
+    fn written_ids_fit_63_bits_and_stay_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for chain in 0..20u64 {
+            for offset in 0..5_000u64 {
+                let id = written_id(block_hash(chain, offset));
+                assert!(id < 1 << 63);
+                assert!(seen.insert(id), "chain {chain} offset {offset}");
+            }
+        }
+    }
 }

@@ -86,7 +86,7 @@ fn group_hash(hash: u64, g: usize) -> u64 {
     if g == 0 {
         return hash;
     }
-    let h = hash ^ (g as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) << crate::prefix::HASH_RUN_BITS;
+    let h = hash ^ ((g as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) << crate::prefix::HASH_RUN_BITS);
     h.max(1)
 }
 
