@@ -57,15 +57,15 @@ fn every_shared_vllm_case_matches_step_for_step_sync_and_async() {
 }
 
 #[test]
-fn own_cases_match_vllm_lone_requests_and_duplicate_blocks() {
+fn own_cases_match_vllm_lone_requests_duplicate_blocks_and_the_watermark() {
     let cases = cases_in(&own_cases());
     let names: Vec<String> = cases
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["H1", "L1"]);
+    assert_eq!(names, ["H1", "L1", "W1"]);
     let (runs, asynchronous) = check_all(&cases);
-    assert_eq!((runs, asynchronous), (4, 2));
+    assert_eq!((runs, asynchronous), (6, 3));
 }
 
 #[test]

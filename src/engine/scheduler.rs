@@ -12,7 +12,7 @@
 //!    budget lasts and fewer than `max_num_seqs` run. A request's prefix-cache hit is looked
 //!    up, its remaining tokens chunked to the budget (or, without chunked prefill, it waits
 //!    for a budget that holds them all), and it is admitted only if the blocks it needs (its
-//!    whole prompt, with `full_prompt_admission`) are free, keeping the watermark. The first
+//!    whole prompt, with `full_prompt_admission`) are free, keeping the watermark while any request runs. The first
 //!    request that cannot be admitted stops admission.
 
 use super::kv_cache_manager::{CacheHit, KvCacheManager};
@@ -392,7 +392,11 @@ impl Scheduler {
             let Admission::Chunk(a) = self.plan_admission(slot, cap, *budget) else {
                 break;
             };
-            let reserve = if self.scheduled.is_empty() {
+            // vLLM 0.33 keeps the watermark free whenever a request is running
+            // (`has_scheduled_reqs=bool(self.running)` in `schedule()`), scheduled this
+            // step or not: with asynchronous scheduling a request whose last token is in
+            // flight runs without being scheduled.
+            let reserve = if self.running.is_empty() {
                 0
             } else {
                 self.cfg.watermark_blocks

@@ -11,6 +11,8 @@ then made with the shared kit's driver (see README.md here):
     VENV/bin/python $D $C/L1 --arrivals $C/L1/arrivals.txt --async --out vllm_async
     VENV/bin/python $D $C/H1
     VENV/bin/python $D $C/H1 --async --out vllm_async
+    VENV/bin/python $D $C/W1
+    VENV/bin/python $D $C/W1 --async --out vllm_async
     gzip -f $C/*/vllm*/vllm_sched.jsonl
 
 Rerunning them reproduces the committed files (vLLM 0.33.0, torch 2.14.0, CPU only).
@@ -18,6 +20,10 @@ Rerunning them reproduces the committed files (vLLM 0.33.0, torch 2.14.0, CPU on
 Cases:
   L1  lone requests (arrivals spaced so each runs alone) under long_prefill_token_threshold 512:
       vLLM lifts the cap when running + waiting <= 1; bursts and overlaps where it applies.
+  W1  long prompts on a small cache with a watermark: a request runs alone while the next
+      one's whole prompt fits only without the watermark; with asynchronous scheduling the
+      lone request, its last token in flight, is running but not scheduled, and vLLM keeps
+      the watermark (`has_scheduled_reqs=bool(self.running)`).
   H1  shared prefixes computed concurrently in small chunks, repeated whole prompts (a whole-
       prompt hit recomputes its last block), and a cache small enough to evict and preempt:
       many blocks registered twice under one hash, the first evicted while a copy survives.
@@ -113,6 +119,20 @@ def case_h1():
     write_case("H1", rows, dict(blocks=900, mbt=512, seqs=24, max_model_len=16384))
 
 
+def case_w1():
+    rng = random.Random(5)
+    rows, nid = [], 0
+    shared, nid = blocks(nid, 2)
+    for i in range(40):
+        inp = rng.randrange(4000, 15500)
+        own, nid = blocks(nid, (inp + 511) // 512 - 2)
+        rows.append({"timestamp": 0, "input_length": inp, "output_length": rng.randrange(10, 160),
+                     "hash_ids": shared + own})
+    write_case("W1", rows, dict(blocks=1400, mbt=2048, seqs=16, max_model_len=16384, lpt=1024,
+                                watermark=0.03))
+
+
 if __name__ == "__main__":
     case_l1()
     case_h1()
+    case_w1()
