@@ -1,8 +1,9 @@
 //! Prefix identity: a request's prompt, given as segments at the trace's own granularity, is
 //! mapped onto the engine's block size. An engine block's hash is the chain hash of the
 //! segments up to the one holding the block's last token, mixed with that token's offset in
-//! the segment ([`block_hash`], which lays the bits out for the block pool's map). Two requests therefore share an engine block exactly when the trace says
-//! their prompts agree on every token up to the block's end.
+//! the segment ([`block_hash`], which lays the bits out for the block pool's map). Two
+//! requests therefore share an engine block exactly when the trace says their prompts agree
+//! on every token up to the block's end.
 
 use crate::workload::{mix, Segment};
 

@@ -12,8 +12,8 @@
 //!    budget lasts and fewer than `max_num_seqs` run. A request's prefix-cache hit is looked
 //!    up, its remaining tokens chunked to the budget (or, without chunked prefill, it waits
 //!    for a budget that holds them all), and it is admitted only if the blocks it needs (its
-//!    whole prompt, with `full_prompt_admission`) are free, keeping the watermark while any request runs. The first
-//!    request that cannot be admitted stops admission.
+//!    whole prompt, with `full_prompt_admission`) are free, keeping the watermark while any
+//!    request runs. The first request that cannot be admitted stops admission.
 
 use super::kv_cache_manager::{CacheHit, KvCacheManager};
 use super::request::{EngineRequest, Status};
@@ -392,15 +392,7 @@ impl Scheduler {
             let Admission::Chunk(a) = self.plan_admission(slot, cap, *budget) else {
                 break;
             };
-            // vLLM 0.33 keeps the watermark free whenever a request is running
-            // (`has_scheduled_reqs=bool(self.running)` in `schedule()`), scheduled this
-            // step or not: with asynchronous scheduling a request whose last token is in
-            // flight runs without being scheduled.
-            let reserve = if self.running.is_empty() {
-                0
-            } else {
-                self.cfg.watermark_blocks
-            };
+            let reserve = self.admission_reserve();
             let in_flight = self.request(slot).in_flight_tokens;
             if !self.kv.allocate_slots(
                 slot as u64,
@@ -420,6 +412,18 @@ impl Scheduler {
             self.admit(slot, a.hit.tokens, a.cpu_tokens, a.start, now_ns);
             self.push_scheduled(slot, a.n, a.start);
             *budget -= a.n;
+        }
+    }
+
+    /// Blocks an admission must leave free: the watermark whenever a request is running,
+    /// scheduled this step or not (vLLM 0.33 passes `has_scheduled_reqs=bool(self.running)`
+    /// to `allocate_slots`; with asynchronous scheduling a request whose last token is in
+    /// flight runs without being scheduled).
+    fn admission_reserve(&self) -> u32 {
+        if self.running.is_empty() {
+            0
+        } else {
+            self.cfg.watermark_blocks
         }
     }
 

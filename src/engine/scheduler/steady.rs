@@ -96,7 +96,7 @@ impl Scheduler {
             Admission::WaitsForBudget => true,
             Admission::NothingToRun => false,
             Admission::Chunk(a) => {
-                let watermark = self.cfg.watermark_blocks;
+                let watermark = self.admission_reserve();
                 let room = self
                     .kv
                     .room_for(slot as u64, a.resume, a.n, a.hit, a.full, watermark);
